@@ -1,0 +1,255 @@
+"""Recurrent classifiers for the palindrome task (Part 3), in Flax NNX.
+
+The vanilla cell follows the assignment exactly::
+
+    h_0 = 0
+    h_t = tanh(W [x_t ; h_{t-1}] + b)      # ONE Linear: (input_dim + hidden) -> hidden
+    logits = V h_T + c                     # Linear: hidden -> num_classes
+
+An LSTM cell (one Linear ``(input_dim + hidden) -> 4 * hidden``, gates
+``i, f, g, o`` in that order, forget-gate bias initialised to 1) is provided
+for comparison.
+
+Implementation notes:
+
+* The time loop is a ``jax.lax.scan`` over time-major inputs, so compile time
+  does not grow with ``T``.
+* ``W [x_t ; h_{t-1}] = W_x x_t + W_h h_{t-1}`` where ``W_x``/``W_h`` are the
+  row blocks of the single Linear's kernel.  The input term does not depend
+  on the recurrence, so it is computed for all steps before the scan (for
+  digit inputs it is a row gather, since ``x_t`` is one-hot); only the
+  ``W_h h_{t-1}`` matmul stays inside the loop.  Parameters are still those
+  of one Linear, as the spec requires.
+* Initialisation mimics PyTorch's ``nn.Linear`` default (see
+  ``torch_linear_init``) because the original assignment is in PyTorch.
+* ``dtype`` is the compute dtype: parameters stay float32 and are cast, along
+  with the inputs, before use.  Logits are returned as at least float32 so that
+  losses are computed in full precision.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+__all__ = ["torch_linear_init", "RNNClassifier", "grad_norms_wrt_hidden"]
+
+Initializer = Callable[..., jax.Array]
+
+
+def torch_linear_init(fan_in: int) -> tuple[Initializer, Initializer]:
+    """PyTorch ``nn.Linear`` default initialisers as ``(kernel_init, bias_init)``.
+
+    PyTorch initialises the weight with ``kaiming_uniform_(a=sqrt(5))``, i.e.
+    ``U(-b, b)`` with ``b = gain * sqrt(3 / fan_in)`` and
+    ``gain = sqrt(2 / (1 + a^2)) = sqrt(1/3)``, which simplifies to
+    ``b = 1 / sqrt(fan_in)``; the bias uses the same bound.  (Flax's default
+    is lecun-normal kernels and zero biases.)
+    """
+    if fan_in < 1:
+        raise ValueError(f"fan_in must be >= 1, got {fan_in}")
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
+
+    return init, init
+
+
+def _lstm_bias_init(fan_in: int, hidden: int) -> Initializer:
+    """PyTorch-style uniform bias, with the forget-gate block set to 1.0.
+
+    A positive forget bias keeps ``c`` flowing early in training (Jozefowicz
+    et al., 2015).  Gate layout along the last axis: ``[i, f, g, o]``.
+    """
+    _, base = torch_linear_init(fan_in)
+
+    def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+        return base(key, shape, dtype).at[hidden : 2 * hidden].set(1.0)
+
+    return init
+
+
+class RNNClassifier(nnx.Module):
+    """Many-to-one recurrent classifier: reads a sequence, classifies from ``h_T``.
+
+    Args:
+        input_dim: size of one input step (10 for decimal digits).
+        hidden: hidden-state size.
+        num_classes: number of output classes.
+        cell: ``"vanilla"`` (tanh RNN, the assignment's model) or ``"lstm"``.
+        dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
+        rngs: NNX random streams for parameter initialisation.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_dim: int = 10,
+        hidden: int = 128,
+        num_classes: int = 10,
+        cell: str = "vanilla",
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        if cell not in ("vanilla", "lstm"):
+            raise ValueError(f"cell must be 'vanilla' or 'lstm', got {cell!r}")
+        self.input_dim = input_dim
+        self.hidden = hidden
+        self.num_classes = num_classes
+        self.cell_type = cell
+        self.dtype = dtype
+
+        fan_in = input_dim + hidden
+        gates = 1 if cell == "vanilla" else 4
+        kernel_init, bias_init = torch_linear_init(fan_in)
+        if cell == "lstm":
+            bias_init = _lstm_bias_init(fan_in, hidden)
+        # Kernel rows [0, input_dim) act on x_t, rows [input_dim, fan_in) on
+        # h_{t-1}, matching the concatenation order [x_t ; h_{t-1}].
+        self.cell = nnx.Linear(
+            fan_in, gates * hidden, kernel_init=kernel_init, bias_init=bias_init,
+            param_dtype=jnp.float32, rngs=rngs,
+        )
+        out_kernel_init, out_bias_init = torch_linear_init(hidden)
+        self.out = nnx.Linear(
+            hidden, num_classes, kernel_init=out_kernel_init, bias_init=out_bias_init,
+            dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _input_projection(self, x: jax.Array) -> jax.Array:
+        """``W_x x_t + b`` for every step: ``[B, T]`` ints or ``[B, T, D]`` floats -> ``[B, T, G*H]``."""
+        kernel = self.cell.kernel[...].astype(self.dtype)
+        bias = self.cell.bias[...].astype(self.dtype)
+        w_x = kernel[: self.input_dim]
+        x = jnp.asarray(x)
+        if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
+            if x.ndim != 2:
+                raise ValueError(f"integer input must be [B, T], got shape {x.shape}")
+            # one_hot(x) @ W_x selects rows of W_x; the gather is exact and
+            # avoids a matmul with mostly-zero operands.
+            return jnp.take(w_x, x.astype(jnp.int32), axis=0) + bias
+        if x.ndim != 3 or x.shape[-1] != self.input_dim:
+            raise ValueError(f"float input must be [B, T, {self.input_dim}], got shape {x.shape}")
+        return jnp.einsum("btd,dk->btk", x.astype(self.dtype), w_x) + bias
+
+    # ---------------------------------------------------------------- interface
+    def hidden_states(
+        self,
+        x: jax.Array,
+        h0: jax.Array | None = None,
+        *,
+        perturb: jax.Array | None = None,
+    ) -> jax.Array:
+        """All hidden states ``h_1 .. h_T``.
+
+        Args:
+            x: digits int ``[B, T]`` (one-hot with ``input_dim`` classes) or
+                float ``[B, T, input_dim]``.
+            h0: initial hidden state ``[B, hidden]``; zeros when ``None``.
+                For the LSTM the initial cell state is always zero.
+            perturb: optional ``[B, T, hidden]`` tensor added to each ``h_t``
+                right after the cell update, *before* it feeds step ``t+1``.
+                With ``perturb = 0`` the output is unchanged, and the gradient
+                of a loss w.r.t. ``perturb[:, t]`` is the total derivative
+                ``dL/dh_t`` through all downstream paths.
+
+        Returns:
+            ``[B, T, hidden]`` in the compute dtype.
+        """
+        xw = self._input_projection(x)  # [B, T, G*H]
+        batch, steps = xw.shape[0], xw.shape[1]
+        w_h = self.cell.kernel[...].astype(self.dtype)[self.input_dim :]  # [H, G*H]
+        h = (jnp.zeros((batch, self.hidden), self.dtype) if h0 is None
+             else jnp.asarray(h0).astype(self.dtype))
+        if perturb is None:
+            perturb = jnp.zeros((batch, steps, self.hidden), self.dtype)
+        else:
+            perturb = jnp.asarray(perturb).astype(self.dtype)
+        # scan iterates over the leading axis, so go time-major.
+        xs = (jnp.swapaxes(xw, 0, 1), jnp.swapaxes(perturb, 0, 1))
+        hidden = self.hidden
+
+        if self.cell_type == "vanilla":
+            def step(h_prev, inp):
+                xw_t, eps_t = inp
+                h_t = jnp.tanh(xw_t + h_prev @ w_h) + eps_t
+                return h_t, h_t
+
+            _, hs = jax.lax.scan(step, h, xs)
+        else:
+            def step(carry, inp):
+                h_prev, c_prev = carry
+                xw_t, eps_t = inp
+                z = xw_t + h_prev @ w_h
+                i = jax.nn.sigmoid(z[:, :hidden])
+                f = jax.nn.sigmoid(z[:, hidden : 2 * hidden])
+                g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
+                o = jax.nn.sigmoid(z[:, 3 * hidden :])
+                c_t = f * c_prev + i * g
+                h_t = o * jnp.tanh(c_t) + eps_t
+                return (h_t, c_t), h_t
+
+            c = jnp.zeros((batch, hidden), self.dtype)
+            _, hs = jax.lax.scan(step, (h, c), xs)
+        return jnp.swapaxes(hs, 0, 1)
+
+    def logits_from_last(self, h_last: jax.Array) -> jax.Array:
+        """Output layer: ``[B, hidden]`` -> logits ``[B, num_classes]``.
+
+        Logits are float32, or float64 for a float64 model: never narrower
+        than float32, so a bf16 model's loss is still computed in full precision.
+        """
+        return self.out(h_last).astype(jnp.promote_types(self.dtype, jnp.float32))
+
+    def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """Logits ``[B, num_classes]`` from the last hidden state.
+
+        ``train`` and ``rngs`` are accepted (and ignored) so that every model in
+        the project shares one trainer interface; this model has no dropout or
+        batch statistics.
+        """
+        del train, rngs
+        return self.logits_from_last(self.hidden_states(x)[:, -1])
+
+
+@nnx.jit(static_argnames=("reduction",))
+def grad_norms_wrt_hidden(model: RNNClassifier, x: jax.Array, y: jax.Array, reduction: str = "mean") -> jax.Array:
+    """Gradient magnitude per time step: ``mean_b ||dL/dh_t[b]||_2`` -> ``[T]``.
+
+    ``L`` is the cross-entropy of ``logits_from_last(h_T)`` against ``y``,
+    averaged over the batch (``reduction="mean"``, as a PyTorch
+    ``loss.backward()`` with ``retain_grad`` on the hidden states would
+    measure) or summed (``reduction="sum"``: per-example gradients, which do
+    not shrink with the batch size).  ``dL/dh_t`` is the *total* derivative,
+    through every later step, obtained as the gradient w.r.t. a zero
+    perturbation added to ``h_t`` inside the scan.  Entry ``t`` (0-based)
+    belongs to ``h_{t+1}``; a vanishing gradient shows as small early entries.
+    The result is float32 (float64 for a float64 model).
+
+    Args:
+        model: the classifier (parameters are not differentiated).
+        x: inputs as accepted by ``RNNClassifier.hidden_states``, batch ``B``, length ``T``.
+        y: int labels ``[B]``.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    x = jnp.asarray(x)
+    batch, steps = x.shape[0], x.shape[1]
+    # At least float32 even for bf16 models, so the gradient itself is
+    # returned in full precision (it is cast to the compute dtype inside).
+    eps = jnp.zeros((batch, steps, model.hidden), jnp.promote_types(model.dtype, jnp.float32))
+
+    def loss_fn(eps):
+        h_last = model.hidden_states(x, perturb=eps)[:, -1]
+        losses = optax.softmax_cross_entropy_with_integer_labels(model.logits_from_last(h_last), y)
+        return losses.mean() if reduction == "mean" else losses.sum()
+
+    grads = jax.grad(loss_fn)(eps)  # [B, T, H]
+    return jnp.linalg.norm(grads, axis=-1).mean(axis=0)

@@ -1,0 +1,247 @@
+"""Tests for the recurrent classifier (jax_models/rnn.py).
+
+The references below are deliberately written the naive way: a Python loop
+over time applying the *concatenated* form ``W [x_t ; h_{t-1}] + b`` of the
+spec, whereas the model hoists the input projection out of a ``lax.scan``.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from jax_models.rnn import RNNClassifier, grad_norms_wrt_hidden, torch_linear_init
+
+B, T, H = 5, 9, 16
+
+
+def _digits(batch=B, steps=T, seed=0):
+    return np.random.default_rng(seed).integers(0, 10, size=(batch, steps)).astype(np.int32)
+
+
+def _params(model):
+    return (np.asarray(model.cell.kernel[...]), np.asarray(model.cell.bias[...]),
+            np.asarray(model.out.kernel[...]), np.asarray(model.out.bias[...]))
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _step(xp, cell, w, b, x_t, h, c):
+    """One cell update in the concatenated form, for ``xp`` in {numpy, jax.numpy}."""
+    z = xp.concatenate([x_t, h], axis=-1) @ w + b
+    if cell == "vanilla":
+        return xp.tanh(z), c
+    n = h.shape[-1]
+    sig = _sigmoid if xp is np else jax.nn.sigmoid
+    i, f, g, o = sig(z[:, :n]), sig(z[:, n:2 * n]), xp.tanh(z[:, 2 * n:3 * n]), sig(z[:, 3 * n:])
+    c = f * c + i * g
+    return o * xp.tanh(c), c
+
+
+def _loop_hidden_states(xp, cell, w, b, x_onehot, h0=None):
+    batch, steps, _ = x_onehot.shape
+    n = w.shape[0] - x_onehot.shape[-1]
+    h = xp.zeros((batch, n), x_onehot.dtype) if h0 is None else h0
+    c = xp.zeros((batch, n), x_onehot.dtype)
+    hs = []
+    for t in range(steps):
+        h, c = _step(xp, cell, w, b, x_onehot[:, t], h, c)
+        hs.append(h)
+    return xp.stack(hs, axis=1)
+
+
+@pytest.mark.parametrize("cell", ["vanilla", "lstm"])
+def test_scan_matches_python_loop_float32(cell):
+    model = RNNClassifier(hidden=H, cell=cell, rngs=nnx.Rngs(0))
+    x = _digits()
+    w, b, v, c = (jnp.asarray(p) for p in _params(model))
+    ref_hs = _loop_hidden_states(jnp, cell, w, b, jax.nn.one_hot(x, 10, dtype=jnp.float32))
+    hs = model.hidden_states(x)
+    assert hs.shape == (B, T, H) and hs.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(hs), np.asarray(ref_hs), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(ref_hs[:, -1] @ v + c), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["vanilla", "lstm"])
+def test_float64_matches_numpy_loop(cell):
+    with jax.enable_x64(True):
+        model = RNNClassifier(hidden=H, cell=cell, dtype=jnp.float64, rngs=nnx.Rngs(1))
+        x = _digits(seed=1)
+        w, b, v, c = (p.astype(np.float64) for p in _params(model))
+        h0 = np.random.default_rng(3).normal(size=(B, H)) * 0.5
+        ref_hs = _loop_hidden_states(np, cell, w, b, np.eye(10)[x], h0=h0)
+        hs = np.asarray(model.hidden_states(x, h0=h0))
+        assert hs.dtype == np.float64
+        np.testing.assert_allclose(hs, ref_hs, atol=1e-12, rtol=0)
+        logits = np.asarray(model.logits_from_last(jnp.asarray(hs[:, -1])))
+        assert logits.dtype == np.float64
+        np.testing.assert_allclose(logits, ref_hs[:, -1] @ v + c, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["vanilla", "lstm"])
+def test_int_digits_equal_one_hot_floats(cell):
+    model = RNNClassifier(hidden=H, cell=cell, rngs=nnx.Rngs(2))
+    x = _digits(seed=2)
+    onehot = jax.nn.one_hot(x, 10, dtype=jnp.float32)
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(model(onehot)), atol=1e-6, rtol=0)
+    # uint8 digits, as stored by the data set, are accepted too.
+    np.testing.assert_allclose(np.asarray(model(x.astype(np.uint8))), np.asarray(model(x)), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["vanilla", "lstm"])
+def test_output_shape_and_last_hidden_consistency(cell):
+    model = RNNClassifier(cell=cell, rngs=nnx.Rngs(3))  # default hidden=128
+    x = _digits(batch=3, steps=6, seed=3)
+    logits = model(x, train=True, rngs=nnx.Rngs(9))
+    assert logits.shape == (3, 10) and logits.dtype == jnp.float32
+    hs = model.hidden_states(x)
+    assert hs.shape == (3, 6, 128)
+    np.testing.assert_array_equal(np.asarray(model.logits_from_last(hs[:, -1])), np.asarray(logits))
+    # A zero perturbation leaves the forward pass unchanged.
+    np.testing.assert_array_equal(np.asarray(model.hidden_states(x, perturb=jnp.zeros_like(hs))),
+                                  np.asarray(hs))
+
+
+def test_torch_init_bounds_and_lstm_forget_bias():
+    kernel_init, bias_init = torch_linear_init(138)
+    w = kernel_init(jax.random.key(0), (138, 128))
+    bound = 1 / math.sqrt(138)
+    assert float(jnp.abs(w).max()) <= bound and float(jnp.abs(w).max()) > 0.95 * bound
+    assert abs(float(w.std()) - bound / math.sqrt(3)) < 0.02 * bound  # std of U(-b, b)
+
+    model = RNNClassifier(cell="vanilla", rngs=nnx.Rngs(0))
+    assert model.cell.kernel[...].shape == (138, 128) and model.out.kernel[...].shape == (128, 10)
+    assert float(jnp.abs(model.cell.bias[...]).max()) <= bound
+    assert float(jnp.abs(model.out.kernel[...]).max()) <= 1 / math.sqrt(128)
+
+    lstm = RNNClassifier(cell="lstm", rngs=nnx.Rngs(0))
+    bias = np.asarray(lstm.cell.bias[...])
+    assert lstm.cell.kernel[...].shape == (138, 512)
+    np.testing.assert_array_equal(bias[128:256], 1.0)
+    assert np.abs(np.delete(bias, np.s_[128:256])).max() <= bound
+
+
+def test_bfloat16_compute():
+    x = _digits()
+    m32 = RNNClassifier(hidden=H, rngs=nnx.Rngs(4))
+    m16 = RNNClassifier(hidden=H, dtype=jnp.bfloat16, rngs=nnx.Rngs(4))
+    assert m16.cell.kernel[...].dtype == jnp.float32  # params stay float32
+    assert m16.hidden_states(x).dtype == jnp.bfloat16
+    logits = m16(x)
+    assert logits.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(m32(x)), atol=5e-2)
+
+
+def _ce(logits, y):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+@pytest.mark.parametrize("cell", ["vanilla", "lstm"])
+def test_grad_norms_match_direct_gradients(cell):
+    model = RNNClassifier(hidden=H, cell=cell, rngs=nnx.Rngs(5))
+    x = _digits(seed=5)
+    y = jnp.asarray(np.random.default_rng(6).integers(0, 10, size=B))
+    gn = np.asarray(grad_norms_wrt_hidden(model, x, y))
+    assert gn.shape == (T,) and gn.dtype == np.float32
+    assert np.all(np.isfinite(gn)) and np.all(gn > 0)
+
+    # Last step: differentiate the output layer's loss directly w.r.t. h_T.
+    hs = model.hidden_states(x)
+    g_last = jax.grad(lambda h: _ce(model.logits_from_last(h), y))(hs[:, -1])
+    np.testing.assert_allclose(gn[-1], float(jnp.linalg.norm(g_last, axis=-1).mean()), rtol=1e-5)
+
+    # Every other step: run the remaining steps from h_t with a Python loop
+    # (independent code path) and differentiate w.r.t. h_t.
+    w, b, v, c = (jnp.asarray(p) for p in _params(model))
+    onehot = jax.nn.one_hot(x, 10, dtype=jnp.float32)
+    cs = None
+    if cell == "lstm":
+        # The LSTM also carries c_t, which must be recomputed as a constant.
+        cs, h, c_t = [], jnp.zeros((B, H)), jnp.zeros((B, H))
+        for t in range(T):
+            h, c_t = _step(jnp, cell, w, b, onehot[:, t], h, c_t)
+            cs.append(c_t)
+
+    def loss_from(t, h_t):
+        h, c_t = h_t, (cs[t] if cs is not None else None)
+        for s in range(t + 1, T):
+            h, c_t = _step(jnp, cell, w, b, onehot[:, s], h, c_t)
+        return _ce(h @ v + c, y)
+
+    for t in (0, T // 2, T - 2):
+        g = jax.grad(lambda h_t: loss_from(t, h_t))(hs[:, t])
+        np.testing.assert_allclose(gn[t], float(jnp.linalg.norm(g, axis=-1).mean()), rtol=1e-4)
+
+    # reduction="sum" differentiates per-example losses: exactly B times larger.
+    np.testing.assert_allclose(np.asarray(grad_norms_wrt_hidden(model, x, y, reduction="sum")),
+                               B * gn, rtol=1e-5)
+
+
+def test_grad_norms_finite_difference_float64():
+    with jax.enable_x64(True):
+        model = RNNClassifier(hidden=H, dtype=jnp.float64, rngs=nnx.Rngs(7))
+        x = _digits(batch=1, seed=7)
+        y = jnp.asarray([3])
+        gn = np.asarray(grad_norms_wrt_hidden(model, x, y))
+        t = 2
+
+        assert gn.dtype == np.float64
+
+        # Batched over the H central-difference directions: row k perturbs
+        # coordinate k of h_t of the single example (B=1).
+        @jax.jit
+        def losses(eps):  # [H, T, H] -> [H]
+            hs = model.hidden_states(jnp.repeat(x, H, axis=0), perturb=eps)
+            logits = model.logits_from_last(hs[:, -1])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.repeat(y, H))
+
+        delta = 1e-6
+        e = np.zeros((H, T, H))
+        e[np.arange(H), t, np.arange(H)] = delta
+        grad = (np.asarray(losses(jnp.asarray(e))) - np.asarray(losses(jnp.asarray(-e)))) / (2 * delta)
+        np.testing.assert_allclose(gn[t], np.linalg.norm(grad), rtol=1e-6)
+
+
+def test_vanilla_gradients_vanish_at_init():
+    model = RNNClassifier(rngs=nnx.Rngs(8))
+    x = _digits(batch=16, steps=30, seed=8)
+    y = jnp.asarray(x[:, 0])
+    gn = np.asarray(grad_norms_wrt_hidden(model, x, y))
+    assert gn[0] < 1e-3 * gn[-1]
+
+
+def test_jit_any_batch_size():
+    model = RNNClassifier(hidden=H, rngs=nnx.Rngs(9))
+
+    @nnx.jit
+    def forward(m, x):
+        return m(x)
+
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def forward_pure(state, x):
+        return nnx.merge(graphdef, state)(x)
+
+    for batch in (1, 4, 33):
+        x = _digits(batch=batch, steps=7, seed=batch)
+        eager = np.asarray(model(x))
+        assert forward(model, x).shape == (batch, 10)
+        np.testing.assert_allclose(np.asarray(forward(model, x)), eager, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(forward_pure(state, x)), eager, atol=1e-6)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        RNNClassifier(cell="gru", rngs=nnx.Rngs(0))
+    model = RNNClassifier(hidden=H, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError):
+        model(jnp.zeros((2, 3, 7)))  # wrong feature size
+    with pytest.raises(ValueError):
+        model(jnp.zeros((2, 3, 10), jnp.int32))  # int input must be [B, T]

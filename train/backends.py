@@ -1,0 +1,136 @@
+"""Framework backends behind one small interface, so a single loop drives NumPy and JAX alike.
+
+A backend trains for a period given its batch indices ``[K, B]`` and then
+evaluates the requested splits, returning ``({split: {"loss", "accuracy"}},
+per-step train metrics)``. Both see the same batches in the same order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import jax
+import numpy as np
+
+from train.trainer import Trainer, create_state, eval_plan, param_count
+
+
+class JaxBackend:
+    framework = "jax"
+
+    def __init__(self, model, tx, preprocess, arrays: Mapping[str, np.ndarray], *, seed: int,
+                 devices: Sequence | None = None, eval_batch: int = 1024,
+                 eval_splits: Sequence[str] = ("train", "test")) -> None:
+        graphdef, state = create_state(model, tx, seed)
+        self.graphdef = graphdef
+        self.param_count = param_count(state.params)
+        self.trainer = Trainer(graphdef, tx, preprocess, devices=devices)
+        self.state = self.trainer.replicate(state)
+        self.data = self.trainer.replicate(dict(arrays))
+        n = self.trainer.n
+        self.evals = {s: eval_plan(len(arrays[f"{s}_y"]), eval_batch, n) for s in eval_splits}
+
+    @property
+    def compile_time_s(self) -> float:
+        return self.trainer.compile_time_s
+
+    @property
+    def devices(self) -> int:
+        return self.trainer.n
+
+    def period(self, idx: np.ndarray):
+        self.state, step_metrics, sums = self.trainer.period(self.state, self.data, idx, self.evals)
+        step_metrics, ev = self.trainer.host_metrics(step_metrics, sums, order=self.evals)
+        return ev, step_metrics
+
+    def host_state(self):
+        return self.trainer.unreplicate(self.state)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        st = self.host_state()
+        logits, _ = self.trainer.fns.apply(st.params, st.model_state, x, train=False)
+        return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
+
+
+class NumpyBackend:
+    """The hand-written NumPy MLP trained with plain mini-batch SGD."""
+
+    framework = "numpy"
+    compile_time_s = 0.0
+    devices = 1
+
+    def __init__(self, model, arrays: Mapping[str, np.ndarray], *, lr: float,
+                 eval_splits: Sequence[str] = ("train", "test")) -> None:
+        self.model = model
+        self.lr = lr
+        self.arrays = {k: (v.astype(model.dtype) if k.endswith("_x") else v) for k, v in arrays.items()}
+        self.eval_splits = tuple(eval_splits)
+        self.param_count = model.param_count
+
+    def period(self, idx: np.ndarray):
+        x_all, y_all = self.arrays["train_x"], self.arrays["train_y"]
+        losses, accs = [], []
+        for i in idx:
+            loss, acc = self.model.sgd_step(x_all[i], y_all[i], self.lr)
+            losses.append(loss)
+            accs.append(acc)
+        ev = {}
+        for s in self.eval_splits:
+            loss, acc = self.model.evaluate(self.arrays[f"{s}_x"], self.arrays[f"{s}_y"])
+            ev[s] = {"loss": loss, "accuracy": acc, "count": len(self.arrays[f"{s}_y"])}
+        return ev, {"loss": np.asarray(losses), "accuracy": np.asarray(accs)}
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.model.softmax.forward(self.model.logits(x))
+
+
+def batch_stream(n: int, batch: int, steps: int, seed: int) -> np.ndarray:
+    """[steps, batch] indices: consecutive slices of a stream of shuffled permutations of 0..n-1.
+
+    Every example is seen once before any is seen twice; the stream is a pure function
+    of (n, batch, steps, seed), so every framework gets the same batches in the same order.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xBA7C4]))
+    need = steps * batch
+    perms = [rng.permutation(n) for _ in range(-(-need // n))]
+    return np.concatenate(perms)[:need].astype(np.int32).reshape(steps, batch)
+
+
+def epoch_batches(n: int, batch: int, epoch: int, seed: int) -> np.ndarray:
+    """One epoch's [n // batch, batch] shuffled indices (the remainder is dropped), a function of (seed, epoch)."""
+    if n < batch:
+        raise ValueError(f"batch size {batch} is larger than the {n} training examples")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE90C, epoch]))
+    steps = n // batch
+    return rng.permutation(n)[: steps * batch].astype(np.int32).reshape(steps, batch)
+
+
+def run_periods(backend, schedule: Sequence[np.ndarray], *, on_eval=None, desc: str = "",
+                progress: bool | None = None, start_step: int = 0, x_unit: str = "step") -> dict:
+    """Train ``backend`` over ``schedule`` (a list of [K, B] index arrays), evaluating after each.
+
+    ``on_eval(rows)`` receives the metric rows of each evaluation (one per split) as they
+    arrive. Returns timing: {"wall_time_s", "train_examples", "steps"}.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    step = start_step
+    examples = 0
+    bar = tqdm(total=sum(len(p) for p in schedule), desc=desc, unit="step", leave=False,
+               disable=(None if progress is None else not progress))
+    for pi, idx in enumerate(schedule):
+        ev, step_metrics = backend.period(idx)
+        step += len(idx)
+        examples += idx.size
+        now = time.perf_counter() - t0
+        x_value = step if x_unit == "step" else start_step + pi + 1
+        rows = [{"step": int(x_value), "split": s, "loss": m["loss"], "accuracy": m["accuracy"],
+                 "time_s": round(now, 4)} for s, m in ev.items()]
+        if on_eval:
+            on_eval(rows, step_metrics)
+        bar.update(len(idx))
+        bar.set_postfix({f"{s}_acc": f"{m['accuracy']:.3f}" for s, m in ev.items()})
+    bar.close()
+    return {"wall_time_s": time.perf_counter() - t0, "train_examples": int(examples), "steps": step - start_step}

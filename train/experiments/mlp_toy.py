@@ -1,0 +1,150 @@
+"""Part 1, Tasks 1-2: the 2-20-2 MLP on moons, circles and blobs, in NumPy and in JAX.
+
+With ``framework="both"`` the two implementations start from the same initial
+weights (PyTorch-style uniform init, drawn once in NumPy) and see the same
+batches in the same order, so their curves coincide up to float rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data.toy import DATASETS, make_toy_data
+from train import plots
+from train.results import MetricsLog, UsageError, atomic_write_json, make_summary, one_line, prepare_run_dir
+
+EXPERIMENT = "mlp-toy"
+FRAMEWORKS = ("numpy", "jax", "both")
+
+
+@dataclass
+class ToyConfig:
+    dataset: str = "moons"
+    framework: str = "both"        # numpy | jax | both
+    samples: int = 1000
+    noise: float | None = None     # None: the data set's documented default
+    test_fraction: float = 0.2
+    hidden: str = "20"
+    lr: float = 0.01
+    steps: int = 1500
+    batch_size: int = 30
+    eval_every: int = 30
+    seed: int = 0
+    dtype: str = "float32"         # float32 | float64 (float64 turns on jax_enable_x64)
+    devices: int = 1
+
+    def validate(self) -> None:
+        if self.dataset not in DATASETS:
+            raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if self.framework not in FRAMEWORKS:
+            raise UsageError(f"--framework must be one of {', '.join(FRAMEWORKS)}, got {self.framework!r}")
+        for name in ("samples", "steps", "batch_size", "eval_every", "devices"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.dtype not in ("float32", "float64"):
+            raise UsageError(f"--dtype must be float32 or float64, got {self.dtype!r}")
+        if self.batch_size % self.devices:
+            ok = [d for d in range(1, self.batch_size + 1) if self.batch_size % d == 0]
+            raise UsageError(f"--batch-size {self.batch_size} is not divisible by --devices {self.devices}; "
+                             f"device counts that divide it: {ok}")
+
+
+def quick() -> ToyConfig:
+    """A smoke-test variant: a few hundred steps."""
+    return ToyConfig(steps=300, samples=400)
+
+
+def schedule(cfg: ToyConfig, n_train: int) -> list[np.ndarray]:
+    from train.backends import batch_stream
+
+    idx = batch_stream(n_train, cfg.batch_size, cfg.steps, cfg.seed)
+    return [idx[i:i + cfg.eval_every] for i in range(0, cfg.steps, cfg.eval_every)]
+
+
+def build_backends(cfg: ToyConfig, data) -> dict:
+    """The requested backends, all starting from the NumPy model's initial weights."""
+    import jax
+    import optax
+    from flax import nnx
+
+    from jax_models.mlp import MLP as JaxMLP, set_mlp_weights
+    from numpy_mlp import MLP as NumpyMLP
+    from train.backends import JaxBackend, NumpyBackend
+
+    arrays = {"train_x": data.train_x, "train_y": data.train_y, "test_x": data.test_x, "test_y": data.test_y}
+    dtype = np.dtype(cfg.dtype)
+    arrays = {k: v.astype(dtype) if k.endswith("_x") else v for k, v in arrays.items()}
+    np_model = NumpyMLP(2, cfg.hidden, 2, seed=cfg.seed, dtype=dtype)
+    out = {}
+    if cfg.framework in ("numpy", "both"):
+        out["numpy"] = NumpyBackend(np_model, arrays, lr=cfg.lr)
+    if cfg.framework in ("jax", "both"):
+        model = JaxMLP(2, cfg.hidden, 2, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(cfg.seed))
+        set_mlp_weights(model, np_model.get_weights())
+        devices = jax.local_devices()[: cfg.devices]
+        if len(devices) < cfg.devices:
+            raise UsageError(f"--devices {cfg.devices} asked for, but only {len(devices)} local devices exist")
+        out["jax"] = JaxBackend(model, optax.sgd(cfg.lr), lambda x: x, arrays, seed=cfg.seed, devices=devices)
+    return out
+
+
+def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | None = None) -> dict[str, dict]:
+    """Run the configured frameworks; write each run's folder under ``workdir``; return the summaries."""
+    from train.results import device_info, package_versions
+
+    cfg.validate()
+    data = make_toy_data(cfg.dataset, n_samples=cfg.samples, noise=cfg.noise,
+                         test_fraction=cfg.test_fraction, seed=cfg.seed)
+    periods = schedule(cfg, len(data.train_y))
+    backends = build_backends(cfg, data)
+    workdir = Path(workdir)
+    summaries, all_rows = {}, {}
+    for fw, backend in backends.items():
+        run_dir = prepare_run_dir(workdir.parent, workdir.name, f"{cfg.dataset}-{fw}-s{cfg.seed}")
+        atomic_write_json(run_dir / "config.json", {
+            "experiment": EXPERIMENT, "framework": fw, "config": dataclasses.asdict(cfg),
+            "versions": package_versions(), "devices": device_info() if fw == "jax" else {"platform": "cpu"}})
+        log = MetricsLog(run_dir / "metrics.jsonl")
+        from train.backends import run_periods
+        timing = run_periods(backend, periods, on_eval=lambda rows, _: log.add(rows),
+                             desc=f"{cfg.dataset} {fw}", progress=progress)
+        summary = make_summary(EXPERIMENT, fw, log.rows, timing, compile_time_s=backend.compile_time_s,
+                               param_count=backend.param_count, devices=backend.devices,
+                               extra={"dataset": cfg.dataset, "seed": cfg.seed})
+        plots.plot_curves({fw: log.rows}, run_dir / "curves.png", title=f"{cfg.dataset}: {fw} MLP")
+        plots.plot_decision_boundary(backend.predict_proba, data, run_dir / "decision_boundary.png",
+                                     title=f"{cfg.dataset}: {fw} MLP, test acc {summary['final']['test_accuracy']:.3f}")
+        atomic_write_json(run_dir / "summary.json", summary)
+        summaries[fw], all_rows[fw] = summary, log.rows
+        print(one_line(summary))
+    plots.plot_toy_datasets([data], workdir / f"{cfg.dataset}-data-s{cfg.seed}.png")
+    if len(backends) == 2:
+        summaries["comparison"] = compare(all_rows, workdir / f"{cfg.dataset}-compare-s{cfg.seed}", cfg)
+    return summaries
+
+
+def compare(all_rows: dict[str, list[dict]], out_dir: Path, cfg: ToyConfig) -> dict:
+    """Overlay the two frameworks' curves and record how far apart they are."""
+    key = lambda r: (r["step"], r["split"])  # noqa: E731
+    a, b = sorted(all_rows["numpy"], key=key), sorted(all_rows["jax"], key=key)
+    assert [key(r) for r in a] == [key(r) for r in b], "the two runs evaluated at different points"
+    diffs = [abs(x["loss"] - y["loss"]) for x, y in zip(a, b)]
+    acc_diffs = [abs(x["accuracy"] - y["accuracy"]) for x, y in zip(a, b)]
+    final_test = [r["accuracy"] for r in a if r["split"] == "test"][-1], [r["accuracy"] for r in b if r["split"] == "test"][-1]
+    result = {"dataset": cfg.dataset, "seed": cfg.seed, "dtype": cfg.dtype, "evaluations": len(diffs) // 2,
+              "max_abs_loss_diff": max(diffs), "max_abs_accuracy_diff": max(acc_diffs),
+              "final_test_accuracy": {"numpy": final_test[0], "jax": final_test[1]},
+              "final_test_accuracy_diff": abs(final_test[0] - final_test[1])}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "comparison.json", result)
+    plots.plot_curves(all_rows, out_dir / "curves_overlay.png",
+                      title=f"{cfg.dataset}: NumPy vs JAX (max |loss diff| {result['max_abs_loss_diff']:.2e})")
+    print(f"{cfg.dataset}: NumPy vs JAX max |loss diff| {result['max_abs_loss_diff']:.2e}, "
+          f"final test acc diff {result['final_test_accuracy_diff']:.4f}")
+    return result

@@ -1,0 +1,74 @@
+"""Figures: learning curves, overlays across frameworks, toy data and decision boundaries.
+
+Matplotlib runs headless (Agg) and every figure is written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from train.results import save_figure  # noqa: E402
+
+SPLIT_STYLE = {"train": "-", "test": "--"}
+
+
+def _curve(rows: Sequence[dict], split: str, key: str):
+    pts = [(r["step"], r[key]) for r in rows if r["split"] == split]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot_curves(runs: Mapping[str, Sequence[dict]], path, *, title: str, xlabel: str = "step") -> None:
+    """Loss and accuracy, train (solid) and test (dashed), one colour per run label."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ci, (label, rows) in enumerate(runs.items()):
+        for split, ls in SPLIT_STYLE.items():
+            for ax, key in zip(axes, ("loss", "accuracy")):
+                xs, ys = _curve(rows, split, key)
+                if xs:
+                    ax.plot(xs, ys, ls, color=f"C{ci}", label=f"{label} {split}", alpha=0.85)
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_toy_datasets(datasets: Sequence, path) -> None:
+    """Scatter plot of each toy set's train (dots) and test (crosses) points."""
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 4), squeeze=False)
+    for ax, d in zip(axes[0], datasets):
+        for c in (0, 1):
+            ax.scatter(*d.train_x[d.train_y == c].T, s=6, color=f"C{c}", alpha=0.6, label=f"class {c} train")
+            ax.scatter(*d.test_x[d.test_y == c].T, s=14, color=f"C{c}", marker="x", label=f"class {c} test")
+        ax.set_title(d.name)
+        ax.set_aspect("equal", adjustable="datalim")
+    axes[0][0].legend(fontsize=7)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_decision_boundary(predict_proba: Callable[[np.ndarray], np.ndarray], data, path, *, title: str) -> None:
+    """P(class 1) over a grid around the data, with the test points on top."""
+    pts = np.concatenate([data.train_x, data.test_x])
+    lo, hi = pts.min(0) - 0.5, pts.max(0) + 0.5
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+    grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+    p1 = np.asarray(predict_proba(grid))[:, 1].reshape(gx.shape)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    cs = ax.contourf(gx, gy, p1, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.6)
+    ax.contour(gx, gy, p1, levels=[0.5], colors="k", linewidths=1)
+    for c in (0, 1):
+        ax.scatter(*data.test_x[data.test_y == c].T, s=12, color=f"C{c}", edgecolor="k", linewidth=0.3)
+    fig.colorbar(cs, ax=ax, label="P(class 1)")
+    ax.set_title(title)
+    save_figure(fig, path)
+    plt.close(fig)

@@ -1,0 +1,164 @@
+"""The results contract: run folders, atomic files, config and environment records.
+
+A run writes ``<out>/<experiment>/<run-name>/`` with ``config.json``,
+``metrics.jsonl`` (one JSON object per evaluation and split), ``summary.json``
+and its figures. Every file is written to a temporary file in the same folder
+and then renamed over the target, so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn", "matplotlib",
+            "orbax-checkpoint", "tensorflow-datasets", "pillow", "torch")
+
+
+class UsageError(ValueError):
+    """A problem with what the user asked for: reported as one line, exit code 2."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(obj: Any):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n"
+
+
+def atomic_write_json(path, obj: Any) -> None:
+    atomic_write_text(path, to_json(obj))
+
+
+def atomic_write_jsonl(path, rows: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, default=_jsonable) + "\n" for r in rows))
+
+
+def read_jsonl(path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def save_figure(fig, path) -> None:
+    """Render a Matplotlib figure to PNG in memory, then write it atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def device_info() -> dict[str, Any]:
+    import jax
+    devs = jax.devices()
+    return {"platform": devs[0].platform, "device_kind": devs[0].device_kind,
+            "local_device_count": jax.local_device_count(), "device_count": len(devs),
+            "process_count": jax.process_count(), "host": platform.node()}
+
+
+def prepare_run_dir(out: str | os.PathLike, experiment: str, run_name: str) -> Path:
+    """Create (or reuse) the run folder; a folder we cannot write to is a UsageError."""
+    run_dir = Path(out) / experiment / run_name
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=run_dir, prefix=".probe", delete=True)
+        probe.close()
+    except OSError as e:
+        raise UsageError(f"cannot write results to {run_dir}: {e.strerror or e}") from None
+    return run_dir
+
+
+class MetricsLog:
+    """metrics.jsonl kept in memory and rewritten atomically after every evaluation."""
+
+    def __init__(self, path: Path, rows: list[dict] | None = None) -> None:
+        self.path = Path(path)
+        self.rows: list[dict] = list(rows or [])
+
+    def add(self, rows: list[dict]) -> None:
+        self.rows.extend(rows)
+        atomic_write_jsonl(self.path, self.rows)
+
+    def split(self, name: str) -> list[dict]:
+        return [r for r in self.rows if r["split"] == name]
+
+
+def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict, *,
+                 compile_time_s: float, param_count: int, devices: int, extra: dict | None = None) -> dict:
+    """summary.json's contents from the metric rows and the loop's timing."""
+    import jax
+
+    def last(split):
+        r = [x for x in rows if x["split"] == split]
+        return r[-1] if r else {}
+
+    tr, te = last("train"), last("test")
+    test_acc = [x["accuracy"] for x in rows if x["split"] == "test"]
+    train_time = max(timing["wall_time_s"] - compile_time_s, 1e-9)
+    out = {
+        "experiment": experiment,
+        "framework": framework,
+        "final": {"train_loss": tr.get("loss"), "train_accuracy": tr.get("accuracy"),
+                  "test_loss": te.get("loss"), "test_accuracy": te.get("accuracy")},
+        "best_test_accuracy": max(test_acc) if test_acc else None,
+        "steps": timing["steps"],
+        "wall_time_s": round(timing["wall_time_s"], 4),
+        "compile_time_s": round(compile_time_s, 4),
+        # Training throughput excluding compilation (evaluation time included).
+        "examples_per_s": round(timing["train_examples"] / train_time, 1),
+        "param_count": int(param_count),
+        "devices": int(devices),
+        "platform": jax.devices()[0].platform if framework == "jax" else "cpu",
+    }
+    out.update(extra or {})
+    return out
+
+
+def one_line(summary: dict) -> str:
+    f = summary["final"]
+    return (f"{summary['experiment']} [{summary['framework']}] test acc {f['test_accuracy']:.4f} "
+            f"(best {summary['best_test_accuracy']:.4f}), test loss {f['test_loss']:.4f}, "
+            f"{summary['wall_time_s']:.2f} s ({summary['compile_time_s']:.2f} s compile), "
+            f"{summary['examples_per_s']:,.0f} ex/s on {summary['devices']} {summary['platform']} device(s)")
