@@ -60,5 +60,5 @@ def set_mlp_weights(model: MLP, weights: Sequence[tuple]) -> None:
     if len(weights) != len(model.linears):
         raise ValueError(f"expected {len(model.linears)} (W, b) pairs, got {len(weights)}")
     for lin, (w, b) in zip(model.linears, weights):
-        lin.kernel.value = jnp.asarray(w, dtype=lin.kernel.value.dtype)
-        lin.bias.value = jnp.asarray(b, dtype=lin.bias.value.dtype)
+        lin.kernel[...] = jnp.asarray(w, dtype=lin.kernel.dtype)
+        lin.bias[...] = jnp.asarray(b, dtype=lin.bias.dtype)

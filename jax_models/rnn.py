@@ -29,6 +29,7 @@ Implementation notes:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -73,6 +74,82 @@ def _lstm_bias_init(fan_in: int, hidden: int) -> Initializer:
         return base(key, shape, dtype).at[hidden : 2 * hidden].set(1.0)
 
     return init
+
+
+@functools.partial(jax.jit, static_argnames=("cell", "input_dim", "dtype"))
+def _hidden_states(
+    kernel: jax.Array,
+    bias: jax.Array,
+    x: jax.Array,
+    h0: jax.Array | None,
+    perturb: jax.Array | None,
+    *,
+    cell: str,
+    input_dim: int,
+    dtype,
+) -> jax.Array:
+    """Pure forward recurrence behind ``RNNClassifier.hidden_states``.
+
+    Jitted at module level so that eager calls (analysis scripts, tests) reuse
+    one compiled scan per shape instead of re-tracing a fresh closure on every
+    call; under an outer ``jit``/``grad`` it is simply inlined.
+
+    Args:
+        kernel: ``[input_dim + H, G*H]`` (G = 1 vanilla, 4 LSTM), rows ordered
+            as the concatenation ``[x_t ; h_{t-1}]``.
+        bias: ``[G*H]``.
+        x: int ``[B, T]`` or float ``[B, T, input_dim]``.
+        h0: ``[B, H]`` or ``None`` (zeros).
+        perturb: ``[B, T, H]`` or ``None`` (zeros).
+
+    Returns:
+        ``[B, T, H]`` in ``dtype``.
+    """
+    kernel = kernel.astype(dtype)
+    bias = bias.astype(dtype)
+    w_x, w_h = kernel[:input_dim], kernel[input_dim:]  # [D, G*H], [H, G*H]
+    hidden = w_h.shape[0]
+
+    # The input term of W [x_t ; h_{t-1}] does not depend on the recurrence,
+    # so it is computed for all steps at once, outside the sequential loop.
+    if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
+        # one_hot(x) @ W_x selects rows of W_x; the gather is exact and avoids
+        # a matmul with mostly-zero operands.
+        xw = jnp.take(w_x, x.astype(jnp.int32), axis=0) + bias
+    else:
+        xw = jnp.einsum("btd,dk->btk", x.astype(dtype), w_x) + bias
+    batch, steps = xw.shape[0], xw.shape[1]
+
+    h = jnp.zeros((batch, hidden), dtype) if h0 is None else jnp.asarray(h0).astype(dtype)
+    if perturb is None:
+        perturb = jnp.zeros((batch, steps, hidden), dtype)
+    # scan iterates over the leading axis, so go time-major.
+    xs = (jnp.swapaxes(xw, 0, 1), jnp.swapaxes(perturb.astype(dtype), 0, 1))
+
+    if cell == "vanilla":
+        def step(h_prev, inp):
+            xw_t, eps_t = inp
+            h_t = jnp.tanh(xw_t + h_prev @ w_h) + eps_t
+            return h_t, h_t
+
+        _, hs = jax.lax.scan(step, h, xs)
+    else:
+        def step(carry, inp):
+            h_prev, c_prev = carry
+            xw_t, eps_t = inp
+            z = xw_t + h_prev @ w_h
+            i = jax.nn.sigmoid(z[:, :hidden])
+            f = jax.nn.sigmoid(z[:, hidden : 2 * hidden])
+            g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
+            o = jax.nn.sigmoid(z[:, 3 * hidden :])
+            c_t = f * c_prev + i * g
+            # The perturbation targets h_t only; c_t is left untouched.
+            h_t = o * jnp.tanh(c_t) + eps_t
+            return (h_t, c_t), h_t
+
+        c = jnp.zeros((batch, hidden), dtype)
+        _, hs = jax.lax.scan(step, (h, c), xs)
+    return jnp.swapaxes(hs, 0, 1)
 
 
 class RNNClassifier(nnx.Module):
@@ -122,24 +199,6 @@ class RNNClassifier(nnx.Module):
             dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
         )
 
-    # ------------------------------------------------------------------ helpers
-    def _input_projection(self, x: jax.Array) -> jax.Array:
-        """``W_x x_t + b`` for every step: ``[B, T]`` ints or ``[B, T, D]`` floats -> ``[B, T, G*H]``."""
-        kernel = self.cell.kernel[...].astype(self.dtype)
-        bias = self.cell.bias[...].astype(self.dtype)
-        w_x = kernel[: self.input_dim]
-        x = jnp.asarray(x)
-        if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
-            if x.ndim != 2:
-                raise ValueError(f"integer input must be [B, T], got shape {x.shape}")
-            # one_hot(x) @ W_x selects rows of W_x; the gather is exact and
-            # avoids a matmul with mostly-zero operands.
-            return jnp.take(w_x, x.astype(jnp.int32), axis=0) + bias
-        if x.ndim != 3 or x.shape[-1] != self.input_dim:
-            raise ValueError(f"float input must be [B, T, {self.input_dim}], got shape {x.shape}")
-        return jnp.einsum("btd,dk->btk", x.astype(self.dtype), w_x) + bias
-
-    # ---------------------------------------------------------------- interface
     def hidden_states(
         self,
         x: jax.Array,
@@ -163,42 +222,16 @@ class RNNClassifier(nnx.Module):
         Returns:
             ``[B, T, hidden]`` in the compute dtype.
         """
-        xw = self._input_projection(x)  # [B, T, G*H]
-        batch, steps = xw.shape[0], xw.shape[1]
-        w_h = self.cell.kernel[...].astype(self.dtype)[self.input_dim :]  # [H, G*H]
-        h = (jnp.zeros((batch, self.hidden), self.dtype) if h0 is None
-             else jnp.asarray(h0).astype(self.dtype))
-        if perturb is None:
-            perturb = jnp.zeros((batch, steps, self.hidden), self.dtype)
-        else:
-            perturb = jnp.asarray(perturb).astype(self.dtype)
-        # scan iterates over the leading axis, so go time-major.
-        xs = (jnp.swapaxes(xw, 0, 1), jnp.swapaxes(perturb, 0, 1))
-        hidden = self.hidden
-
-        if self.cell_type == "vanilla":
-            def step(h_prev, inp):
-                xw_t, eps_t = inp
-                h_t = jnp.tanh(xw_t + h_prev @ w_h) + eps_t
-                return h_t, h_t
-
-            _, hs = jax.lax.scan(step, h, xs)
-        else:
-            def step(carry, inp):
-                h_prev, c_prev = carry
-                xw_t, eps_t = inp
-                z = xw_t + h_prev @ w_h
-                i = jax.nn.sigmoid(z[:, :hidden])
-                f = jax.nn.sigmoid(z[:, hidden : 2 * hidden])
-                g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
-                o = jax.nn.sigmoid(z[:, 3 * hidden :])
-                c_t = f * c_prev + i * g
-                h_t = o * jnp.tanh(c_t) + eps_t
-                return (h_t, c_t), h_t
-
-            c = jnp.zeros((batch, hidden), self.dtype)
-            _, hs = jax.lax.scan(step, (h, c), xs)
-        return jnp.swapaxes(hs, 0, 1)
+        x = jnp.asarray(x)
+        if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
+            if x.ndim != 2:
+                raise ValueError(f"integer input must be [B, T], got shape {x.shape}")
+        elif x.ndim != 3 or x.shape[-1] != self.input_dim:
+            raise ValueError(f"float input must be [B, T, {self.input_dim}], got shape {x.shape}")
+        return _hidden_states(
+            self.cell.kernel[...], self.cell.bias[...], x, h0, perturb,
+            cell=self.cell_type, input_dim=self.input_dim, dtype=self.dtype,
+        )
 
     def logits_from_last(self, h_last: jax.Array) -> jax.Array:
         """Output layer: ``[B, hidden]`` -> logits ``[B, num_classes]``.

@@ -229,7 +229,7 @@ def test_jit_any_batch_size():
     def forward_pure(state, x):
         return nnx.merge(graphdef, state)(x)
 
-    for batch in (1, 4, 33):
+    for batch in (1, 33):
         x = _digits(batch=batch, steps=7, seed=batch)
         eager = np.asarray(model(x))
         assert forward(model, x).shape == (batch, 10)

@@ -65,8 +65,12 @@ def param_count(params) -> int:
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-example cross-entropy, computed in float32 whatever the compute dtype."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+    """Per-example cross-entropy in at least float32 (bf16 logits are upcast; float64 stays)."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(_acc_dtype(logits)), labels)
+
+
+def _acc_dtype(x) -> jnp.dtype:
+    return jnp.promote_types(x.dtype, jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +128,7 @@ class StepFns:
             correct = ((jnp.argmax(logits, -1) == y) * m).sum()
             return (acc[0] + loss, acc[1] + correct, acc[2] + m.sum()), None
 
-        zero = jnp.zeros((), jnp.float32)
+        zero = jnp.zeros((), _acc_dtype(x_all) if jnp.issubdtype(x_all.dtype, jnp.floating) else jnp.float32)
         sums, _ = lax.scan(body, (zero, zero, zero), (idx, mask))
         sums = jnp.stack(sums)
         return lax.psum(sums, self.axis_name) if self.axis_name else sums
