@@ -47,6 +47,12 @@ class JaxBackend:
     def host_state(self):
         return self.trainer.unreplicate(self.state)
 
+    def predict_labels(self, x: np.ndarray, batch: int = 1000) -> np.ndarray:
+        """Argmax predictions for host inputs x [N, ...], in jitted batches on one device."""
+        st = jax.device_put(self.host_state(), self.trainer.devices[0])
+        fn = jax.jit(lambda st, xb: jax.numpy.argmax(self.trainer.fns.apply(st.params, st.model_state, xb, train=False)[0], -1))
+        return np.concatenate([np.asarray(fn(st, x[i:i + batch])) for i in range(0, len(x), batch)])
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         st = self.host_state()
         logits, _ = self.trainer.fns.apply(st.params, st.model_state, x, train=False)
@@ -107,11 +113,13 @@ def epoch_batches(n: int, batch: int, epoch: int, seed: int) -> np.ndarray:
 
 
 def run_periods(backend, schedule: Sequence[np.ndarray], *, on_eval=None, desc: str = "",
-                progress: bool | None = None, start_step: int = 0, x_unit: str = "step") -> dict:
+                progress: bool | None = None, start_step: int = 0, start_period: int = 0,
+                epochs: bool = False) -> dict:
     """Train ``backend`` over ``schedule`` (a list of [K, B] index arrays), evaluating after each.
 
-    ``on_eval(rows)`` receives the metric rows of each evaluation (one per split) as they
-    arrive. Returns timing: {"wall_time_s", "train_examples", "steps"}.
+    ``on_eval(rows, step_metrics)`` receives the metric rows of each evaluation (one per
+    split) as they arrive; with ``epochs`` each row also carries its 1-based "epoch".
+    Returns timing: {"wall_time_s", "train_examples", "steps"}.
     """
     from tqdm.auto import tqdm
 
@@ -125,9 +133,8 @@ def run_periods(backend, schedule: Sequence[np.ndarray], *, on_eval=None, desc: 
         step += len(idx)
         examples += idx.size
         now = time.perf_counter() - t0
-        x_value = step if x_unit == "step" else start_step + pi + 1
-        rows = [{"step": int(x_value), "split": s, "loss": m["loss"], "accuracy": m["accuracy"],
-                 "time_s": round(now, 4)} for s, m in ev.items()]
+        rows = [{"step": int(step), **({"epoch": start_period + pi + 1} if epochs else {}), "split": s,
+                 "loss": m["loss"], "accuracy": m["accuracy"], "time_s": round(now, 4)} for s, m in ev.items()]
         if on_eval:
             on_eval(rows, step_metrics)
         bar.update(len(idx))

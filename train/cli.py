@@ -36,6 +36,17 @@ HELP = {
     "samples": "number of samples drawn from scikit-learn",
     "noise": "moons/circles noise or blobs cluster std (default: 0.2 moons, 0.1 circles, 1.0 blobs)",
     "test_fraction": "fraction of samples held out for testing",
+    # cifar
+    "variant": "plain (the original) or improved (batch norm + dropout)",
+    "data": "CIFAR-10 source: tfds, folder:PATH (train/<class>/*, test/<class>/*), or synthetic[:N]",
+    "data_dir": "tensorflow-datasets data_dir (default: tfds' own, ~/tensorflow_datasets)",
+    "epochs": "training epochs (one compiled call each, evaluation after each)",
+    "weight_decay": "AdamW decoupled weight decay (PyTorch's default 0.01)",
+    "dropout": "dropout rate of the improved MLP",
+    "precision": "compute precision: fp32, bf16, or auto (bf16 on GPU, fp32 on CPU); params/optimizer/loss stay fp32",
+    "limit_train": "use only this many training images (0 = all), for quick runs",
+    "limit_test": "use only this many test images (0 = all)",
+    "eval_batch": "batch size of the evaluation passes",
 }
 
 
@@ -49,18 +60,20 @@ def _field_type(f: dataclasses.Field) -> Callable[[str], object]:
     return t
 
 
-def add_config_args(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    for f in dataclasses.fields(cls):
+def add_config_args(p: argparse.ArgumentParser, defaults, skip: tuple[str, ...] = ()) -> None:
+    """One --flag per field of the config dataclass instance ``defaults`` (shown in --help)."""
+    for f in dataclasses.fields(defaults):
         if f.name in skip:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = getattr(defaults, f.name)
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_field_type(f), default=None,
                        metavar=f.name.upper(), help=f"{HELP.get(f.name, f.name)} (default: {default})")
 
 
-def config_from_args(args: argparse.Namespace, cls, quick: Callable | None):
-    base = quick() if (quick and getattr(args, "quick", False)) else cls()
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+def config_from_args(args: argparse.Namespace, default: Callable, quick: Callable | None):
+    """The experiment's defaults (or its quick variant with --quick), overridden by the flags given."""
+    base = quick() if (quick and getattr(args, "quick", False)) else default()
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(base)
              if getattr(args, f.name, None) is not None}
     return dataclasses.replace(base, **given)
 
@@ -92,8 +105,20 @@ def cmd_mlp_toy(args) -> int:
     return 0
 
 
+def _cmd_cifar(model: str):
+    def cmd(args) -> int:
+        from train.experiments import cifar
+
+        base, quick = (cifar.mlp_config, cifar.quick_mlp) if model == "mlp" else (cifar.cnn_config, cifar.quick_cnn)
+        cfg = config_from_args(args, base, quick)
+        cfg.validate()
+        cifar.train_and_evaluate(cfg, Path(args.out) / cfg.experiment, progress=False if args.no_progress else None)
+        return 0
+    return cmd
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from train.experiments import mlp_toy
+    from train.experiments import cifar, mlp_toy
 
     parser = argparse.ArgumentParser(prog="python -m train", description=(
         "JAX/Flax reimplementation of a three-part deep-learning assignment, with a NumPy baseline. "
@@ -104,9 +129,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mlp-toy", help="Part 1 Tasks 1-2: 2-20-2 MLP on moons/circles/blobs, NumPy and JAX",
                        description="Part 1 Tasks 1-2: the 2-20-2 MLP on a scikit-learn toy set, in NumPy and/or JAX/Flax. "
                                    "Defaults are the original's: SGD lr 0.01, 1500 steps, batch 30, eval every 30 steps.")
-    add_config_args(p, mlp_toy.ToyConfig)
+    add_config_args(p, mlp_toy.ToyConfig())
     _common(p)
     p.set_defaults(func=cmd_mlp_toy)
+
+    p = sub.add_parser("mlp-cifar", help="Part 1 Task 3: the CIFAR-10 MLP (plain or improved)",
+                       description="Part 1 Task 3: MLP 3072-1024-512-256-256-128-10 on CIFAR-10. "
+                                   "Defaults are the original's: AdamW lr 1e-3, 50 epochs, batch 256.")
+    add_config_args(p, cifar.mlp_config(), skip=("model",))
+    _common(p)
+    p.set_defaults(func=_cmd_cifar("mlp"), model="mlp")
+
+    p = sub.add_parser("cnn-cifar", help="Part 2: the five-block CNN on CIFAR-10",
+                       description="Part 2: the seed's five-block CNN (3x3 conv + BN + ReLU, 3x3/2 max pool) on CIFAR-10. "
+                                   "Defaults are the original's: AdamW lr 1e-4, 30 epochs, batch 256.")
+    add_config_args(p, cifar.cnn_config(), skip=("model", "variant", "hidden", "dropout"))
+    _common(p)
+    p.set_defaults(func=_cmd_cifar("cnn"), model="cnn", variant=None, hidden=None, dropout=None)
     return parser
 
 

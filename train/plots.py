@@ -18,8 +18,8 @@ from train.results import save_figure  # noqa: E402
 SPLIT_STYLE = {"train": "-", "test": "--"}
 
 
-def _curve(rows: Sequence[dict], split: str, key: str):
-    pts = [(r["step"], r[key]) for r in rows if r["split"] == split]
+def _curve(rows: Sequence[dict], split: str, key: str, x: str = "step"):
+    pts = [(r[x], r[key]) for r in rows if r["split"] == split]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -29,7 +29,7 @@ def plot_curves(runs: Mapping[str, Sequence[dict]], path, *, title: str, xlabel:
     for ci, (label, rows) in enumerate(runs.items()):
         for split, ls in SPLIT_STYLE.items():
             for ax, key in zip(axes, ("loss", "accuracy")):
-                xs, ys = _curve(rows, split, key)
+                xs, ys = _curve(rows, split, key, xlabel)
                 if xs:
                     ax.plot(xs, ys, ls, color=f"C{ci}", label=f"{label} {split}", alpha=0.85)
     for ax, key in zip(axes, ("loss", "accuracy")):
@@ -70,5 +70,45 @@ def plot_decision_boundary(predict_proba: Callable[[np.ndarray], np.ndarray], da
         ax.scatter(*data.test_x[data.test_y == c].T, s=12, color=f"C{c}", edgecolor="k", linewidth=0.3)
     fig.colorbar(cs, ax=ax, label="P(class 1)")
     ax.set_title(title)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], path, *, title: str) -> np.ndarray:
+    """Row-normalised confusion matrix (rows: true class). Returns the raw count matrix."""
+    k = len(class_names)
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax)
+    ax.set_title(title)
+    save_figure(fig, path)
+    plt.close(fig)
+    return cm
+
+
+def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
+                       path, *, n: int = 16, title: str = "misclassified test images") -> None:
+    """A grid of the first ``n`` misclassified uint8 images (N, H, W, 3), labelled true -> predicted."""
+    wrong = np.flatnonzero(y_true != y_pred)[:n]
+    cols = 8
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.5), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), wrong):
+        ax.imshow(images[i])
+        ax.set_title(f"{class_names[y_true[i]]}\n-> {class_names[y_pred[i]]}", fontsize=7)
+    fig.suptitle(title)
     save_figure(fig, path)
     plt.close(fig)
