@@ -102,7 +102,7 @@ class DataError(ValueError):
     """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: == on arrays is ambiguous, so compare by identity
 class ImageDataset:
     """An image-classification data set held in memory.
 
@@ -170,7 +170,7 @@ def load_cifar10(
         raise ValueError(f"workers must be >= 1, got {workers}")
 
     if kind == "synthetic":
-        return _load_synthetic(_parse_synthetic_size(source, arg if has_arg else ""), seed)
+        return _load_synthetic(_parse_synthetic_size(source, arg if has_arg else None), seed)
     if kind == "folder":
         path = arg if has_arg else (os.fspath(data_dir) if data_dir is not None else "")
         if not path:
@@ -185,7 +185,7 @@ def channel_stats(train_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and (population) standard deviation of ``train_x / 255``.
 
     Args:
-        train_x: uint8 ``[..., C]`` images, typically ``[N, 32, 32, 3]``.
+        train_x: ``[..., C]`` images, typically uint8 ``[N, 32, 32, 3]``.
 
     Returns:
         ``(mean, std)``, each float32 ``[C]``, for normalising inputs as
@@ -194,18 +194,27 @@ def channel_stats(train_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(train_x)
     if x.ndim < 2 or x.size == 0:
         raise ValueError(f"channel_stats needs a non-empty [..., C] array, got shape {x.shape}")
-    flat = x.reshape(-1, x.shape[-1])
-    total = np.zeros(flat.shape[1], np.float64)
-    total_sq = np.zeros(flat.shape[1], np.float64)
-    # Chunked float64 sums: exact enough and never a full float copy of 50k images.
-    step = 1 << 22
-    for start in range(0, flat.shape[0], step):
-        chunk = flat[start:start + step].astype(np.float64)
-        total += chunk.sum(axis=0)
-        total_sq += np.square(chunk).sum(axis=0)
-    n = flat.shape[0]
-    mean = total / n
-    var = np.maximum(total_sq / n - mean**2, 0.0)
+    pixels = x.reshape(-1, x.shape[-1])
+    step = 1 << 18  # pixels per chunk: bounds the temporaries to a few MB
+    if x.dtype == np.uint8:
+        # Exact and fast (~0.5 s for CIFAR-10's 51M pixels, against ~4 s for
+        # float64 sums): per-channel value histograms, then moments from them.
+        hist = np.zeros((pixels.shape[1], 256), np.int64)
+        for start in range(0, len(pixels), step):
+            channels = np.ascontiguousarray(pixels[start:start + step].T)  # bincount wants 1-D rows
+            for c, values in enumerate(channels):
+                hist[c] += np.bincount(values, minlength=256)
+        levels = np.arange(256, dtype=np.float64)
+        total, total_sq = hist @ levels, hist @ levels**2
+    else:
+        total = np.zeros(pixels.shape[1], np.float64)
+        total_sq = np.zeros(pixels.shape[1], np.float64)
+        for start in range(0, len(pixels), step):
+            chunk = pixels[start:start + step].astype(np.float64)
+            total += chunk.sum(axis=0)
+            total_sq += np.square(chunk).sum(axis=0)
+    mean = total / len(pixels)
+    var = np.maximum(total_sq / len(pixels) - mean**2, 0.0)
     return (mean / 255.0).astype(np.float32), (np.sqrt(var) / 255.0).astype(np.float32)
 
 
@@ -220,8 +229,8 @@ def default_cache_dir() -> Path:
 # --------------------------------------------------------------------------
 
 
-def _parse_synthetic_size(source: str, arg: str) -> int:
-    if not arg:
+def _parse_synthetic_size(source: str, arg: str | None) -> int:
+    if arg is None:
         return DEFAULT_SYNTHETIC_SIZE
     try:
         n = int(arg)
@@ -429,7 +438,8 @@ def _decode_files(paths: Sequence[str]) -> np.ndarray:
                 if image.size != IMAGE_SHAPE[1::-1]:
                     raise DataError(f"image {path} is {image.size[0]}x{image.size[1]}; "
                                     f"CIFAR-10 images must be 32x32")
-                out[i] = np.asarray(image.convert("RGB"))
+                image.load()  # decode errors surface here, not inside np.asarray
+                out[i] = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         except DataError:
             raise
         except Exception as e:  # noqa: BLE001 - any decoding failure means a bad file
@@ -452,7 +462,7 @@ def _load_tfds(data_dir: str | os.PathLike | None, cache_dir: Path) -> ImageData
         raise DataError(f"data source {source!r} needs tensorflow-datasets ({e}); "
                         f"install it or use --data folder:PATH") from None
 
-    builder = tfds.builder("cifar10", data_dir=None if data_dir is None else os.fspath(data_dir))
+    builder = tfds.builder("cifar10", data_dir=None if data_dir is None else os.fspath(Path(data_dir).expanduser()))
     variant_dir = Path(os.fspath(builder.data_path))
     # Never call download_and_prepare() here: offline it hangs for minutes.
     if not builder.is_prepared():
@@ -491,12 +501,15 @@ def _load_tfds(data_dir: str | os.PathLike | None, cache_dir: Path) -> ImageData
 
 
 def _not_prepared_message(data_root: Path) -> str:
+    # tfds looks for a URL's file in <data_dir>/downloads/manual before fetching
+    # it, so the genuine archive there prepares offline (its sha256 is checked).
     return (
         f"tfds cifar10 is not prepared in {data_root} (and is never downloaded here): either put the "
         f"official cifar-10-binary.tar.gz in {data_root / 'downloads' / 'manual'}/, install the "
         f"tfds-prepare extra (pip install -e '.[tfds-prepare]', it brings TensorFlow) and run "
         f"python -c \"import tensorflow_datasets as tfds; "
-        f"tfds.builder('cifar10', data_dir='{data_root}').download_and_prepare()\", "
+        f"tfds.builder('cifar10', data_dir='{data_root}', file_format='array_record')"
+        f".download_and_prepare()\" (array_record reads back without TensorFlow), "
         f"or use --data folder:PATH with an image-folder copy"
     )
 
@@ -507,7 +520,14 @@ def _read_tfds_data_source(data_source, variant_dir: Path) -> tuple[np.ndarray, 
     images = np.empty((n, *IMAGE_SHAPE), np.uint8)
     labels = np.empty((n,), np.int32)
     for start in range(0, n, _TFDS_CHUNK):
-        examples = data_source.__getitems__(list(range(start, min(start + _TFDS_CHUNK, n))))
+        keys = list(range(start, min(start + _TFDS_CHUNK, n)))
+        try:
+            # Batched reads are ~1.5x faster than item by item.
+            examples = data_source.__getitems__(keys)
+        except TypeError:
+            # tfds.testing.mock_data's data source breaks __getitems__ (tfds
+            # 4.9.10 sets it to an unbound functools.partial); items still work.
+            examples = [data_source[k] for k in keys]
         for i, example in enumerate(examples, start):
             image = np.asarray(example["image"])
             if image.shape != IMAGE_SHAPE:

@@ -27,7 +27,6 @@ Generation is vectorised and never materialises the whole space:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -112,9 +112,10 @@ def _hidden_states(
 
     # The input term of W [x_t ; h_{t-1}] does not depend on the recurrence,
     # so it is computed for all steps at once, outside the sequential loop.
-    if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
+    if jnp.issubdtype(x.dtype, jnp.integer):
         # one_hot(x) @ W_x selects rows of W_x; the gather is exact and avoids
-        # a matmul with mostly-zero operands.
+        # a matmul with mostly-zero operands.  (Out-of-range digits give NaN
+        # rather than one_hot's silent zero vector.)
         xw = jnp.take(w_x, x.astype(jnp.int32), axis=0) + bias
     else:
         xw = jnp.einsum("btd,dk->btk", x.astype(dtype), w_x) + bias
@@ -142,7 +143,7 @@ def _hidden_states(
             f = jax.nn.sigmoid(z[:, hidden : 2 * hidden])
             g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
             o = jax.nn.sigmoid(z[:, 3 * hidden :])
-            c_t = f * c_prev + i * g
+            c_t = f * c_prev + i * g  # kept in the compute dtype, like h
             # The perturbation targets h_t only; c_t is left untouched.
             h_t = o * jnp.tanh(c_t) + eps_t
             return (h_t, c_t), h_t
@@ -209,8 +210,8 @@ class RNNClassifier(nnx.Module):
         """All hidden states ``h_1 .. h_T``.
 
         Args:
-            x: digits int ``[B, T]`` (one-hot with ``input_dim`` classes) or
-                float ``[B, T, input_dim]``.
+            x: digits int ``[B, T]`` in ``[0, input_dim)``, treated as one-hot
+                vectors, or float ``[B, T, input_dim]``.
             h0: initial hidden state ``[B, hidden]``; zeros when ``None``.
                 For the LSTM the initial cell state is always zero.
             perturb: optional ``[B, T, hidden]`` tensor added to each ``h_t``
@@ -223,7 +224,7 @@ class RNNClassifier(nnx.Module):
             ``[B, T, hidden]`` in the compute dtype.
         """
         x = jnp.asarray(x)
-        if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
+        if jnp.issubdtype(x.dtype, jnp.integer):
             if x.ndim != 2:
                 raise ValueError(f"integer input must be [B, T], got shape {x.shape}")
         elif x.ndim != 3 or x.shape[-1] != self.input_dim:

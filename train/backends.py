@@ -30,6 +30,7 @@ class JaxBackend:
         self.data = self.trainer.replicate(dict(arrays))
         n = self.trainer.n
         self.evals = {s: eval_plan(len(arrays[f"{s}_y"]), eval_batch, n) for s in eval_splits}
+        self.last_predictions: dict[str, np.ndarray] = {}  # {split: labels predicted at the last evaluation}
 
     @property
     def compile_time_s(self) -> float:
@@ -40,18 +41,12 @@ class JaxBackend:
         return self.trainer.n
 
     def period(self, idx: np.ndarray):
-        self.state, step_metrics, sums = self.trainer.period(self.state, self.data, idx, self.evals)
-        step_metrics, ev = self.trainer.host_metrics(step_metrics, sums, order=self.evals)
+        self.state, step_metrics, out = self.trainer.period(self.state, self.data, idx, self.evals)
+        step_metrics, ev, self.last_predictions = self.trainer.host_metrics(step_metrics, out, self.evals, order=self.evals)
         return ev, step_metrics
 
     def host_state(self):
         return self.trainer.unreplicate(self.state)
-
-    def predict_labels(self, x: np.ndarray, batch: int = 1000) -> np.ndarray:
-        """Argmax predictions for host inputs x [N, ...], in jitted batches on one device."""
-        st = jax.device_put(self.host_state(), self.trainer.devices[0])
-        fn = jax.jit(lambda st, xb: jax.numpy.argmax(self.trainer.fns.apply(st.params, st.model_state, xb, train=False)[0], -1))
-        return np.concatenate([np.asarray(fn(st, x[i:i + batch])) for i in range(0, len(x), batch)])
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         st = self.host_state()

@@ -47,6 +47,15 @@ HELP = {
     "limit_train": "use only this many training images (0 = all), for quick runs",
     "limit_test": "use only this many test images (0 = all)",
     "eval_batch": "batch size of the evaluation passes",
+    # rnn
+    "input_length": "T: number of input digits (the palindrome has T+1 digits; the label is the last)",
+    "cell": "recurrent cell: vanilla (the original's tanh RNN) or lstm",
+    "data_size": "distinct palindromes drawn (capped at the 10^ceil((T+1)/2) that exist)",
+    "portion_train": "fraction of the data used for training",
+    "lr_step": "StepLR: decay the learning rate every this many epochs",
+    "lr_gamma": "StepLR: multiply the learning rate by this factor",
+    "clip_norm": "clip gradients to this global norm",
+    "grad_probe": "test sequences used to measure the gradient norm reaching each h_t",
 }
 
 
@@ -117,8 +126,34 @@ def _cmd_cifar(model: str):
     return cmd
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def cmd_rnn(args) -> int:
+    from train.experiments import rnn
+
+    cfg = config_from_args(args, rnn.RNNConfig, rnn.quick)
+    cfg.validate()
+    rnn.train_and_evaluate(cfg, Path(args.out) / rnn.EXPERIMENT, progress=False if args.no_progress else None)
+    return 0
+
+
+def cmd_rnn_sweep(args) -> int:
+    from train.experiments import rnn
+
+    cfg = config_from_args(args, rnn.RNNConfig, rnn.quick)
+    cfg.validate()
+    rnn.sweep(cfg, args.lengths, args.seeds, [c.strip() for c in args.cells.split(",") if c.strip()], args.out,
+              progress=False if args.no_progress else None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from train.experiments import cifar, mlp_toy
+    from train.experiments import cifar, mlp_toy, rnn
 
     parser = argparse.ArgumentParser(prog="python -m train", description=(
         "JAX/Flax reimplementation of a three-part deep-learning assignment, with a NumPy baseline. "
@@ -146,6 +181,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, cifar.cnn_config(), skip=("model", "variant", "hidden", "dropout"))
     _common(p)
     p.set_defaults(func=_cmd_cifar("cnn"), model="cnn", variant=None, hidden=None, dropout=None)
+
+    p = sub.add_parser("rnn-palindrome", help="Part 3: vanilla RNN (or LSTM) on the palindrome task",
+                       description="Part 3: predict the last digit of a (T+1)-digit palindrome from its first T digits. "
+                                   "Defaults are the original's: RMSprop lr 1e-3, StepLR, clip 10, batch 128, 30 epochs.")
+    add_config_args(p, rnn.RNNConfig())
+    _common(p)
+    p.set_defaults(func=cmd_rnn)
+
+    p = sub.add_parser("rnn-sweep", help="Part 3: test accuracy against sequence length, over seeds",
+                       description="Trains rnn-palindrome for every length, seed and cell; writes "
+                                   "<out>/rnn-sweep/sweep.json and accuracy-vs-length and gradient-norm figures.")
+    p.add_argument("--lengths", type=_int_list, default=[5, 10, 15, 20, 25, 30],
+                   help="comma-separated sequence lengths T (default: 5,10,15,20,25,30)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per length: seed, seed+1, ... (default: 1)")
+    p.add_argument("--cells", default="vanilla", help="comma-separated cells: vanilla, lstm (default: vanilla)")
+    add_config_args(p, rnn.RNNConfig(), skip=("input_length", "cell"))
+    _common(p)
+    p.set_defaults(func=cmd_rnn_sweep)
     return parser
 
 

@@ -86,7 +86,8 @@ class StepFns:
         return lax.pmean(x, self.axis_name) if self.axis_name else x
 
     def apply(self, params, model_state, x, *, train: bool, key=None):
-        model = nnx.merge(self.graphdef, params, model_state)
+        # copy=True: fresh Variables owned by this trace, so batch norm may update its statistics.
+        model = nnx.merge(self.graphdef, params, model_state, copy=True)
         logits = model(self.preprocess(x), train=train, rngs=key)
         _, _, new_model_state = split_model(model)
         return logits, new_model_state
@@ -119,26 +120,30 @@ class StepFns:
         return lax.scan(body, state, idx)
 
     def eval_sums(self, state: TrainState, x_all, y_all, idx, mask):
-        """Summed loss, correct count and example count over idx/mask [C, E] (mask 0 = padding)."""
+        """Evaluate over idx/mask [C, E] (mask 0 = padding).
+
+        Returns ([loss_sum, correct, count] summed over devices, predicted labels [C, E]).
+        """
         def body(acc, im):
             i, m = im
             logits, _ = self.apply(state.params, state.model_state, x_all[i], train=False)
             y = y_all[i]
+            pred = jnp.argmax(logits, -1).astype(jnp.int32)
             loss = (cross_entropy(logits, y) * m).sum()
-            correct = ((jnp.argmax(logits, -1) == y) * m).sum()
-            return (acc[0] + loss, acc[1] + correct, acc[2] + m.sum()), None
+            correct = ((pred == y) * m).sum()
+            return (acc[0] + loss, acc[1] + correct, acc[2] + m.sum()), pred
 
         zero = jnp.zeros((), _acc_dtype(x_all) if jnp.issubdtype(x_all.dtype, jnp.floating) else jnp.float32)
-        sums, _ = lax.scan(body, (zero, zero, zero), (idx, mask))
+        sums, preds = lax.scan(body, (zero, zero, zero), (idx, mask))
         sums = jnp.stack(sums)
-        return lax.psum(sums, self.axis_name) if self.axis_name else sums
+        return (lax.psum(sums, self.axis_name) if self.axis_name else sums), preds
 
     def period(self, state: TrainState, data: Mapping[str, jax.Array], idx, evals):
         """K fused train steps, then an evaluation of each split in ``evals``.
 
         data: {"train_x", "train_y", <split>_x, <split>_y, ...} on device.
         idx: [K, B] train indices. evals: {split: (idx [C, E], mask [C, E])}.
-        Returns (state, per-step metrics [K], {split: [loss_sum, correct, count]}).
+        Returns (state, per-step metrics [K], {split: ([loss_sum, correct, count], predictions [C, E])}).
         """
         state, step_metrics = self.train_steps(state, data["train_x"], data["train_y"], idx)
         sums = {s: self.eval_sums(state, data[f"{s}_x"], data[f"{s}_y"], i, m) for s, (i, m) in evals.items()}
@@ -241,14 +246,18 @@ class Trainer:
         dev_evals = {s: self.shard(plan) for s, plan in evals.items()}
         return self._call("evaluate", self._evaluate, state, data, dev_evals)
 
-    def host_metrics(self, step_metrics, sums, order=None) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]]]:
-        """Device results -> ({name: [K] array}, {split: {"loss", "accuracy", "count"}}) in ``order``."""
-        step_metrics, sums = jax.device_get((step_metrics, sums))
-        if self.n > 1:  # identical on every device after pmean/psum
+    def host_metrics(self, step_metrics, evals_out, plans, order=None):
+        """Device results -> (per-step metrics {name: [K]}, {split: {"loss", "accuracy", "count"}},
+        {split: predicted labels [n] in example order}), splits in ``order``."""
+        step_metrics, evals_out = jax.device_get((step_metrics, evals_out))
+        if self.n > 1:  # metrics are identical on every device after pmean/psum
             step_metrics = jax.tree.map(lambda x: x[0], step_metrics)
-            sums = jax.tree.map(lambda x: x[0], sums)
-        out = {}
-        for split in order or sums:
-            loss_sum, correct, count = (float(v) for v in sums[split])
-            out[split] = {"loss": loss_sum / count, "accuracy": correct / count, "count": int(count)}
-        return step_metrics, out
+        metrics, preds = {}, {}
+        for split in order or evals_out:
+            sums, pred = evals_out[split]
+            loss_sum, correct, count = (float(v) for v in np.asarray(sums).reshape(-1, 3)[0])
+            metrics[split] = {"loss": loss_sum / count, "accuracy": correct / count, "count": int(count)}
+            # eval_plan lays examples 0..n-1 out in order across shards, chunks and rows, padding last.
+            mask = plans[split][1].reshape(-1) > 0
+            preds[split] = np.asarray(pred).reshape(-1)[mask]
+        return step_metrics, metrics, preds

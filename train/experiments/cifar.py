@@ -179,7 +179,7 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
                                   "data_source": ds.source})
     title = f"{cfg.experiment} ({cfg.run_name})"
     plots.plot_curves({cfg.experiment: log.rows}, run_dir / "curves.png", title=title, xlabel="epoch")
-    pred = backend.predict_labels(arrays["test_x"], batch=cfg.eval_batch)
+    pred = backend.last_predictions["test"]
     plots.plot_confusion(arrays["test_y"], pred, ds.class_names, run_dir / "confusion.png",
                          title=f"{title}: test confusion matrix")
     plots.plot_misclassified(arrays["test_x"], arrays["test_y"], pred, ds.class_names, run_dir / "misclassified.png")

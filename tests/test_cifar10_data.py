@@ -1,0 +1,574 @@
+"""Tests for data/cifar10.py: the tfds, folder and synthetic sources and the cache.
+
+Everything runs on tiny generated data in tmp_path and takes well under a
+second per test, except ``test_shared_copy`` (marked slow), which decodes the
+real 60,000-image copy in ``shared/datasets/cifar10-jpg`` and is skipped when
+that copy is absent.
+
+The tfds tests need no network and no TensorFlow: ``tiny_tfds_build`` prepares
+a real ``array_record`` build of cifar10 from a handful of fake images by
+feeding tfds' own cifar10 builder (its download and TensorFlow-based file
+reader replaced), so both the real read path and ``tfds.testing.mock_data``
+are exercised.  The tfrecord fallback needs TensorFlow and is skipped without
+it (its no-TensorFlow error is tested instead).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data.cifar10 as cifar10
+from data.cifar10 import CLASS_NAMES, DataError, ImageDataset, channel_stats, load_cifar10
+
+SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
+HAS_TF = importlib.util.find_spec("tensorflow") is not None
+
+
+@pytest.fixture(autouse=True)
+def _private_default_cache(tmp_path, monkeypatch):
+    """Any load that forgets cache_dir still stays out of ~/.cache."""
+    monkeypatch.setenv("JAX_CURRICULUM_CACHE", str(tmp_path / "default-cache"))
+
+
+def random_image(rng: np.random.Generator, size=(32, 32)) -> np.ndarray:
+    return rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+
+
+def make_tree(root: Path, classes=CLASS_NAMES, n_train=2, n_test=1, seed=0) -> dict[str, np.ndarray]:
+    """Writes root/{train,test}/<class>/NN.{png,jpg}; returns {relative path: decoded RGB}.
+
+    Even class indices (in the order given) get PNGs, odd ones JPEGs.  For a
+    PNG the returned pixels are the generated ones (PNG is lossless, so a
+    loader must return exactly these); for a JPEG, what Pillow decodes from
+    the written file.
+    """
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, count in (("train", n_train), ("test", n_test)):
+        for ci, cls in enumerate(classes):
+            class_dir = root / split / cls
+            class_dir.mkdir(parents=True)
+            for i in range(count):
+                ext = "png" if ci % 2 == 0 else "jpg"
+                path = class_dir / f"{i:02d}.{ext}"
+                pixels = random_image(rng)
+                Image.fromarray(pixels).save(path)
+                if ext == "jpg":
+                    with Image.open(path) as im:
+                        pixels = np.asarray(im.convert("RGB"))
+                written[f"{split}/{cls}/{path.name}"] = pixels
+    return written
+
+
+def row_of(ds: ImageDataset, root: Path, relpath: str) -> np.ndarray:
+    """The row a file lands in: sorted classes, then sorted file names."""
+    split, cls, name = relpath.split("/")
+    label = ds.class_names.index(cls)
+    offset = sum(len(_images(root / split / c)) for c in ds.class_names[:label])
+    index = offset + _images(root / split / cls).index(name)
+    x, y = (ds.train_x, ds.train_y) if split == "train" else (ds.test_x, ds.test_y)
+    assert y[index] == label
+    return x[index]
+
+
+def _images(class_dir: Path) -> list[str]:
+    return sorted(n for n in os.listdir(class_dir)
+                  if not n.startswith(".") and n.lower().endswith((".png", ".jpg", ".jpeg")))
+
+
+def assert_well_formed(ds: ImageDataset, n_train: int, n_test: int) -> None:
+    assert ds.train_x.shape == (n_train, 32, 32, 3) and ds.train_x.dtype == np.uint8
+    assert ds.test_x.shape == (n_test, 32, 32, 3) and ds.test_x.dtype == np.uint8
+    assert ds.train_y.shape == (n_train,) and ds.train_y.dtype == np.int32
+    assert ds.test_y.shape == (n_test,) and ds.test_y.dtype == np.int32
+    assert len(ds.class_names) == 10
+    for y in (ds.train_y, ds.test_y):
+        assert 0 <= y.min() and y.max() < 10
+
+
+# --------------------------------------------------------------------------
+# folder:PATH
+# --------------------------------------------------------------------------
+
+
+def test_folder_labels_follow_sorted_class_order_and_pixels_round_trip(tmp_path):
+    # Created in reverse order: labels must still follow sorted names.
+    written = make_tree(tmp_path / "tree", classes=CLASS_NAMES[::-1])
+    ds = load_cifar10(f"folder:{tmp_path / 'tree'}", cache_dir=tmp_path / "cache", workers=1)
+
+    assert_well_formed(ds, 20, 10)
+    assert ds.class_names == CLASS_NAMES
+    assert ds.source == f"folder:{(tmp_path / 'tree').absolute()}"
+    assert ds.train_y.tolist() == [c for c in range(10) for _ in range(2)]
+    assert ds.test_y.tolist() == list(range(10))
+    for relpath, pixels in written.items():
+        np.testing.assert_array_equal(row_of(ds, tmp_path / "tree", relpath), pixels, err_msg=relpath)
+
+
+def test_folder_rows_follow_sorted_file_names_and_skip_other_files(tmp_path):
+    root = tmp_path / "tree"
+    make_tree(root, n_train=1, n_test=1)
+    rng = np.random.default_rng(1)
+    bird = root / "train" / "bird"
+    expected = {}
+    for name in ("b.png", "A.PNG", "10.png", "9.jpeg"):  # sorted: 10, 9, A, b
+        expected[name] = random_image(rng)
+        Image.fromarray(expected[name]).save(bird / name, format="PNG")
+    (bird / ".hidden.png").write_bytes(b"not an image")  # hidden: ignored
+    (bird / "notes.txt").write_text("ignored")            # not an image extension
+    (bird / "sub.png").mkdir()                            # a directory: ignored
+
+    ds = load_cifar10(f"folder:{root}", cache_dir=tmp_path / "cache", workers=1)
+    assert_well_formed(ds, 10 + 4, 10)
+    start = 2  # airplane and automobile come first, one image each
+    order = ["00.png", "10.png", "9.jpeg", "A.PNG", "b.png"]
+    assert ds.train_y[start:start + 5].tolist() == [2] * 5
+    for i, name in enumerate(order[1:], start + 1):
+        np.testing.assert_array_equal(ds.train_x[i], expected[name], err_msg=name)
+
+
+def test_folder_converts_grey_and_rgba_to_rgb(tmp_path):
+    root = tmp_path / "tree"
+    make_tree(root, n_train=1, n_test=1)
+    Image.new("L", (32, 32), 77).save(root / "train" / "airplane" / "00.png")
+    Image.new("RGBA", (32, 32), (1, 2, 3, 4)).save(root / "train" / "automobile" / "00.png")
+    (root / "train" / "automobile" / "00.jpg").unlink()
+    ds = load_cifar10(f"folder:{root}", cache_dir=tmp_path / "cache", workers=1)
+    assert (ds.train_x[0] == 77).all()
+    assert (ds.train_x[1] == np.array([1, 2, 3], np.uint8)).all()
+
+
+def test_bare_folder_source_uses_data_dir(tmp_path):
+    make_tree(tmp_path / "tree", n_train=1, n_test=1)
+    ds = load_cifar10("folder", data_dir=tmp_path / "tree", cache_dir=tmp_path / "cache", workers=1)
+    assert ds.source == f"folder:{(tmp_path / 'tree').absolute()}"
+    with pytest.raises(DataError, match="folder:PATH"):
+        load_cifar10("folder", cache_dir=tmp_path / "cache")
+
+
+def test_parallel_decoding_matches_serial_and_reports_bad_files(tmp_path, monkeypatch):
+    root = tmp_path / "tree"
+    make_tree(root, n_train=3, n_test=2)
+    # Force the process pool even for this tiny tree.
+    monkeypatch.setattr(cifar10, "_PARALLEL_MIN_FILES", 1)
+    serial = load_cifar10(f"folder:{root}", cache_dir=tmp_path / "c1", workers=1)
+    parallel = load_cifar10(f"folder:{root}", cache_dir=tmp_path / "c2", workers=2)
+    for key in ("train_x", "train_y", "test_x", "test_y"):
+        np.testing.assert_array_equal(getattr(serial, key), getattr(parallel, key))
+
+    bad = root / "test" / "truck" / "01.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(DataError, match=str(bad)):
+        load_cifar10(f"folder:{root}", cache_dir=tmp_path / "c3", workers=2)
+
+
+def break_tree(root: Path, case: str) -> tuple[Path, Path]:
+    """Breaks a good tree; returns (path to load, path the error must name)."""
+    if case == "missing root":
+        return root / "nowhere", root / "nowhere"
+    if case == "root is a file":
+        (root / "file.txt").write_text("x")
+        return root / "file.txt", root / "file.txt"
+    if case in ("no train", "no test"):
+        shutil.rmtree(root / case.split()[1])
+        return root, root
+    if case == "nine classes":
+        shutil.rmtree(root / "train" / "truck")
+        shutil.rmtree(root / "test" / "truck")
+        return root, root / "train"
+    if case == "eleven classes":
+        for split in ("train", "test"):
+            (root / split / "zebra").mkdir()
+            Image.new("RGB", (32, 32)).save(root / split / "zebra" / "00.png")
+        return root, root / "train"
+    if case == "classes differ":
+        os.rename(root / "test" / "truck", root / "test" / "lorry")
+        return root, root / "test"
+    if case == "empty class":
+        for p in (root / "test" / "cat").iterdir():
+            p.unlink()
+        (root / "test" / "cat" / "README.txt").write_text("not an image")
+        return root, root / "test" / "cat"
+    if case == "corrupt image":
+        bad = root / "train" / "dog" / "00.jpg"
+        bad.write_bytes(b"garbage")
+        return root, bad
+    if case in ("truncated png", "truncated jpeg"):
+        bad = root / "train" / ("bird/01.png" if case.endswith("png") else "automobile/01.jpg")
+        bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+        return root, bad
+    if case == "not 32x32":
+        bad = root / "test" / "ship" / "00.png"
+        Image.new("RGB", (33, 32)).save(bad)
+        return root, bad
+    raise AssertionError(case)
+
+
+FOLDER_ERRORS = ["missing root", "root is a file", "no train", "no test", "nine classes",
+                 "eleven classes", "classes differ", "empty class", "corrupt image",
+                 "truncated png", "truncated jpeg", "not 32x32"]
+
+
+@pytest.mark.parametrize("case", FOLDER_ERRORS)
+def test_folder_errors_name_the_path(tmp_path, case):
+    root = tmp_path / "tree"
+    make_tree(root, n_train=2, n_test=1)
+    source_path, offending = break_tree(root, case)
+    with pytest.raises(DataError) as info:
+        load_cifar10(f"folder:{source_path}", cache_dir=tmp_path / "cache", workers=1)
+    message = str(info.value)
+    assert str(offending) in message
+    assert "\n" not in message
+
+
+def test_no_fork_once_jax_is_running(monkeypatch):
+    # Forking a process whose JAX backend runs risks a deadlock: use threads then.
+    fake_bridge = mock.Mock(_backends={"cpu": object()})
+    monkeypatch.setitem(sys.modules, "jax._src.xla_bridge", fake_bridge)
+    executor = cifar10._make_executor(2)
+    executor.shutdown()
+    assert isinstance(executor, ThreadPoolExecutor)
+    fake_bridge._backends = {}
+    executor = cifar10._make_executor(2)
+    executor.shutdown()
+    assert isinstance(executor, ProcessPoolExecutor) or not sys.platform.startswith("linux")
+
+
+# --------------------------------------------------------------------------
+# cache
+# --------------------------------------------------------------------------
+
+
+def _forbid_decoding(monkeypatch):
+    def fail(paths):
+        raise AssertionError("decoded although the cache should have answered")
+
+    monkeypatch.setattr(cifar10, "_decode_files", fail)
+
+
+def test_cache_hit_is_identical_fast_and_skips_decoding(tmp_path, monkeypatch):
+    root, cache = tmp_path / "tree", tmp_path / "cache"
+    make_tree(root)
+    first = load_cifar10(f"folder:{root}", cache_dir=cache, workers=1)
+    assert [p.suffix for p in cache.iterdir()] == [".npz"]  # no temp file left behind
+
+    _forbid_decoding(monkeypatch)
+    start = time.perf_counter()
+    second = load_cifar10(f"folder:{root}", cache_dir=cache, workers=1)
+    assert time.perf_counter() - start < 0.5
+    for key in ("train_x", "train_y", "test_x", "test_y"):
+        a, b = getattr(first, key), getattr(second, key)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert second.class_names == first.class_names and second.source == first.source
+
+
+def test_default_cache_dir_comes_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAX_CURRICULUM_CACHE", str(tmp_path / "env-cache"))
+    make_tree(tmp_path / "tree", n_train=1, n_test=1)
+    load_cifar10(f"folder:{tmp_path / 'tree'}", workers=1)
+    assert len(list((tmp_path / "env-cache").glob("cifar10-folder-*.npz"))) == 1
+    monkeypatch.delenv("JAX_CURRICULUM_CACHE")
+    assert cifar10.default_cache_dir() == Path.home() / ".cache" / "jax_curriculum"
+
+
+def test_editing_the_tree_invalidates_and_replaces_the_entry(tmp_path):
+    root, cache = tmp_path / "tree", tmp_path / "cache"
+    make_tree(root)
+    before = load_cifar10(f"folder:{root}", cache_dir=cache, workers=1)
+    old_entries = sorted(cache.glob("*.npz"))
+
+    # Rewrite one image in place, same name: only its size/mtime change.
+    path = root / "train" / "airplane" / "00.png"
+    Image.new("RGB", (32, 32), (9, 8, 7)).save(path)
+    os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    after = load_cifar10(f"folder:{root}", cache_dir=cache, workers=1)
+    assert (after.train_x[0] == np.array([9, 8, 7], np.uint8)).all()
+    assert not np.array_equal(before.train_x[0], after.train_x[0])
+    new_entries = sorted(cache.glob("*.npz"))
+    assert len(new_entries) == 1 and new_entries != old_entries  # the stale entry is gone
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "wrong arrays"])
+def test_corrupt_cache_is_rebuilt(tmp_path, damage, caplog):
+    root, cache = tmp_path / "tree", tmp_path / "cache"
+    make_tree(root)
+    good = load_cifar10(f"folder:{root}", cache_dir=cache, workers=1)
+    (entry,) = cache.glob("*.npz")
+    if damage == "garbage":
+        entry.write_bytes(b"this is not a zip file")
+    elif damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    elif damage == "empty":
+        entry.write_bytes(b"")
+    else:
+        np.savez(entry, train_x=np.zeros((3, 8, 8, 3), np.uint8))
+
+    with caplog.at_level("WARNING", logger="data.cifar10"):
+        rebuilt = load_cifar10(f"folder:{root}", cache_dir=cache, workers=1)
+    assert damage == "empty" or "rebuilding" in caplog.text
+    np.testing.assert_array_equal(rebuilt.train_x, good.train_x)
+    np.testing.assert_array_equal(rebuilt.test_y, good.test_y)
+    # ... and the rebuilt entry is good again.
+    assert cifar10._read_cache(entry, "x") is not None
+
+
+def test_compressed_npz_cache_is_still_readable(tmp_path):
+    # The fast reader handles stored members; a compressed entry (say, written
+    # by hand) must still load through the zipfile fallback.
+    arrays = dict(train_x=np.ones((2, 32, 32, 3), np.uint8), train_y=np.array([0, 1], np.int32),
+                  test_x=np.zeros((1, 32, 32, 3), np.uint8), test_y=np.array([1], np.int32),
+                  class_names=np.asarray(CLASS_NAMES))
+    np.savez_compressed(tmp_path / "c.npz", **arrays)
+    ds = cifar10._read_cache(tmp_path / "c.npz", "src")
+    assert ds is not None and ds.class_names == CLASS_NAMES
+    np.testing.assert_array_equal(ds.train_x, arrays["train_x"])
+
+
+# --------------------------------------------------------------------------
+# synthetic and source parsing
+# --------------------------------------------------------------------------
+
+
+def test_synthetic_is_deterministic_balanced_and_learnable():
+    ds = load_cifar10("synthetic:1000", seed=3)
+    assert_well_formed(ds, 1000, 200)
+    assert ds.source == "synthetic:1000" and ds.class_names == CLASS_NAMES
+    assert np.bincount(ds.train_y, minlength=10).tolist() == [100] * 10
+    again = load_cifar10("synthetic:1000", seed=3)
+    np.testing.assert_array_equal(ds.train_x, again.train_x)
+    np.testing.assert_array_equal(ds.test_y, again.test_y)
+    other = load_cifar10("synthetic:1000", seed=4)
+    assert not np.array_equal(ds.train_x, other.train_x)
+
+    # Nearest class mean, fitted on train, scores far above chance (10 %) on test.
+    x_train = ds.train_x.reshape(len(ds.train_x), -1).astype(np.float32)
+    x_test = ds.test_x.reshape(len(ds.test_x), -1).astype(np.float32)
+    means = np.stack([x_train[ds.train_y == c].mean(0) for c in range(10)])
+    predictions = ((x_test[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+    assert (predictions == ds.test_y).mean() > 0.5
+
+
+def test_synthetic_defaults_and_small_sizes():
+    ds = load_cifar10("synthetic")
+    assert_well_formed(ds, 2048, 409)
+    tiny = load_cifar10("synthetic:7")
+    assert len(tiny.train_y) == 7 and len(tiny.test_y) == 10
+
+
+@pytest.mark.parametrize("source", ["imagenet", "synthetic:abc", "synthetic:0", "synthetic:-5", "synthetic:",
+                                    "tfds:somewhere", "", "folder:"])
+def test_bad_sources_name_the_source(source, tmp_path):
+    with pytest.raises(DataError) as info:
+        load_cifar10(source, cache_dir=tmp_path)
+    assert repr(source) in str(info.value) or source in str(info.value)
+
+
+def test_unknown_source_lists_valid_sources():
+    with pytest.raises(DataError, match="tfds, folder:PATH.*synthetic"):
+        load_cifar10("mnist")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_channel_stats_matches_numpy(dtype):
+    rng = np.random.default_rng(0)
+    # Channels with different spreads, and more pixels than one internal chunk.
+    x = np.clip(rng.normal([60, 128, 200], [10, 40, 30], size=(300, 32, 32, 3)), 0, 255)
+    x = np.rint(x).astype(dtype)
+    mean, std = channel_stats(x)
+    reference = x.reshape(-1, 3).astype(np.float64) / 255.0
+    assert mean.dtype == std.dtype == np.float32 and mean.shape == std.shape == (3,)
+    np.testing.assert_allclose(mean, reference.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(std, reference.std(0), rtol=1e-5)
+
+
+# --------------------------------------------------------------------------
+# tfds
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_tfds_build(tmp_path_factory):
+    """A genuinely prepared array_record cifar10 build (20 train, 10 test images).
+
+    tfds' own cifar10 builder generates it from fake ``cifar-10-batches-bin``
+    files: its download is redirected to them and its TensorFlow-based file
+    reader is replaced by one that yields PIL images, which tfds encodes with
+    Pillow, so no TensorFlow and no network are involved.
+
+    Returns ``(data_dir, images, labels)``, the generated examples in
+    generation order (the build itself stores them shuffled).
+    """
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from tensorflow_datasets.image_classification import cifar
+
+    base = tmp_path_factory.mktemp("tfds")
+    batches = base / "extracted" / "cifar-10-batches-bin"
+    batches.mkdir(parents=True)
+    (batches / "batches.meta.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(30, 32, 32, 3), dtype=np.uint8)
+    labels = (np.arange(30) % 10).astype(np.int32)
+    # The official binary layout: 1 label byte, then 3072 bytes of CHW pixels.
+    records = np.concatenate([labels[:, None].astype(np.uint8),
+                              images.transpose(0, 3, 1, 2).reshape(30, -1)], axis=1)
+    for i in range(5):
+        records[4 * i:4 * i + 4].tofile(batches / f"data_batch_{i + 1}.bin")
+    records[20:].tofile(batches / "test_batch.bin")
+
+    def load_data(path, labels_number=1):
+        for row in np.fromfile(path, dtype=np.uint8).reshape(-1, 3073):
+            yield [int(row[0])], Image.fromarray(row[1:].reshape(3, 32, 32).transpose(1, 2, 0))
+
+    data_dir = base / "data"
+    builder = tfds.builder("cifar10", data_dir=str(data_dir), file_format="array_record")
+    with mock.patch.object(tfds.download.DownloadManager, "download_and_extract",
+                           lambda self, url: str(base / "extracted")), \
+            mock.patch.object(cifar, "_load_data", load_data):
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            compute_stats=tfds.download.ComputeStatsMode.SKIP))
+    assert builder.is_prepared()
+    return data_dir, images, labels
+
+
+def _as_multiset(x: np.ndarray, y: np.ndarray) -> list[tuple[int, bytes]]:
+    return sorted(zip(y.tolist(), (row.tobytes() for row in x)))
+
+
+def test_tfds_reads_a_prepared_array_record_build(tiny_tfds_build, tmp_path, monkeypatch):
+    data_dir, images, labels = tiny_tfds_build
+    tf_was_loaded = "tensorflow" in sys.modules
+    ds = load_cifar10("tfds", data_dir=str(data_dir), cache_dir=tmp_path / "cache")
+
+    assert_well_formed(ds, 20, 10)
+    assert ds.class_names == CLASS_NAMES
+    assert ds.source == f"tfds:{data_dir.absolute()}"
+    # Stored as PNG, so every generated example comes back bit for bit.
+    assert _as_multiset(ds.train_x, ds.train_y) == _as_multiset(images[:20], labels[:20])
+    assert _as_multiset(ds.test_x, ds.test_y) == _as_multiset(images[20:], labels[20:])
+    if not tf_was_loaded:
+        assert "tensorflow" not in sys.modules  # array_record needs no TensorFlow
+
+    # Second load: from the cache, without touching the build's records.
+    monkeypatch.setattr(cifar10, "_read_tfds_data_source", mock.Mock(side_effect=AssertionError))
+    again = load_cifar10("tfds", data_dir=str(data_dir), cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(again.train_x, ds.train_x)
+    np.testing.assert_array_equal(again.test_y, ds.test_y)
+
+
+def test_tfds_under_mock_data(tiny_tfds_build, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    data_dir, _, _ = tiny_tfds_build
+    # USE_FILES: the build's real metadata (splits, label names), fake examples.
+    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_FILES,
+                                data_dir=str(data_dir)):
+        ds = load_cifar10("tfds", data_dir=str(tmp_path / "ignored"), cache_dir=tmp_path / "cache")
+    assert_well_formed(ds, 12, 12)
+    assert ds.class_names == CLASS_NAMES
+    # Fake examples do not match the recorded split sizes, so they are not cached.
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_tfds_unprepared_fails_at_once_without_downloading(tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                        mock.Mock(side_effect=AssertionError("must never download")))
+    data_dir = tmp_path / "empty"
+    start = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        load_cifar10("tfds", data_dir=str(data_dir), cache_dir=tmp_path / "cache")
+    assert time.perf_counter() - start < 10
+    message = str(info.value)
+    assert "\n" not in message
+    for part in (str(data_dir), str(data_dir / "downloads" / "manual"), "cifar-10-binary.tar.gz",
+                 "tfds-prepare", "file_format='array_record'", "download_and_prepare()", "folder:PATH"):
+        assert part in message, part
+
+
+def test_tfds_default_data_dir_is_tfds_own(monkeypatch, tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds-home"))
+    import tensorflow_datasets.core.constants as constants
+
+    monkeypatch.setattr(constants, "DATA_DIR", str(tmp_path / "tfds-home"), raising=False)
+    with pytest.raises(DataError) as info:
+        load_cifar10("tfds", cache_dir=tmp_path / "cache")
+    assert str(tmp_path / "tfds-home") in str(info.value)
+
+
+def _no_random_access(*args, **kwargs):
+    raise NotImplementedError("prepared as tfrecord")
+
+
+@pytest.mark.skipif(not HAS_TF, reason="reading a tfrecord build needs TensorFlow")
+def test_tfds_tfrecord_fallback_under_mock_data(tiny_tfds_build, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    data_dir, _, _ = tiny_tfds_build
+    with tfds.testing.mock_data(num_examples=5, policy=tfds.testing.MockPolicy.USE_FILES,
+                                data_dir=str(data_dir), as_data_source_fn=_no_random_access):
+        ds = load_cifar10("tfds", data_dir=str(data_dir), cache_dir=tmp_path / "cache")
+    assert_well_formed(ds, 5, 5)
+
+
+@pytest.mark.skipif(HAS_TF, reason="checks the error shown when TensorFlow is missing")
+def test_tfds_tfrecord_without_tensorflow_is_a_clear_error(tiny_tfds_build, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    data_dir, _, _ = tiny_tfds_build
+    with tfds.testing.mock_data(num_examples=5, policy=tfds.testing.MockPolicy.USE_FILES,
+                                data_dir=str(data_dir), as_data_source_fn=_no_random_access):
+        with pytest.raises(DataError, match="tfrecord.*TensorFlow"):
+            load_cifar10("tfds", data_dir=str(data_dir), cache_dir=tmp_path / "cache")
+
+
+# --------------------------------------------------------------------------
+# the real copy in shared/datasets (skipped when absent)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cifar10-cache")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_CIFAR.is_dir(), reason=f"{SHARED_CIFAR} is absent")
+def test_shared_copy(shared_cache):
+    start = time.perf_counter()
+    ds = load_cifar10(f"folder:{SHARED_CIFAR}", cache_dir=shared_cache)
+    first = time.perf_counter() - start
+    # Best of two cache hits, to tolerate a busy machine.
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        again = load_cifar10(f"folder:{SHARED_CIFAR}", cache_dir=shared_cache)
+        seconds.append(time.perf_counter() - start)
+    print(f"shared CIFAR-10 copy: first load {first:.2f} s, cache hits {seconds[0]:.2f} s, {seconds[1]:.2f} s")
+    assert min(seconds) < 1.0
+
+    assert_well_formed(ds, 50_000, 10_000)
+    assert ds.class_names == CLASS_NAMES
+    assert np.bincount(ds.train_y).tolist() == [5000] * 10
+    assert np.bincount(ds.test_y).tolist() == [1000] * 10
+    mean, std = channel_stats(ds.train_x)
+    np.testing.assert_allclose(mean, [0.4914, 0.4822, 0.4465], atol=0.02)
+    np.testing.assert_allclose(std, [0.247, 0.243, 0.261], atol=0.02)
+
+    for relpath in ("train/cat/0000.jpg", "train/airplane/4999.jpg", "test/truck/0999.jpg"):
+        with Image.open(SHARED_CIFAR / relpath) as im:
+            expected = np.asarray(im.convert("RGB"))
+        np.testing.assert_array_equal(row_of(ds, SHARED_CIFAR, relpath), expected, err_msg=relpath)
+    # Rows are grouped by class, files in sorted order: train/cat/0000.jpg is row 3 * 5000.
+    np.testing.assert_array_equal(row_of(ds, SHARED_CIFAR, "train/cat/0000.jpg"), ds.train_x[15_000])
+    for key in ("train_x", "train_y", "test_x", "test_y"):
+        np.testing.assert_array_equal(getattr(ds, key), getattr(again, key))
