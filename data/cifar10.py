@@ -24,7 +24,8 @@ straight through.  Sources:
     and, within a class, follow the sorted file names; so ``train/cat/0000.jpg``
     of a 5,000-per-class tree is train row ``3 * 5000 + 0``.  Hidden entries and
     files with other extensions are ignored.  Images are decoded with Pillow,
-    in parallel processes, and converted to RGB; each must be 32x32.
+    in parallel processes (threads once a JAX backend runs, see
+    ``_make_executor``), and converted to RGB; each must be 32x32.
 
 ``synthetic`` or ``synthetic:N``
     N (default 2048) random CIFAR-shaped training images and ``max(N // 5, 10)``
@@ -35,7 +36,7 @@ straight through.  Sources:
 
 Decoded ``tfds`` and ``folder`` data is cached as an uncompressed ``.npz`` under
 ``cache_dir`` (default ``$JAX_CURRICULUM_CACHE`` or ``~/.cache/jax_curriculum``),
-keyed by the source kind, the absolute path and a cheap fingerprint of the files
+keyed by the source kind, the resolved path and a cheap fingerprint of the files
 (names, sizes and modification times, gathered with ``os.scandir``), so editing
 the tree invalidates the entry.  Decoding 60,000 JPEGs takes seconds; loading
 the cache well under one.  Cache files are written atomically and an unreadable
@@ -45,6 +46,7 @@ one is ignored and rebuilt.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import logging
 import multiprocessing
@@ -316,7 +318,7 @@ class _FolderListing:
 
 
 def _load_folder(path: Path, cache_dir: Path, workers: int) -> ImageDataset:
-    root = path.absolute()
+    root = path.resolve()  # canonical: "..", symlinks and cwd must not split the cache
     source = f"folder:{root}"
     listing = _scan_folder(root)
     cache_file = _cache_file(cache_dir, "folder", str(root), listing.fingerprint())
@@ -454,7 +456,7 @@ def _decode_files(paths: Sequence[str]) -> np.ndarray:
 
 
 def _load_tfds(data_dir: str | os.PathLike | None, cache_dir: Path) -> ImageDataset:
-    source = "tfds" if data_dir is None else f"tfds:{Path(data_dir).expanduser().absolute()}"
+    source = "tfds" if data_dir is None else f"tfds:{Path(data_dir).expanduser().resolve()}"
     try:
         # Imported lazily: it is slow to import and only this source needs it.
         import tensorflow_datasets as tfds
@@ -470,7 +472,7 @@ def _load_tfds(data_dir: str | os.PathLike | None, cache_dir: Path) -> ImageData
     if builder.info.features["label"].num_classes != NUM_CLASSES:
         raise DataError(f"tfds cifar10 in {variant_dir} does not have {NUM_CLASSES} classes")
 
-    cache_file = _cache_file(cache_dir, "tfds", str(variant_dir.absolute()), _dir_fingerprint(variant_dir))
+    cache_file = _cache_file(cache_dir, "tfds", str(variant_dir.resolve()), _dir_fingerprint(variant_dir))
     cached = _read_cache(cache_file, source)
     if cached is not None:
         return cached
@@ -667,7 +669,8 @@ def _write_cache(path: Path, dataset: ImageDataset) -> None:
     prefix = path.name.rsplit("-", 1)[0] + "-"
     for stale in path.parent.glob(f"{prefix}*.npz"):
         if stale != path:
-            stale.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 # --------------------------------------------------------------------------

@@ -20,13 +20,13 @@ def test_mlp_cifar_improved_synthetic(cli, tmp_path):
     r = cli("mlp-cifar", "--variant", "improved", "--data", "synthetic:1024", "--epochs", "2", "--batch-size", "128",
             "--out", tmp_path, "--no-progress")
     assert r.returncode == 0, r.stderr
-    s, rows = _check_run(tmp_path / "mlp-cifar" / "improved-fp32-d1-s0", 2)
+    s, rows = _check_run(tmp_path / "mlp-cifar" / "improved-fp32-s0", 2)
     sizes = [3072, 1024, 512, 256, 256, 128, 10]
     linear = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     assert linear == 3_902_858
     assert s["param_count"] == linear + 2 * sum(sizes[1:-1])  # plus batch-norm scale and bias
     assert s["final"]["test_accuracy"] > 0.5  # synthetic classes are separable; chance is 0.1
-    cfg = json.loads((tmp_path / "mlp-cifar" / "improved-fp32-d1-s0" / "config.json").read_text())
+    cfg = json.loads((tmp_path / "mlp-cifar" / "improved-fp32-s0" / "config.json").read_text())
     assert cfg["config"]["lr"] == 1e-3 and cfg["precision"] == "fp32"
 
 
@@ -34,7 +34,7 @@ def test_cnn_cifar_tiny(cli, tmp_path):
     r = cli("cnn-cifar", "--data", "synthetic:64", "--epochs", "1", "--batch-size", "16", "--limit-test", "16",
             "--eval-batch", "16", "--out", tmp_path, "--no-progress")
     assert r.returncode == 0, r.stderr
-    s, _ = _check_run(tmp_path / "cnn-cifar" / "cnn-fp32-d1-s0", 1)
+    s, _ = _check_run(tmp_path / "cnn-cifar" / "cnn-fp32-s0", 1)
     assert s["param_count"] == 9_231_114 and s["steps"] == 4
 
 

@@ -28,8 +28,8 @@ class JaxBackend:
         self.trainer = Trainer(graphdef, tx, preprocess, devices=devices)
         self.state = self.trainer.replicate(state)
         self.data = self.trainer.replicate(dict(arrays))
-        n = self.trainer.n
-        self.evals = {s: eval_plan(len(arrays[f"{s}_y"]), eval_batch, n) for s in eval_splits}
+        shards = self.trainer.shards
+        self.evals = {s: eval_plan(len(arrays[f"{s}_y"]), eval_batch, shards) for s in eval_splits}
         self.last_predictions: dict[str, np.ndarray] = {}  # {split: labels predicted at the last evaluation}
 
     @property
@@ -38,7 +38,7 @@ class JaxBackend:
 
     @property
     def devices(self) -> int:
-        return self.trainer.n
+        return self.trainer.shards
 
     def period(self, idx: np.ndarray):
         self.state, step_metrics, out = self.trainer.period(self.state, self.data, idx, self.evals)

@@ -170,33 +170,67 @@ def eval_plan(n: int, batch: int, n_shards: int = 1) -> tuple[np.ndarray, np.nda
     return idx.reshape(n_shards, c, e), mask.reshape(n_shards, c, e)
 
 
-class Trainer:
-    """Runs :class:`StepFns` on one device (``jit``) or on several (``pmap``).
+def select_devices(requested: int, global_batch: int) -> list:
+    """The local devices to train on: ``requested`` of them, or all with 0.
 
-    The caller supplies host arrays and index plans; this class owns device
-    placement, compilation (timed separately: ``compile_time_s``) and the
-    conversion of device results back to plain floats.
+    The global batch must split evenly over every device of every process; a
+    request that cannot work is a :class:`UsageError` naming the counts that would.
+    """
+    from train.results import UsageError
+
+    local = jax.local_devices()
+    n = len(local) if requested == 0 or jax.process_count() > 1 else requested
+    shards = n * jax.process_count()
+    if global_batch % shards:
+        ok = [d for d in range(1, len(local) + 1) if global_batch % (d * jax.process_count()) == 0]
+        raise UsageError(f"global batch {global_batch} does not split over {shards} devices "
+                         f"({n} per process x {jax.process_count()} processes): it is not divisible; "
+                         f"use --batch-size a multiple of {shards}, or --devices one of {ok or [1]}")
+    if n > len(local):
+        raise UsageError(f"--devices {n} asked for, but this process has only {len(local)} local devices")
+    return local[:n]
+
+
+class Trainer:
+    """Runs :class:`StepFns` on one device (``jit``) or data parallel (``pmap``).
+
+    The caller supplies host arrays and *global* index plans; this class owns
+    device placement, the split of every global batch over all devices of all
+    processes (this process feeds only its own devices), compilation (timed
+    separately: ``compile_time_s``) and the conversion of device results back
+    to plain floats.
     """
 
     def __init__(self, graphdef, tx, preprocess: Preprocess, *, devices: list | None = None) -> None:
         self.devices = list(devices) if devices else [jax.local_devices()[0]]
-        self.n = len(self.devices)
-        self.fns = StepFns(graphdef, tx, preprocess, AXIS if self.n > 1 else None)
+        self.n = len(self.devices)                       # devices fed by this process
+        self.n_proc, self.pid = jax.process_count(), jax.process_index()
+        self.shards = self.n * self.n_proc               # devices in the whole job
+        self.parallel = self.shards > 1
+        self.fns = StepFns(graphdef, tx, preprocess, AXIS if self.parallel else None)
         self.compile_time_s = 0.0
         self._compiled: dict[Any, Any] = {}
-        if self.n > 1:
+        if self.parallel:
             mesh = jax.sharding.Mesh(np.array(self.devices), (AXIS,))
             self._sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
-            self._period = jax.pmap(self.fns.period, axis_name=AXIS, devices=self.devices, donate_argnums=(0,))
-            self._evaluate = jax.pmap(self.fns.evaluate, axis_name=AXIS, devices=self.devices)
+            # pmap's `devices` restricts collectives to the devices listed; across processes the
+            # collectives must span every process's devices, so there pmap gets none (= all).
+            if self.n_proc > 1 and self.devices != jax.local_devices():
+                raise ValueError("a multi-process run must use every local device of each process")
+            pmap_devices = None if self.n_proc > 1 else self.devices
+            self._period = jax.pmap(self.fns.period, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0,))
+            self._evaluate = jax.pmap(self.fns.evaluate, axis_name=AXIS, devices=pmap_devices)
         else:
             self._period = jax.jit(self.fns.period, donate_argnums=(0,))
             self._evaluate = jax.jit(self.fns.evaluate)
 
     # -- placement -------------------------------------------------------------------------
     def replicate(self, tree):
-        """Host or device pytree -> on every device (a leading device axis under pmap)."""
-        if self.n == 1:
+        """Host or device pytree -> on every local device (a leading device axis under pmap).
+
+        Each device gets its own copy made from one host buffer, without stacking N copies on the host.
+        """
+        if not self.parallel:
             return jax.device_put(tree, self.devices[0])
 
         def rep(x):
@@ -204,53 +238,66 @@ class Trainer:
             return jax.make_array_from_callback((self.n, *x.shape), self._sharded, lambda _: x[None])
         return jax.tree.map(rep, tree)
 
+    def local(self, x: np.ndarray) -> np.ndarray:
+        """Rows of a per-shard host array [shards, ...] that belong to this process's devices."""
+        return x[self.pid * self.n:(self.pid + 1) * self.n]
+
     def shard(self, tree):
-        """Host arrays with a leading axis of size n -> one slice per device (no-op axis for n=1)."""
-        if self.n == 1:
+        """Host arrays with a leading axis of this process's device count -> one slice per device."""
+        if not self.parallel:
             return jax.device_put(jax.tree.map(lambda x: x[0], tree), self.devices[0])
         return jax.device_put(tree, self._sharded)
 
     def unreplicate(self, tree):
         """Device state -> host numpy copy of one replica, without an on-device gather."""
-        if self.n == 1:
+        if not self.parallel:
             return jax.device_get(tree)
         return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data)[0], tree)
 
     def split_batches(self, idx: np.ndarray) -> np.ndarray:
-        """Global train indices [K, B] -> per-device [n, K, B/n]: device d gets columns d*B/n..(d+1)*B/n."""
+        """Global train indices [K, B] -> per-shard [shards, K, B/shards]: shard d gets columns d*B/shards.."""
         k, b = idx.shape
-        if b % self.n:
-            raise ValueError(f"global batch {b} is not divisible by {self.n} devices")
-        return np.ascontiguousarray(idx.reshape(k, self.n, b // self.n).transpose(1, 0, 2))
+        if b % self.shards:
+            raise ValueError(f"global batch {b} is not divisible by {self.shards} devices")
+        return np.ascontiguousarray(idx.reshape(k, self.shards, b // self.shards).transpose(1, 0, 2))
 
     # -- running -----------------------------------------------------------------------------
     def _call(self, name, fn, *args):
-        """Compile on first use (AOT, timed) and run; one executable per argument shape signature."""
+        """Compile on first use (AOT, timed) and run; one executable per argument shape signature.
+
+        Across processes pmap takes process-local arrays that an AOT executable does not accept,
+        so there the first call runs through pmap itself and its whole time counts as compilation.
+        """
         sig = (name, tuple((getattr(a, "shape", None), str(getattr(a, "dtype", ""))) for a in jax.tree.leaves(args)))
         exe = self._compiled.get(sig)
         if exe is None:
             t = time.perf_counter()
-            exe = fn.lower(*args).compile() if hasattr(fn, "lower") else fn
+            if self.n_proc > 1:
+                out = jax.block_until_ready(fn(*args))
+                self.compile_time_s += time.perf_counter() - t
+                self._compiled[sig] = fn
+                return out
+            exe = fn.lower(*args).compile()
             self.compile_time_s += time.perf_counter() - t
             self._compiled[sig] = exe
         return exe(*args)
 
+    def _local_evals(self, evals):
+        return {s: self.shard(tuple(self.local(a) for a in plan)) for s, plan in evals.items()}
+
     def period(self, state, data, idx: np.ndarray, evals: Mapping[str, tuple[np.ndarray, np.ndarray]]):
-        """Run a fused period. idx: global [K, B]; evals: {split: eval_plan(n, E, self.n)}."""
-        dev_idx = self.shard(self.split_batches(np.asarray(idx, np.int32)))
-        dev_evals = {s: self.shard(plan) for s, plan in evals.items()}
-        state, step_metrics, sums = self._call("period", self._period, state, data, dev_idx, dev_evals)
-        return state, step_metrics, sums
+        """Run a fused period. idx: global [K, B]; evals: {split: eval_plan(n, E, self.shards)}."""
+        dev_idx = self.shard(self.local(self.split_batches(np.asarray(idx, np.int32))))
+        return self._call("period", self._period, state, data, dev_idx, self._local_evals(evals))
 
     def evaluate(self, state, data, evals):
-        dev_evals = {s: self.shard(plan) for s, plan in evals.items()}
-        return self._call("evaluate", self._evaluate, state, data, dev_evals)
+        return self._call("evaluate", self._evaluate, state, data, self._local_evals(evals))
 
     def host_metrics(self, step_metrics, evals_out, plans, order=None):
         """Device results -> (per-step metrics {name: [K]}, {split: {"loss", "accuracy", "count"}},
         {split: predicted labels [n] in example order}), splits in ``order``."""
         step_metrics, evals_out = jax.device_get((step_metrics, evals_out))
-        if self.n > 1:  # metrics are identical on every device after pmean/psum
+        if self.parallel:  # metrics are identical on every device after pmean/psum
             step_metrics = jax.tree.map(lambda x: x[0], step_metrics)
         metrics, preds = {}, {}
         for split in order or evals_out:
@@ -258,6 +305,10 @@ class Trainer:
             loss_sum, correct, count = (float(v) for v in np.asarray(sums).reshape(-1, 3)[0])
             metrics[split] = {"loss": loss_sum / count, "accuracy": correct / count, "count": int(count)}
             # eval_plan lays examples 0..n-1 out in order across shards, chunks and rows, padding last.
+            pred = np.asarray(pred)
+            if self.n_proc > 1:  # every process's shards, in shard order
+                from jax.experimental import multihost_utils
+                pred = np.asarray(multihost_utils.process_allgather(pred))
             mask = plans[split][1].reshape(-1) > 0
-            preds[split] = np.asarray(pred).reshape(-1)[mask]
+            preds[split] = pred.reshape(-1)[mask]
         return step_metrics, metrics, preds

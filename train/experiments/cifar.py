@@ -38,7 +38,7 @@ class CifarConfig:
     limit_test: int = 0            # 0: the whole test split
     eval_batch: int = 1000
     seed: int = 0
-    devices: int = 1
+    devices: int = 0               # 0: all local devices; 1: plain single-device jit
 
     @property
     def experiment(self) -> str:
@@ -47,7 +47,7 @@ class CifarConfig:
     @property
     def run_name(self) -> str:
         tag = self.variant if self.model == "mlp" else "cnn"
-        return f"{tag}-{self.precision_resolved()}-d{self.devices}-s{self.seed}"
+        return f"{tag}-{self.precision_resolved()}-s{self.seed}"
 
     def precision_resolved(self) -> str:
         if self.precision != "auto":
@@ -62,7 +62,7 @@ class CifarConfig:
             raise UsageError(f"--variant must be plain or improved, got {self.variant!r}")
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        for name in ("epochs", "batch_size", "eval_batch", "devices"):
+        for name in ("epochs", "batch_size", "eval_batch"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("limit_train", "limit_test"):
@@ -72,10 +72,8 @@ class CifarConfig:
             raise UsageError("--lr must be positive and --weight-decay non-negative")
         if not 0 <= self.dropout < 1:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.batch_size % self.devices:
-            ok = [d for d in range(1, self.batch_size + 1) if self.batch_size % d == 0]
-            raise UsageError(f"--batch-size {self.batch_size} is not divisible by --devices {self.devices}; "
-                             f"device counts that divide it: {ok}")
+        if self.devices < 0:
+            raise UsageError(f"--devices must be >= 0 (0 = all local devices), got {self.devices}")
 
 
 def mlp_config(**kw) -> CifarConfig:
@@ -148,17 +146,15 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     from data.cifar10 import channel_stats
     from train.backends import JaxBackend, epoch_batches, run_periods
     from train.results import device_info, package_versions
-    from train.trainer import AXIS
+    from train.trainer import AXIS, select_devices
 
     cfg.validate()
-    devices = jax.local_devices()[: cfg.devices]
-    if len(devices) < cfg.devices:
-        raise UsageError(f"--devices {cfg.devices} asked for, but only {len(devices)} local devices exist")
+    devices = select_devices(cfg.devices, cfg.batch_size)
     ds, arrays = load_data(cfg)
     mean, std = channel_stats(arrays["train_x"])
     workdir = Path(workdir)
     run_dir = prepare_run_dir(workdir.parent, workdir.name, cfg.run_name)
-    model = build_model(cfg, axis_name=AXIS if cfg.devices > 1 else None)
+    model = build_model(cfg, axis_name=AXIS if len(devices) * jax.process_count() > 1 else None)
     tx = optax.adamw(cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay)
     backend = JaxBackend(model, tx, make_preprocess(mean, std), arrays, seed=cfg.seed, devices=devices,
                          eval_batch=cfg.eval_batch)

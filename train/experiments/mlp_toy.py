@@ -35,24 +35,22 @@ class ToyConfig:
     eval_every: int = 30
     seed: int = 0
     dtype: str = "float32"         # float32 | float64 (float64 turns on jax_enable_x64)
-    devices: int = 1
+    devices: int = 0               # 0: all local devices; 1: plain single-device jit
 
     def validate(self) -> None:
         if self.dataset not in DATASETS:
             raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         if self.framework not in FRAMEWORKS:
             raise UsageError(f"--framework must be one of {', '.join(FRAMEWORKS)}, got {self.framework!r}")
-        for name in ("samples", "steps", "batch_size", "eval_every", "devices"):
+        for name in ("samples", "steps", "batch_size", "eval_every"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
         if self.dtype not in ("float32", "float64"):
             raise UsageError(f"--dtype must be float32 or float64, got {self.dtype!r}")
-        if self.batch_size % self.devices:
-            ok = [d for d in range(1, self.batch_size + 1) if self.batch_size % d == 0]
-            raise UsageError(f"--batch-size {self.batch_size} is not divisible by --devices {self.devices}; "
-                             f"device counts that divide it: {ok}")
+        if self.devices < 0:
+            raise UsageError(f"--devices must be >= 0 (0 = all local devices), got {self.devices}")
 
 
 def quick() -> ToyConfig:
@@ -76,6 +74,7 @@ def build_backends(cfg: ToyConfig, data) -> dict:
     from jax_models.mlp import MLP as JaxMLP, set_mlp_weights
     from numpy_mlp import MLP as NumpyMLP
     from train.backends import JaxBackend, NumpyBackend
+    from train.trainer import select_devices
 
     arrays = {"train_x": data.train_x, "train_y": data.train_y, "test_x": data.test_x, "test_y": data.test_y}
     dtype = np.dtype(cfg.dtype)
@@ -87,9 +86,7 @@ def build_backends(cfg: ToyConfig, data) -> dict:
     if cfg.framework in ("jax", "both"):
         model = JaxMLP(2, cfg.hidden, 2, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(cfg.seed))
         set_mlp_weights(model, np_model.get_weights())
-        devices = jax.local_devices()[: cfg.devices]
-        if len(devices) < cfg.devices:
-            raise UsageError(f"--devices {cfg.devices} asked for, but only {len(devices)} local devices exist")
+        devices = select_devices(cfg.devices, cfg.batch_size)
         out["jax"] = JaxBackend(model, optax.sgd(cfg.lr), lambda x: x, arrays, seed=cfg.seed, devices=devices)
     return out
 

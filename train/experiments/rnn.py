@@ -38,7 +38,7 @@ class RNNConfig:
     eval_batch: int = 4096
     grad_probe: int = 512          # test sequences used to measure dL/dh_t
     seed: int = 0
-    devices: int = 1
+    devices: int = 0               # 0: all local devices; 1: plain single-device jit
 
     @property
     def run_name(self) -> str:
@@ -55,7 +55,7 @@ class RNNConfig:
             raise UsageError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise UsageError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
-        for name in ("input_length", "hidden", "epochs", "batch_size", "lr_step", "eval_batch", "devices"):
+        for name in ("input_length", "hidden", "epochs", "batch_size", "lr_step", "eval_batch"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.data_size < 2:
@@ -64,10 +64,8 @@ class RNNConfig:
             raise UsageError(f"--portion-train must be in (0, 1), got {self.portion_train}")
         if not self.lr > 0 or not 0 < self.lr_gamma <= 1 or not self.clip_norm > 0:
             raise UsageError("--lr and --clip-norm must be positive and --lr-gamma in (0, 1]")
-        if self.batch_size % self.devices:
-            ok = [d for d in range(1, self.batch_size + 1) if self.batch_size % d == 0]
-            raise UsageError(f"--batch-size {self.batch_size} is not divisible by --devices {self.devices}; "
-                             f"device counts that divide it: {ok}")
+        if self.devices < 0:
+            raise UsageError(f"--devices must be >= 0 (0 = all local devices), got {self.devices}")
 
 
 def quick() -> RNNConfig:
@@ -116,12 +114,11 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
     from data.palindrome import make_palindrome_data
     from jax_models.rnn import RNNClassifier
     from train.backends import JaxBackend, epoch_batches, run_periods
+    from train.trainer import select_devices
     from train.results import device_info, package_versions
 
     cfg.validate()
-    devices = jax.local_devices()[: cfg.devices]
-    if len(devices) < cfg.devices:
-        raise UsageError(f"--devices {cfg.devices} asked for, but only {len(devices)} local devices exist")
+    devices = select_devices(cfg.devices, cfg.batch_size)
     ds = make_palindrome_data(cfg.input_length, cfg.data_size, cfg.portion_train, seed=cfg.seed)
     n = len(ds.train_y)
     if n < cfg.batch_size:

@@ -1,0 +1,71 @@
+"""Data parallelism: N devices compute what one device computes on the same global batch.
+
+Simulated CPU devices need XLA_FLAGS before JAX starts, so each check runs in a subprocess.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+TOL = 1e-5
+
+
+def _env(n_devices):
+    return {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}"}
+
+
+def test_four_devices_equal_one_device():
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "pmap_equivalence.py"), "4"], env=_env(4),
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(report) == {"mlp-toy", "mlp-improved", "cnn", "rnn"}
+    for name, d in report.items():
+        assert d["steps"] >= 2, name
+        assert d["params"] <= TOL, (name, d)
+        assert d["model_state"] <= TOL, (name, d)
+        assert d["eval"] <= TOL, (name, d)
+        assert d["predictions_equal"], name
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process_with_two_devices(tmp_path):
+    script = str(ROOT / "tests" / "multiprocess_equivalence.py")
+    single = subprocess.run([sys.executable, script, str(tmp_path / "single.json")], env=_env(2),
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    port = str(_free_port())
+    procs = [subprocess.Popen([sys.executable, script, str(tmp_path / "multi.json"), str(i), "2", port],
+                              env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("multi-process run timed out")
+        assert p.returncode == 0, err[-3000:]
+    a = json.loads((tmp_path / "single.json").read_text())
+    b = json.loads((tmp_path / "multi.json").read_text())
+    assert a["shards"] == b["shards"] == 2
+    for x, y in zip(a["leaves"], b["leaves"]):
+        np.testing.assert_allclose(x, y, atol=TOL, rtol=0)
+    for ea, eb in zip(a["evals"], b["evals"]):
+        for split in ea:
+            assert abs(ea[split]["loss"] - eb[split]["loss"]) <= TOL
+            assert ea[split]["accuracy"] == eb[split]["accuracy"]
+    assert a["predictions"] == b["predictions"]
