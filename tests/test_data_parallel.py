@@ -69,3 +69,37 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
             assert abs(ea[split]["loss"] - eb[split]["loss"]) <= TOL
             assert ea[split]["accuracy"] == eb[split]["accuracy"]
     assert a["predictions"] == b["predictions"]
+
+
+@pytest.mark.parametrize("args,run", [
+    (["mlp-toy", "--dataset", "moons", "--framework", "jax", "--steps", "60", "--batch-size", "32"],
+     "mlp-toy/moons-jax-s0"),
+    (["mlp-cifar", "--data", "synthetic:512", "--epochs", "1", "--batch-size", "64", "--variant", "improved"],
+     "mlp-cifar/improved-fp32-s0"),
+    (["cnn-cifar", "--data", "synthetic:64", "--epochs", "1", "--batch-size", "32", "--limit-test", "16",
+      "--eval-batch", "8"], "cnn-cifar/cnn-fp32-s0"),
+    (["rnn-palindrome", "--input-length", "5", "--epochs", "2", "--data-size", "1000", "--batch-size", "64"],
+     "rnn-palindrome/T5-vanilla-s0"),
+])
+def test_cli_runs_on_four_devices(cli, tmp_path, args, run):
+    r = cli(*args, "--devices", "4", "--out", tmp_path, "--no-progress",
+            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / run / "summary.json").read_text())
+    assert summary["devices"] == 4
+    assert (tmp_path / run / "metrics.jsonl").stat().st_size > 0
+
+
+def test_multiprocess_cli_only_process_zero_writes(cli, tmp_path):
+    port = str(_free_port())
+    env = _env(1)
+    cmd = [sys.executable, "-m", "train", "mlp-toy", "--dataset", "blobs", "--framework", "jax", "--steps", "60",
+           "--batch-size", "32", "--no-progress", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    procs = [subprocess.Popen(cmd + ["--process-id", str(i), "--out", str(tmp_path / f"p{i}")], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    summary = json.loads((tmp_path / "p0/mlp-toy/blobs-jax-s0/summary.json").read_text())
+    assert summary["devices"] == 2
+    assert not (tmp_path / "p1").exists() or not any((tmp_path / "p1").rglob("*.json"))

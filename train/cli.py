@@ -91,6 +91,46 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="results root; runs go to <out>/<experiment>/<run-name>/ (default: results)")
     p.add_argument("--quick", action="store_true", help="tiny smoke-test variant of the experiment's defaults")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g = p.add_argument_group("multi-process (several hosts); each flag also reads the environment variable named")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0's coordinator service (JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=int, default=None, help="processes in the job (JAX_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, default=None, help="this process's index, 0-based (JAX_PROCESS_ID)")
+    g.add_argument("--distributed", action="store_true",
+                   help="join a job whose settings a cluster launcher provides (SLURM, Open MPI, ...): "
+                        "jax.distributed.initialize() detects them (JAX_DISTRIBUTED=1)")
+
+
+def init_distributed(args) -> None:
+    """Join a multi-process job when asked to, before anything touches a JAX device.
+
+    Every process trains on its own local devices and feeds them its own shard of each global
+    batch; gradients are averaged over all devices of all processes; only process 0 writes results.
+    """
+    env = os.environ
+    coord = getattr(args, "coordinator", None) or env.get("JAX_COORDINATOR_ADDRESS")
+    nproc = getattr(args, "num_processes", None) or (int(env["JAX_NUM_PROCESSES"]) if env.get("JAX_NUM_PROCESSES") else None)
+    pid = getattr(args, "process_id", None)
+    if pid is None and env.get("JAX_PROCESS_ID"):
+        pid = int(env["JAX_PROCESS_ID"])
+    auto = getattr(args, "distributed", False) or env.get("JAX_DISTRIBUTED", "") in ("1", "true")
+    if not (coord or nproc or auto):
+        return
+    if not auto and (coord is None or nproc is None or pid is None):
+        raise UsageError("a multi-process run needs --coordinator, --num-processes and --process-id "
+                         "(or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
+    if nproc is not None and (nproc < 1 or pid is None or not 0 <= pid < nproc):
+        raise UsageError(f"--process-id must be in [0, {nproc}), got {pid}")
+    import jax
+
+    from train.results import set_writer
+    # CPU collectives across processes need gloo; GPUs use NCCL on their own.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if auto and coord is None:
+        jax.distributed.initialize()
+    else:
+        jax.distributed.initialize(coordinator_address=coord, num_processes=nproc, process_id=pid)
+    set_writer(jax.process_index() == 0)
 
 
 def _enable_x64_if(dtype: str) -> None:
@@ -206,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        init_distributed(args)
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

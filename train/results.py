@@ -27,7 +27,22 @@ class UsageError(ValueError):
     """A problem with what the user asked for: reported as one line, exit code 2."""
 
 
+# In a multi-process job every process runs the same program; only process 0 writes results.
+_WRITER = True
+
+
+def set_writer(is_writer: bool) -> None:
+    global _WRITER
+    _WRITER = bool(is_writer)
+
+
+def is_writer() -> bool:
+    return _WRITER
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    if not _WRITER:
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -101,6 +116,8 @@ def device_info() -> dict[str, Any]:
 def prepare_run_dir(out: str | os.PathLike, experiment: str, run_name: str) -> Path:
     """Create (or reuse) the run folder; a folder we cannot write to is a UsageError."""
     run_dir = Path(out) / experiment / run_name
+    if not _WRITER:
+        return run_dir
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=run_dir, prefix=".probe", delete=True)
