@@ -7,7 +7,6 @@ per-step train metrics)``. Both see the same batches in the same order.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -47,6 +46,9 @@ class JaxBackend:
 
     def host_state(self):
         return self.trainer.unreplicate(self.state)
+
+    def load_state(self, host_state) -> None:
+        self.state = self.trainer.replicate(host_state)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         st = self.host_state()
@@ -105,34 +107,3 @@ def epoch_batches(n: int, batch: int, epoch: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE90C, epoch]))
     steps = n // batch
     return rng.permutation(n)[: steps * batch].astype(np.int32).reshape(steps, batch)
-
-
-def run_periods(backend, schedule: Sequence[np.ndarray], *, on_eval=None, desc: str = "",
-                progress: bool | None = None, start_step: int = 0, start_period: int = 0,
-                epochs: bool = False) -> dict:
-    """Train ``backend`` over ``schedule`` (a list of [K, B] index arrays), evaluating after each.
-
-    ``on_eval(rows, step_metrics)`` receives the metric rows of each evaluation (one per
-    split) as they arrive; with ``epochs`` each row also carries its 1-based "epoch".
-    Returns timing: {"wall_time_s", "train_examples", "steps"}.
-    """
-    from tqdm.auto import tqdm
-
-    t0 = time.perf_counter()
-    step = start_step
-    examples = 0
-    bar = tqdm(total=sum(len(p) for p in schedule), desc=desc, unit="step", leave=False,
-               disable=(None if progress is None else not progress))
-    for pi, idx in enumerate(schedule):
-        ev, step_metrics = backend.period(idx)
-        step += len(idx)
-        examples += idx.size
-        now = time.perf_counter() - t0
-        rows = [{"step": int(step), **({"epoch": start_period + pi + 1} if epochs else {}), "split": s,
-                 "loss": m["loss"], "accuracy": m["accuracy"], "time_s": round(now, 4)} for s, m in ev.items()]
-        if on_eval:
-            on_eval(rows, step_metrics)
-        bar.update(len(idx))
-        bar.set_postfix({f"{s}_acc": f"{m['accuracy']:.3f}" for s, m in ev.items()})
-    bar.close()
-    return {"wall_time_s": time.perf_counter() - t0, "train_examples": int(examples), "steps": step - start_step}

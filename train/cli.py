@@ -91,6 +91,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="results root; runs go to <out>/<experiment>/<run-name>/ (default: results)")
     p.add_argument("--quick", action="store_true", help="tiny smoke-test variant of the experiment's defaults")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in its run folder from its latest checkpoint (same flags as the original run)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="save a checkpoint every N evaluation periods (epochs; 10 for mlp-toy); 0 turns checkpoints off")
     g = p.add_argument_group("multi-process (several hosts); each flag also reads the environment variable named")
     g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="address of process 0's coordinator service (JAX_COORDINATOR_ADDRESS)")
@@ -133,6 +137,13 @@ def init_distributed(args) -> None:
     set_writer(jax.process_index() == 0)
 
 
+def _loop_kwargs(args, default_every: int) -> dict:
+    every = default_every if args.checkpoint_every is None else args.checkpoint_every
+    if every < 0:
+        raise UsageError(f"--checkpoint-every must be >= 0, got {every}")
+    return {"progress": False if args.no_progress else None, "resume": args.resume, "checkpoint_every": every}
+
+
 def _enable_x64_if(dtype: str) -> None:
     if dtype == "float64":
         import jax
@@ -149,8 +160,7 @@ def cmd_mlp_toy(args) -> int:
     for name in names:
         run_cfg = dataclasses.replace(cfg, dataset=name)
         run_cfg.validate()
-        mlp_toy.train_and_evaluate(run_cfg, Path(args.out) / mlp_toy.EXPERIMENT,
-                                   progress=False if args.no_progress else None)
+        mlp_toy.train_and_evaluate(run_cfg, Path(args.out) / mlp_toy.EXPERIMENT, **_loop_kwargs(args, 10))
     return 0
 
 
@@ -161,7 +171,7 @@ def _cmd_cifar(model: str):
         base, quick = (cifar.mlp_config, cifar.quick_mlp) if model == "mlp" else (cifar.cnn_config, cifar.quick_cnn)
         cfg = config_from_args(args, base, quick)
         cfg.validate()
-        cifar.train_and_evaluate(cfg, Path(args.out) / cfg.experiment, progress=False if args.no_progress else None)
+        cifar.train_and_evaluate(cfg, Path(args.out) / cfg.experiment, **_loop_kwargs(args, 1))
         return 0
     return cmd
 
@@ -178,7 +188,7 @@ def cmd_rnn(args) -> int:
 
     cfg = config_from_args(args, rnn.RNNConfig, rnn.quick)
     cfg.validate()
-    rnn.train_and_evaluate(cfg, Path(args.out) / rnn.EXPERIMENT, progress=False if args.no_progress else None)
+    rnn.train_and_evaluate(cfg, Path(args.out) / rnn.EXPERIMENT, **_loop_kwargs(args, 1))
     return 0
 
 
@@ -187,8 +197,11 @@ def cmd_rnn_sweep(args) -> int:
 
     cfg = config_from_args(args, rnn.RNNConfig, rnn.quick)
     cfg.validate()
-    rnn.sweep(cfg, args.lengths, args.seeds, [c.strip() for c in args.cells.split(",") if c.strip()], args.out,
-              progress=False if args.no_progress else None)
+    if args.resume:
+        raise UsageError("rnn-sweep has no --resume: rerun rnn-palindrome --resume for the interrupted length")
+    kw = _loop_kwargs(args, 1)
+    kw.pop("resume")
+    rnn.sweep(cfg, args.lengths, args.seeds, [c.strip() for c in args.cells.split(",") if c.strip()], args.out, **kw)
     return 0
 
 
@@ -245,12 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from train.loop import Diverged, Interrupted
     try:
         init_distributed(args)
         return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        print("interrupted (no checkpoint saved)", file=sys.stderr)
+        return 130
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
         if os.environ.get("JAX_CURRICULUM_DEBUG"):
             raise

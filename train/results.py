@@ -143,7 +143,7 @@ class MetricsLog:
 
 
 def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict, *,
-                 compile_time_s: float, param_count: int, devices: int, extra: dict | None = None) -> dict:
+                 param_count: int, devices: int, extra: dict | None = None) -> dict:
     """summary.json's contents from the metric rows and the loop's timing."""
     import jax
 
@@ -153,6 +153,7 @@ def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict
 
     tr, te = last("train"), last("test")
     test_acc = [x["accuracy"] for x in rows if x["split"] == "test"]
+    compile_time_s = timing["compile_time_s"]
     train_time = max(timing["wall_time_s"] - compile_time_s, 1e-9)
     out = {
         "experiment": experiment,
@@ -161,6 +162,7 @@ def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict
                   "test_loss": te.get("loss"), "test_accuracy": te.get("accuracy")},
         "best_test_accuracy": max(test_acc) if test_acc else None,
         "steps": timing["steps"],
+        "resumed_from_period": timing.get("resumed_from"),
         "wall_time_s": round(timing["wall_time_s"], 4),
         "compile_time_s": round(compile_time_s, 4),
         # Training throughput excluding compilation (evaluation time included).

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from train import plots
-from train.results import MetricsLog, UsageError, atomic_write_json, make_summary, one_line, prepare_run_dir
+from train.results import UsageError, atomic_write_json, make_summary, one_line, prepare_run_dir
 
 MODELS = ("mlp", "cnn")
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -139,12 +139,14 @@ def make_preprocess(mean: np.ndarray, std: np.ndarray):
     return preprocess
 
 
-def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool | None = None) -> dict:
+def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool | None = None,
+                       resume: bool = False, checkpoint_every: int = 1) -> dict:
     import jax
     import optax
 
     from data.cifar10 import channel_stats
-    from train.backends import JaxBackend, epoch_batches, run_periods
+    from train.backends import JaxBackend, epoch_batches
+    from train.loop import train_loop
     from train.results import device_info, package_versions
     from train.trainer import AXIS, select_devices
 
@@ -165,13 +167,12 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
         "channel_mean": mean, "channel_std": std, "versions": package_versions(), "devices": device_info()})
     n = len(arrays["train_y"])
     schedule = [epoch_batches(n, cfg.batch_size, e, cfg.seed) for e in range(cfg.epochs)]
-    log = MetricsLog(run_dir / "metrics.jsonl")
-    timing = run_periods(backend, schedule, on_eval=lambda rows, _: log.add(rows), epochs=True,
-                         desc=f"{cfg.experiment} {cfg.run_name}", progress=progress)
-    summary = make_summary(cfg.experiment, "jax", log.rows, timing, compile_time_s=backend.compile_time_s,
+    log, timing = train_loop(backend, schedule, run_dir, resume=resume, checkpoint_every=checkpoint_every,
+                             epochs=True, desc=f"{cfg.experiment} {cfg.run_name}", progress=progress)
+    summary = make_summary(cfg.experiment, "jax", log.rows, timing,
                            param_count=backend.param_count, devices=backend.devices,
                            extra={"precision": cfg.precision_resolved(), "epochs": cfg.epochs,
-                                  "time_per_epoch_s": round((timing["wall_time_s"] - backend.compile_time_s) / cfg.epochs, 4),
+                                  "time_per_epoch_s": round((timing["wall_time_s"] - timing["compile_time_s"]) / cfg.epochs, 4),
                                   "data_source": ds.source})
     title = f"{cfg.experiment} ({cfg.run_name})"
     plots.plot_curves({cfg.experiment: log.rows}, run_dir / "curves.png", title=title, xlabel="epoch")

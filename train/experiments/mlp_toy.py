@@ -15,7 +15,7 @@ import numpy as np
 
 from data.toy import DATASETS, make_toy_data
 from train import plots
-from train.results import MetricsLog, UsageError, atomic_write_json, make_summary, one_line, prepare_run_dir
+from train.results import UsageError, atomic_write_json, make_summary, one_line, prepare_run_dir
 
 EXPERIMENT = "mlp-toy"
 FRAMEWORKS = ("numpy", "jax", "both")
@@ -91,8 +91,10 @@ def build_backends(cfg: ToyConfig, data) -> dict:
     return out
 
 
-def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | None = None) -> dict[str, dict]:
+def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | None = None,
+                       resume: bool = False, checkpoint_every: int = 10) -> dict[str, dict]:
     """Run the configured frameworks; write each run's folder under ``workdir``; return the summaries."""
+    from train.loop import train_loop
     from train.results import device_info, package_versions
 
     cfg.validate()
@@ -107,11 +109,10 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
         atomic_write_json(run_dir / "config.json", {
             "experiment": EXPERIMENT, "framework": fw, "config": dataclasses.asdict(cfg),
             "versions": package_versions(), "devices": device_info() if fw == "jax" else {"platform": "cpu"}})
-        log = MetricsLog(run_dir / "metrics.jsonl")
-        from train.backends import run_periods
-        timing = run_periods(backend, periods, on_eval=lambda rows, _: log.add(rows),
-                             desc=f"{cfg.dataset} {fw}", progress=progress)
-        summary = make_summary(EXPERIMENT, fw, log.rows, timing, compile_time_s=backend.compile_time_s,
+        # The NumPy run takes well under a second and has no checkpoints: on --resume it simply reruns.
+        log, timing = train_loop(backend, periods, run_dir, resume=resume and fw == "jax",
+                                 checkpoint_every=checkpoint_every, desc=f"{cfg.dataset} {fw}", progress=progress)
+        summary = make_summary(EXPERIMENT, fw, log.rows, timing,
                                param_count=backend.param_count, devices=backend.devices,
                                extra={"dataset": cfg.dataset, "seed": cfg.seed})
         plots.plot_curves({fw: log.rows}, run_dir / "curves.png", title=f"{cfg.dataset}: {fw} MLP")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from train import plots
-from train.results import (MetricsLog, UsageError, atomic_write_json, make_summary, one_line,
+from train.results import (UsageError, atomic_write_json, make_summary, one_line,
                            prepare_run_dir, save_figure)
 
 EXPERIMENT = "rnn-palindrome"
@@ -106,14 +106,16 @@ def plot_grad_norms(curves: dict[str, list[float]], path, *, title: str) -> None
     plt.close(fig)
 
 
-def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None) -> dict:
+def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None,
+                       resume: bool = False, checkpoint_every: int = 1) -> dict:
     import jax
     import jax.numpy as jnp
     from flax import nnx
 
     from data.palindrome import make_palindrome_data
     from jax_models.rnn import RNNClassifier
-    from train.backends import JaxBackend, epoch_batches, run_periods
+    from train.backends import JaxBackend, epoch_batches
+    from train.loop import train_loop
     from train.trainer import select_devices
     from train.results import device_info, package_versions
 
@@ -139,15 +141,14 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
     probe_x, probe_y = ds.test_x[: cfg.grad_probe], ds.test_y[: cfg.grad_probe]
     grads_init = _grad_norms(backend.graphdef, backend.host_state(), probe_x, probe_y)
     schedule = [epoch_batches(n, cfg.batch_size, e, cfg.seed) for e in range(cfg.epochs)]
-    log = MetricsLog(run_dir / "metrics.jsonl")
-    timing = run_periods(backend, schedule, on_eval=lambda rows, _: log.add(rows), epochs=True,
-                         desc=f"{EXPERIMENT} {cfg.run_name}", progress=progress)
+    log, timing = train_loop(backend, schedule, run_dir, resume=resume, checkpoint_every=checkpoint_every,
+                             epochs=True, desc=f"{EXPERIMENT} {cfg.run_name}", progress=progress)
     grads_trained = _grad_norms(backend.graphdef, backend.host_state(), probe_x, probe_y)
     atomic_write_json(run_dir / "grad_norms.json", {"t": list(range(1, cfg.input_length + 1)),
                                                     "init": grads_init, "trained": grads_trained})
     plot_grad_norms({"at initialisation": grads_init, "after training": grads_trained}, run_dir / "grad_norms.png",
                     title=f"T={cfg.input_length} {cfg.cell}: gradient reaching h_t")
-    summary = make_summary(EXPERIMENT, "jax", log.rows, timing, compile_time_s=backend.compile_time_s,
+    summary = make_summary(EXPERIMENT, "jax", log.rows, timing,
                            param_count=backend.param_count, devices=backend.devices,
                            extra={"input_length": cfg.input_length, "cell": cfg.cell, "seed": cfg.seed,
                                   "precision": cfg.precision_resolved(), "epochs": cfg.epochs,
@@ -160,7 +161,7 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
 
 
 def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out: str | Path,
-          *, progress: bool | None = None) -> dict:
+          *, progress: bool | None = None, checkpoint_every: int = 1) -> dict:
     """Train every (cell, T, seed); write <out>/rnn-sweep/sweep.json and accuracy-vs-T figures."""
     if not lengths or any(t <= 0 for t in lengths):
         raise UsageError(f"--lengths must be positive integers, got {lengths}")
@@ -176,7 +177,7 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
         for t in lengths:
             for s in range(seeds):
                 run_cfg = dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s)
-                summ = train_and_evaluate(run_cfg, out / EXPERIMENT, progress=progress)
+                summ = train_and_evaluate(run_cfg, out / EXPERIMENT, progress=progress, checkpoint_every=checkpoint_every)
                 g = json.loads((out / EXPERIMENT / run_cfg.run_name / "grad_norms.json").read_text())
                 results.append({"cell": cell, "input_length": t, "seed": run_cfg.seed,
                                 "test_accuracy": summ["final"]["test_accuracy"],

@@ -1,0 +1,123 @@
+"""Runs that survive: resume after SIGKILL, damaged checkpoints, determinism, divergence."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from train.results import read_jsonl
+
+TIMING = {"wall_time_s", "compile_time_s", "examples_per_s", "time_per_epoch_s", "resumed_from_period"}
+
+CIFAR = ["mlp-cifar", "--data", "synthetic:1024", "--epochs", "5", "--batch-size", "64", "--variant", "improved"]
+RNN = ["rnn-palindrome", "--input-length", "6", "--data-size", "2000", "--epochs", "5", "--batch-size", "32"]
+RUNS = {"cifar": (CIFAR, "mlp-cifar/improved-fp32-s0"), "rnn": (RNN, "rnn-palindrome/T6-vanilla-s0")}
+
+
+def strip(summary):
+    return {k: v for k, v in summary.items() if k not in TIMING}
+
+
+def rows_without_time(path):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in read_jsonl(path)]
+
+
+def _popen(args, out):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "train", *args, "--out", str(out), "--no-progress"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc, timeout=300):
+    t = time.time()
+    while not path.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before {path} appeared: {proc.stderr.read()[-2000:]}")
+        if time.time() - t > timeout:
+            proc.kill()
+            pytest.fail(f"timed out waiting for {path}")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_sigkill_then_resume_matches_uninterrupted(cli, tmp_path, name):
+    args, run = RUNS[name]
+    ref = cli(*args, "--out", tmp_path / "ref", "--no-progress")
+    assert ref.returncode == 0, ref.stderr
+    proc = _popen(args, tmp_path / "cut")
+    _wait_for(tmp_path / "cut" / run / "checkpoints" / "2" / "_CHECKPOINT_METADATA", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads(json.dumps(sorted(p.name for p in (tmp_path / "cut" / run / "checkpoints").iterdir())))
+    assert "2" in done and "5" not in done, done
+    assert not (tmp_path / "cut" / run / "summary.json").exists()
+    res = cli(*args, "--resume", "--out", tmp_path / "cut", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert "resuming from checkpoint" in res.stdout
+    a = json.loads((tmp_path / "ref" / run / "summary.json").read_text())
+    b = json.loads((tmp_path / "cut" / run / "summary.json").read_text())
+    assert b["resumed_from_period"] >= 2
+    assert strip(a) == strip(b)
+    assert rows_without_time(tmp_path / "ref" / run / "metrics.jsonl") == rows_without_time(tmp_path / "cut" / run / "metrics.jsonl")
+
+
+def test_damaged_checkpoint_falls_back_to_previous(cli, tmp_path):
+    args, run = RUNS["rnn"]
+    ref = cli(*args, "--out", tmp_path, "--no-progress")
+    assert ref.returncode == 0, ref.stderr
+    ckpts = tmp_path / run / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["3", "4", "5"]
+    # Truncate every data file of the newest checkpoint, as a crash or a full disk would.
+    victims = [p for p in (ckpts / "5").rglob("*") if p.is_file() and p.stat().st_size > 0 and "state" in p.parts]
+    assert victims
+    for p in victims:
+        with open(p, "r+b") as f:
+            f.truncate(max(0, p.stat().st_size // 2))
+    expected = json.loads((tmp_path / run / "summary.json").read_text())
+    res = cli(*args, "--resume", "--out", tmp_path, "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert "checkpoint" in res.stdout and "damaged" in res.stdout
+    assert "resuming from checkpoint 4" in res.stdout
+    got = json.loads((tmp_path / run / "summary.json").read_text())
+    assert strip(got) == strip(expected)
+
+
+def test_same_seed_twice_gives_identical_metrics(cli, tmp_path):
+    args, run = RUNS["cifar"]
+    for sub in ("a", "b"):
+        r = cli(*args, "--epochs", "2", "--out", tmp_path / sub, "--no-progress")
+        assert r.returncode == 0, r.stderr
+    assert rows_without_time(tmp_path / "a" / run / "metrics.jsonl") == rows_without_time(tmp_path / "b" / run / "metrics.jsonl")
+
+
+def test_resume_without_checkpoint_is_a_one_line_error(cli, tmp_path):
+    r = cli(*RUNS["rnn"][0], "--resume", "--out", tmp_path, "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("error: --resume: no checkpoint")
+
+
+def test_divergence_stops_with_step_and_cause(cli, tmp_path):
+    r = cli("mlp-cifar", "--data", "synthetic:512", "--epochs", "3", "--lr", "1e6", "--checkpoint-every", "1",
+            "--out", tmp_path, "--no-progress")
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    msg = r.stderr.strip().splitlines()[-1]
+    assert "NaN" in msg and "at step" in msg and "learning rate" in msg and "checkpoint" in msg
+    assert not (tmp_path / "mlp-cifar" / "plain-fp32-s0" / "summary.json").exists()
+
+
+def test_ctrl_c_saves_checkpoint_and_says_how_to_resume(tmp_path):
+    args, run = RUNS["cifar"]
+    proc = _popen([*args, "--epochs", "30"], tmp_path)
+    _wait_for(tmp_path / run / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "resume with: python -m train mlp-cifar" in err and "--resume" in err
+    assert "Traceback" not in err
+    assert any((tmp_path / run / "checkpoints").iterdir())

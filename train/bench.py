@@ -1,0 +1,1036 @@
+"""``python -m train bench``: training-step speed of every model in NumPy, JAX and PyTorch, side by side.
+
+For each suite (model) and framework the benchmark measures, separately:
+
+* **compile** (or first-call) time: JAX's ahead-of-time ``trace -> lower ->
+  compile`` (each part recorded), ``torch.compile``'s first call, or the first
+  eager step (lazy initialisation) for NumPy and PyTorch eager;
+* **steady state**: the median over repeated timed windows, after warm-up, of
+  (window time / steps in the window). Each window ends by waiting for the
+  device (``block_until_ready``, ``torch.cuda.synchronize``) *inside* the timed
+  region, so asynchronous dispatch never makes a step look free. The median
+  is robust to other jobs on a shared machine stealing a window now and then.
+
+JAX is measured in several modes, so the cost of Python dispatch is visible:
+
+* ``step-loop``: a Python loop that calls one jitted ``train_step`` per step
+  (the batch is gathered on device from an index array, as in the trainer);
+* ``fused``: K steps in one compiled call (``StepFns.train_steps``, a
+  ``lax.scan``), which is what the project's trainer runs;
+* ``pmap``: the fused steps under ``jax.pmap`` over 1..N local devices with
+  the global batch split across them. On 1 device this is the pmap code path
+  (axis name, pmean, a leading device axis) that ``Trainer`` avoids by using
+  plain jit for n == 1, so ``pmap_vs_jit`` shows what the pmap path costs.
+
+Data and state stay device resident; the state is donated. NumPy runs the
+project's hand-written MLP (``sgd_step``) on the MLP suites. PyTorch (an
+optional extra) runs ``train.torch_models`` eagerly and under
+``torch.compile``; when ``import torch`` fails its records are skipped with a
+note. The toy suite also times the *whole* 1,500-step run through the
+project's own path (``mlp_toy.build_backends`` + ``train.loop.train_loop``) in fresh
+processes, with JAX's persistent compilation cache empty (cold) and filled
+(warm).
+
+Output under ``<out>/bench/``: ``bench.json`` (``machine``, ``versions``,
+``records``, ``ratios``, ``checks``), ``bench.md`` (the table, also printed)
+and ``bench.png`` (speed relative to NumPy on CPU, to PyTorch eager on GPU).
+
+Simulated devices on CPU: ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
+must be set in the environment before the process starts (JAX reads it once,
+at import), e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m
+train bench --devices 1,2,4``; a device count above what exists is skipped
+with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from train.results import UsageError, atomic_write_json, atomic_write_text, package_versions, save_figure
+
+SUITES = ("toy", "mlp-cifar", "cnn", "rnn")
+FRAMEWORKS = ("numpy", "jax", "torch")
+PRECISIONS = ("fp32", "bf16")
+JAX_MODES = ("step-loop", "fused", "pmap")
+TORCH_MODES = ("eager", "compiled")
+MODES = ("step", *JAX_MODES, *TORCH_MODES, "whole-run")  # "step": NumPy's plain loop
+NUMPY_SUITES = ("toy", "mlp-cifar")   # the NumPy implementation is an MLP only
+AXIS = "batch"
+ROOT = Path(__file__).resolve().parents[1]
+
+# The toy "whole run" is the seed's Task 1 schedule: 1,500 SGD steps, batch 30, evaluation every 30.
+WHOLE_RUN_STEPS = 1500
+
+
+# ---------------------------------------------------------------------------------------------------
+# Records and timing
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Record:
+    """One measurement: a (suite, framework, mode, precision, devices) cell of the table."""
+
+    suite: str
+    framework: str                   # numpy | jax | torch
+    mode: str                        # step | step-loop | fused | pmap | eager | compiled | whole-run-cold | whole-run-warm
+    precision: str = "fp32"
+    devices: int = 1
+    batch_size: int = 0
+    compile_s: float | None = None   # JAX: trace+lower+compile; torch.compile: first call; eager: first step
+    step_s: float | None = None      # median over windows of (window time / steps per window)
+    examples_per_s: float | None = None
+    steps_per_window: int = 0
+    windows: int = 0
+    window_step_s: list[float] = field(default_factory=list)  # every window's per-step time
+    total_s: float | None = None     # whole-run records: build + all steps + evaluations + compilation
+    peak_memory_bytes: int | None = None  # device.memory_stats() peak (process-wide) where reported
+    skipped: bool = False
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def skipped(suite: str, framework: str, mode: str, note: str, **kw) -> Record:
+    return Record(suite, framework, mode, skipped=True, note=note, **kw)
+
+
+def time_windows(fn: Callable[[], Any], n_windows: int, *, steps_per_window: int = 1, warmup: int = 1,
+                 clock: Callable[[], float] = time.perf_counter,
+                 out: list[float] | None = None) -> tuple[float, float]:
+    """Run ``fn`` (one window of ``steps_per_window`` steps that returns only when the work is done)
+    ``warmup`` times untimed-for-the-median, then ``n_windows`` timed times.
+
+    Returns ``(first_call_s, median_step_s)``: the duration of the very first call (which pays
+    for any compilation or lazy initialisation) and the median over the timed windows of
+    window time / ``steps_per_window``. ``out``, when given, receives every timed window's
+    per-step time, so the median can be checked.
+    """
+    if n_windows < 1 or steps_per_window < 1 or warmup < 0:
+        raise ValueError("need n_windows >= 1, steps_per_window >= 1 and warmup >= 0")
+    first = None
+    for _ in range(warmup):
+        t = clock()
+        fn()
+        d = clock() - t
+        first = d if first is None else first
+    times = []
+    for _ in range(n_windows):
+        t = clock()
+        fn()
+        d = clock() - t
+        first = d if first is None else first
+        times.append(d / steps_per_window)
+    if out is not None:
+        out.extend(times)
+    return first, statistics.median(times)
+
+
+def finish(rec: Record, windows: list[float]) -> Record:
+    """Fill the steady-state fields of ``rec`` from its per-window step times."""
+    rec.window_step_s = [float(w) for w in windows]
+    rec.windows = len(windows)
+    rec.step_s = float(statistics.median(windows))
+    rec.examples_per_s = rec.batch_size / rec.step_s if rec.step_s > 0 else None
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------------
+# Workloads: sizes and data shared by every framework
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Workload:
+    """One suite's sizes and host data; every framework trains on the same batches."""
+
+    suite: str
+    batch: int
+    steps: int                       # K: steps per timed window (and per fused call)
+    windows: int
+    warmup: int
+    train_x: np.ndarray              # toy float32 [N, 2]; CIFAR uint8 [N, 32, 32, 3]; RNN uint8 digits [N, T]
+    train_y: np.ndarray              # int32 [N]
+    idx: np.ndarray                  # int32 [K, B]: the batches of one window
+    mean: np.ndarray | None = None   # CIFAR channel statistics (normalisation)
+    std: np.ndarray | None = None
+    lr: float = 0.01
+    hidden: tuple[int, ...] = ()
+    input_length: int = 0
+
+
+# Steps per window / windows / warm-up windows / batch, by (suite, on_gpu, quick). The CPU CNN is
+# seconds per step even at batch 8 (XLA:CPU convolutions and select-and-scatter are slow), so its
+# CPU windows are a single small step; on a GPU it runs the seed's batch 256.
+_PLAN = {
+    # suite:       (batch, K, windows, warmup) for cpu, cpu quick, gpu, gpu quick
+    "toy":       {"cpu": (30, 500, 15, 2), "cpu-quick": (30, 300, 9, 1), "gpu": (30, 500, 15, 2), "gpu-quick": (30, 300, 7, 1)},
+    "mlp-cifar": {"cpu": (256, 10, 7, 1), "cpu-quick": (256, 4, 5, 1), "gpu": (256, 100, 9, 1), "gpu-quick": (256, 50, 5, 1)},
+    "cnn":       {"cpu": (32, 1, 3, 1), "cpu-quick": (8, 1, 3, 1), "gpu": (256, 50, 7, 1), "gpu-quick": (256, 20, 5, 1)},
+    "rnn":       {"cpu": (128, 50, 7, 1), "cpu-quick": (128, 20, 5, 1), "gpu": (128, 200, 9, 1), "gpu-quick": (128, 100, 5, 1)},
+}
+
+
+def make_workload(suite: str, *, gpu: bool, quick: bool, seed: int, batch: int | None = None,
+                  steps: int | None = None, windows: int | None = None, warmup: int | None = None) -> Workload:
+    from train.backends import batch_stream
+
+    b, k, w, wu = _PLAN[suite][("gpu" if gpu else "cpu") + ("-quick" if quick else "")]
+    b, k, w, wu = batch or b, steps or k, windows or w, (wu if warmup is None else warmup)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xBE4C]))
+    kw: dict[str, Any] = {}
+    if suite == "toy":
+        from data.toy import make_toy_data
+        d = make_toy_data("moons", n_samples=1000, seed=seed)
+        x, y, kw = d.train_x, d.train_y, {"lr": 0.01, "hidden": (20,)}
+    elif suite in ("mlp-cifar", "cnn"):
+        from data.cifar10 import channel_stats
+        # Random uint8 images: the content does not change the speed, and no data set is needed.
+        n = max(2048, 2 * b)
+        x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+        y = rng.integers(0, 10, size=n).astype(np.int32)
+        mean, std = channel_stats(x)
+        kw = {"mean": mean, "std": std, "lr": 1e-3 if suite == "mlp-cifar" else 1e-4,
+              "hidden": (1024, 512, 256, 256, 128) if suite == "mlp-cifar" else ()}
+    elif suite == "rnn":
+        from data.palindrome import make_palindrome_data
+        d = make_palindrome_data(15, data_size=max(4096, 2 * b), portion_train=0.8, seed=seed)
+        x, y, kw = d.train_x, d.train_y, {"lr": 1e-3, "hidden": (128,), "input_length": 15}
+    else:
+        raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+    if len(y) < b:
+        raise UsageError(f"--batch-size {b} is larger than the {len(y)} examples of suite {suite}")
+    idx = batch_stream(len(y), b, k, seed)
+    return Workload(suite, b, k, w, wu, x, y.astype(np.int32), idx, **kw)
+
+
+# ---------------------------------------------------------------------------------------------------
+# NumPy
+# ---------------------------------------------------------------------------------------------------
+
+def bench_numpy(wl: Workload) -> list[Record]:
+    """The project's NumPy MLP: K ``sgd_step`` calls per window (no compile; compile_s = first step)."""
+    from numpy_mlp import MLP
+
+    if wl.suite not in NUMPY_SUITES:
+        return []
+    n_in = int(np.prod(wl.train_x.shape[1:]))
+    model = MLP(n_in, wl.hidden, 10 if wl.suite != "toy" else 2, seed=0)
+    x = wl.train_x.astype(np.float32).reshape(len(wl.train_x), -1)
+    note = ""
+    if wl.suite == "mlp-cifar":
+        # A NumPy user normalises the data set once, up front; the NumPy MLP has SGD only, no AdamW.
+        x = ((x / 255.0).reshape(-1, 3) - wl.mean).reshape(x.shape) / np.tile(wl.std, n_in // 3)
+        x = x.astype(np.float32)
+        note = "SGD (the NumPy MLP has no AdamW); data normalised once up front"
+    y = wl.train_y
+    rec = Record(wl.suite, "numpy", "step", batch_size=wl.batch, steps_per_window=wl.steps, note=note)
+    t = time.perf_counter()
+    model.sgd_step(x[wl.idx[0]], y[wl.idx[0]], wl.lr)
+    rec.compile_s = time.perf_counter() - t
+
+    def window():
+        for i in wl.idx:
+            model.sgd_step(x[i], y[i], wl.lr)
+
+    windows: list[float] = []
+    time_windows(window, wl.windows, steps_per_window=wl.steps, warmup=wl.warmup, out=windows)
+    return [finish(rec, windows)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# JAX
+# ---------------------------------------------------------------------------------------------------
+
+def _model_ctor(wl: Workload, dtype, axis_name: str | None):
+    from flax import nnx
+
+    def ctor():
+        rngs = nnx.Rngs(0)
+        if wl.suite in ("toy", "mlp-cifar"):
+            from jax_models.mlp import MLP
+            n_in = int(np.prod(wl.train_x.shape[1:]))
+            return MLP(n_in, wl.hidden, 2 if wl.suite == "toy" else 10, dtype=dtype, axis_name=axis_name, rngs=rngs)
+        if wl.suite == "cnn":
+            from jax_models.cnn import CNN
+            return CNN(dtype=dtype, axis_name=axis_name, rngs=rngs)
+        from jax_models.rnn import RNNClassifier
+        return RNNClassifier(input_dim=10, hidden=wl.hidden[0], num_classes=10, dtype=dtype, rngs=rngs)
+    return ctor
+
+
+def _optimizer(wl: Workload):
+    import optax
+
+    if wl.suite == "toy":
+        return optax.sgd(wl.lr)
+    if wl.suite == "rnn":
+        from train.experiments.rnn import RNNConfig, make_optimizer
+        return make_optimizer(RNNConfig(input_length=wl.input_length, batch_size=wl.batch, lr=wl.lr),
+                              steps_per_epoch=max(1, len(wl.train_y) // wl.batch))
+    # PyTorch AdamW's defaults (weight decay 0.01), as in train.experiments.cifar.
+    return optax.adamw(wl.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
+
+
+def _preprocess(wl: Workload):
+    if wl.suite in ("mlp-cifar", "cnn"):
+        from train.experiments.cifar import make_preprocess
+        return make_preprocess(wl.mean, wl.std)
+    return lambda x: x
+
+
+def _host_init(ctor, seed: int):
+    """(graphdef, params, model_state) with PyTorch-style uniform weights drawn on the host.
+
+    Building a Flax model eagerly compiles one tiny XLA program per parameter shape for its
+    random initialisers (about 10 s for the CNN on this CPU); the benchmark times training,
+    not initialisation, so it builds the model abstractly and fills it with NumPy numbers.
+    """
+    import jax
+    from flax import nnx
+
+    graphdef, params, rest = nnx.split(nnx.eval_shape(ctor), nnx.Param, ...)
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey) and isinstance(k.key, str)]
+        name = names[-1] if names else ""
+        shape, dtype = leaf.shape, leaf.dtype
+        if name == "kernel":
+            bound = 1.0 / np.sqrt(max(1, int(np.prod(shape[:-1]))))
+            return rng.uniform(-bound, bound, shape).astype(dtype)
+        if name in ("scale", "var"):
+            return np.ones(shape, dtype)
+        return np.zeros(shape, dtype)  # biases, batch-norm means
+
+    fill_tree = lambda t: jax.tree_util.tree_map_with_path(fill, t)  # noqa: E731
+    return graphdef, fill_tree(params), fill_tree(rest)
+
+
+@dataclass
+class _JaxSetup:
+    wl: Workload
+    precision: str
+    dtype: Any
+    tx: Any
+    preprocess: Any
+    graphdef: Any
+    graphdef_pmap: Any
+    host_state: Any                  # TrainState of host arrays; each mode puts its own copy on device
+
+
+def _jax_setup(wl: Workload, precision: str, seed: int) -> _JaxSetup:
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from train.trainer import TrainState
+
+    dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
+    tx = _optimizer(wl)
+    graphdef, params, rest = _host_init(_model_ctor(wl, dtype, None), seed)
+    graphdef_pmap = nnx.graphdef(nnx.eval_shape(_model_ctor(wl, dtype, AXIS)))
+    # One compiled call builds the optimizer state and key (eager zeros_like would compile one
+    # tiny program per parameter shape).
+    state = jax.jit(lambda p, r: TrainState(step=jnp.zeros((), jnp.int32), params=p, model_state=r,
+                                            opt_state=tx.init(p), key=jax.random.PRNGKey(seed ^ 0x5EED)))(params, rest)
+    return _JaxSetup(wl, precision, dtype, tx, _preprocess(wl), graphdef, graphdef_pmap, jax.device_get(state))
+
+
+def _peak_memory(device) -> int | None:
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without the call
+        return None
+    if not stats:
+        return None
+    return int(stats.get("peak_bytes_in_use", stats.get("bytes_in_use", 0))) or None
+
+
+def _program_bytes(compiled) -> int | None:
+    """Argument + output + temporary bytes of one compiled program (what it needs resident)."""
+    try:
+        m = compiled.memory_analysis()
+        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    except Exception:  # noqa: BLE001 - not every backend reports it
+        return None
+
+
+def _aot(fn, *args) -> tuple[Any, dict]:
+    """Compile ahead of time, timing tracing, lowering and XLA compilation separately."""
+    t0 = time.perf_counter()
+    if hasattr(fn, "trace"):
+        traced = fn.trace(*args)
+        t1 = time.perf_counter()
+        lowered = traced.lower()
+    else:  # jax.pmap has lower() but no trace()
+        lowered = fn.lower(*args)
+        t1 = time.perf_counter()
+    t2 = time.perf_counter()
+    compiled = lowered.compile()
+    t3 = time.perf_counter()
+    parts = {"trace_s": t1 - t0 if hasattr(fn, "trace") else None,
+             "lower_s": t2 - t1 if hasattr(fn, "trace") else t1 - t0,
+             "xla_compile_s": t3 - t2}
+    return compiled, parts
+
+
+def bench_jax_single(s: _JaxSetup, mode: str) -> Record:
+    """``fused`` (one call of K scanned steps) or ``step-loop`` (K Python calls of one jitted step)."""
+    import jax
+
+    from train.trainer import StepFns
+
+    wl = s.wl
+    dev = jax.local_devices()[0]
+    fns = StepFns(s.graphdef, s.tx, s.preprocess)
+    x, y = jax.device_put(wl.train_x, dev), jax.device_put(wl.train_y, dev)
+    state = jax.device_put(s.host_state, dev)
+    rec = Record(wl.suite, "jax", mode, s.precision, 1, wl.batch, steps_per_window=wl.steps)
+    holder = [state]
+    if mode == "fused":
+        idx = jax.device_put(wl.idx, dev)
+        exe, parts = _aot(jax.jit(fns.train_steps, donate_argnums=(0,)), state, x, y, idx)
+
+        def window():
+            holder[0], _ = exe(holder[0], x, y, idx)
+            jax.block_until_ready(holder[0])
+    else:
+        # Same work as one scan iteration: gather the batch on device from an index vector.
+        def one(st, x_all, y_all, i):
+            return fns.train_step(st, x_all[i], y_all[i])
+        idx_list = [jax.device_put(i, dev) for i in wl.idx]
+        exe, parts = _aot(jax.jit(one, donate_argnums=(0,)), state, x, y, idx_list[0])
+
+        def window():
+            st = holder[0]
+            for i in idx_list:
+                st, _ = exe(st, x, y, i)
+            holder[0] = st
+            jax.block_until_ready(st)
+    rec.compile_s = sum(v for v in parts.values() if v)
+    rec.extra.update({k: round(v, 4) for k, v in parts.items() if v is not None})
+    rec.extra["program_bytes"] = _program_bytes(exe)
+    windows: list[float] = []
+    first, _ = time_windows(window, wl.windows, steps_per_window=wl.steps, warmup=wl.warmup, out=windows)
+    rec.extra["first_window_s"] = round(first, 4)
+    rec.peak_memory_bytes = _peak_memory(dev)
+    return finish(rec, windows)
+
+
+def _put_replicated(tree, devices):
+    """Host pytree -> arrays with a leading device axis, one copy per device (pmap's layout)."""
+    import jax
+
+    mesh = jax.sharding.Mesh(np.array(devices), (AXIS,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+
+    def rep(a):
+        a = np.asarray(a)
+        return jax.make_array_from_callback((len(devices), *a.shape), sharding, lambda _: a[None])
+    return jax.tree.map(rep, tree), sharding
+
+
+def bench_jax_pmap(s: _JaxSetup, n: int) -> Record:
+    """The fused steps under ``jax.pmap`` on ``n`` devices, built here so n == 1 also takes the pmap path."""
+    import jax
+
+    from train.trainer import StepFns
+
+    wl = s.wl
+    devices = jax.local_devices()[:n]
+    rec = Record(wl.suite, "jax", "pmap", s.precision, n, wl.batch, steps_per_window=wl.steps)
+    fns = StepFns(s.graphdef_pmap, s.tx, s.preprocess, axis_name=AXIS)
+    state, sharding = _put_replicated(s.host_state, devices)
+    data, _ = _put_replicated({"x": wl.train_x, "y": wl.train_y}, devices)
+    k, b = wl.idx.shape
+    # Global batch B split into n contiguous column blocks: device d trains on B/n of the examples.
+    idx = jax.device_put(np.ascontiguousarray(wl.idx.reshape(k, n, b // n).transpose(1, 0, 2)), sharding)
+    pm = jax.pmap(fns.train_steps, axis_name=AXIS, devices=devices, donate_argnums=(0,))
+    exe, parts = _aot(pm, state, data["x"], data["y"], idx)
+    holder = [state]
+
+    def window():
+        holder[0], _ = exe(holder[0], data["x"], data["y"], idx)
+        jax.block_until_ready(holder[0])
+
+    rec.compile_s = sum(v for v in parts.values() if v)
+    rec.extra.update({k: round(v, 4) for k, v in parts.items() if v is not None})
+    windows: list[float] = []
+    time_windows(window, wl.windows, steps_per_window=wl.steps, warmup=wl.warmup, out=windows)
+    rec.peak_memory_bytes = _peak_memory(devices[0])
+    return finish(rec, windows)
+
+
+def bench_jax(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str], devices: Sequence[int],
+              seed: int, log=print) -> list[Record]:
+    import jax
+
+    n_local = jax.local_device_count()
+    out = []
+    for precision in precisions:
+        if precision == "bf16" and wl.suite == "toy":
+            continue  # a 2-20-2 MLP has nothing for bf16 to speed up
+        s = _jax_setup(wl, precision, seed)
+        for mode in ("step-loop", "fused"):
+            if mode in modes:
+                out.append(_guard(lambda: bench_jax_single(s, mode), wl, "jax", mode, precision, log=log))
+        if "pmap" in modes:
+            for n in devices:
+                if n > n_local:
+                    out.append(skipped(wl.suite, "jax", "pmap", f"{n} devices asked for, {n_local} exist; on CPU set "
+                                       f"XLA_FLAGS=--xla_force_host_platform_device_count={n} before starting",
+                                       precision=precision, devices=n, batch_size=wl.batch))
+                elif wl.batch % n:
+                    out.append(skipped(wl.suite, "jax", "pmap", f"batch {wl.batch} not divisible by {n} devices",
+                                       precision=precision, devices=n, batch_size=wl.batch))
+                else:
+                    out.append(_guard(lambda: bench_jax_pmap(s, n), wl, "jax", "pmap", precision, n, log=log))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# PyTorch
+# ---------------------------------------------------------------------------------------------------
+
+def import_torch():
+    """``torch`` or None: PyTorch is an optional extra."""
+    try:
+        import torch
+    except Exception:  # noqa: BLE001 - ImportError, or a broken install
+        return None
+    return torch
+
+
+def bench_torch(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str], seed: int,
+                compile_ok: bool, compile_note: str = "", log=print) -> list[Record]:
+    torch = import_torch()
+    if torch is None:
+        return [skipped(wl.suite, "torch", m, "PyTorch not installed (optional extra: pip install .[torch])",
+                        batch_size=wl.batch) for m in TORCH_MODES if m in modes]
+    from train import torch_models
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    x = wl.train_x
+    if wl.suite == "cnn":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # PyTorch's NCHW layout, converted once
+    xt = torch.as_tensor(x).to(device)
+    yt = torch.as_tensor(wl.train_y).long().to(device)
+    idx = [torch.as_tensor(i).long().to(device) for i in wl.idx]
+    pre = torch_models.make_preprocess(wl.suite, mean=wl.mean, std=wl.std, device=device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    out = []
+    for precision in precisions:
+        if precision == "bf16" and wl.suite == "toy":
+            continue
+        for mode in TORCH_MODES:
+            if mode not in modes:
+                continue
+            if mode == "compiled" and not compile_ok:
+                out.append(skipped(wl.suite, "torch", mode, compile_note, precision=precision, batch_size=wl.batch))
+                continue
+
+            def run(mode=mode, precision=precision):
+                model, opt, clip = torch_models.build(wl.suite, hidden=wl.hidden, lr=wl.lr,
+                                                      clip_norm=10.0 if wl.suite == "rnn" else None, seed=seed)
+                model.to(device)
+                step = torch_models.make_train_step(
+                    model, opt, pre, clip_norm=clip, device_type=device.type,
+                    autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
+                if mode == "compiled":
+                    step = torch.compile(step)
+                rec = Record(wl.suite, "torch", mode, precision, 1, wl.batch, steps_per_window=wl.steps,
+                             extra={"threads": torch.get_num_threads(), "device": str(device)})
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                t = time.perf_counter()
+                step(xt[idx[0]], yt[idx[0]])   # eager: lazy init; compiled: graph capture + inductor
+                sync()
+                rec.compile_s = time.perf_counter() - t
+
+                def window():
+                    for i in idx:
+                        step(xt[i], yt[i])
+                    sync()
+
+                windows: list[float] = []
+                time_windows(window, wl.windows, steps_per_window=wl.steps, warmup=wl.warmup, out=windows)
+                if device.type == "cuda":
+                    rec.peak_memory_bytes = int(torch.cuda.max_memory_allocated())
+                return finish(rec, windows)
+
+            out.append(_guard(run, wl, "torch", mode, precision, log=log))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The toy whole run (fresh processes, the project's own code path)
+# ---------------------------------------------------------------------------------------------------
+
+def _whole_run_child(framework: str, cache_dir: str | None, steps: int) -> dict:
+    """Runs in a fresh interpreter: time mlp_toy's build_backends + the training loop (1,500 steps)."""
+    t0 = time.perf_counter()
+    import jax
+    import jax.monitoring
+
+    if cache_dir:
+        # Cache every program, however small or quick to compile: the toy run's programs all are.
+        jax.config.update("jax_compilation_cache_dir", cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    events: dict[str, list[float]] = {}
+    per_program: dict[str, dict[str, float]] = {}   # fun_name -> {trace, lower, compile} seconds
+    hits = []
+
+    def on_duration(name, secs, fun_name="?", **_):
+        events.setdefault(name, []).append(secs)
+        part = {"jaxpr_trace_duration": "trace", "jaxpr_to_mlir_module_duration": "lower",
+                "backend_compile_duration": "compile"}.get(name.rsplit("/", 1)[-1])
+        if part:
+            d = per_program.setdefault(str(fun_name), {})
+            d[part] = d.get(part, 0.0) + secs
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    jax.monitoring.register_event_listener(
+        lambda name, **_: hits.append(name) if name.endswith("cache_hits") else None)
+    from data.toy import make_toy_data
+    from train.experiments import mlp_toy
+    try:
+        from train.loop import train_loop
+    except ImportError:  # older tree: the loop lived in train.backends
+        train_loop = None
+        from train.backends import run_periods
+    t1 = time.perf_counter()
+    cfg = mlp_toy.ToyConfig(framework=framework, steps=steps)
+    data = make_toy_data(cfg.dataset, n_samples=cfg.samples, noise=cfg.noise, test_fraction=cfg.test_fraction,
+                         seed=cfg.seed)
+    periods = mlp_toy.schedule(cfg, len(data.train_y))
+    t2 = time.perf_counter()
+    backend = mlp_toy.build_backends(cfg, data)[framework]
+    t3 = time.perf_counter()
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
+        if train_loop is not None:
+            # The CLI's loop, metrics.jsonl written after every evaluation; checkpoints off: this
+            # times training, and a checkpoint's cost depends on the disk, not the framework.
+            log, _ = train_loop(backend, periods, Path(run_dir), checkpoints=False, progress=False)
+            rows = log.rows
+        else:
+            run_periods(backend, periods, on_eval=lambda r, _: rows.extend(r), progress=False)
+    t4 = time.perf_counter()
+    ev = lambda suffix: sum(sum(v) for k, v in events.items() if k.endswith(suffix))  # noqa: E731
+    n_compiles = sum(len(v) for k, v in events.items() if k.endswith("backend_compile_duration"))
+    test_acc = [r["accuracy"] for r in rows if r["split"] == "test"]
+    return {"framework": framework, "steps": steps, "startup_s": t1 - t0, "data_s": t2 - t1,
+            "build_s": t3 - t2, "run_s": t4 - t3, "total_s": t4 - t2,
+            "trainer_compile_s": float(backend.compile_time_s),
+            "trace_s": ev("jaxpr_trace_duration"), "lower_s": ev("jaxpr_to_mlir_module_duration"),
+            "backend_compile_s": ev("backend_compile_duration"), "programs_compiled": n_compiles,
+            "cache_hits": len(hits), "final_test_accuracy": test_acc[-1] if test_acc else None,
+            # The costliest programs first: where cold-start time goes.
+            "programs": sorted(([k, {p: round(v, 4) for p, v in d.items()}] for k, d in per_program.items()),
+                               key=lambda kv: -sum(kv[1].values()))[:8]}
+
+
+def whole_run(framework: str, cache_dir: str | None, steps: int = WHOLE_RUN_STEPS, timeout: float = 300) -> dict:
+    """Run ``_whole_run_child`` in a fresh Python process (so nothing is compiled or imported yet)."""
+    cmd = [sys.executable, "-m", "train.bench", "--whole-run-child", framework, "--steps", str(steps)]
+    if cache_dir:
+        cmd += ["--cache-dir", cache_dir]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"whole-run child failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_whole_run(frameworks: Sequence[str], *, steps: int, log=print) -> list[Record]:
+    out = []
+    batch = 30
+
+    def record(mode, r, note):
+        rec = Record("toy", r["framework"], mode, "fp32", 1, batch, compile_s=r["backend_compile_s"] or None,
+                     step_s=r["total_s"] / r["steps"], examples_per_s=r["steps"] * batch / r["total_s"],
+                     steps_per_window=r["steps"], windows=1, total_s=r["total_s"], note=note,
+                     extra={k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "framework"})
+        log(_line(rec))
+        return rec
+
+    note = (f"fresh process: mlp_toy.build_backends + train_loop (no checkpoints), {steps} steps, "
+            f"evaluation every 30")
+    if "numpy" in frameworks:
+        try:
+            out.append(record("whole-run", whole_run("numpy", None, steps), note))
+        except Exception as e:  # noqa: BLE001 - report, keep benchmarking
+            out.append(skipped("toy", "numpy", "whole-run", f"failed: {e}", batch_size=batch))
+    if "jax" in frameworks:
+        with tempfile.TemporaryDirectory(prefix="jax-cache-") as cache:
+            try:
+                out.append(record("whole-run-cold", whole_run("jax", cache, steps),
+                                  note + "; empty persistent compilation cache (cold)"))
+                out.append(record("whole-run-warm", whole_run("jax", cache, steps),
+                                  note + "; persistent compilation cache filled by the cold run (warm)"))
+            except Exception as e:  # noqa: BLE001
+                out.append(skipped("toy", "jax", "whole-run-cold", f"failed: {e}", batch_size=batch))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Report: ratios, checks, table, chart
+# ---------------------------------------------------------------------------------------------------
+
+def _guard(fn, wl: Workload, framework: str, mode: str, precision: str, devices: int = 1, log=print) -> Record:
+    """Run one measurement; a failure becomes a skipped record with the error, not a crash."""
+    try:
+        rec = fn()
+    except Exception as e:  # noqa: BLE001 - e.g. torch.compile failing on this platform
+        msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+        rec = skipped(wl.suite, framework, mode, f"failed: {msg}", precision=precision, devices=devices,
+                      batch_size=wl.batch)
+    log(_line(rec))
+    return rec
+
+
+def _line(r: Record) -> str:
+    head = f"{r.suite:9s} {r.framework:5s} {r.mode:14s} {r.precision:4s} d{r.devices}"
+    if r.skipped:
+        return f"{head}  skipped: {r.note}"
+    comp = f"compile {r.compile_s:.3f} s" if r.compile_s is not None else ""
+    tot = f"  total {r.total_s:.3f} s" if r.total_s is not None else ""
+    return f"{head}  {_fmt_time(r.step_s)}/step  {r.examples_per_s:,.0f} ex/s  {comp}{tot}"
+
+
+def _fmt_time(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} us"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def _steady(records: list[Record]) -> list[Record]:
+    return [r for r in records if not r.skipped and r.step_s and not r.mode.startswith("whole-run")]
+
+
+def _find(records, suite, framework, mode, precision="fp32", devices=1) -> Record | None:
+    for r in _steady(records):
+        if (r.suite, r.framework, r.mode, r.precision, r.devices) == (suite, framework, mode, precision, devices):
+            return r
+    return None
+
+
+def baseline_for(records: list[Record], suite: str, precision: str, gpu: bool) -> Record | None:
+    """NumPy on CPU (where a NumPy model exists), else PyTorch eager; on a GPU, PyTorch eager."""
+    order = [("torch", "eager")] if gpu else [("numpy", "step"), ("torch", "eager")]
+    for fw, mode in order:
+        for prec in (precision, "fp32"):
+            r = _find(records, suite, fw, mode, prec)
+            if r:
+                return r
+    return None
+
+
+def compute_ratios(records: list[Record], gpu: bool) -> dict:
+    """Per suite and precision: speed vs the baseline of every record, and pmap(1 device)/jit."""
+    out: dict[str, dict] = {}
+    for r in _steady(records):
+        base = baseline_for(records, r.suite, r.precision, gpu)
+        key = f"{r.suite}/{r.precision}"
+        d = out.setdefault(key, {"baseline": f"{base.framework} {base.mode}" if base else None, "speedup": {}})
+        if base:
+            r.extra["speedup_vs_baseline"] = round(base.step_s / r.step_s, 3)
+            d["speedup"][f"{r.framework} {r.mode} d{r.devices}"] = round(base.step_s / r.step_s, 3)
+        if r.framework == "jax" and r.mode == "pmap" and r.devices == 1:
+            jit = _find(records, r.suite, "jax", "fused", r.precision)
+            if jit:
+                # Throughput of the pmap path as a fraction of plain jit's: jit step time / pmap step time.
+                r.extra["pmap_vs_jit"] = d["pmap_vs_jit"] = round(jit.step_s / r.step_s, 3)
+        if r.framework == "jax" and r.mode == "fused":
+            loop = _find(records, r.suite, "jax", "step-loop", r.precision)
+            if loop:
+                d["fused_vs_step_loop"] = round(loop.step_s / r.step_s, 3)
+    return out
+
+
+def acceptance_checks(records: list[Record], gpu: bool) -> list[dict]:
+    """The issue's targets, evaluated from this run's numbers (absent measurements are left out)."""
+    checks = []
+
+    def add(name, value, target, ok):
+        checks.append({"check": name, "value": None if value is None else round(value, 4), "target": target,
+                       "pass": bool(ok)})
+
+    np_toy, jf_toy = _find(records, "toy", "numpy", "step"), _find(records, "toy", "jax", "fused")
+    if np_toy and jf_toy:
+        v = np_toy.step_s / jf_toy.step_s
+        add("toy: JAX fused speed / NumPy", v, ">= 5", v >= 5)
+    for r in records:
+        if r.suite == "toy" and r.framework == "jax" and r.mode.startswith("whole-run") and r.total_s:
+            add(f"toy: JAX {r.mode} (build + 1,500 steps + compile)", r.total_s, "< 1 s", r.total_s < 1)
+    jf = _find(records, "mlp-cifar", "jax", "fused")
+    for fw, mode in (("torch", "eager"), ("numpy", "step")):
+        other = _find(records, "mlp-cifar", fw, mode)
+        if jf and other:
+            v = other.step_s / jf.step_s
+            add(f"mlp-cifar: JAX fused speed / {fw} {mode}", v, "> 1", v > 1)
+    pm = _find(records, "mlp-cifar", "jax", "pmap")
+    if jf and pm:
+        v = jf.step_s / pm.step_s
+        add("mlp-cifar: pmap (1 device) throughput / jit", v, ">= 0.90", v >= 0.90)
+    if gpu:
+        for suite, target in (("cnn", 200_000), ("rnn", 500_000)):
+            prec = "bf16" if suite == "cnn" else "fp32"
+            r = _find(records, suite, "jax", "fused", prec) or _find(records, suite, "jax", "fused")
+            if r:
+                add(f"{suite}: JAX fused examples/s ({r.precision})", r.examples_per_s, f">= {target:,}",
+                    r.examples_per_s >= target)
+    return checks
+
+
+def markdown(records: list[Record], ratios: dict, checks: list[dict], machine: dict) -> str:
+    lines = [f"# Training-step benchmark ({machine.get('platform')}, {machine.get('device_kind')}, "
+             f"{machine.get('cpu_count')} CPU cores)", "",
+             "step = median over timed windows (device synchronised inside each window); "
+             "speedup = baseline step time / this step time (baseline: NumPy on CPU where it exists, "
+             "else PyTorch eager). Whole-run rows: total seconds for the 1,500-step toy run in a fresh process.", "",
+             "| suite | framework | mode | precision | devices | batch | compile (s) | step | examples/s | speedup | note |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in records:
+        if r.skipped:
+            lines.append(f"| {r.suite} | {r.framework} | {r.mode} | {r.precision} | {r.devices} | {r.batch_size} "
+                         f"| - | - | - | - | skipped: {r.note} |")
+            continue
+        comp = f"{r.compile_s:.3f}" if r.compile_s is not None else "-"
+        step = f"total {r.total_s:.3f} s" if r.total_s is not None else _fmt_time(r.step_s)
+        sp = r.extra.get("speedup_vs_baseline")
+        note = r.note
+        if "pmap_vs_jit" in r.extra:
+            note = (note + "; " if note else "") + f"pmap/jit = {r.extra['pmap_vs_jit']:.2f}"
+        if r.mode.startswith("whole-run") and r.framework == "jax":
+            e = r.extra
+            note = (f"build {e['build_s']:.2f} + run {e['run_s']:.2f} s; trace {e['trace_s']:.2f}, lower "
+                    f"{e['lower_s']:.2f}, XLA {e['backend_compile_s']:.2f} s over {e['programs_compiled']} programs, "
+                    f"{e['cache_hits']} cache hits")
+        elif r.mode == "whole-run":
+            note = f"build {r.extra['build_s']:.2f} + run {r.extra['run_s']:.2f} s"
+        lines.append(f"| {r.suite} | {r.framework} | {r.mode} | {r.precision} | {r.devices} | {r.batch_size} | {comp} "
+                     f"| {step} | {r.examples_per_s:,.0f} | {'' if sp is None else f'{sp:.2f}x'} | {note} |")
+    lines += ["", "| suite/precision | baseline | pmap/jit (1 device) | fused/step-loop |", "|---|---|---:|---:|"]
+    for key, d in ratios.items():
+        pj, fs = d.get("pmap_vs_jit"), d.get("fused_vs_step_loop")
+        lines.append(f"| {key} | {d['baseline'] or '-'} | {'-' if pj is None else f'{pj:.3f}'} | "
+                     f"{'-' if fs is None else f'{fs:.2f}x'} |")
+    if checks:
+        lines += ["", "| check | value | target | pass |", "|---|---:|---|---|"]
+        for c in checks:
+            lines.append(f"| {c['check']} | {c['value']} | {c['target']} | {'yes' if c['pass'] else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(records: list[Record], path: Path, gpu: bool) -> None:
+    """One panel per suite: speed relative to the suite's baseline, log scale, 1 = baseline."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    suites = [s for s in SUITES if any(r.suite == s and "speedup_vs_baseline" in r.extra for r in _steady(records))]
+    fig, axes = plt.subplots(1, max(1, len(suites)), figsize=(4.2 * max(1, len(suites)), 4.2), squeeze=False)
+    colors = {"numpy": "tab:gray", "jax": "tab:blue", "torch": "tab:orange"}
+    for ax, suite in zip(axes[0], suites):
+        rows = [r for r in _steady(records) if r.suite == suite and "speedup_vs_baseline" in r.extra]
+        labels = [f"{r.framework} {r.mode}\n{r.precision} d{r.devices}" for r in rows]
+        vals = [r.extra["speedup_vs_baseline"] for r in rows]
+        bars = ax.bar(range(len(rows)), vals, color=[colors.get(r.framework, "k") for r in rows])
+        for b, v in zip(bars, vals):
+            ax.annotate(f"{v:.2g}x", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
+        base = baseline_for(records, suite, "fp32", gpu)
+        ax.set_title(f"{suite} (batch {rows[0].batch_size})", fontsize=9)
+        ax.set_ylabel(f"speed vs {base.framework} {base.mode} (x)" if base else "speed (x)")
+        ax.grid(axis="y", alpha=0.3, which="both")
+    if not suites:
+        axes[0][0].text(0.5, 0.5, "no baseline measured", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    fig.suptitle("Training-step speed relative to " + ("PyTorch eager" if gpu else "NumPy (or PyTorch eager)"))
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def machine_info() -> dict:
+    import jax
+
+    from train.results import device_info
+
+    info = device_info()
+    info.update({"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                 "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                 "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None})
+    stats = _peak_memory(jax.local_devices()[0])
+    info["memory_stats_available"] = stats is not None
+    return info
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------
+
+def _csv(choices: Sequence[str] | None = None):
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if choices is not None:
+            bad = [t for t in items if t not in choices]
+            if bad:
+                raise argparse.ArgumentTypeError(f"{', '.join(bad)} not among {', '.join(choices)}")
+        if not items:
+            raise argparse.ArgumentTypeError("empty list")
+        return items
+    return parse
+
+
+def _int_csv(text: str) -> list[int]:
+    try:
+        vals = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"device counts must be positive, got {text!r}")
+    return vals
+
+
+def add_parser(subparsers) -> None:
+    """Register ``bench`` on the CLI's sub-parsers."""
+    p = subparsers.add_parser(
+        "bench", help="training-step speed: NumPy vs JAX (step loop, fused, pmap) vs PyTorch",
+        description="Times compile and steady-state training steps of each model in NumPy, JAX and PyTorch "
+                    "and writes <out>/bench/bench.json, bench.md and bench.png. For N simulated CPU devices "
+                    "start the process with XLA_FLAGS=--xla_force_host_platform_device_count=N.")
+    p.add_argument("--suite", type=_csv(SUITES), default=list(SUITES),
+                   help=f"comma-separated suites from {', '.join(SUITES)} (default: all)")
+    p.add_argument("--frameworks", type=_csv(FRAMEWORKS), default=list(FRAMEWORKS),
+                   help="comma-separated frameworks from numpy, jax, torch (default: all; torch is skipped "
+                        "with a note when not installed)")
+    p.add_argument("--modes", type=_csv(MODES), default=list(MODES),
+                   help=f"comma-separated modes from {', '.join(MODES)} (default: all)")
+    p.add_argument("--devices", type=_int_csv, default=None,
+                   help="comma-separated device counts for the pmap mode, e.g. 1,2,4 (default: 1 and all local devices)")
+    p.add_argument("--precision", type=_csv((*PRECISIONS, "auto")), default=["auto"],
+                   help="comma-separated fp32, bf16, or auto: fp32 on CPU (bf16 is emulated there), "
+                        "fp32 and bf16 on GPU (default: auto)")
+    p.add_argument("--batch-size", type=int, default=None, help="override every selected suite's batch size")
+    p.add_argument("--steps", type=int, default=None, help="override the steps per timed window (K)")
+    p.add_argument("--windows", type=int, default=None, help="override the number of timed windows")
+    p.add_argument("--warmup", type=int, default=None, help="override the untimed warm-up windows")
+    p.add_argument("--whole-run-steps", type=int, default=WHOLE_RUN_STEPS,
+                   help=f"steps of the toy whole-run measurement (default: {WHOLE_RUN_STEPS}, the seed's)")
+    p.add_argument("--torch-compile", choices=("auto", "on", "off"), default="auto",
+                   help="PyTorch compiled mode: auto skips it under --quick on CPU, where inductor takes "
+                        "tens of seconds per model (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and initial weights")
+    p.add_argument("--out", default="results", help="results root; files go to <out>/bench/ (default: results)")
+    p.add_argument("--quick", action="store_true", help="fewer, shorter windows and a tiny CPU CNN: under 3 minutes on 2 CPU cores")
+    p.add_argument("--no-progress", action="store_true", help="accepted for symmetry with the other commands")
+    p.set_defaults(func=cmd)
+
+
+def cmd(args) -> int:
+    import jax
+
+    for name in ("batch_size", "steps", "windows", "whole_run_steps"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    if args.warmup is not None and args.warmup < 0:
+        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
+    out_dir = Path(args.out) / "bench"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot write results to {out_dir}: {e.strerror or e}") from None
+
+    t_start = time.perf_counter()
+    gpu = jax.devices()[0].platform == "gpu"
+    n_local = jax.local_device_count()
+    precisions = (["fp32", "bf16"] if gpu else ["fp32"]) if args.precision == ["auto"] else \
+        [p for p in PRECISIONS if p in args.precision]
+    devices = args.devices or sorted({1, n_local})
+    modes = args.modes
+    torch_ok = import_torch() is not None
+    compile_ok, compile_note = True, ""
+    if args.torch_compile == "off":
+        compile_ok, compile_note = False, "torch.compile off (--torch-compile off)"
+    elif args.torch_compile == "auto" and args.quick and not gpu:
+        compile_ok, compile_note = False, ("torch.compile skipped under --quick on CPU: inductor compiles for "
+                                           "~30 s per model here; run without --quick or with --torch-compile on")
+
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    log(f"bench: suites {','.join(args.suite)}; frameworks {','.join(args.frameworks)}; precision "
+        f"{','.join(precisions)}; pmap devices {devices} of {n_local} local ({jax.devices()[0].platform})")
+    records: list[Record] = []
+    if "torch" in args.frameworks and not torch_ok:
+        log("bench: PyTorch is not installed; its records are skipped (optional extra: pip install .[torch])")
+    for suite in args.suite:
+        wl = make_workload(suite, gpu=gpu, quick=args.quick, seed=args.seed, batch=args.batch_size,
+                           steps=args.steps, windows=args.windows, warmup=args.warmup)
+        if "numpy" in args.frameworks and "step" in modes and suite in NUMPY_SUITES:
+            records += [_guard(lambda: bench_numpy(wl)[0], wl, "numpy", "step", "fp32", log=log)]
+        if "jax" in args.frameworks:
+            records += bench_jax(wl, precisions=precisions, modes=modes, devices=devices, seed=args.seed, log=log)
+        if "torch" in args.frameworks:
+            records += bench_torch(wl, precisions=precisions, modes=modes, seed=args.seed,
+                                   compile_ok=compile_ok, compile_note=compile_note, log=log)
+        if suite == "toy" and "whole-run" in modes:
+            records += bench_whole_run([f for f in args.frameworks if f in ("numpy", "jax")],
+                                       steps=args.whole_run_steps, log=log)
+
+    ratios = compute_ratios(records, gpu)
+    checks = acceptance_checks(records, gpu)
+    machine = machine_info()
+    machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    doc = {"machine": machine, "versions": package_versions(),
+           "settings": {"suites": args.suite, "frameworks": args.frameworks, "modes": modes, "devices": devices,
+                        "precisions": precisions, "quick": args.quick, "seed": args.seed,
+                        "torch_available": torch_ok},
+           "records": [dataclasses.asdict(r) for r in records], "ratios": ratios, "checks": checks,
+           "wall_time_s": round(time.perf_counter() - t_start, 2)}
+    atomic_write_json(out_dir / "bench.json", doc)
+    table = markdown(records, ratios, checks, machine)
+    atomic_write_text(out_dir / "bench.md", table)
+    plot(records, out_dir / "bench.png", gpu)
+    print()
+    print(table, end="")
+    print(f"\nwrote {out_dir / 'bench.json'}, bench.md, bench.png in {doc['wall_time_s']:.1f} s")
+    return 0
+
+
+def _child_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.bench")
+    p.add_argument("--whole-run-child", required=True, choices=("numpy", "jax"))
+    p.add_argument("--steps", type=int, default=WHOLE_RUN_STEPS)
+    p.add_argument("--cache-dir", default=None)
+    a = p.parse_args(argv)
+    print(json.dumps(_whole_run_child(a.whole_run_child, a.cache_dir, a.steps)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))
