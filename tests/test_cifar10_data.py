@@ -257,16 +257,14 @@ def _forbid_decoding(monkeypatch):
     monkeypatch.setattr(cifar10, "_decode_files", fail)
 
 
-def test_cache_hit_is_identical_fast_and_skips_decoding(tmp_path, monkeypatch):
+def test_cache_hit_is_identical_and_skips_decoding(tmp_path, monkeypatch):
     root, cache = tmp_path / "tree", tmp_path / "cache"
     make_tree(root)
     first = load_cifar10(f"folder:{root}", cache_dir=cache, workers=1)
     assert [p.suffix for p in cache.iterdir()] == [".npz"]  # no temp file left behind
 
     _forbid_decoding(monkeypatch)
-    start = time.perf_counter()
     second = load_cifar10(f"folder:{root}", cache_dir=cache, workers=1)
-    assert time.perf_counter() - start < 0.5
     for key in ("train_x", "train_y", "test_x", "test_y"):
         a, b = getattr(first, key), getattr(second, key)
         assert a.dtype == b.dtype
@@ -489,10 +487,8 @@ def test_tfds_unprepared_fails_at_once_without_downloading(tmp_path, monkeypatch
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
                         mock.Mock(side_effect=AssertionError("must never download")))
     data_dir = tmp_path / "empty"
-    start = time.perf_counter()
     with pytest.raises(DataError) as info:
         load_cifar10("tfds", data_dir=str(data_dir), cache_dir=tmp_path / "cache")
-    assert time.perf_counter() - start < 10
     message = str(info.value)
     assert "\n" not in message
     for part in (str(data_dir), str(data_dir / "downloads" / "manual"), "cifar-10-binary.tar.gz",
@@ -547,18 +543,24 @@ def shared_cache(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_CIFAR.is_dir(), reason=f"{SHARED_CIFAR} is absent")
-def test_shared_copy(shared_cache):
+def test_shared_copy(shared_cache, monkeypatch):
     start = time.perf_counter()
     ds = load_cifar10(f"folder:{SHARED_CIFAR}", cache_dir=shared_cache)
     first = time.perf_counter() - start
-    # Best of two cache hits, to tolerate a busy machine.
+    # A second load must come from the cache: decoding is made to fail. (Its time is printed,
+    # not asserted: speed is measured by `python -m data.cifar10 folder:PATH`, not by tests.)
+    import data.cifar10 as cifar_module
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a cached load decoded images")
+
+    monkeypatch.setattr(cifar_module, "_decode_images", no_decoding)
     seconds = []
     for _ in range(2):
         start = time.perf_counter()
         again = load_cifar10(f"folder:{SHARED_CIFAR}", cache_dir=shared_cache)
         seconds.append(time.perf_counter() - start)
     print(f"shared CIFAR-10 copy: first load {first:.2f} s, cache hits {seconds[0]:.2f} s, {seconds[1]:.2f} s")
-    assert min(seconds) < 1.0
 
     assert_well_formed(ds, 50_000, 10_000)
     assert ds.class_names == CLASS_NAMES

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from conftest import SHARED_CIFAR
 from train.results import read_jsonl
 
 

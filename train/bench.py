@@ -108,32 +108,54 @@ def skipped(suite: str, framework: str, mode: str, note: str, **kw) -> Record:
     return Record(suite, framework, mode, skipped=True, note=note, **kw)
 
 
-def time_windows(fn: Callable[[], Any], n_windows: int, *, steps_per_window: int = 1, warmup: int = 1,
-                 clock: Callable[[], float] = time.perf_counter,
-                 out: list[float] | None = None) -> tuple[float, float]:
-    """Run ``fn`` (one window of ``steps_per_window`` steps that returns only when the work is done)
-    ``warmup`` times untimed-for-the-median, then ``n_windows`` timed times.
+@dataclass
+class Runner:
+    """A prepared measurement: its record (compile / first-call time already filled in) and one
+    timed window, a callable that runs ``steps_per_window`` steps and returns when they are done."""
 
-    Returns ``(first_call_s, median_step_s)``: the duration of the very first call (which pays
-    for any compilation or lazy initialisation) and the median over the timed windows of
-    window time / ``steps_per_window``. ``out``, when given, receives every timed window's
-    per-step time, so the median can be checked.
+    record: Record
+    window: Callable[[], Any]
+    after: Callable[[Record], None] | None = None   # e.g. read peak device memory once the windows ran
+
+
+def time_interleaved(fns: Sequence[Callable[[], Any]], n_windows: int, *, steps_per_window: int = 1,
+                     warmup: int = 1, clock: Callable[[], float] = time.perf_counter
+                     ) -> list[tuple[float, list[float]]]:
+    """Time several window functions round-robin: ``warmup`` untimed rounds, then ``n_windows``
+    rounds in which each function runs one window.
+
+    Interleaving matters on a shared machine: when another job starts or stops, every contender
+    sees the change in load, so the *ratios* of one run stay meaningful. Returns, per function,
+    ``(first_call_s, per-step times of its timed windows)``; ``first_call_s`` is the duration of
+    its first call (warm-up or timed), which pays for any lazy compilation or initialisation.
     """
     if n_windows < 1 or steps_per_window < 1 or warmup < 0:
         raise ValueError("need n_windows >= 1, steps_per_window >= 1 and warmup >= 0")
-    first = None
-    for _ in range(warmup):
-        t = clock()
-        fn()
-        d = clock() - t
-        first = d if first is None else first
-    times = []
-    for _ in range(n_windows):
-        t = clock()
-        fn()
-        d = clock() - t
-        first = d if first is None else first
-        times.append(d / steps_per_window)
+    first: list[float | None] = [None] * len(fns)
+    times: list[list[float]] = [[] for _ in fns]
+    for rnd in range(warmup + n_windows):
+        for j, fn in enumerate(fns):
+            t = clock()
+            fn()
+            d = clock() - t
+            if first[j] is None:
+                first[j] = d
+            if rnd >= warmup:
+                times[j].append(d / steps_per_window)
+    return [(f, t) for f, t in zip(first, times)]
+
+
+def time_windows(fn: Callable[[], Any], n_windows: int, *, steps_per_window: int = 1, warmup: int = 1,
+                 clock: Callable[[], float] = time.perf_counter,
+                 out: list[float] | None = None) -> tuple[float, float]:
+    """Time one window function (see :func:`time_interleaved`).
+
+    Returns ``(first_call_s, median_step_s)``: the duration of the very first call and the median
+    over the timed windows of window time / ``steps_per_window``. ``out``, when given, receives
+    every timed window's per-step time, so the median can be checked.
+    """
+    ((first, times),) = time_interleaved([fn], n_windows, steps_per_window=steps_per_window,
+                                         warmup=warmup, clock=clock)
     if out is not None:
         out.extend(times)
     return first, statistics.median(times)
@@ -146,6 +168,63 @@ def finish(rec: Record, windows: list[float]) -> Record:
     rec.step_s = float(statistics.median(windows))
     rec.examples_per_s = rec.batch_size / rec.step_s if rec.step_s > 0 else None
     return rec
+
+
+def measure(items: Sequence[Runner | Record], wl: Workload, log=print) -> list[Record]:
+    """Time every prepared runner of one suite, interleaved; skipped records pass through.
+
+    A runner whose window raises is dropped from the remaining rounds and reported as skipped.
+    """
+    runners = [r for r in items if isinstance(r, Runner)]
+    failed: dict[int, str] = {}
+
+    def guarded(j, r):
+        def run():
+            if j in failed:
+                return
+            try:
+                r.window()
+            except Exception as e:  # noqa: BLE001 - one framework failing must not end the benchmark
+                failed[j] = _err(e)
+        return run
+
+    results = time_interleaved([guarded(j, r) for j, r in enumerate(runners)], wl.windows,
+                               steps_per_window=wl.steps, warmup=wl.warmup)
+    out = []
+    for item in items:
+        if isinstance(item, Record):
+            out.append(item)
+            log(_line(item))
+            continue
+        j = runners.index(item)
+        rec = item.record
+        if j in failed:
+            rec = skipped(rec.suite, rec.framework, rec.mode, f"failed: {failed[j]}", precision=rec.precision,
+                          devices=rec.devices, batch_size=rec.batch_size)
+        else:
+            first, times = results[j]
+            rec.extra["first_window_s"] = round(first, 4)
+            finish(rec, times)
+            if item.after:
+                item.after(rec)
+        out.append(rec)
+        log(_line(rec))
+    return out
+
+
+def _err(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
+def prepare(fn: Callable[[], Runner], wl: Workload, framework: str, mode: str, precision: str,
+            devices: int = 1) -> Runner | Record:
+    """Build (and compile) one runner; a failure becomes a skipped record with the error, not a crash."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - e.g. torch.compile failing on this platform
+        return skipped(wl.suite, framework, mode, f"failed: {_err(e)}", precision=precision, devices=devices,
+                       batch_size=wl.batch)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -177,9 +256,9 @@ class Workload:
 _PLAN = {
     # suite:       (batch, K, windows, warmup) for cpu, cpu quick, gpu, gpu quick
     "toy":       {"cpu": (30, 500, 15, 2), "cpu-quick": (30, 300, 9, 1), "gpu": (30, 500, 15, 2), "gpu-quick": (30, 300, 7, 1)},
-    "mlp-cifar": {"cpu": (256, 10, 7, 1), "cpu-quick": (256, 4, 5, 1), "gpu": (256, 100, 9, 1), "gpu-quick": (256, 50, 5, 1)},
+    "mlp-cifar": {"cpu": (256, 8, 11, 1), "cpu-quick": (256, 4, 7, 1), "gpu": (256, 100, 9, 1), "gpu-quick": (256, 50, 5, 1)},
     "cnn":       {"cpu": (32, 1, 3, 1), "cpu-quick": (8, 1, 3, 1), "gpu": (256, 50, 7, 1), "gpu-quick": (256, 20, 5, 1)},
-    "rnn":       {"cpu": (128, 50, 7, 1), "cpu-quick": (128, 20, 5, 1), "gpu": (128, 200, 9, 1), "gpu-quick": (128, 100, 5, 1)},
+    "rnn":       {"cpu": (128, 20, 9, 1), "cpu-quick": (128, 10, 7, 1), "gpu": (128, 200, 9, 1), "gpu-quick": (128, 100, 5, 1)},
 }
 
 
@@ -220,12 +299,10 @@ def make_workload(suite: str, *, gpu: bool, quick: bool, seed: int, batch: int |
 # NumPy
 # ---------------------------------------------------------------------------------------------------
 
-def bench_numpy(wl: Workload) -> list[Record]:
-    """The project's NumPy MLP: K ``sgd_step`` calls per window (no compile; compile_s = first step)."""
+def numpy_runner(wl: Workload) -> Runner:
+    """The project's NumPy MLP: K ``sgd_step`` calls per window (nothing to compile; compile_s = first step)."""
     from numpy_mlp import MLP
 
-    if wl.suite not in NUMPY_SUITES:
-        return []
     n_in = int(np.prod(wl.train_x.shape[1:]))
     model = MLP(n_in, wl.hidden, 10 if wl.suite != "toy" else 2, seed=0)
     x = wl.train_x.astype(np.float32).reshape(len(wl.train_x), -1)
@@ -245,9 +322,7 @@ def bench_numpy(wl: Workload) -> list[Record]:
         for i in wl.idx:
             model.sgd_step(x[i], y[i], wl.lr)
 
-    windows: list[float] = []
-    time_windows(window, wl.windows, steps_per_window=wl.steps, warmup=wl.warmup, out=windows)
-    return [finish(rec, windows)]
+    return Runner(rec, window)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -387,7 +462,7 @@ def _aot(fn, *args) -> tuple[Any, dict]:
     return compiled, parts
 
 
-def bench_jax_single(s: _JaxSetup, mode: str) -> Record:
+def jax_runner(s: _JaxSetup, mode: str) -> Runner:
     """``fused`` (one call of K scanned steps) or ``step-loop`` (K Python calls of one jitted step)."""
     import jax
 
@@ -423,11 +498,7 @@ def bench_jax_single(s: _JaxSetup, mode: str) -> Record:
     rec.compile_s = sum(v for v in parts.values() if v)
     rec.extra.update({k: round(v, 4) for k, v in parts.items() if v is not None})
     rec.extra["program_bytes"] = _program_bytes(exe)
-    windows: list[float] = []
-    first, _ = time_windows(window, wl.windows, steps_per_window=wl.steps, warmup=wl.warmup, out=windows)
-    rec.extra["first_window_s"] = round(first, 4)
-    rec.peak_memory_bytes = _peak_memory(dev)
-    return finish(rec, windows)
+    return Runner(rec, window, after=lambda r: setattr(r, "peak_memory_bytes", _peak_memory(dev)))
 
 
 def _put_replicated(tree, devices):
@@ -443,8 +514,9 @@ def _put_replicated(tree, devices):
     return jax.tree.map(rep, tree), sharding
 
 
-def bench_jax_pmap(s: _JaxSetup, n: int) -> Record:
-    """The fused steps under ``jax.pmap`` on ``n`` devices, built here so n == 1 also takes the pmap path."""
+def pmap_runner(s: _JaxSetup, n: int) -> Runner:
+    """The fused steps under ``jax.pmap`` on ``n`` devices, built here so n == 1 also takes the pmap path
+    (``Trainer`` uses plain jit for one device)."""
     import jax
 
     from train.trainer import StepFns
@@ -468,36 +540,32 @@ def bench_jax_pmap(s: _JaxSetup, n: int) -> Record:
 
     rec.compile_s = sum(v for v in parts.values() if v)
     rec.extra.update({k: round(v, 4) for k, v in parts.items() if v is not None})
-    windows: list[float] = []
-    time_windows(window, wl.windows, steps_per_window=wl.steps, warmup=wl.warmup, out=windows)
-    rec.peak_memory_bytes = _peak_memory(devices[0])
-    return finish(rec, windows)
+    return Runner(rec, window, after=lambda r: setattr(r, "peak_memory_bytes", _peak_memory(devices[0])))
 
 
-def bench_jax(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str], devices: Sequence[int],
-              seed: int, log=print) -> list[Record]:
+def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str], devices: Sequence[int],
+                seed: int, skip_pmap: str = "") -> list[Runner | Record]:
     import jax
 
     n_local = jax.local_device_count()
-    out = []
+    out: list[Runner | Record] = []
     for precision in precisions:
         if precision == "bf16" and wl.suite == "toy":
             continue  # a 2-20-2 MLP has nothing for bf16 to speed up
         s = _jax_setup(wl, precision, seed)
         for mode in ("step-loop", "fused"):
             if mode in modes:
-                out.append(_guard(lambda: bench_jax_single(s, mode), wl, "jax", mode, precision, log=log))
-        if "pmap" in modes:
-            for n in devices:
-                if n > n_local:
-                    out.append(skipped(wl.suite, "jax", "pmap", f"{n} devices asked for, {n_local} exist; on CPU set "
-                                       f"XLA_FLAGS=--xla_force_host_platform_device_count={n} before starting",
-                                       precision=precision, devices=n, batch_size=wl.batch))
-                elif wl.batch % n:
-                    out.append(skipped(wl.suite, "jax", "pmap", f"batch {wl.batch} not divisible by {n} devices",
-                                       precision=precision, devices=n, batch_size=wl.batch))
-                else:
-                    out.append(_guard(lambda: bench_jax_pmap(s, n), wl, "jax", "pmap", precision, n, log=log))
+                out.append(prepare(lambda: jax_runner(s, mode), wl, "jax", mode, precision))
+        if "pmap" not in modes:
+            continue
+        for n in devices:
+            why = (skip_pmap or (f"{n} devices asked for, {n_local} exist; on CPU start the process with "
+                                 f"XLA_FLAGS=--xla_force_host_platform_device_count={n}" if n > n_local else "")
+                   or (f"batch {wl.batch} is not divisible by {n} devices" if wl.batch % n else ""))
+            if why:
+                out.append(skipped(wl.suite, "jax", "pmap", why, precision=precision, devices=n, batch_size=wl.batch))
+            else:
+                out.append(prepare(lambda: pmap_runner(s, n), wl, "jax", "pmap", precision, n))
     return out
 
 
@@ -506,7 +574,15 @@ def bench_jax(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str], 
 # ---------------------------------------------------------------------------------------------------
 
 def import_torch():
-    """``torch`` or None: PyTorch is an optional extra."""
+    """``torch`` or None: PyTorch is an optional extra.
+
+    Before the first import, OMP_WAIT_POLICY defaults to PASSIVE (unless the user set it).
+    PyTorch's OpenMP threads otherwise spin while waiting; on a machine shared with other
+    jobs, where the spinning thread's core is taken, a tiny MLP step measured 24 ms instead
+    of 0.25 ms. Passive waiting costs nothing measurable when the cores are free.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
     except Exception:  # noqa: BLE001 - ImportError, or a broken install
@@ -514,8 +590,8 @@ def import_torch():
     return torch
 
 
-def bench_torch(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str], seed: int,
-                compile_ok: bool, compile_note: str = "", log=print) -> list[Record]:
+def torch_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str], seed: int,
+                  compile_ok: bool, compile_note: str = "") -> list[Runner | Record]:
     torch = import_torch()
     if torch is None:
         return [skipped(wl.suite, "torch", m, "PyTorch not installed (optional extra: pip install .[torch])",
@@ -535,7 +611,35 @@ def bench_torch(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str]
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    out = []
+    def runner(mode, precision) -> Runner:
+        model, opt, clip = torch_models.build(wl.suite, hidden=wl.hidden, lr=wl.lr,
+                                              clip_norm=10.0 if wl.suite == "rnn" else None, seed=seed)
+        model.to(device)
+        step = torch_models.make_train_step(model, opt, pre, clip_norm=clip, device_type=device.type,
+                                            autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
+        if mode == "compiled":
+            step = torch.compile(step)
+        rec = Record(wl.suite, "torch", mode, precision, 1, wl.batch, steps_per_window=wl.steps,
+                     extra={"threads": torch.get_num_threads(), "device": str(device),
+                            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")})
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        step(xt[idx[0]], yt[idx[0]])   # eager: lazy initialisation; compiled: graph capture + inductor
+        sync()
+        rec.compile_s = time.perf_counter() - t
+
+        def window():
+            for i in idx:
+                step(xt[i], yt[i])
+            sync()
+
+        def after(r):
+            if device.type == "cuda":
+                r.peak_memory_bytes = int(torch.cuda.max_memory_allocated())
+        return Runner(rec, window, after)
+
+    out: list[Runner | Record] = []
     for precision in precisions:
         if precision == "bf16" and wl.suite == "toy":
             continue
@@ -544,38 +648,8 @@ def bench_torch(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str]
                 continue
             if mode == "compiled" and not compile_ok:
                 out.append(skipped(wl.suite, "torch", mode, compile_note, precision=precision, batch_size=wl.batch))
-                continue
-
-            def run(mode=mode, precision=precision):
-                model, opt, clip = torch_models.build(wl.suite, hidden=wl.hidden, lr=wl.lr,
-                                                      clip_norm=10.0 if wl.suite == "rnn" else None, seed=seed)
-                model.to(device)
-                step = torch_models.make_train_step(
-                    model, opt, pre, clip_norm=clip, device_type=device.type,
-                    autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
-                if mode == "compiled":
-                    step = torch.compile(step)
-                rec = Record(wl.suite, "torch", mode, precision, 1, wl.batch, steps_per_window=wl.steps,
-                             extra={"threads": torch.get_num_threads(), "device": str(device)})
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
-                t = time.perf_counter()
-                step(xt[idx[0]], yt[idx[0]])   # eager: lazy init; compiled: graph capture + inductor
-                sync()
-                rec.compile_s = time.perf_counter() - t
-
-                def window():
-                    for i in idx:
-                        step(xt[i], yt[i])
-                    sync()
-
-                windows: list[float] = []
-                time_windows(window, wl.windows, steps_per_window=wl.steps, warmup=wl.warmup, out=windows)
-                if device.type == "cuda":
-                    rec.peak_memory_bytes = int(torch.cuda.max_memory_allocated())
-                return finish(rec, windows)
-
-            out.append(_guard(run, wl, "torch", mode, precision, log=log))
+            else:
+                out.append(prepare(lambda: runner(mode, precision), wl, "torch", mode, precision))
     return out
 
 
@@ -623,6 +697,18 @@ def _whole_run_child(framework: str, cache_dir: str | None, steps: int) -> dict:
     t2 = time.perf_counter()
     backend = mlp_toy.build_backends(cfg, data)[framework]
     t3 = time.perf_counter()
+    # Time inside backend.period (dispatch, compute, metrics to host); the rest of the loop is
+    # its bookkeeping (metrics.jsonl written after every evaluation, NaN checks, progress bar).
+    in_period = [0.0]
+    period = backend.period
+
+    def timed_period(idx):
+        t = time.perf_counter()
+        try:
+            return period(idx)
+        finally:
+            in_period[0] += time.perf_counter() - t
+    backend.period = timed_period
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
         if train_loop is not None:
@@ -638,6 +724,7 @@ def _whole_run_child(framework: str, cache_dir: str | None, steps: int) -> dict:
     test_acc = [r["accuracy"] for r in rows if r["split"] == "test"]
     return {"framework": framework, "steps": steps, "startup_s": t1 - t0, "data_s": t2 - t1,
             "build_s": t3 - t2, "run_s": t4 - t3, "total_s": t4 - t2,
+            "in_period_s": in_period[0], "loop_overhead_s": (t4 - t3) - in_period[0],
             "trainer_compile_s": float(backend.compile_time_s),
             "trace_s": ev("jaxpr_trace_duration"), "lower_s": ev("jaxpr_to_mlir_module_duration"),
             "backend_compile_s": ev("backend_compile_duration"), "programs_compiled": n_compiles,
@@ -694,18 +781,6 @@ def bench_whole_run(frameworks: Sequence[str], *, steps: int, log=print) -> list
 # Report: ratios, checks, table, chart
 # ---------------------------------------------------------------------------------------------------
 
-def _guard(fn, wl: Workload, framework: str, mode: str, precision: str, devices: int = 1, log=print) -> Record:
-    """Run one measurement; a failure becomes a skipped record with the error, not a crash."""
-    try:
-        rec = fn()
-    except Exception as e:  # noqa: BLE001 - e.g. torch.compile failing on this platform
-        msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
-        rec = skipped(wl.suite, framework, mode, f"failed: {msg}", precision=precision, devices=devices,
-                      batch_size=wl.batch)
-    log(_line(rec))
-    return rec
-
-
 def _line(r: Record) -> str:
     head = f"{r.suite:9s} {r.framework:5s} {r.mode:14s} {r.precision:4s} d{r.devices}"
     if r.skipped:
@@ -747,6 +822,17 @@ def baseline_for(records: list[Record], suite: str, precision: str, gpu: bool) -
     return None
 
 
+def paired_ratio(base: Record, other: Record) -> float:
+    """How many times faster ``other`` is than ``base``: the median over rounds of the ratio of their
+    per-step window times. Windows of one suite run interleaved (round r of every runner back to
+    back), so pairing them by round cancels most of the drift in machine load; records with
+    different window counts fall back to the ratio of medians."""
+    b, o = base.window_step_s, other.window_step_s
+    if b and len(b) == len(o) and all(v > 0 for v in o):
+        return float(statistics.median(x / y for x, y in zip(b, o)))
+    return base.step_s / other.step_s
+
+
 def compute_ratios(records: list[Record], gpu: bool) -> dict:
     """Per suite and precision: speed vs the baseline of every record, and pmap(1 device)/jit."""
     out: dict[str, dict] = {}
@@ -755,17 +841,18 @@ def compute_ratios(records: list[Record], gpu: bool) -> dict:
         key = f"{r.suite}/{r.precision}"
         d = out.setdefault(key, {"baseline": f"{base.framework} {base.mode}" if base else None, "speedup": {}})
         if base:
-            r.extra["speedup_vs_baseline"] = round(base.step_s / r.step_s, 3)
-            d["speedup"][f"{r.framework} {r.mode} d{r.devices}"] = round(base.step_s / r.step_s, 3)
+            r.extra["speedup_vs_baseline"] = round(paired_ratio(base, r), 3)
+            d["speedup"][f"{r.framework} {r.mode} d{r.devices}"] = r.extra["speedup_vs_baseline"]
         if r.framework == "jax" and r.mode == "pmap" and r.devices == 1:
             jit = _find(records, r.suite, "jax", "fused", r.precision)
             if jit:
-                # Throughput of the pmap path as a fraction of plain jit's: jit step time / pmap step time.
-                r.extra["pmap_vs_jit"] = d["pmap_vs_jit"] = round(jit.step_s / r.step_s, 3)
+                # Throughput of the pmap path as a fraction of plain jit's (same fused steps, 1 device).
+                r.extra["pmap_vs_jit"] = d["pmap_vs_jit"] = round(paired_ratio(jit, r), 3)
+                d["pmap_vs_jit_of_medians"] = round(jit.step_s / r.step_s, 3)
         if r.framework == "jax" and r.mode == "fused":
             loop = _find(records, r.suite, "jax", "step-loop", r.precision)
             if loop:
-                d["fused_vs_step_loop"] = round(loop.step_s / r.step_s, 3)
+                d["fused_vs_step_loop"] = round(paired_ratio(loop, r), 3)
     return out
 
 
@@ -779,7 +866,7 @@ def acceptance_checks(records: list[Record], gpu: bool) -> list[dict]:
 
     np_toy, jf_toy = _find(records, "toy", "numpy", "step"), _find(records, "toy", "jax", "fused")
     if np_toy and jf_toy:
-        v = np_toy.step_s / jf_toy.step_s
+        v = paired_ratio(np_toy, jf_toy)
         add("toy: JAX fused speed / NumPy", v, ">= 5", v >= 5)
     for r in records:
         if r.suite == "toy" and r.framework == "jax" and r.mode.startswith("whole-run") and r.total_s:
@@ -788,11 +875,11 @@ def acceptance_checks(records: list[Record], gpu: bool) -> list[dict]:
     for fw, mode in (("torch", "eager"), ("numpy", "step")):
         other = _find(records, "mlp-cifar", fw, mode)
         if jf and other:
-            v = other.step_s / jf.step_s
+            v = paired_ratio(other, jf)
             add(f"mlp-cifar: JAX fused speed / {fw} {mode}", v, "> 1", v > 1)
     pm = _find(records, "mlp-cifar", "jax", "pmap")
     if jf and pm:
-        v = jf.step_s / pm.step_s
+        v = paired_ratio(jf, pm)
         add("mlp-cifar: pmap (1 device) throughput / jit", v, ">= 0.90", v >= 0.90)
     if gpu:
         for suite, target in (("cnn", 200_000), ("rnn", 500_000)):
@@ -806,9 +893,10 @@ def acceptance_checks(records: list[Record], gpu: bool) -> list[dict]:
 
 def markdown(records: list[Record], ratios: dict, checks: list[dict], machine: dict) -> str:
     lines = [f"# Training-step benchmark ({machine.get('platform')}, {machine.get('device_kind')}, "
-             f"{machine.get('cpu_count')} CPU cores)", "",
-             "step = median over timed windows (device synchronised inside each window); "
-             "speedup = baseline step time / this step time (baseline: NumPy on CPU where it exists, "
+             f"{machine.get('cpu_count')} CPU cores, load average {_load(machine)})", "",
+             "step = median over timed windows (device synchronised inside each window); the runners of a suite "
+             "are timed interleaved, round by round, and speedup = median over rounds of baseline window time / "
+             "this window time (baseline: NumPy on CPU where it exists, "
              "else PyTorch eager). Whole-run rows: total seconds for the 1,500-step toy run in a fresh process.", "",
              "| suite | framework | mode | precision | devices | batch | compile (s) | step | examples/s | speedup | note |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -825,11 +913,12 @@ def markdown(records: list[Record], ratios: dict, checks: list[dict], machine: d
             note = (note + "; " if note else "") + f"pmap/jit = {r.extra['pmap_vs_jit']:.2f}"
         if r.mode.startswith("whole-run") and r.framework == "jax":
             e = r.extra
-            note = (f"build {e['build_s']:.2f} + run {e['run_s']:.2f} s; trace {e['trace_s']:.2f}, lower "
-                    f"{e['lower_s']:.2f}, XLA {e['backend_compile_s']:.2f} s over {e['programs_compiled']} programs, "
-                    f"{e['cache_hits']} cache hits")
+            note = (f"build {e['build_s']:.2f} + run {e['run_s']:.2f} s (loop bookkeeping {e['loop_overhead_s']:.2f}); "
+                    f"trace {e['trace_s']:.2f}, lower {e['lower_s']:.2f}, XLA {e['backend_compile_s']:.2f} s over "
+                    f"{e['programs_compiled']} programs, {e['cache_hits']} cache hits")
         elif r.mode == "whole-run":
-            note = f"build {r.extra['build_s']:.2f} + run {r.extra['run_s']:.2f} s"
+            note = (f"build {r.extra['build_s']:.2f} + run {r.extra['run_s']:.2f} s "
+                    f"(loop bookkeeping {r.extra['loop_overhead_s']:.2f})")
         lines.append(f"| {r.suite} | {r.framework} | {r.mode} | {r.precision} | {r.devices} | {r.batch_size} | {comp} "
                      f"| {step} | {r.examples_per_s:,.0f} | {'' if sp is None else f'{sp:.2f}x'} | {note} |")
     lines += ["", "| suite/precision | baseline | pmap/jit (1 device) | fused/step-loop |", "|---|---|---:|---:|"]
@@ -842,6 +931,11 @@ def markdown(records: list[Record], ratios: dict, checks: list[dict], machine: d
         for c in checks:
             lines.append(f"| {c['check']} | {c['value']} | {c['target']} | {'yes' if c['pass'] else 'NO'} |")
     return "\n".join(lines) + "\n"
+
+
+def _load(machine: dict) -> str:
+    a, b = machine.get("loadavg_start"), machine.get("loadavg_end")
+    return f"{a[0]:.1f} at start, {b[0]:.1f} at end" if a and b else "unknown"
 
 
 def plot(records: list[Record], path: Path, gpu: bool) -> None:
@@ -883,8 +977,7 @@ def machine_info() -> dict:
 
     info = device_info()
     info.update({"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                 "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                 "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None})
+                 "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", "")})
     stats = _peak_memory(jax.local_devices()[0])
     info["memory_stats_available"] = stats is not None
     return info
@@ -968,6 +1061,7 @@ def cmd(args) -> int:
         raise UsageError(f"cannot write results to {out_dir}: {e.strerror or e}") from None
 
     t_start = time.perf_counter()
+    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     gpu = jax.devices()[0].platform == "gpu"
     n_local = jax.local_device_count()
     precisions = (["fp32", "bf16"] if gpu else ["fp32"]) if args.precision == ["auto"] else \
@@ -991,13 +1085,19 @@ def cmd(args) -> int:
     for suite in args.suite:
         wl = make_workload(suite, gpu=gpu, quick=args.quick, seed=args.seed, batch=args.batch_size,
                            steps=args.steps, windows=args.windows, warmup=args.warmup)
+        items: list[Runner | Record] = []
         if "numpy" in args.frameworks and "step" in modes and suite in NUMPY_SUITES:
-            records += [_guard(lambda: bench_numpy(wl)[0], wl, "numpy", "step", "fp32", log=log)]
+            items.append(prepare(lambda: numpy_runner(wl), wl, "numpy", "step", "fp32"))
         if "jax" in args.frameworks:
-            records += bench_jax(wl, precisions=precisions, modes=modes, devices=devices, seed=args.seed, log=log)
+            # The CPU CNN compiles for ~10 s per program; under --quick its pmap path is left out.
+            skip_pmap = ("pmap left out for the CPU CNN under --quick (about 10 s of compilation per program)"
+                         if args.quick and suite == "cnn" and not gpu and args.devices is None else "")
+            items += jax_runners(wl, precisions=precisions, modes=modes, devices=devices, seed=args.seed,
+                                 skip_pmap=skip_pmap)
         if "torch" in args.frameworks:
-            records += bench_torch(wl, precisions=precisions, modes=modes, seed=args.seed,
-                                   compile_ok=compile_ok, compile_note=compile_note, log=log)
+            items += torch_runners(wl, precisions=precisions, modes=modes, seed=args.seed,
+                                   compile_ok=compile_ok, compile_note=compile_note)
+        records += measure(items, wl, log=log)
         if suite == "toy" and "whole-run" in modes:
             records += bench_whole_run([f for f in args.frameworks if f in ("numpy", "jax")],
                                        steps=args.whole_run_steps, log=log)
@@ -1005,6 +1105,7 @@ def cmd(args) -> int:
     ratios = compute_ratios(records, gpu)
     checks = acceptance_checks(records, gpu)
     machine = machine_info()
+    machine["loadavg_start"] = load_start  # other jobs on a shared machine: read the numbers with this in mind
     machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     doc = {"machine": machine, "versions": package_versions(),
            "settings": {"suites": args.suite, "frameworks": args.frameworks, "modes": modes, "devices": devices,

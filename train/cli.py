@@ -59,6 +59,13 @@ HELP = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus exit code 2) instead of the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _field_type(f: dataclasses.Field) -> Callable[[str], object]:
     t = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing))  # noqa: S307 - our own annotations
     args = [a for a in typing.get_args(t) if a is not type(None)]
@@ -208,11 +215,11 @@ def cmd_rnn_sweep(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from train.experiments import cifar, mlp_toy, rnn
 
-    parser = argparse.ArgumentParser(prog="python -m train", description=(
+    parser = OneLineParser(prog="python -m train", description=(
         "JAX/Flax reimplementation of a three-part deep-learning assignment, with a NumPy baseline. "
         "Each command trains one experiment and writes config.json, metrics.jsonl, summary.json "
         "and figures under <out>/<experiment>/<run-name>/."))
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     p = sub.add_parser("mlp-toy", help="Part 1 Tasks 1-2: 2-20-2 MLP on moons/circles/blobs, NumPy and JAX",
                        description="Part 1 Tasks 1-2: the 2-20-2 MLP on a scikit-learn toy set, in NumPy and/or JAX/Flax. "

@@ -35,6 +35,23 @@ class Interrupted(RuntimeError):
     """The user pressed Ctrl-C; a checkpoint was saved."""
 
 
+def check_resumable(run_dir: Path, config: dict) -> None:
+    """Before anything is written: --resume needs a checkpoint, and the same config as the run it continues."""
+    import json
+
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    if not ckpt_dir.is_dir() or not any(p.name.isdigit() for p in ckpt_dir.iterdir()):
+        raise UsageError(f"--resume: no checkpoint to resume from in {ckpt_dir}")
+    try:
+        saved = json.loads((Path(run_dir) / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return  # the checkpoint itself is authoritative; nothing to compare against
+    changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+    if changed:
+        raise UsageError(f"--resume: the settings differ from the checkpointed run in {run_dir} "
+                         f"({', '.join(changed)}); pass the same flags, or drop --resume to start over")
+
+
 def resume_hint() -> str:
     args = [a for a in sys.argv[1:] if a != "--resume"]
     return "python -m train " + " ".join(args) + " --resume"

@@ -85,8 +85,10 @@ def make_preprocess(suite: str, *, mean: np.ndarray | None = None, std: np.ndarr
                     device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """Per-batch input transform: uint8 images -> normalised float; digits -> one-hot; toy: identity."""
     if suite in ("mlp-cifar", "cnn"):
-        m = torch.as_tensor(np.asarray(mean, np.float32), device=device).view(1, 3, 1, 1)
-        inv = torch.as_tensor(1.0 / np.asarray(std, np.float32), device=device).view(1, 3, 1, 1)
+        # The CNN's images are NCHW (channels on axis 1); the MLP keeps NHWC and flattens.
+        shape = (1, 3, 1, 1) if suite == "cnn" else (1, 1, 1, 3)
+        m = torch.as_tensor(np.asarray(mean, np.float32), device=device).view(shape)
+        inv = torch.as_tensor(1.0 / np.asarray(std, np.float32), device=device).view(shape)
         return lambda x: (x.float() * (1.0 / 255.0) - m) * inv
     if suite == "rnn":
         return lambda x: nn.functional.one_hot(x.long(), 10).float()

@@ -9,6 +9,7 @@ test sets (eval mode: batch-norm running statistics, no dropout).
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
 
     from data.cifar10 import channel_stats
     from train.backends import JaxBackend, epoch_batches
-    from train.loop import train_loop
+    from train.loop import check_resumable, train_loop
     from train.results import device_info, package_versions
     from train.trainer import AXIS, select_devices
 
@@ -155,6 +156,8 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     ds, arrays = load_data(cfg)
     mean, std = channel_stats(arrays["train_x"])
     workdir = Path(workdir)
+    if resume:
+        check_resumable(workdir / cfg.run_name, json.loads(json.dumps(dataclasses.asdict(cfg))))
     run_dir = prepare_run_dir(workdir.parent, workdir.name, cfg.run_name)
     model = build_model(cfg, axis_name=AXIS if len(devices) * jax.process_count() > 1 else None)
     tx = optax.adamw(cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay)

@@ -8,6 +8,7 @@ batches in the same order, so their curves coincide up to float rounding.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,6 @@ def schedule(cfg: ToyConfig, n_train: int) -> list[np.ndarray]:
 
 def build_backends(cfg: ToyConfig, data) -> dict:
     """The requested backends, all starting from the NumPy model's initial weights."""
-    import jax
     import optax
     from flax import nnx
 
@@ -94,7 +94,7 @@ def build_backends(cfg: ToyConfig, data) -> dict:
 def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int = 10) -> dict[str, dict]:
     """Run the configured frameworks; write each run's folder under ``workdir``; return the summaries."""
-    from train.loop import train_loop
+    from train.loop import check_resumable, train_loop
     from train.results import device_info, package_versions
 
     cfg.validate()
@@ -104,6 +104,8 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
     backends = build_backends(cfg, data)
     workdir = Path(workdir)
     summaries, all_rows = {}, {}
+    if resume and "jax" in backends:
+        check_resumable(workdir / f"{cfg.dataset}-jax-s{cfg.seed}", json.loads(json.dumps(dataclasses.asdict(cfg))))
     for fw, backend in backends.items():
         run_dir = prepare_run_dir(workdir.parent, workdir.name, f"{cfg.dataset}-{fw}-s{cfg.seed}")
         atomic_write_json(run_dir / "config.json", {

@@ -108,14 +108,13 @@ def plot_grad_norms(curves: dict[str, list[float]], path, *, title: str) -> None
 
 def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int = 1) -> dict:
-    import jax
     import jax.numpy as jnp
     from flax import nnx
 
     from data.palindrome import make_palindrome_data
     from jax_models.rnn import RNNClassifier
     from train.backends import JaxBackend, epoch_batches
-    from train.loop import train_loop
+    from train.loop import check_resumable, train_loop
     from train.trainer import select_devices
     from train.results import device_info, package_versions
 
@@ -128,6 +127,8 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
                          f"(only {len(ds.train_y) + len(ds.test_y)} palindromes of length {cfg.input_length + 1} exist)")
     arrays = {"train_x": ds.train_x, "train_y": ds.train_y, "test_x": ds.test_x, "test_y": ds.test_y}
     workdir = Path(workdir)
+    if resume:
+        check_resumable(workdir / cfg.run_name, json.loads(json.dumps(dataclasses.asdict(cfg))))
     run_dir = prepare_run_dir(workdir.parent, workdir.name, cfg.run_name)
     dtype = jnp.bfloat16 if cfg.precision_resolved() == "bf16" else jnp.float32
     model = RNNClassifier(input_dim=10, hidden=cfg.hidden, num_classes=10, cell=cfg.cell, dtype=dtype,
