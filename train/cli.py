@@ -259,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, rnn.RNNConfig(), skip=("input_length", "cell"))
     _common(p)
     p.set_defaults(func=cmd_rnn_sweep)
+
+    from train import report
+    report.add_parser(sub, _common)
     return parser
 
 

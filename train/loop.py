@@ -52,6 +52,18 @@ def check_resumable(run_dir: Path, config: dict) -> None:
                          f"({', '.join(changed)}); pass the same flags, or drop --resume to start over")
 
 
+def completed_summary(run_dir: Path, config: dict) -> dict | None:
+    """The summary of a finished run in ``run_dir`` made with exactly ``config``, else None (rerun it)."""
+    import json
+
+    try:
+        saved = json.loads((Path(run_dir) / "config.json").read_text())["config"]
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+    return summary if saved == json.loads(json.dumps(config)) else None
+
+
 def resume_hint() -> str:
     args = [a for a in sys.argv[1:] if a != "--resume"]
     return "python -m train " + " ".join(args) + " --resume"

@@ -22,6 +22,7 @@ the same work the JAX step does, so the frameworks are timed on equal terms.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -36,7 +37,7 @@ class MLP(nn.Module):
         super().__init__()
         sizes = (n_inputs, *hidden, n_classes)
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
                 layers.append(nn.ReLU())

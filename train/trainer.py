@@ -109,7 +109,7 @@ class StepFns:
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": self._pmean(loss), "accuracy": self._pmean(acc),
-                   "grad_norm": optax.global_norm(grads)}
+                   "grad_norm": optax.tree.norm(grads)}
         return state.replace(step=state.step + 1, params=params, model_state=new_ms,
                              opt_state=opt_state), metrics
 

@@ -162,8 +162,13 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
 
 
 def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out: str | Path,
-          *, progress: bool | None = None, checkpoint_every: int = 1) -> dict:
-    """Train every (cell, T, seed); write <out>/rnn-sweep/sweep.json and accuracy-vs-T figures."""
+          *, progress: bool | None = None, checkpoint_every: int = 1, reuse: bool = False) -> dict:
+    """Train every (cell, T, seed); write <out>/rnn-sweep/sweep.json and accuracy-vs-T figures.
+
+    With ``reuse``, a run already finished with the same settings is read back instead of retrained.
+    """
+    from train.loop import completed_summary
+
     if not lengths or any(t <= 0 for t in lengths):
         raise UsageError(f"--lengths must be positive integers, got {lengths}")
     if seeds <= 0:
@@ -178,7 +183,10 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
         for t in lengths:
             for s in range(seeds):
                 run_cfg = dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s)
-                summ = train_and_evaluate(run_cfg, out / EXPERIMENT, progress=progress, checkpoint_every=checkpoint_every)
+                summ = completed_summary(out / EXPERIMENT / run_cfg.run_name, dataclasses.asdict(run_cfg)) if reuse else None
+                if summ is None:
+                    summ = train_and_evaluate(run_cfg, out / EXPERIMENT, progress=progress,
+                                              checkpoint_every=checkpoint_every)
                 g = json.loads((out / EXPERIMENT / run_cfg.run_name / "grad_norms.json").read_text())
                 results.append({"cell": cell, "input_length": t, "seed": run_cfg.seed,
                                 "test_accuracy": summ["final"]["test_accuracy"],

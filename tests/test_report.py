@@ -1,0 +1,74 @@
+"""The report: every experiment, REPORT.md with existing figures, reuse of finished runs, --force."""
+
+import re
+
+import pytest
+
+from train import report
+from train.experiments import cifar, mlp_toy, rnn
+
+
+def tiny_plan(quick, data, seed):
+    plan = report.Plan(quick=True)
+    plan.toy = [mlp_toy.ToyConfig(dataset=d, steps=60, samples=200, seed=seed, devices=1)
+                for d in ("moons", "circles", "blobs")]
+    plan.cifar = [cifar.mlp_config(data="synthetic:256", epochs=2, batch_size=64, hidden="32,16", seed=seed),
+                  cifar.mlp_config(data="synthetic:256", variant="improved", epochs=2, batch_size=64, hidden="32,16",
+                                   seed=seed)]
+    plan.rnn_t19 = rnn.RNNConfig(input_length=19, data_size=512, epochs=2, batch_size=64, hidden=16, seed=seed)
+    plan.sweep = {"cfg": rnn.RNNConfig(data_size=512, epochs=2, batch_size=64, hidden=16, seed=seed),
+                  "lengths": [3, 6], "seeds": 1, "cells": ["vanilla", "lstm"]}
+    plan.scaled = ["everything is tiny (test)"]
+    return plan
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setattr(report, "make_plan", tiny_plan)
+
+
+def _figures(text):
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+
+
+def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
+    path = report.run_report(True, tmp_path, data="synthetic:256", progress=False)
+    text = path.read_text()
+    assert "QUICK run" in text and "everything is tiny" in text
+    assert "*(missing figure" not in text
+    figs = _figures(text)
+    assert len(figs) >= 3 * 5 + 2 * 3 + 4 + 1  # toy (overlay, 2 curves, 2 boundaries) x3, cifar x2, rnn, data sets
+    for rel in figs:
+        assert (tmp_path / rel).stat().st_size > 1000, rel
+    for heading in ("Part 1, Tasks 1-2", "Part 1, Task 3", "Part 3", "The original's results and ours"):
+        assert heading in text
+    assert "Part 3: sweep" in text and "T=3" in text and "lstm" in text
+    assert "ran " in text and "reused" not in text
+
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("summary.json")}
+    again = report.run_report(True, tmp_path, data="synthetic:256", progress=False).read_text()
+    assert "ran " not in again.split("## How this report was made")[1]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("summary.json")} == mtimes
+
+    # --force retrains a finished run instead of reading it back.
+    cfg = tiny_plan(True, "", 0).cifar[0]
+    log = []
+    report._run_or_reuse(cifar.train_and_evaluate, cfg, tmp_path / cfg.experiment, cfg.run_name, force=True,
+                         progress=False, log=log)
+    assert log == [f"ran {tmp_path / cfg.experiment / cfg.run_name}"]
+    assert (tmp_path / cfg.experiment / cfg.run_name / "summary.json").stat().st_mtime_ns > mtimes[
+        tmp_path / cfg.experiment / cfg.run_name / "summary.json"]
+
+
+def test_report_resumes_an_interrupted_run(tiny, tmp_path):
+    plan = tiny_plan(True, "synthetic:256", 0)
+    cfg = plan.cifar[0]
+    # A run that stopped after its first epoch: checkpoint 1 exists, no summary.
+    cifar.train_and_evaluate(cfg, tmp_path / cfg.experiment, progress=False)
+    run = tmp_path / cfg.experiment / cfg.run_name
+    (run / "summary.json").unlink()
+    import shutil
+    shutil.rmtree(run / "checkpoints" / "2")
+    text = report.run_report(True, tmp_path, data="synthetic:256", progress=False).read_text()
+    assert f"resumed {run}" in text
+    assert (run / "summary.json").exists()
