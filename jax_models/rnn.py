@@ -30,7 +30,6 @@ Implementation notes:
 from __future__ import annotations
 
 import functools
-import math
 from typing import Callable
 
 import jax
@@ -38,27 +37,16 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from jax_models.init import torch_uniform
+
 __all__ = ["torch_linear_init", "RNNClassifier", "grad_norms_wrt_hidden"]
 
 Initializer = Callable[..., jax.Array]
 
 
 def torch_linear_init(fan_in: int) -> tuple[Initializer, Initializer]:
-    """PyTorch ``nn.Linear`` default initialisers as ``(kernel_init, bias_init)``.
-
-    PyTorch initialises the weight with ``kaiming_uniform_(a=sqrt(5))``, i.e.
-    ``U(-b, b)`` with ``b = gain * sqrt(3 / fan_in)`` and
-    ``gain = sqrt(2 / (1 + a^2)) = sqrt(1/3)``, which simplifies to
-    ``b = 1 / sqrt(fan_in)``; the bias uses the same bound.  (Flax's default
-    is lecun-normal kernels and zero biases.)
-    """
-    if fan_in < 1:
-        raise ValueError(f"fan_in must be >= 1, got {fan_in}")
-    bound = 1.0 / math.sqrt(fan_in)
-
-    def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
-        return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
-
+    """PyTorch ``nn.Linear`` default initialisers as ``(kernel_init, bias_init)`` (see ``torch_uniform``)."""
+    init = torch_uniform(fan_in)
     return init, init
 
 
