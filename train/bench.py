@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib.util
 import json
 import os
 import platform
@@ -562,11 +563,18 @@ def pmap_runner(s: _JaxSetup, n: int) -> Runner:
     return Runner(rec, window, after=lambda r: setattr(r, "peak_memory_bytes", _peak_memory(devices[0])))
 
 
+# Measured while building this benchmark (jax 0.10.2): XLA:CPU turns the CNN's convolutions into fast
+# YNNPACK fusions in a plain jitted step, but not inside a lax.scan body; an unrolled scan gets them back.
+CPU_SCAN_CONV_NOTE = ("XLA:CPU leaves convolutions inside lax.scan off its YNNPACK path: ~3x slower per "
+                      "step than step-loop (an unrolled scan matches step-loop)")
+
+
 def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str], devices: Sequence[int],
                 seed: int, skip_pmap: str = "") -> list[Runner | Record]:
     import jax
 
     n_local = jax.local_device_count()
+    cpu_cnn = wl.suite == "cnn" and jax.devices()[0].platform == "cpu"
     out: list[Runner | Record] = []
     for precision in precisions:
         if precision == "bf16" and wl.suite == "toy":
@@ -585,6 +593,9 @@ def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str]
                 out.append(skipped(wl.suite, "jax", "pmap", why, precision=precision, devices=n, batch_size=wl.batch))
             else:
                 out.append(prepare(functools.partial(pmap_runner, s, n), wl, "jax", "pmap", precision, n))
+    for item in out:
+        if cpu_cnn and isinstance(item, Runner) and item.record.mode in ("fused", "pmap"):
+            item.record.note = CPU_SCAN_CONV_NOTE
     return out
 
 
@@ -1102,7 +1113,9 @@ def cmd(args) -> int:
         [p for p in PRECISIONS if p in args.precision]
     devices = args.devices or sorted({1, n_local})
     modes = args.modes
-    torch_ok = import_torch() is not None
+    # Import PyTorch only when it is benchmarked (it takes seconds, and sets OMP_WAIT_POLICY first).
+    torch_ok = (import_torch() is not None) if "torch" in args.frameworks else \
+        importlib.util.find_spec("torch") is not None
     compile_ok, compile_note = True, ""
     if args.torch_compile == "off":
         compile_ok, compile_note = False, "torch.compile off (--torch-compile off)"

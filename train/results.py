@@ -47,10 +47,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # Rename is atomic: a killed process leaves the old file or the new one, never half of one.
+        # No fsync: metrics are rewritten after every evaluation, and a sync each time would
+        # dominate short runs; only a power cut could lose the newest version.
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
