@@ -60,5 +60,6 @@ def set_mlp_weights(model: MLP, weights: Sequence[tuple]) -> None:
     if len(weights) != len(model.linears):
         raise ValueError(f"expected {len(model.linears)} (W, b) pairs, got {len(weights)}")
     for lin, (w, b) in zip(model.linears, weights):
-        lin.kernel[...] = jnp.asarray(w, dtype=lin.kernel.dtype)
-        lin.bias[...] = jnp.asarray(b, dtype=lin.bias.dtype)
+        # Replace the whole value (not ``[...] =``), so this also fills a model built with nnx.eval_shape.
+        lin.kernel.set_value(jnp.asarray(w, dtype=lin.kernel.dtype))
+        lin.bias.set_value(jnp.asarray(b, dtype=lin.bias.dtype))

@@ -882,6 +882,11 @@ def compute_ratios(records: list[Record], gpu: bool) -> dict:
                 # Throughput of the pmap path as a fraction of plain jit's (same fused steps, 1 device).
                 r.extra["pmap_vs_jit"] = d["pmap_vs_jit"] = round(paired_ratio(jit, r), 3)
                 d["pmap_vs_jit_of_medians"] = round(jit.step_s / r.step_s, 3)
+        if r.framework == "jax" and r.mode == "pmap" and r.devices > 1:
+            one = _find(records, r.suite, "jax", "pmap", r.precision, 1)
+            if one:
+                # Data-parallel scaling: throughput on N devices over throughput on one (same global batch).
+                d.setdefault("pmap_scaling", {})[str(r.devices)] = round(paired_ratio(one, r), 3)
         if r.framework == "jax" and r.mode == "fused":
             loop = _find(records, r.suite, "jax", "step-loop", r.precision)
             if loop:
@@ -955,11 +960,13 @@ def markdown(records: list[Record], ratios: dict, checks: list[dict], machine: d
                     f"(loop bookkeeping {r.extra['loop_overhead_s']:.2f})")
         lines.append(f"| {r.suite} | {r.framework} | {r.mode} | {r.precision} | {r.devices} | {r.batch_size} | {comp} "
                      f"| {step} | {r.examples_per_s:,.0f} | {'' if sp is None else f'{sp:.2f}x'} | {note} |")
-    lines += ["", "| suite/precision | baseline | pmap/jit (1 device) | fused/step-loop |", "|---|---|---:|---:|"]
+    lines += ["", "| suite/precision | baseline | pmap/jit (1 device) | fused/step-loop | pmap N devices / 1 |",
+              "|---|---|---:|---:|---|"]
     for key, d in ratios.items():
         pj, fs = d.get("pmap_vs_jit"), d.get("fused_vs_step_loop")
+        sc = ", ".join(f"{n}: {v:.2f}x" for n, v in d.get("pmap_scaling", {}).items()) or "-"
         lines.append(f"| {key} | {d['baseline'] or '-'} | {'-' if pj is None else f'{pj:.3f}'} | "
-                     f"{'-' if fs is None else f'{fs:.2f}x'} |")
+                     f"{'-' if fs is None else f'{fs:.2f}x'} | {sc} |")
     if checks:
         lines += ["", "| check | value | target | pass |", "|---|---:|---|---|"]
         for c in checks:

@@ -55,9 +55,14 @@ def split_model(model: nnx.Module):
 
 def create_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int) -> tuple[Any, TrainState]:
     graphdef, params, model_state = split_model(model)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-                       opt_state=tx.init(params), key=jax.random.PRNGKey(seed ^ 0x5EED))
-    return graphdef, state
+
+    # One compiled program: built eagerly, every zeros_like (optimizer moments) and the PRNG
+    # key would each compile their own tiny XLA program, one per distinct shape.
+    @jax.jit
+    def init(params, model_state):
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                          opt_state=tx.init(params), key=jax.random.PRNGKey(seed ^ 0x5EED))
+    return graphdef, init(params, model_state)
 
 
 def param_count(params) -> int:
@@ -201,8 +206,12 @@ class Trainer:
     to plain floats.
     """
 
-    def __init__(self, graphdef, tx, preprocess: Preprocess, *, devices: list | None = None) -> None:
+    def __init__(self, graphdef, tx, preprocess: Preprocess, *, devices: list | None = None,
+                 compiler_options: dict | None = None) -> None:
         self.devices = list(devices) if devices else [jax.local_devices()[0]]
+        # XLA options for every compile, e.g. {"xla_backend_optimization_level": 0} for a tiny model
+        # whose run is dominated by compiling (part of the persistent cache's key).
+        self.compiler_options = dict(compiler_options) if compiler_options else None
         self.n = len(self.devices)                       # devices fed by this process
         self.n_proc, self.pid = jax.process_count(), jax.process_index()
         self.shards = self.n * self.n_proc               # devices in the whole job
@@ -277,7 +286,7 @@ class Trainer:
                 self.compile_time_s += time.perf_counter() - t
                 self._compiled[sig] = fn
                 return out
-            exe = fn.lower(*args).compile()
+            exe = fn.lower(*args).compile(compiler_options=self.compiler_options)
             self.compile_time_s += time.perf_counter() - t
             self._compiled[sig] = exe
         return exe(*args)
