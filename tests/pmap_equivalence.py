@@ -27,13 +27,13 @@ def max_diff(a, b):
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def case(name, make_model, tx, arrays, batch, steps, n_dev, periods=2, preprocess=lambda x: x):
+def case(name, make_model, tx, arrays, batch, steps, n_dev, periods=2, preprocess=lambda x: x, fuse_n=True):
     out = {}
     results = []
     for devs in (jax.local_devices()[:1], jax.local_devices()[:n_dev]):
         model = make_model(AXIS if len(devs) > 1 else None)
         be = JaxBackend(model, tx, preprocess, arrays,
-                        seed=0, devices=devs, eval_batch=8)
+                        seed=0, devices=devs, eval_batch=8, fuse=fuse_n or len(devs) == 1)
         evs = []
         for p in range(periods):
             idx = epoch_batches(len(arrays["train_y"]), batch, p, 0)[:steps]
@@ -69,6 +69,10 @@ def main(n_dev):
     # 16x16 inputs and 8 examples per device: with fewer, channels after the last ReLU are all zero in a
     # batch, batch norm divides by sqrt(eps) and float rounding gets amplified by ~300x.
     xc16 = rng.integers(0, 256, size=(64, 16, 16, 3), dtype=np.uint8)
+    # The unfused path (one compiled call per step, used for convnets on CPU) against the fused one.
+    report["mlp-improved-unfused"] = case(
+        "mlp-improved-unfused", lambda ax: MLP(192, "32,16", 10, batch_norm=True, axis_name=ax, rngs=nnx.Rngs(0)),
+        optax.sgd(0.05, momentum=0.9), cifar, 16, 3, n_dev, preprocess=to_float, fuse_n=False)
     report["cnn"] = case("cnn", lambda ax: CNN(axis_name=ax, rngs=nnx.Rngs(0)), optax.sgd(0.01),
                          {"train_x": xc16, "train_y": yc, "test_x": xc16[:12], "test_y": yc[:12]}, 32, 2, n_dev,
                          periods=1, preprocess=to_float)

@@ -27,7 +27,7 @@ def test_four_devices_equal_one_device():
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout.strip().splitlines()[-1])
-    assert set(report) == {"mlp-toy", "mlp-improved", "cnn", "rnn"}
+    assert set(report) == {"mlp-toy", "mlp-improved", "mlp-improved-unfused", "cnn", "rnn"}
     for name, d in report.items():
         assert d["steps"] >= 2, name
         assert d["params"] <= TOL, (name, d)

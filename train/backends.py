@@ -20,11 +20,12 @@ class JaxBackend:
 
     def __init__(self, model, tx, preprocess, arrays: Mapping[str, np.ndarray], *, seed: int,
                  devices: Sequence | None = None, eval_batch: int = 1024,
-                 eval_splits: Sequence[str] = ("train", "test"), compiler_options: dict | None = None) -> None:
+                 eval_splits: Sequence[str] = ("train", "test"), compiler_options: dict | None = None,
+                 fuse: bool = True) -> None:
         graphdef, state = create_state(model, tx, seed)
         self.graphdef = graphdef
         self.param_count = param_count(state.params)
-        self.trainer = Trainer(graphdef, tx, preprocess, devices=devices, compiler_options=compiler_options)
+        self.trainer = Trainer(graphdef, tx, preprocess, devices=devices, compiler_options=compiler_options, fuse=fuse)
         self.state = self.trainer.replicate(state)
         self.data = self.trainer.replicate(dict(arrays))
         shards = self.trainer.shards

@@ -25,6 +25,7 @@ module. The design, and why:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -124,24 +125,36 @@ class StepFns:
             return self.train_step(st, x_all[i], y_all[i])
         return lax.scan(body, state, idx)
 
+    def eval_chunk(self, state: TrainState, x_all, y_all, i, m):
+        """One evaluation batch: indices i [E], mask m [E] (0 = padding) -> ([loss_sum, correct, count], pred [E])."""
+        logits, _ = self.apply(state.params, state.model_state, x_all[i], train=False)
+        y = y_all[i]
+        pred = jnp.argmax(logits, -1).astype(jnp.int32)
+        acc = _acc_dtype(x_all) if jnp.issubdtype(x_all.dtype, jnp.floating) else jnp.float32
+        sums = jnp.stack([(cross_entropy(logits, y) * m).sum().astype(acc), ((pred == y) * m).sum().astype(acc),
+                          m.sum().astype(acc)])
+        return sums, pred
+
     def eval_sums(self, state: TrainState, x_all, y_all, idx, mask):
         """Evaluate over idx/mask [C, E] (mask 0 = padding).
 
         Returns ([loss_sum, correct, count] summed over devices, predicted labels [C, E]).
         """
-        def body(acc, im):
-            i, m = im
-            logits, _ = self.apply(state.params, state.model_state, x_all[i], train=False)
-            y = y_all[i]
-            pred = jnp.argmax(logits, -1).astype(jnp.int32)
-            loss = (cross_entropy(logits, y) * m).sum()
-            correct = ((pred == y) * m).sum()
-            return (acc[0] + loss, acc[1] + correct, acc[2] + m.sum()), pred
+        def body(total, im):
+            sums, pred = self.eval_chunk(state, x_all, y_all, *im)
+            return total + sums, pred
 
-        zero = jnp.zeros((), _acc_dtype(x_all) if jnp.issubdtype(x_all.dtype, jnp.floating) else jnp.float32)
-        sums, preds = lax.scan(body, (zero, zero, zero), (idx, mask))
-        sums = jnp.stack(sums)
+        zero = jnp.zeros((3,), _acc_dtype(x_all) if jnp.issubdtype(x_all.dtype, jnp.floating) else jnp.float32)
+        sums, preds = lax.scan(body, zero, (idx, mask))
         return (lax.psum(sums, self.axis_name) if self.axis_name else sums), preds
+
+    def data_step(self, state: TrainState, data, i):
+        """One train step on the batch data[train][i] (the unfused path)."""
+        return self.train_step(state, data["train_x"][i], data["train_y"][i])
+
+    def data_eval_chunk(self, split: str, state: TrainState, data, i, m):
+        sums, pred = self.eval_chunk(state, data[f"{split}_x"], data[f"{split}_y"], i, m)
+        return (lax.psum(sums, self.axis_name) if self.axis_name else sums), pred
 
     def period(self, state: TrainState, data: Mapping[str, jax.Array], idx, evals):
         """K fused train steps, then an evaluation of each split in ``evals``.
@@ -207,7 +220,7 @@ class Trainer:
     """
 
     def __init__(self, graphdef, tx, preprocess: Preprocess, *, devices: list | None = None,
-                 compiler_options: dict | None = None) -> None:
+                 compiler_options: dict | None = None, fuse: bool = True) -> None:
         self.devices = list(devices) if devices else [jax.local_devices()[0]]
         # XLA options for every compile, e.g. {"xla_backend_optimization_level": 0} for a tiny model
         # whose run is dominated by compiling (part of the persistent cache's key).
@@ -229,9 +242,19 @@ class Trainer:
             pmap_devices = None if self.n_proc > 1 else self.devices
             self._period = jax.pmap(self.fns.period, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0,))
             self._evaluate = jax.pmap(self.fns.evaluate, axis_name=AXIS, devices=pmap_devices)
+            self._step = jax.pmap(self.fns.data_step, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0,))
+            self._eval_chunk = lambda split: jax.pmap(functools.partial(self.fns.data_eval_chunk, split),
+                                                      axis_name=AXIS, devices=pmap_devices)
         else:
             self._period = jax.jit(self.fns.period, donate_argnums=(0,))
             self._evaluate = jax.jit(self.fns.evaluate)
+            self._step = jax.jit(self.fns.data_step, donate_argnums=(0,))
+            self._eval_chunk = lambda split: jax.jit(functools.partial(self.fns.data_eval_chunk, split))
+        # Fused periods (one lax.scan over steps) are the fast path on accelerators. XLA:CPU, though,
+        # compiles convolutions inside a scan body without its fast convolution kernels (~3x slower),
+        # so CPU convnets run one compiled step per call instead: same functions, same numbers.
+        self.fuse = fuse
+        self._eval_chunk_fns: dict[str, Any] = {}
 
     # -- placement -------------------------------------------------------------------------
     def replicate(self, tree):
@@ -295,9 +318,32 @@ class Trainer:
         return {s: self.shard(tuple(self.local(a) for a in plan)) for s, plan in evals.items()}
 
     def period(self, state, data, idx: np.ndarray, evals: Mapping[str, tuple[np.ndarray, np.ndarray]]):
-        """Run a fused period. idx: global [K, B]; evals: {split: eval_plan(n, E, self.shards)}."""
+        """Run a period. idx: global [K, B]; evals: {split: eval_plan(n, E, self.shards)}."""
+        if not self.fuse:
+            return self._period_unfused(state, data, idx, evals)
         dev_idx = self.shard(self.local(self.split_batches(np.asarray(idx, np.int32))))
         return self._call("period", self._period, state, data, dev_idx, self._local_evals(evals))
+
+    def _period_unfused(self, state, data, idx, evals):
+        """The same period as one compiled call per step and per evaluation batch."""
+        split = self.local(self.split_batches(np.asarray(idx, np.int32)))  # [n, K, b]
+        metrics = []
+        for k in range(split.shape[1]):
+            state, m = self._call("step", self._step, state, data, self.shard(split[:, k]))
+            metrics.append(m)
+        axis = 1 if self.parallel else 0  # the step / chunk axis, after the device axis under pmap
+        step_metrics = jax.tree.map(lambda *xs: jnp.stack(xs, axis=axis), *metrics)
+        out = {}
+        for s, plan in evals.items():
+            ci, cm = (self.local(a) for a in plan)  # [n, C, E]
+            total, preds = None, []
+            fn = self._eval_chunk_fns.setdefault(s, self._eval_chunk(s))
+            for c in range(ci.shape[1]):
+                sums, pred = self._call(f"eval-{s}", fn, state, data, self.shard(ci[:, c]), self.shard(cm[:, c]))
+                total = sums if total is None else total + sums
+                preds.append(pred)
+            out[s] = (total, jnp.stack(preds, axis=axis))
+        return state, step_metrics, out
 
     def evaluate(self, state, data, evals):
         return self._call("evaluate", self._evaluate, state, data, self._local_evals(evals))
