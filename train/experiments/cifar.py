@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from train import plots
+from train.experiments.common import compute_dtype, require_common, require_positive, resolve_precision
 from train.results import UsageError, atomic_write_json, make_summary, one_line, prepare_run_dir
 
 MODELS = ("mlp", "cnn")
-PRECISIONS = ("fp32", "bf16", "auto")
 
 
 @dataclass
@@ -51,21 +51,14 @@ class CifarConfig:
         return f"{tag}-{self.precision_resolved()}-s{self.seed}"
 
     def precision_resolved(self) -> str:
-        if self.precision != "auto":
-            return self.precision
-        import jax
-        return "bf16" if jax.devices()[0].platform == "gpu" else "fp32"
+        return resolve_precision(self.precision)
 
     def validate(self) -> None:
         if self.model not in MODELS:
             raise UsageError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.variant not in ("plain", "improved"):
             raise UsageError(f"--variant must be plain or improved, got {self.variant!r}")
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        for name in ("epochs", "batch_size", "eval_batch"):
-            if getattr(self, name) <= 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        require_positive(self, "epochs", "batch_size", "eval_batch")
         for name in ("limit_train", "limit_test"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0 (0 = all), got {getattr(self, name)}")
@@ -73,8 +66,7 @@ class CifarConfig:
             raise UsageError("--lr must be positive and --weight-decay non-negative")
         if not 0 <= self.dropout < 1:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.devices < 0:
-            raise UsageError(f"--devices must be >= 0 (0 = all local devices), got {self.devices}")
+        require_common(self)
 
 
 def mlp_config(**kw) -> CifarConfig:
@@ -114,10 +106,9 @@ def load_data(cfg: CifarConfig):
 
 
 def build_model(cfg: CifarConfig, *, axis_name: str | None):
-    import jax.numpy as jnp
     from flax import nnx
 
-    dtype = jnp.bfloat16 if cfg.precision_resolved() == "bf16" else jnp.float32
+    dtype = compute_dtype(cfg.precision)
     rngs = nnx.Rngs(cfg.seed)
     if cfg.model == "cnn":
         from jax_models.cnn import CNN

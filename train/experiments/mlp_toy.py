@@ -16,6 +16,7 @@ import numpy as np
 
 from data.toy import DATASETS, make_toy_data
 from train import plots
+from train.experiments.common import require_common, require_positive
 from train.results import UsageError, atomic_write_json, make_summary, one_line, prepare_run_dir
 
 EXPERIMENT = "mlp-toy"
@@ -43,15 +44,12 @@ class ToyConfig:
             raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         if self.framework not in FRAMEWORKS:
             raise UsageError(f"--framework must be one of {', '.join(FRAMEWORKS)}, got {self.framework!r}")
-        for name in ("samples", "steps", "batch_size", "eval_every"):
-            if getattr(self, name) <= 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        require_positive(self, "samples", "steps", "batch_size", "eval_every")
         if not self.lr > 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
         if self.dtype not in ("float32", "float64"):
             raise UsageError(f"--dtype must be float32 or float64, got {self.dtype!r}")
-        if self.devices < 0:
-            raise UsageError(f"--devices must be >= 0 (0 = all local devices), got {self.devices}")
+        require_common(self)
 
 
 def quick() -> ToyConfig:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from train import plots
+from train.experiments.common import compute_dtype, require_common, require_positive, resolve_precision
 from train.results import (UsageError, atomic_write_json, make_summary, one_line,
                            prepare_run_dir, save_figure)
 
@@ -45,27 +46,19 @@ class RNNConfig:
         return f"T{self.input_length}-{self.cell}-s{self.seed}"
 
     def precision_resolved(self) -> str:
-        if self.precision != "auto":
-            return self.precision
-        import jax
-        return "bf16" if jax.devices()[0].platform == "gpu" else "fp32"
+        return resolve_precision(self.precision)
 
     def validate(self) -> None:
         if self.cell not in CELLS:
             raise UsageError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
-        if self.precision not in ("fp32", "bf16", "auto"):
-            raise UsageError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
-        for name in ("input_length", "hidden", "epochs", "batch_size", "lr_step", "eval_batch"):
-            if getattr(self, name) <= 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        require_positive(self, "input_length", "hidden", "epochs", "batch_size", "lr_step", "eval_batch")
         if self.data_size < 2:
             raise UsageError(f"--data-size must be at least 2, got {self.data_size}")
         if not 0 < self.portion_train < 1:
             raise UsageError(f"--portion-train must be in (0, 1), got {self.portion_train}")
         if not self.lr > 0 or not 0 < self.lr_gamma <= 1 or not self.clip_norm > 0:
             raise UsageError("--lr and --clip-norm must be positive and --lr-gamma in (0, 1]")
-        if self.devices < 0:
-            raise UsageError(f"--devices must be >= 0 (0 = all local devices), got {self.devices}")
+        require_common(self)
 
 
 def quick() -> RNNConfig:
@@ -108,7 +101,6 @@ def plot_grad_norms(curves: dict[str, list[float]], path, *, title: str) -> None
 
 def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int = 1) -> dict:
-    import jax.numpy as jnp
     from flax import nnx
 
     from data.palindrome import make_palindrome_data
@@ -130,7 +122,7 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
     if resume:
         check_resumable(workdir / cfg.run_name, json.loads(json.dumps(dataclasses.asdict(cfg))))
     run_dir = prepare_run_dir(workdir.parent, workdir.name, cfg.run_name)
-    dtype = jnp.bfloat16 if cfg.precision_resolved() == "bf16" else jnp.float32
+    dtype = compute_dtype(cfg.precision)
     model = RNNClassifier(input_dim=10, hidden=cfg.hidden, num_classes=10, cell=cfg.cell, dtype=dtype,
                           rngs=nnx.Rngs(cfg.seed))
     steps_per_epoch = n // cfg.batch_size
