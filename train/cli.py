@@ -221,33 +221,29 @@ def build_parser() -> argparse.ArgumentParser:
         "and figures under <out>/<experiment>/<run-name>/."))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
-    p = sub.add_parser("mlp-toy", help="Part 1 Tasks 1-2: 2-20-2 MLP on moons/circles/blobs, NumPy and JAX",
-                       description="Part 1 Tasks 1-2: the 2-20-2 MLP on a scikit-learn toy set, in NumPy and/or JAX/Flax. "
-                                   "Defaults are the original's: SGD lr 0.01, 1500 steps, batch 30, eval every 30 steps.")
-    add_config_args(p, mlp_toy.ToyConfig())
-    _common(p)
-    p.set_defaults(func=cmd_mlp_toy)
+    def experiment(name, help, description, defaults, func, skip=(), **fixed):
+        p = sub.add_parser(name, help=help, description=description)
+        add_config_args(p, defaults, skip=skip)
+        _common(p)
+        p.set_defaults(func=func, **fixed)
 
-    p = sub.add_parser("mlp-cifar", help="Part 1 Task 3: the CIFAR-10 MLP (plain or improved)",
-                       description="Part 1 Task 3: MLP 3072-1024-512-256-256-128-10 on CIFAR-10. "
-                                   "Defaults are the original's: AdamW lr 1e-3, 50 epochs, batch 256.")
-    add_config_args(p, cifar.mlp_config(), skip=("model",))
-    _common(p)
-    p.set_defaults(func=_cmd_cifar("mlp"), model="mlp")
-
-    p = sub.add_parser("cnn-cifar", help="Part 2: the five-block CNN on CIFAR-10",
-                       description="Part 2: the seed's five-block CNN (3x3 conv + BN + ReLU, 3x3/2 max pool) on CIFAR-10. "
-                                   "Defaults are the original's: AdamW lr 1e-4, 30 epochs, batch 256.")
-    add_config_args(p, cifar.cnn_config(), skip=("model", "variant", "hidden", "dropout"))
-    _common(p)
-    p.set_defaults(func=_cmd_cifar("cnn"), model="cnn", variant=None, hidden=None, dropout=None)
-
-    p = sub.add_parser("rnn-palindrome", help="Part 3: vanilla RNN (or LSTM) on the palindrome task",
-                       description="Part 3: predict the last digit of a (T+1)-digit palindrome from its first T digits. "
-                                   "Defaults are the original's: RMSprop lr 1e-3, StepLR, clip 10, batch 128, 30 epochs.")
-    add_config_args(p, rnn.RNNConfig())
-    _common(p)
-    p.set_defaults(func=cmd_rnn)
+    experiment("mlp-toy", "Part 1 Tasks 1-2: 2-20-2 MLP on moons/circles/blobs, NumPy and JAX",
+               "Part 1 Tasks 1-2: the 2-20-2 MLP on a scikit-learn toy set, in NumPy and/or JAX/Flax. "
+               "Defaults are the original's: SGD lr 0.01, 1500 steps, batch 30, eval every 30 steps.",
+               mlp_toy.ToyConfig(), cmd_mlp_toy)
+    experiment("mlp-cifar", "Part 1 Task 3: the CIFAR-10 MLP (plain or improved)",
+               "Part 1 Task 3: MLP 3072-1024-512-256-256-128-10 on CIFAR-10. "
+               "Defaults are the original's: AdamW lr 1e-3, 50 epochs, batch 256.",
+               cifar.mlp_config(), _cmd_cifar("mlp"), skip=("model",), model="mlp")
+    experiment("cnn-cifar", "Part 2: the five-block CNN on CIFAR-10",
+               "Part 2: the seed's five-block CNN (3x3 conv + BN + ReLU, 3x3/2 max pool) on CIFAR-10. "
+               "Defaults are the original's: AdamW lr 1e-4, 30 epochs, batch 256.",
+               cifar.cnn_config(), _cmd_cifar("cnn"), skip=("model", "variant", "hidden", "dropout"),
+               model="cnn", variant=None, hidden=None, dropout=None)
+    experiment("rnn-palindrome", "Part 3: vanilla RNN (or LSTM) on the palindrome task",
+               "Part 3: predict the last digit of a (T+1)-digit palindrome from its first T digits. "
+               "Defaults are the original's: RMSprop lr 1e-3, StepLR, clip 10, batch 128, 30 epochs.",
+               rnn.RNNConfig(), cmd_rnn)
 
     p = sub.add_parser("rnn-sweep", help="Part 3: test accuracy against sequence length, over seeds",
                        description="Trains rnn-palindrome for every length, seed and cell; writes "
