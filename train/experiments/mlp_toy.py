@@ -96,8 +96,12 @@ def build_backends(cfg: ToyConfig, data) -> dict:
 
 
 def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | None = None,
-                       resume: bool = False, checkpoint_every: int = 10) -> dict[str, dict]:
-    """Run the configured frameworks; write each run's folder under ``workdir``; return the summaries."""
+                       resume: bool = False, checkpoint_every: int = 0) -> dict[str, dict]:
+    """Run the configured frameworks; write each run's folder under ``workdir``; return the summaries.
+
+    Checkpoints are off by default (``checkpoint_every=0``): the whole run takes about a second, and
+    saving state costs more than rerunning it. ``checkpoint_every=N`` saves every N evaluations.
+    """
     from train.loop import check_resumable, train_loop
     from train.results import device_info, package_versions
 
