@@ -139,9 +139,6 @@ class MetricsLog:
         self.rows.extend(rows)
         atomic_write_jsonl(self.path, self.rows)
 
-    def split(self, name: str) -> list[dict]:
-        return [r for r in self.rows if r["split"] == name]
-
 
 def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict, *,
                  param_count: int, devices: int, extra: dict | None = None) -> dict:

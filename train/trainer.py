@@ -167,9 +167,6 @@ class StepFns:
         sums = {s: self.eval_sums(state, data[f"{s}_x"], data[f"{s}_y"], i, m) for s, (i, m) in evals.items()}
         return state, step_metrics, sums
 
-    def evaluate(self, state: TrainState, data, evals):
-        return {s: self.eval_sums(state, data[f"{s}_x"], data[f"{s}_y"], i, m) for s, (i, m) in evals.items()}
-
 
 def eval_plan(n: int, batch: int, n_shards: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Index and mask arrays that cover 0..n-1 in chunks of ``batch`` rows, padded with masked zeros.
@@ -241,13 +238,11 @@ class Trainer:
                 raise ValueError("a multi-process run must use every local device of each process")
             pmap_devices = None if self.n_proc > 1 else self.devices
             self._period = jax.pmap(self.fns.period, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0,))
-            self._evaluate = jax.pmap(self.fns.evaluate, axis_name=AXIS, devices=pmap_devices)
             self._step = jax.pmap(self.fns.data_step, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0,))
             self._eval_chunk = lambda split: jax.pmap(functools.partial(self.fns.data_eval_chunk, split),
                                                       axis_name=AXIS, devices=pmap_devices)
         else:
             self._period = jax.jit(self.fns.period, donate_argnums=(0,))
-            self._evaluate = jax.jit(self.fns.evaluate)
             self._step = jax.jit(self.fns.data_step, donate_argnums=(0,))
             self._eval_chunk = lambda split: jax.jit(functools.partial(self.fns.data_eval_chunk, split))
         # Fused periods (one lax.scan over steps) are the fast path on accelerators. XLA:CPU, though,
@@ -344,9 +339,6 @@ class Trainer:
                 preds.append(pred)
             out[s] = (total, jnp.stack(preds, axis=axis))
         return state, step_metrics, out
-
-    def evaluate(self, state, data, evals):
-        return self._call("evaluate", self._evaluate, state, data, self._local_evals(evals))
 
     def host_metrics(self, step_metrics, evals_out, plans, order=None):
         """Device results -> (per-step metrics {name: [K]}, {split: {"loss", "accuracy", "count"}},
