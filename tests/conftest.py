@@ -6,7 +6,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg"
+
+# Settings that make the suite hold on a GPU too; set before JAX is imported, and inherited by the
+# CLI subprocesses the tests start.
+# - Many test processes share one GPU: none may grab 75% of its memory up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# - GPUs compute fp32 matmuls and convolutions in TF32 by default (10 mantissa bits); the
+#   equivalence tests (NumPy vs JAX, scan vs loop, 1 vs N devices) compare to 1e-5 and need fp32.
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+# - GPU scatters (gather gradients, max-pool backward) use atomics, whose order varies from run to
+#   run; the bit-exact resume and determinism tests need XLA's deterministic kernels.
+if Path("/dev/nvidiactl").exists() and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
 
 
 def run_cli(*args, env=None, timeout=600):

@@ -1,8 +1,11 @@
 """Framework backends behind one small interface, so a single loop drives NumPy and JAX alike.
 
-A backend trains for a period given its batch indices ``[K, B]`` and then
-evaluates the requested splits, returning ``({split: {"loss", "accuracy"}},
-per-step train metrics)``. Both see the same batches in the same order.
+A backend trains for a period given its batch indices ``[K, B]``
+(``train(idx)`` -> per-step train metrics ``{"loss": [K], "accuracy": [K]}``
+on the host) and evaluates the splits it was built for (``evaluate()`` ->
+``{split: {"loss", "accuracy", "count"}}``); the two are separate calls so the
+loop can time training and evaluation apart. Every backend sees the same
+batches in the same order.
 """
 
 from __future__ import annotations
@@ -40,10 +43,19 @@ class JaxBackend:
     def devices(self) -> int:
         return self.trainer.shards
 
+    def train(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        self.state, step_metrics = self.trainer.train(self.state, self.data, idx)
+        return self.trainer.host_step_metrics(step_metrics)
+
+    def evaluate(self) -> dict[str, dict]:
+        out = self.trainer.evaluate(self.state, self.data, self.evals)
+        ev, self.last_predictions = self.trainer.host_evals(out, self.evals, order=self.evals)
+        return ev
+
     def period(self, idx: np.ndarray):
-        self.state, step_metrics, out = self.trainer.period(self.state, self.data, idx, self.evals)
-        step_metrics, ev, self.last_predictions = self.trainer.host_metrics(step_metrics, out, self.evals, order=self.evals)
-        return ev, step_metrics
+        """train then evaluate: (eval metrics, per-step metrics)."""
+        step_metrics = self.train(idx)
+        return self.evaluate(), step_metrics
 
     def host_state(self):
         return self.trainer.unreplicate(self.state)
@@ -72,18 +84,25 @@ class NumpyBackend:
         self.eval_splits = tuple(eval_splits)
         self.param_count = model.param_count
 
-    def period(self, idx: np.ndarray):
+    def train(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         x_all, y_all = self.arrays["train_x"], self.arrays["train_y"]
         losses, accs = [], []
         for i in idx:
             loss, acc = self.model.sgd_step(x_all[i], y_all[i], self.lr)
             losses.append(loss)
             accs.append(acc)
+        return {"loss": np.asarray(losses), "accuracy": np.asarray(accs)}
+
+    def evaluate(self) -> dict[str, dict]:
         ev = {}
         for s in self.eval_splits:
             loss, acc = self.model.evaluate(self.arrays[f"{s}_x"], self.arrays[f"{s}_y"])
             ev[s] = {"loss": loss, "accuracy": acc, "count": len(self.arrays[f"{s}_y"])}
-        return ev, {"loss": np.asarray(losses), "accuracy": np.asarray(accs)}
+        return ev
+
+    def period(self, idx: np.ndarray):
+        step_metrics = self.train(idx)
+        return self.evaluate(), step_metrics
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return self.model.softmax.forward(self.model.logits(x))

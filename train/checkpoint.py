@@ -7,6 +7,13 @@ this is the data position), the metric rows so far, elapsed time, and a
 SHA-256 of the state's bytes. Orbax writes each checkpoint to a temporary
 folder and renames it when complete; the digest catches a checkpoint that was
 damaged on disk afterwards, in which case the previous one is used.
+
+Saving stays off the training's critical path: ``save`` only copies the state
+to host memory (the next training call donates the device buffers), then
+hashes and writes it on a background thread while the device trains on. A
+process killed mid-write leaves the previous checkpoints intact, so resume
+stays exact; ``wait`` (called by the next save, by ``steps`` and by ``close``)
+joins the write and re-raises its error, if any.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,23 +49,43 @@ class Checkpointer:
 
         self._ocp = ocp
         self.directory = Path(directory).absolute()
+        self.keep = keep
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: Future | None = None
+        self.write_time_s = 0.0  # background hashing + writing, off the critical path
 
     def steps(self) -> list[int]:
+        self.wait()
         return sorted(self.manager.all_steps())
 
     def save(self, period: int, state, meta: dict[str, Any]) -> None:
-        state = jax.device_get(state)
+        """Copy ``state`` to the host now; hash and write it in the background."""
+        self.wait()
+        # A host array may alias a CPU device buffer that the next (donating) training call reuses.
+        state = jax.tree.map(lambda x: x if getattr(x, "flags", None) is not None and x.flags.owndata
+                             else np.array(x), jax.device_get(state))
+        self._pending = self._pool.submit(self._write, period, state, dict(meta))
+
+    def _write(self, period: int, state, meta: dict[str, Any]) -> None:
+        t = time.perf_counter()
         meta = {**meta, "period": period, "state_sha256": state_digest(state)}
         ocp = self._ocp
         self.manager.save(period, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                           meta=ocp.args.JsonSave(meta)), force=True)
         self.manager.wait_until_finished()
+        self.write_time_s += time.perf_counter() - t
 
-    def restore_latest(self, template) -> tuple[int, Any, dict] | None:
-        """(period, state, meta) of the newest intact checkpoint, or None if there is none.
+    def wait(self) -> None:
+        """Block until the last save is on disk; re-raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def restore_latest(self, template, *, max_period: int | None = None) -> tuple[int, Any, dict] | None:
+        """(period, state, meta) of the newest intact checkpoint (at or before ``max_period``), or None.
 
         ``template`` is a host TrainState of the right structure (a freshly initialised one).
         """
@@ -64,6 +93,8 @@ class Checkpointer:
         template = jax.device_get(template)
         damaged = []
         for period in reversed(self.steps()):
+            if max_period is not None and period > max_period:
+                continue
             try:
                 out = self.manager.restore(period, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()))
@@ -89,9 +120,13 @@ class Checkpointer:
             self.manager.reload()
 
     def clear(self) -> None:
-        self.manager.close()
+        self.close()
         shutil.rmtree(self.directory, ignore_errors=True)
-        self.__init__(self.directory)
+        self.__init__(self.directory, keep=self.keep)
 
     def close(self) -> None:
-        self.manager.close()
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+            self.manager.close()

@@ -47,6 +47,8 @@ HELP = {
     "limit_train": "use only this many training images (0 = all), for quick runs",
     "limit_test": "use only this many test images (0 = all)",
     "eval_batch": "batch size of the evaluation passes",
+    "eval_train": "evaluate the whole training split in eval mode after each epoch; by default the train "
+                  "loss/accuracy of an epoch is the mean over its training steps (train mode), as the original measured",
     # rnn
     "input_length": "T: number of input digits (the palindrome has T+1 digits; the label is the last)",
     "cell": "recurrent cell: vanilla (the original's tanh RNN) or lstm",
@@ -82,6 +84,10 @@ def add_config_args(p: argparse.ArgumentParser, defaults, skip: tuple[str, ...] 
         if f.name in skip:
             continue
         default = getattr(defaults, f.name)
+        if f.type in (bool, "bool"):  # a bare --flag means true; --flag false still works
+            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_field_type(f), default=None,
+                           nargs="?", const=True, metavar="BOOL", help=f"{HELP.get(f.name, f.name)} (default: {default})")
+            continue
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_field_type(f), default=None,
                        metavar=f.name.upper(), help=f"{HELP.get(f.name, f.name)} (default: {default})")
 

@@ -101,77 +101,155 @@ def _first_bad_step(step_metrics, first_step: int) -> int | None:
     return first_step + int(bad[0]) + 1 if bad.size else None
 
 
-def train_loop(backend, schedule: Sequence[np.ndarray], run_dir: Path, *, resume: bool = False,
+def train_metrics_from_steps(step_metrics, count: int) -> dict:
+    """An epoch's train loss/accuracy as the original measured it: the mean over its training steps (train mode)."""
+    return {"loss": float(np.mean(np.asarray(step_metrics["loss"], np.float64))),
+            "accuracy": float(np.mean(np.asarray(step_metrics["accuracy"], np.float64))), "count": int(count)}
+
+
+class _Timer:
+    """Seconds spent training, evaluating and blocked on checkpoints, compilation excluded (see train_loop)."""
+
+    def __init__(self, backend, prior: dict | None = None) -> None:
+        prior = prior or {}
+        self.backend = backend
+        self.t = {k: float(prior.get(k, 0.0)) for k in ("train_s", "eval_s", "ckpt_s")}
+
+    def run(self, key: str, fn, *args):
+        c0, t0 = self.backend.compile_time_s, time.perf_counter()
+        out = fn(*args)  # returns host values, so the device has finished
+        self.t[key] += time.perf_counter() - t0 - (self.backend.compile_time_s - c0)
+        return out
+
+
+def _restore_common(ckpts, templates):
+    """Restore every run at the newest period intact in all of them -> (period, states, metas) or None."""
+    limit = None
+    while True:
+        got = [c.restore_latest(t, max_period=limit) for c, t in zip(ckpts, templates)]
+        if any(g is None for g in got):
+            return None
+        periods = {g[0] for g in got}
+        if len(periods) == 1:
+            return got[0][0], [g[1] for g in got], [g[2] for g in got]
+        limit = min(periods)
+
+
+def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool = False,
                checkpoint_every: int = 1, epochs: bool = False, desc: str = "", progress: bool | None = None,
-               checkpoints: bool = True) -> tuple[MetricsLog, dict]:
+               checkpoints: bool = True):
     """Train ``backend`` over ``schedule``; returns (the metrics log, timing).
 
-    timing: {"wall_time_s", "train_examples", "steps", "compile_time_s" (all across resumes), "resumed_from"}.
+    Each period is a training call (per-step metrics) and an evaluation call, timed apart.
+    A split the backend does not evaluate (by default ``train`` for the CIFAR and RNN
+    experiments) gets the mean of the period's per-step metrics instead.
+
+    timing: {"wall_time_s", "train_time_s", "eval_time_s", "checkpoint_time_s", "compile_time_s"
+    (all across resumes), "train_examples", "steps", "resumed_from"}. ``checkpoint_time_s`` is the
+    time training waited for checkpoints (copying the state to the host, or a previous write still
+    running); the writing itself runs in the background.
+
+    A backend with ``runs = S > 1`` trains S runs side by side: then ``schedule`` holds [S, K, B]
+    index arrays, ``run_dir`` is a list of S folders, the backend's train/evaluate/host_state
+    return (and load_state takes) lists of S, each run gets its own metrics log and checkpoints
+    in the single-run format, and the result is a list of S (log, timing) pairs.
     ``checkpoints=False`` (or a backend without ``host_state``) disables checkpointing.
     """
     from tqdm.auto import tqdm
 
-    run_dir = Path(run_dir)
-    use_ckpt = checkpoints and checkpoint_every > 0 and hasattr(backend, "host_state") and is_writer()
     import jax
+
+    multi = getattr(backend, "runs", 1) > 1
+    run_dirs = [Path(d) for d in run_dir] if multi else [Path(run_dir)]
+    as_list = (lambda x: x) if multi else (lambda x: [x])
+    use_ckpt = checkpoints and checkpoint_every > 0 and hasattr(backend, "host_state") and is_writer()
     if jax.process_count() > 1:
         use_ckpt = False  # every process holds a full replica; see README (checkpoints are single-process)
-    ckpt = None
+    ckpts = None
     if use_ckpt:
         from train.checkpoint import Checkpointer
-        ckpt = Checkpointer(run_dir / "checkpoints")
-    start, elapsed0, rows, resumed_from, prior_compile = 0, 0.0, [], None, 0.0
+        ckpts = [Checkpointer(d / "checkpoints") for d in run_dirs]
+    start, elapsed0, rows, resumed_from, prior = 0, 0.0, [[] for _ in run_dirs], None, {}
     if resume:
-        restored = ckpt.restore_latest(backend.host_state()) if ckpt and ckpt.steps() else None
+        restored = _restore_common(ckpts, as_list(backend.host_state())) if ckpts else None
         if restored is None:
-            raise UsageError(f"--resume: no checkpoint to resume from in {run_dir / 'checkpoints'}")
-        start, state, meta = restored
-        backend.load_state(state)
-        rows, elapsed0, resumed_from = meta["rows"], float(meta["elapsed_s"]), start
-        prior_compile = float(meta.get("compile_s", 0.0))
-        print(f"resuming from checkpoint {start} of {len(schedule)} in {ckpt.directory}")
-    elif ckpt and ckpt.steps():
-        ckpt.clear()  # a fresh run must not mix with an earlier run's checkpoints
-    log = MetricsLog(run_dir / "metrics.jsonl", rows)
-    log.add([])  # rewrite: drops rows a crash left beyond the checkpoint
-    step = sum(len(p) for p in schedule[:start])
-    examples = sum(p.size for p in schedule[:start])
+            raise UsageError(f"--resume: no checkpoint to resume from in {run_dirs[0] / 'checkpoints'}")
+        start, states, metas = restored
+        backend.load_state(states if multi else states[0])
+        rows, resumed_from, prior = [m["rows"] for m in metas], start, metas[0]
+        elapsed0 = float(prior["elapsed_s"])
+        print(f"resuming from checkpoint {start} of {len(schedule)} in {ckpts[0].directory}")
+    elif ckpts:
+        for c in ckpts:
+            if c.steps():
+                c.clear()  # a fresh run must not mix with an earlier run's checkpoints
+    prior_compile = float(prior.get("compile_s", 0.0))
+    timer = _Timer(backend, prior)
+    logs = [MetricsLog(d / "metrics.jsonl", r) for d, r in zip(run_dirs, rows)]
+    for log in logs:
+        log.add([])  # rewrite: drops rows a crash left beyond the checkpoint
+    per_run = lambda idx: idx[0] if multi else idx
+    step = sum(per_run(p).shape[0] for p in schedule[:start])
+    examples = sum(per_run(p).size for p in schedule[:start])
     t0 = time.perf_counter()
-    bar = tqdm(total=sum(len(p) for p in schedule), initial=step, desc=desc, unit="step", leave=False,
-               disable=(None if progress is None else not progress))
+    now = lambda: elapsed0 + time.perf_counter() - t0
+    unit = "period" if not epochs else "epoch"
+    bar = tqdm(total=sum(per_run(p).shape[0] for p in schedule), initial=step, desc=desc, unit="step",
+               leave=False, disable=(None if progress is None else not progress))
+
+    def last_good(r: int) -> str:
+        steps = ckpts[r].steps() if ckpts else []
+        return f"{ckpts[r].directory}/{steps[-1]}" if steps else "none (no checkpoint was saved)"
+
     try:
         with stop_on_sigint() as sig:
             for pi in range(start, len(schedule)):
                 idx = schedule[pi]
-                ev, step_metrics = backend.period(idx)
-                bad = _first_bad_step(step_metrics, step)
-                if bad is not None or not all(np.isfinite(m["loss"]) for m in ev.values()):
-                    last = ckpt.steps()[-1] if ckpt and ckpt.steps() else None
-                    where = f"{ckpt.directory}/{last}" if last is not None else "none (no checkpoint was saved)"
-                    raise Diverged(
-                        f"loss became {'NaN/inf'} at step {bad or step + len(idx)} "
-                        f"({'epoch' if epochs else 'period'} {pi + 1}); last good checkpoint: {where}; "
-                        f"likely cause: learning rate too high (try a smaller --lr); metrics so far are in {log.path}")
-                step += len(idx)
-                examples += idx.size
-                now = elapsed0 + time.perf_counter() - t0
-                log.add([{"step": int(step), **({"epoch": pi + 1} if epochs else {}), "split": s,
-                          "loss": m["loss"], "accuracy": m["accuracy"], "time_s": round(now, 4)}
-                         for s, m in ev.items()])
+                k = per_run(idx).shape[0]
+                steps_out = as_list(timer.run("train_s", backend.train, idx))
+                evs = as_list(timer.run("eval_s", backend.evaluate))
+                for r, (sm, ev) in enumerate(zip(steps_out, evs)):
+                    bad = _first_bad_step(sm, step)
+                    if bad is not None or not all(np.isfinite(m["loss"]) for m in ev.values()):
+                        raise Diverged(
+                            f"loss became NaN/inf at step {bad or step + k} ({unit} {pi + 1})"
+                            f"{' of ' + str(run_dirs[r]) if multi else ''}; last good checkpoint: {last_good(r)}; "
+                            f"likely cause: learning rate too high (try a smaller --lr); metrics so far are in "
+                            f"{logs[r].path}")
+                step += k
+                examples += per_run(idx).size
+                for log, sm, ev in zip(logs, steps_out, evs):
+                    if "train" not in ev:
+                        ev = {"train": train_metrics_from_steps(sm, per_run(idx).size), **ev}
+                    log.add([{"step": int(step), **({"epoch": pi + 1} if epochs else {}), "split": s,
+                              "loss": m["loss"], "accuracy": m["accuracy"], "time_s": round(now(), 4)}
+                             for s, m in ev.items()])
                 done = pi + 1
-                if ckpt and (done % checkpoint_every == 0 or done == len(schedule) or sig["stop"]):
-                    ckpt.save(done, backend.host_state(), {"rows": log.rows, "elapsed_s": now,
-                                                           "compile_s": prior_compile + backend.compile_time_s})
-                bar.update(len(idx))
-                bar.set_postfix({f"{s}_acc": f"{m['accuracy']:.3f}" for s, m in ev.items()})
+                if ckpts and (done % checkpoint_every == 0 or done == len(schedule) or sig["stop"]):
+                    def save():
+                        meta = {"elapsed_s": now(), "compile_s": prior_compile + backend.compile_time_s, **timer.t}
+                        for c, log, st in zip(ckpts, logs, as_list(backend.host_state())):
+                            c.save(done, st, {**meta, "rows": list(log.rows)})
+                    timer.run("ckpt_s", save)
+                bar.update(k)
+                bar.set_postfix({f"{s}_acc": f"{m['accuracy']:.3f}" for s, m in evs[0].items()})
                 if sig["stop"] and done < len(schedule):
-                    where = f"; checkpoint saved in {ckpt.directory}/{done}" if ckpt else ""
-                    raise Interrupted(f"interrupted after {'epoch' if epochs else 'period'} {done} of "
-                                      f"{len(schedule)}{where}; resume with: {resume_hint()}")
+                    where = f"; checkpoint saved in {ckpts[0].directory}/{done}" if ckpts else ""
+                    if ckpts:
+                        for c in ckpts:
+                            c.wait()
+                    raise Interrupted(f"interrupted after {unit} {done} of {len(schedule)}{where}; "
+                                      f"resume with: {resume_hint()}")
     finally:
         bar.close()
-        if ckpt:
-            ckpt.close()
-    return log, {"wall_time_s": elapsed0 + time.perf_counter() - t0, "train_examples": int(examples),
-                 "steps": step, "resumed_from": resumed_from,
-                 "compile_time_s": prior_compile + backend.compile_time_s}
+        if ckpts:
+            t = time.perf_counter()
+            for c in ckpts:
+                c.close()  # the last write finishes before the run counts as done
+            timer.t["ckpt_s"] += time.perf_counter() - t
+    timing = {"wall_time_s": now(), "train_time_s": timer.t["train_s"], "eval_time_s": timer.t["eval_s"],
+              "checkpoint_time_s": timer.t["ckpt_s"], "train_examples": int(examples), "steps": step,
+              "resumed_from": resumed_from, "compile_time_s": prior_compile + backend.compile_time_s}
+    if multi:
+        return [(log, {**timing, "runs": len(logs)}) for log in logs]
+    return logs[0], timing

@@ -27,6 +27,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg"
 
 
+PARTS = ("toy", "mlp", "cnn", "t19", "sweep")
+
+
+def parse_parts(text: str | None, skip: str | None = None) -> tuple[str, ...]:
+    """--parts / --skip -> the parts to run, in PARTS order."""
+    def names(t):
+        got = [x.strip() for x in t.split(",") if x.strip()]
+        bad = [x for x in got if x not in PARTS]
+        if bad:
+            raise UsageError(f"unknown report part(s) {', '.join(bad)}; choose from {', '.join(PARTS)}")
+        return set(got)
+    chosen = names(text) if text else set(PARTS)
+    chosen -= names(skip) if skip else set()
+    if not chosen:
+        raise UsageError("--parts/--skip leave no part to run")
+    return tuple(p for p in PARTS if p in chosen)
+
+
 @dataclass
 class Plan:
     """Every experiment's settings for one report; ``scaled`` says, in words, what a quick run cut."""
@@ -37,6 +55,7 @@ class Plan:
     rnn_t19: object = None
     sweep: dict = field(default_factory=dict)
     scaled: list[str] = field(default_factory=list)
+    parts: tuple[str, ...] = PARTS
 
 
 def resolve_data(data: str) -> tuple[str, str]:
@@ -56,11 +75,11 @@ def resolve_data(data: str) -> tuple[str, str]:
                                "say nothing about CIFAR-10.")
 
 
-def make_plan(quick: bool, data: str, seed: int) -> Plan:
+def make_plan(quick: bool, data: str, seed: int, parts: tuple[str, ...] = PARTS) -> Plan:
     from data.toy import DATASETS
     from train.experiments import cifar, mlp_toy, rnn
 
-    plan = Plan(quick=quick)
+    plan = Plan(quick=quick, parts=parts)
     plan.toy = [mlp_toy.ToyConfig(dataset=d, framework="both", seed=seed, devices=1) for d in DATASETS]
     if quick:
         plan.cifar = [
@@ -87,6 +106,10 @@ def make_plan(quick: bool, data: str, seed: int) -> Plan:
         plan.rnn_t19 = rnn.RNNConfig(input_length=19, seed=seed)
         plan.sweep = {"cfg": rnn.RNNConfig(seed=seed), "lengths": [5, 10, 15, 20, 25, 30], "seeds": 3,
                       "cells": ["vanilla", "lstm"]}
+    plan.toy = plan.toy if "toy" in parts else []
+    plan.cifar = [c for c in plan.cifar if (c.model if c.model == "cnn" else "mlp") in parts]
+    plan.rnn_t19 = plan.rnn_t19 if "t19" in parts else None
+    plan.sweep = plan.sweep if "sweep" in parts else {}
     return plan
 
 
@@ -113,14 +136,14 @@ def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, p
 
 
 def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool = False, seed: int = 0,
-               progress: bool | None = None) -> Path:
+               progress: bool | None = None, parts: tuple[str, ...] = PARTS) -> Path:
     from train.experiments import cifar, mlp_toy, rnn
     from train.loop import completed_summary
 
     t0 = time.perf_counter()
     out = Path(out)
     source, data_note = resolve_data(data)
-    plan = make_plan(quick, source, seed)
+    plan = make_plan(quick, source, seed, parts)
     log: list[str] = []
     results: dict = {"toy": {}, "cifar": {}, "rnn": {}}
 
@@ -136,10 +159,11 @@ def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool 
             log.append(f"ran {workdir}/{cfg.dataset}-*")
             summ = mlp_toy.train_and_evaluate(cfg, workdir, progress=progress)
         results["toy"][cfg.dataset] = summ
-    from data.toy import make_toy_data
-    from train import plots
-    plots.plot_toy_datasets([make_toy_data(c.dataset, n_samples=c.samples, seed=c.seed) for c in plan.toy],
-                            out / mlp_toy.EXPERIMENT / f"datasets-s{seed}.png")
+    if plan.toy:
+        from data.toy import make_toy_data
+        from train import plots
+        plots.plot_toy_datasets([make_toy_data(c.dataset, n_samples=c.samples, seed=c.seed) for c in plan.toy],
+                                out / mlp_toy.EXPERIMENT / f"datasets-s{seed}.png")
 
     for cfg in plan.cifar:
         key = f"{cfg.experiment}/{cfg.run_name}"
@@ -147,11 +171,13 @@ def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool 
                                               force=force, progress=progress, log=log)
 
     cfg = plan.rnn_t19
-    results["rnn"]["t19"] = _run_or_reuse(rnn.train_and_evaluate, cfg, out / rnn.EXPERIMENT, cfg.run_name,
-                                          force=force, progress=progress, log=log)
+    if cfg is not None:
+        results["rnn"]["t19"] = _run_or_reuse(rnn.train_and_evaluate, cfg, out / rnn.EXPERIMENT, cfg.run_name,
+                                              force=force, progress=progress, log=log)
     sw = plan.sweep
-    results["rnn"]["sweep"] = rnn.sweep(sw["cfg"], sw["lengths"], sw["seeds"], sw["cells"], out, progress=progress,
-                                        reuse=not force)
+    if sw:
+        results["rnn"]["sweep"] = rnn.sweep(sw["cfg"], sw["lengths"], sw["seeds"], sw["cells"], out,
+                                            progress=progress, reuse=not force)
     total = time.perf_counter() - t0
     path = out / "REPORT.md"
     atomic_write_text(path, render(plan, results, out, total_s=total, data_source=source, data_note=data_note,
@@ -222,87 +248,97 @@ def render(plan: Plan, results: dict, out: Path, *, total_s: float, data_source:
               "original's full-length results. What was scaled:", ">"]
         L += [f"> - {s}" for s in plan.scaled] + [""]
 
+    if plan.parts != PARTS:
+        left = [p for p in PARTS if p not in plan.parts]
+        L += [f"Parts in this report: {', '.join(plan.parts)}; **left out**: {', '.join(left)} "
+              f"(`--parts`/`--skip`).", ""]
     # ---- Part 1, Tasks 1-2
-    L += ["## Part 1, Tasks 1-2: NumPy MLP vs JAX MLP on toy data", "",
-          "Linear(2 -> 20) + ReLU + Linear(20 -> 2), SGD lr 0.01, 1,500 steps, batch 30, evaluation every 30 "
-          "steps. NumPy and JAX start from the same weights and see the same batches, so their curves coincide.",
-          "", _fig(out, out / "mlp-toy" / f"datasets-s{plan.toy[0].seed}.png", "the three toy data sets"), "",
-          HEADER]
-    for name, s in results["toy"].items():
-        for fw in ("numpy", "jax"):
-            L.append(_summary_row(f"{name} {fw}", s[fw]))
-    L += ["", "| data set | max abs loss difference NumPy vs JAX (all evaluations) | final test acc difference |",
-          "|---|---|---|"]
-    for name, s in results["toy"].items():
-        c = s["comparison"]
-        L.append(f"| {name} | {c['max_abs_loss_diff']:.2e} | {100 * c['final_test_accuracy_diff']:.2f} points |")
-    L.append("")
-    for name in results["toy"]:
-        seed = plan.toy[0].seed
-        L += [f"### {name}", "",
-              _fig(out, out / "mlp-toy" / f"{name}-compare-s{seed}" / "curves_overlay.png", f"{name} overlay"), "",
-              " ".join(_fig(out, out / "mlp-toy" / f"{name}-{fw}-s{seed}" / "curves.png", f"{name} {fw} curves")
-                       for fw in ("numpy", "jax")), "",
-              " ".join(_fig(out, out / "mlp-toy" / f"{name}-{fw}-s{seed}" / "decision_boundary.png",
-                            f"{name} {fw} decision boundary") for fw in ("numpy", "jax")), ""]
+    if results["toy"]:
+        L += ["## Part 1, Tasks 1-2: NumPy MLP vs JAX MLP on toy data", "",
+              "Linear(2 -> 20) + ReLU + Linear(20 -> 2), SGD lr 0.01, 1,500 steps, batch 30, evaluation every 30 "
+              "steps. NumPy and JAX start from the same weights and see the same batches, so their curves coincide.",
+              "", _fig(out, out / "mlp-toy" / f"datasets-s{plan.toy[0].seed}.png", "the three toy data sets"), "",
+              HEADER]
+        for name, s in results["toy"].items():
+            for fw in ("numpy", "jax"):
+                L.append(_summary_row(f"{name} {fw}", s[fw]))
+        L += ["", "| data set | max abs loss difference NumPy vs JAX (all evaluations) | final test acc difference |",
+              "|---|---|---|"]
+        for name, s in results["toy"].items():
+            c = s["comparison"]
+            L.append(f"| {name} | {c['max_abs_loss_diff']:.2e} | {100 * c['final_test_accuracy_diff']:.2f} points |")
+        L.append("")
+        for name in results["toy"]:
+            seed = plan.toy[0].seed
+            L += [f"### {name}", "",
+                  _fig(out, out / "mlp-toy" / f"{name}-compare-s{seed}" / "curves_overlay.png", f"{name} overlay"), "",
+                  " ".join(_fig(out, out / "mlp-toy" / f"{name}-{fw}-s{seed}" / "curves.png", f"{name} {fw} curves")
+                           for fw in ("numpy", "jax")), "",
+                  " ".join(_fig(out, out / "mlp-toy" / f"{name}-{fw}-s{seed}" / "decision_boundary.png",
+                                f"{name} {fw} decision boundary") for fw in ("numpy", "jax")), ""]
 
     # ---- Part 1 Task 3 and Part 2
-    L += ["## Part 1, Task 3 (CIFAR MLP) and Part 2 (CNN) on CIFAR-10", "", HEADER]
-    for key, s in results["cifar"].items():
-        L.append(_summary_row(key, s))
-    L.append("")
-    for key, s in results["cifar"].items():
-        run = out / key
-        best_acc_epoch, low_loss_epoch = _best_epoch(run / "metrics.jsonl")
-        L += [f"### {key}", "",
-              f"Best test accuracy at epoch {best_acc_epoch}; lowest test loss at epoch {low_loss_epoch} "
-              f"of {s.get('epochs')}; {s.get('time_per_epoch_s', 0):.2f} s per epoch.", "",
-              _fig(out, run / "curves.png", f"{key} curves"), "",
-              _fig(out, run / "confusion.png", f"{key} confusion matrix") + " " +
-              _fig(out, run / "misclassified.png", f"{key} misclassified"), ""]
+    if results["cifar"]:
+        L += ["## Part 1, Task 3 (CIFAR MLP) and Part 2 (CNN) on CIFAR-10", "", HEADER]
+        for key, s in results["cifar"].items():
+            L.append(_summary_row(key, s))
+        L.append("")
+        for key, s in results["cifar"].items():
+            run = out / key
+            best_acc_epoch, low_loss_epoch = _best_epoch(run / "metrics.jsonl")
+            L += [f"### {key}", "",
+                  f"Best test accuracy at epoch {best_acc_epoch}; lowest test loss at epoch {low_loss_epoch} "
+                  f"of {s.get('epochs')}; {s.get('time_per_epoch_s', 0):.2f} s per epoch.", "",
+                  _fig(out, run / "curves.png", f"{key} curves"), "",
+                  _fig(out, run / "confusion.png", f"{key} confusion matrix") + " " +
+                  _fig(out, run / "misclassified.png", f"{key} misclassified"), ""]
 
     # ---- Part 3
-    t19 = results["rnn"]["t19"]
-    run = out / "rnn-palindrome" / plan.rnn_t19.run_name
-    L += ["## Part 3: vanilla RNN on palindromes", "", HEADER, _summary_row(f"T=19 {plan.rnn_t19.cell}", t19), "",
-          _fig(out, run / "curves.png", "T=19 curves") + " " + _fig(out, run / "grad_norms.png", "T=19 gradient norms"),
-          "", "### Accuracy against sequence length", "",
-          _fig(out, out / "rnn-sweep" / "accuracy_vs_length.png", "accuracy vs length") + " " +
-          _fig(out, out / "rnn-sweep" / "grad_norms_short_vs_long.png", "gradient norms short vs long"), ""]
-    sweep = results["rnn"]["sweep"]
-    lengths = sweep["lengths"]
-    L += ["| cell | " + " | ".join(f"T={t}" for t in lengths) + " |", "|---|" + "---|" * len(lengths)]
-    for cell, rows in sweep["summary"].items():
-        L.append(f"| {cell} (mean ± std over {rows[0]['n']} seed(s)) | " +
-                 " | ".join(f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}%" for r in rows) + " |")
-    L += ["", "**Why long sequences fail.** The gradient figure shows the mean norm of dL/dh_t for every step t: "
-          "for the vanilla RNN it shrinks geometrically from the last step back to the first, so the first digit "
-          "(the one that decides the label) receives almost no learning signal when T is long. The LSTM's "
-          "additive cell state keeps that gradient alive.", ""]
+    t19 = results["rnn"].get("t19")
+    if t19 is not None:
+        run = out / "rnn-palindrome" / plan.rnn_t19.run_name
+        L += ["## Part 3: vanilla RNN on palindromes", "", HEADER, _summary_row(f"T=19 {plan.rnn_t19.cell}", t19), "",
+              _fig(out, run / "curves.png", "T=19 curves") + " " + _fig(out, run / "grad_norms.png", "T=19 gradient norms"),
+              ""]
+    sweep = results["rnn"].get("sweep")
     ratios = []
-    for r in sweep["runs"]:
-        g = r["grad_norms"]["init"]
-        ratios.append((r["cell"], r["input_length"], g[0] / g[-1] if g[-1] else float("nan")))
-    if ratios:
-        L += ["| cell | T | dL/dh_1 / dL/dh_T at initialisation |", "|---|---|---|"]
-        seen = set()
-        for cell, t, q in ratios:
-            if (cell, t) not in seen:
-                seen.add((cell, t))
-                L.append(f"| {cell} | {t} | {q:.2e} |")
-        L.append("")
+    if sweep is not None:
+        L += ["### Accuracy against sequence length", "",
+              _fig(out, out / "rnn-sweep" / "accuracy_vs_length.png", "accuracy vs length") + " " +
+              _fig(out, out / "rnn-sweep" / "grad_norms_short_vs_long.png", "gradient norms short vs long"), ""]
+        lengths = sweep["lengths"]
+        L += ["| cell | " + " | ".join(f"T={t}" for t in lengths) + " |", "|---|" + "---|" * len(lengths)]
+        for cell, rows in sweep["summary"].items():
+            L.append(f"| {cell} (mean ± std over {rows[0]['n']} seed(s)) | " +
+                     " | ".join(f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}%" for r in rows) + " |")
+        L += ["", "**Why long sequences fail.** The gradient figure shows the mean norm of dL/dh_t for every step t: "
+              "for the vanilla RNN it shrinks geometrically from the last step back to the first, so the first digit "
+              "(the one that decides the label) receives almost no learning signal when T is long. The LSTM's "
+              "additive cell state keeps that gradient alive.", ""]
+        for r in sweep["runs"]:
+            g = r["grad_norms"]["init"]
+            ratios.append((r["cell"], r["input_length"], g[0] / g[-1] if g[-1] else float("nan")))
+        if ratios:
+            L += ["| cell | T | dL/dh_1 / dL/dh_T at initialisation |", "|---|---|---|"]
+            seen = set()
+            for cell, t, q in ratios:
+                if (cell, t) not in seen:
+                    seen.add((cell, t))
+                    L.append(f"| {cell} | {t} | {q:.2e} |")
+            L.append("")
 
     # ---- Original vs ours
     L += ["## The original's results and ours", "", "| what | original reported | ours | note |", "|---|---|---|---|"]
-    toy_acc = ", ".join(f"{n} {_pct(s['numpy']['final']['test_accuracy'])} / {_pct(s['jax']['final']['test_accuracy'])}"
-                        for n, s in results["toy"].items())
-    max_diff = max(s["comparison"]["max_abs_loss_diff"] for s in results["toy"].values())
-    L.append(f"| Part 1 T1-2: NumPy vs framework | similar accuracy; curves differ in detail (init, order) | "
-             f"test acc NumPy / JAX: {toy_acc} | same init and batches: curves coincide (max loss diff {max_diff:.1e}) |")
-    speed = ", ".join(f"{n} JAX {s['jax']['examples_per_s']:,.0f} vs NumPy {s['numpy']['examples_per_s']:,.0f} ex/s"
-                      for n, s in results["toy"].items())
-    L.append(f"| Part 1 T1-2: speed | framework sometimes slower than NumPy (per-step overhead) | {speed} | "
-             "JAX fuses 30 steps and the evaluation into one compiled call; timings include evaluation |")
+    if results["toy"]:
+        toy_acc = ", ".join(f"{n} {_pct(s['numpy']['final']['test_accuracy'])} / {_pct(s['jax']['final']['test_accuracy'])}"
+                            for n, s in results["toy"].items())
+        max_diff = max(s["comparison"]["max_abs_loss_diff"] for s in results["toy"].values())
+        L.append(f"| Part 1 T1-2: NumPy vs framework | similar accuracy; curves differ in detail (init, order) | "
+                 f"test acc NumPy / JAX: {toy_acc} | same init and batches: curves coincide (max loss diff {max_diff:.1e}) |")
+        speed = ", ".join(f"{n} JAX {s['jax']['examples_per_s']:,.0f} vs NumPy {s['numpy']['examples_per_s']:,.0f} ex/s"
+                          for n, s in results["toy"].items())
+        L.append(f"| Part 1 T1-2: speed | framework sometimes slower than NumPy (per-step overhead) | {speed} | "
+                 "JAX fuses 30 steps into one compiled call; ex/s counts training steps only |")
     plain = next((s for k, s in results["cifar"].items() if "plain" in k), None)
     cnn = next((s for k, s in results["cifar"].items() if k.startswith("cnn")), None)
     note = "scaled down (quick)" if plan.quick else ""
@@ -316,15 +352,16 @@ def render(plan: Plan, results: dict, out: Path, *, total_s: float, data_source:
                                          else "below the original's ~75%")
         L.append(f"| Part 2: CNN | test accuracy plateaus around **75%** | final {_pct(cnn['final']['test_accuracy'])}, "
                  f"best {_pct(cnn['best_test_accuracy'])} | {note or verdict} |")
-    L.append(f"| Part 3: T=19 | ~90% train and test by epoch 10, no overfitting | final train "
-             f"{_pct(t19['final']['train_accuracy'])}, test {_pct(t19['final']['test_accuracy'])} | {note} |")
-    van = sweep["summary"].get("vanilla", [])
+    if t19 is not None:
+        L.append(f"| Part 3: T=19 | ~90% train and test by epoch 10, no overfitting | final train "
+                 f"{_pct(t19['final']['train_accuracy'])}, test {_pct(t19['final']['test_accuracy'])} | {note} |")
+    van = sweep["summary"].get("vanilla", []) if sweep else []
     if van:
         shape = ", ".join(f"T={r['input_length']} {_pct(r['mean'])}" for r in van)
         L.append(f"| Part 3: sweep | ~100% up to T=15, sharp drop at T=25 and 30 | vanilla: {shape} | {note} |")
-    lstm = sweep["summary"].get("lstm", [])
+    lstm = sweep["summary"].get("lstm", []) if sweep else []
     if lstm:
-        longest = max(lengths)
+        longest = max(sweep["lengths"])
         ratio = {c: q for c, t, q in ratios if t == longest}
         grad_note = (f"at T={longest}, dL/dh_1 / dL/dh_T at initialisation is {ratio['lstm']:.1e} for the LSTM "
                      f"vs {ratio['vanilla']:.1e} for the vanilla RNN" if {"lstm", "vanilla"} <= set(ratio) else "")
@@ -347,6 +384,10 @@ def add_parser(sub, common) -> None:
                         "else a prepared tfds build, else synthetic data with a warning in the report (default: auto)")
     p.add_argument("--force", action="store_true", help="rerun every experiment even if a finished run exists")
     p.add_argument("--seed", type=int, default=0, help="seed of every experiment (default: 0)")
+    p.add_argument("--parts", default=None,
+                   help=f"comma-separated parts to run, from {', '.join(PARTS)} (default: all); REPORT.md says "
+                        "which were left out")
+    p.add_argument("--skip", default=None, help="comma-separated parts to leave out, e.g. --skip cnn on a CPU")
     common(p)
     p.set_defaults(func=cmd_report)
 
@@ -355,5 +396,5 @@ def cmd_report(args) -> int:
     if args.resume or args.checkpoint_every is not None:
         raise UsageError("report resumes interrupted runs by itself; --resume and --checkpoint-every do not apply")
     run_report(args.quick, args.out, data=args.data, force=args.force, seed=args.seed,
-               progress=False if args.no_progress else None)
+               progress=False if args.no_progress else None, parts=parse_parts(args.parts, args.skip))
     return 0

@@ -12,9 +12,10 @@ module. The design, and why:
   a training period receives only an index array ``[K, B]`` and gathers its
   batches on device. Per-step host->device traffic is a few bytes.
 * **Fusion.** A *period* (the steps between two evaluations, e.g. one epoch) is
-  one ``lax.scan`` over steps followed by a masked, batched evaluation of the
-  requested splits, all in one compiled call, so Python dispatch cost is paid
-  once per period, not once per step.
+  one compiled ``lax.scan`` over steps, so Python dispatch cost is paid once
+  per period, not once per step; the masked, batched evaluation of the
+  requested splits is a second compiled call, so training and evaluation are
+  timed apart.
 * **Data parallel with the same code.** With ``devices > 1`` the same period
   function runs under ``jax.pmap`` with axis ``"batch"``: gradients, metrics and
   batch-norm statistics are averaged across devices, so N devices compute what
@@ -156,16 +157,16 @@ class StepFns:
         sums, pred = self.eval_chunk(state, data[f"{split}_x"], data[f"{split}_y"], i, m)
         return (lax.psum(sums, self.axis_name) if self.axis_name else sums), pred
 
-    def period(self, state: TrainState, data: Mapping[str, jax.Array], idx, evals):
-        """K fused train steps, then an evaluation of each split in ``evals``.
+    def train_period(self, state: TrainState, data: Mapping[str, jax.Array], idx):
+        """K fused train steps on data["train_x"/"train_y"] at idx [K, B] -> (state, per-step metrics [K])."""
+        return self.train_steps(state, data["train_x"], data["train_y"], idx)
 
-        data: {"train_x", "train_y", <split>_x, <split>_y, ...} on device.
-        idx: [K, B] train indices. evals: {split: (idx [C, E], mask [C, E])}.
-        Returns (state, per-step metrics [K], {split: ([loss_sum, correct, count], predictions [C, E])}).
+    def evaluate(self, state: TrainState, data: Mapping[str, jax.Array], evals):
+        """Evaluate each split in ``evals`` ({split: (idx [C, E], mask [C, E])}) on data[<split>_x/_y].
+
+        Returns {split: ([loss_sum, correct, count], predictions [C, E])}.
         """
-        state, step_metrics = self.train_steps(state, data["train_x"], data["train_y"], idx)
-        sums = {s: self.eval_sums(state, data[f"{s}_x"], data[f"{s}_y"], i, m) for s, (i, m) in evals.items()}
-        return state, step_metrics, sums
+        return {s: self.eval_sums(state, data[f"{s}_x"], data[f"{s}_y"], i, m) for s, (i, m) in evals.items()}
 
 
 def eval_plan(n: int, batch: int, n_shards: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -237,12 +238,14 @@ class Trainer:
             if self.n_proc > 1 and self.devices != jax.local_devices():
                 raise ValueError("a multi-process run must use every local device of each process")
             pmap_devices = None if self.n_proc > 1 else self.devices
-            self._period = jax.pmap(self.fns.period, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0,))
+            self._train = jax.pmap(self.fns.train_period, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0,))
+            self._evaluate = jax.pmap(self.fns.evaluate, axis_name=AXIS, devices=pmap_devices)
             self._step = jax.pmap(self.fns.data_step, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0,))
             self._eval_chunk = lambda split: jax.pmap(functools.partial(self.fns.data_eval_chunk, split),
                                                       axis_name=AXIS, devices=pmap_devices)
         else:
-            self._period = jax.jit(self.fns.period, donate_argnums=(0,))
+            self._train = jax.jit(self.fns.train_period, donate_argnums=(0,))
+            self._evaluate = jax.jit(self.fns.evaluate)
             self._step = jax.jit(self.fns.data_step, donate_argnums=(0,))
             self._eval_chunk = lambda split: jax.jit(functools.partial(self.fns.data_eval_chunk, split))
         # Fused periods (one lax.scan over steps) are the fast path on accelerators. XLA:CPU, though,
@@ -312,23 +315,24 @@ class Trainer:
     def _local_evals(self, evals):
         return {s: self.shard(tuple(self.local(a) for a in plan)) for s, plan in evals.items()}
 
-    def period(self, state, data, idx: np.ndarray, evals: Mapping[str, tuple[np.ndarray, np.ndarray]]):
-        """Run a period. idx: global [K, B]; evals: {split: eval_plan(n, E, self.shards)}."""
-        if not self.fuse:
-            return self._period_unfused(state, data, idx, evals)
-        dev_idx = self.shard(self.local(self.split_batches(np.asarray(idx, np.int32))))
-        return self._call("period", self._period, state, data, dev_idx, self._local_evals(evals))
-
-    def _period_unfused(self, state, data, idx, evals):
-        """The same period as one compiled call per step and per evaluation batch."""
+    def train(self, state, data, idx: np.ndarray):
+        """Train on global batch indices idx [K, B] -> (state, per-step metrics on device)."""
         split = self.local(self.split_batches(np.asarray(idx, np.int32)))  # [n, K, b]
+        if self.fuse:
+            return self._call("train", self._train, state, data, self.shard(split))
         metrics = []
-        for k in range(split.shape[1]):
+        for k in range(split.shape[1]):  # the same steps, one compiled call each
             state, m = self._call("step", self._step, state, data, self.shard(split[:, k]))
             metrics.append(m)
-        axis = 1 if self.parallel else 0  # the step / chunk axis, after the device axis under pmap
-        step_metrics = jax.tree.map(lambda *xs: jnp.stack(xs, axis=axis), *metrics)
+        axis = 1 if self.parallel else 0  # the step axis, after the device axis under pmap
+        return state, jax.tree.map(lambda *xs: jnp.stack(xs, axis=axis), *metrics)
+
+    def evaluate(self, state, data, evals: Mapping[str, tuple[np.ndarray, np.ndarray]]):
+        """Evaluate {split: eval_plan(n, E, self.shards)} -> device results (see StepFns.evaluate)."""
+        if self.fuse:
+            return self._call("evaluate", self._evaluate, state, data, self._local_evals(evals))
         out = {}
+        axis = 1 if self.parallel else 0
         for s, plan in evals.items():
             ci, cm = (self.local(a) for a in plan)  # [n, C, E]
             total, preds = None, []
@@ -338,14 +342,19 @@ class Trainer:
                 total = sums if total is None else total + sums
                 preds.append(pred)
             out[s] = (total, jnp.stack(preds, axis=axis))
-        return state, step_metrics, out
+        return out
 
-    def host_metrics(self, step_metrics, evals_out, plans, order=None):
-        """Device results -> (per-step metrics {name: [K]}, {split: {"loss", "accuracy", "count"}},
-        {split: predicted labels [n] in example order}), splits in ``order``."""
-        step_metrics, evals_out = jax.device_get((step_metrics, evals_out))
-        if self.parallel:  # metrics are identical on every device after pmean/psum
+    def host_step_metrics(self, step_metrics) -> dict[str, np.ndarray]:
+        """Per-step device metrics -> {name: [K]} on the host (identical on every device after pmean)."""
+        step_metrics = jax.device_get(step_metrics)
+        if self.parallel:
             step_metrics = jax.tree.map(lambda x: x[0], step_metrics)
+        return step_metrics
+
+    def host_evals(self, evals_out, plans, order=None):
+        """Device eval results -> ({split: {"loss", "accuracy", "count"}}, {split: predicted labels [n] in
+        example order}), splits in ``order``."""
+        evals_out = jax.device_get(evals_out)
         metrics, preds = {}, {}
         for split in order or evals_out:
             sums, pred = evals_out[split]
@@ -358,4 +367,4 @@ class Trainer:
                 pred = np.asarray(multihost_utils.process_allgather(pred))
             mask = plans[split][1].reshape(-1) > 0
             preds[split] = pred.reshape(-1)[mask]
-        return step_metrics, metrics, preds
+        return metrics, preds

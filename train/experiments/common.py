@@ -36,3 +36,8 @@ def require_common(cfg) -> None:
         raise UsageError(f"--devices must be >= 0 (0 = all local devices), got {cfg.devices}")
     if hasattr(cfg, "precision") and cfg.precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
+
+
+def eval_splits(cfg) -> tuple[str, ...]:
+    """The splits evaluated after each epoch; without ``train``, the loop uses the epoch's step means."""
+    return ("train", "test") if cfg.eval_train else ("test",)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from train import plots
-from train.experiments.common import compute_dtype, require_common, require_positive, resolve_precision
+from train.experiments.common import compute_dtype, eval_splits, require_common, require_positive, resolve_precision
 from train.results import (UsageError, atomic_write_json, make_summary, one_line,
                            prepare_run_dir, save_figure)
 
@@ -36,6 +36,7 @@ class RNNConfig:
     lr_gamma: float = 0.1          # StepLR factor (unspecified by the original)
     clip_norm: float = 10.0
     precision: str = "fp32"        # fp32 | bf16 | auto
+    eval_train: bool = False       # False: train metrics = mean over the epoch's steps (the original's)
     eval_batch: int = 4096
     grad_probe: int = 512          # test sequences used to measure dL/dh_t
     seed: int = 0
@@ -127,7 +128,7 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
                           rngs=nnx.Rngs(cfg.seed))
     steps_per_epoch = n // cfg.batch_size
     backend = JaxBackend(model, make_optimizer(cfg, steps_per_epoch), lambda x: x, arrays, seed=cfg.seed,
-                         devices=devices, eval_batch=cfg.eval_batch)
+                         devices=devices, eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg))
     atomic_write_json(run_dir / "config.json", {
         "experiment": EXPERIMENT, "framework": "jax", "config": dataclasses.asdict(cfg),
         "n_train": n, "n_test": len(ds.test_y), "versions": package_versions(), "devices": device_info()})
