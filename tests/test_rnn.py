@@ -14,7 +14,15 @@ import optax
 import pytest
 from flax import nnx
 
-from jax_models.rnn import RNNClassifier, grad_norms_wrt_hidden, torch_linear_init
+from jax_models.rnn import (
+    GPU_FULL_UNROLL_MAX,
+    GPU_UNROLL,
+    RNNClassifier,
+    default_unroll,
+    grad_norms_wrt_hidden,
+    resolve_unroll,
+    torch_linear_init,
+)
 
 B, T, H = 5, 9, 128  # H = the default size, so parameter-init compiles are shared
 
@@ -258,3 +266,42 @@ def test_invalid_arguments():
         model(jnp.zeros((2, 3, 7)))  # wrong feature size
     with pytest.raises(ValueError):
         model(jnp.zeros((2, 3, 10), jnp.int32))  # int input must be [B, T]
+
+
+@pytest.mark.parametrize("cell", ["vanilla", "lstm"])
+def test_unrolled_scan_equals_loop_and_python_reference(cell):
+    # unroll=4 does not divide T=9: two unrolled trips plus a remainder of one step.
+    x = _digits(seed=10)
+    models = {u: RNNClassifier(hidden=H, cell=cell, unroll=u, rngs=nnx.Rngs(10)) for u in (1, 4, True)}
+    w, b, _, _ = (jnp.asarray(p) for p in _params(models[1]))
+    ref = jax.jit(lambda w, b, xo: _loop_hidden_states(jnp, cell, w, b, xo))(
+        w, b, jax.nn.one_hot(x, 10, dtype=jnp.float32))
+    hs = {u: np.asarray(m.hidden_states(x)) for u, m in models.items()}
+    for u in (4, True):
+        np.testing.assert_allclose(hs[u], hs[1], atol=1e-6, rtol=0)
+    for u in hs:
+        np.testing.assert_allclose(hs[u], np.asarray(ref), atol=1e-6, rtol=0)
+    # Gradients flow through the unrolled scan the same way.
+    y = jnp.asarray(np.random.default_rng(11).integers(0, 10, size=B))
+    np.testing.assert_allclose(np.asarray(grad_norms_wrt_hidden(models[True], x, y)),
+                               np.asarray(grad_norms_wrt_hidden(models[1], x, y)), rtol=1e-5)
+
+
+def test_unroll_removes_the_time_loop_from_the_program():
+    x = jnp.asarray(_digits(seed=12))
+
+    def program(unroll):
+        m = RNNClassifier(hidden=H, unroll=unroll, rngs=nnx.Rngs(12))
+        return jax.jit(lambda x: m.hidden_states(x)).lower(x).as_text()
+
+    assert "while" in program(1) and "while" not in program(True)
+
+
+def test_default_unroll_by_platform_and_resolution():
+    assert default_unroll(15, "cpu") == 1 and default_unroll(300, "cpu") == 1
+    assert default_unroll(15, "gpu") == 15 and default_unroll(GPU_FULL_UNROLL_MAX, "gpu") == GPU_FULL_UNROLL_MAX
+    assert default_unroll(GPU_FULL_UNROLL_MAX + 1, "gpu") == GPU_UNROLL
+    assert resolve_unroll(True, 9) == 9 and resolve_unroll(False, 9) == 1 and resolve_unroll(3, 9) == 3
+    assert resolve_unroll(None, 9, "cpu") == 1
+    with pytest.raises(ValueError):
+        RNNClassifier(hidden=H, unroll=0, rngs=nnx.Rngs(0))
