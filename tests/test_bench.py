@@ -10,6 +10,7 @@ import json
 import statistics
 import sys
 
+import jax
 import pytest
 
 from train import bench
@@ -121,12 +122,22 @@ def test_tiny_bench_writes_json_table_and_chart(tiny_run):
         assert r["examples_per_s"] == pytest.approx(30 / r["step_s"])
     pm = next(r for r in doc["records"] if r["mode"] == "pmap")
     assert pm["devices"] == 1 and pm["extra"]["pmap_vs_jit"] > 0
-    assert doc["ratios"]["toy/fp32"]["pmap_vs_jit"] > 0
+    assert doc["ratios"]["toy/fp32/b30"]["pmap_vs_jit"] > 0
+    # Whatever the session's matmul precision is (a test setup may pin it), the record states it.
+    assert jf_settings(doc) == {"matmul_precision": jax.config.jax_default_matmul_precision or "default"}
     jf = next(r for r in doc["records"] if r["mode"] == "fused")
+    assert doc["batches"] == [
+        {"suite": "toy", "framework": r["framework"], "mode": r["mode"], "precision": "fp32", "devices": 1,
+         "batches": [30], "recipe_batch": 30, "recipe_examples_per_s": r["examples_per_s"], "best_batch": 30,
+         "best_examples_per_s": r["examples_per_s"]} for r in doc["records"]]
     assert {"trace_s", "lower_s", "xla_compile_s"} <= set(jf["extra"])
     table = (d / "bench.md").read_text()
     assert "| suite | framework | mode |" in table and "| toy | jax | fused |" in table
     assert (d / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def jf_settings(doc):
+    return next(r for r in doc["records"] if r["mode"] == "fused")["settings"]
 
 
 def test_devices_beyond_local_are_skipped_with_a_note(tmp_path):
@@ -172,3 +183,129 @@ def test_bad_input_is_a_usage_error(tmp_path):
         _run(["--suite", "toy", "--steps", "0", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         _run(["--suite", "nope"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batch sweeps, settings, acceptance checks
+# ---------------------------------------------------------------------------------------------------
+
+def test_batch_sizes_parse_per_suite_and_for_all():
+    spec = bench._batch_sizes("256, cnn:1024,rnn:128,cnn:256")
+    assert spec == [(None, 256), ("cnn", 1024), ("rnn", 128), ("cnn", 256)]
+    assert bench.suite_batches("cnn", spec) == [256, 1024]       # in order, no repeats
+    assert bench.suite_batches("rnn", spec) == [256, 128]
+    assert bench.suite_batches("toy", [("cnn", 8)]) == [None]     # none applies: the suite's default
+    for bad in ("0", "cnn:x", "gan:64", ","):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench._batch_sizes(bad)
+
+
+def test_workload_sizes_by_platform_and_batch():
+    gpu = bench.make_workload("cnn", gpu=True, quick=False, seed=0)
+    assert gpu.batch == bench.RECIPE_BATCH["cnn"] == 256 and len(gpu.train_x) == bench.GPU_TRAIN_IMAGES == 50_000
+    assert gpu.idx.shape == (gpu.steps, 256) and gpu.idx.max() < 50_000 and len(set(gpu.idx[0])) == 256
+    big = bench.make_workload("cnn", gpu=True, quick=False, seed=0, batch=1024)
+    # Four times the batch, a quarter of the steps (at least 10), so a window's work stays about the same.
+    assert big.steps == max(min(gpu.steps, 10), round(gpu.steps / 4)) and big.idx.shape == (big.steps, 1024)
+    cpu = bench.make_workload("mlp-cifar", gpu=False, quick=True, seed=0)
+    assert len(cpu.train_x) == 2048 and cpu.batch == 256
+
+
+def test_sweep_runs_every_batch_and_reports_the_best(tmp_path):
+    rc = _run(["--suite", "toy", "--frameworks", "numpy,jax", "--modes", "step,fused", "--batch-sizes", "30,60",
+               "--steps", "4", "--windows", "2", "--warmup", "0", "--out", str(tmp_path)])
+    assert rc == 0
+    doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    recs = doc["records"]
+    assert sorted((r["framework"], r["batch_size"]) for r in recs) == [("jax", 30), ("jax", 60), ("numpy", 30),
+                                                                       ("numpy", 60)]
+    for b in doc["batches"]:
+        mine = {r["batch_size"]: r["examples_per_s"] for r in recs if r["framework"] == b["framework"]}
+        assert b["batches"] == [30, 60] and b["recipe_batch"] == 30
+        assert b["recipe_examples_per_s"] == mine[30]
+        assert b["best_examples_per_s"] == max(mine.values()) and mine[b["best_batch"]] == max(mine.values())
+    assert set(doc["ratios"]) == {"toy/fp32/b30", "toy/fp32/b60"}
+    assert doc["settings"]["batch_sizes"] == [[None, 30], [None, 60]]
+    assert "| toy | jax | fused | fp32 | 1 | 30, 60 |" in (tmp_path / "bench" / "bench.md").read_text()
+
+
+def test_precisions_at_recipe_and_swept_batches():
+    assert bench.run_precisions("cnn", 256, ["fp32", "bf16"], ["bf16"]) == ["fp32", "bf16"]
+    assert bench.run_precisions("cnn", 1024, ["fp32", "bf16"], ["bf16"]) == ["bf16"]
+    assert bench.run_precisions("cnn", 1024, ["fp32", "bf16"], None) == ["fp32", "bf16"]
+
+
+def test_compile_policy():
+    wl = lambda suite, batch: argparse.Namespace(suite=suite, batch=batch)
+    gpu = bench.compile_policy("auto", gpu=True, quick=False)
+    assert gpu(wl("cnn", 256), "bf16") == "" and gpu(wl("rnn", 128), "bf16") == ""
+    assert "recipe batch 256" in gpu(wl("cnn", 256), "fp32") and "recipe batch 256" in gpu(wl("cnn", 1024), "bf16")
+    assert "--quick" in bench.compile_policy("auto", gpu=False, quick=True)(wl("cnn", 8), "fp32")
+    assert bench.compile_policy("auto", gpu=False, quick=False)(wl("cnn", 8), "fp32") == ""
+    assert bench.compile_policy("on", gpu=True, quick=True)(wl("cnn", 1024), "fp32") == ""
+    assert "off" in bench.compile_policy("off", gpu=True, quick=False)(wl("cnn", 256), "bf16")
+
+
+def test_torch_settings_are_recorded(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    rc = _run(["--suite", "mlp-cifar", "--frameworks", "torch", "--modes", "eager", "--batch-size", "32",
+               "--steps", "2", "--windows", "1", "--warmup", "0", "--out", str(tmp_path)])
+    assert rc == 0
+    (rec,) = json.loads((tmp_path / "bench" / "bench.json").read_text())["records"]
+    cuda = torch.cuda.is_available()
+    assert rec["settings"] == {"channels_last": False, "cudnn_benchmark": cuda, "tf32": cuda,
+                               "fused_adamw": "cuda" in _get_fused_kernels_supported_devices() if cuda else
+                               "cpu" in _get_fused_kernels_supported_devices(),
+                               "autocast": None, "compile_mode": None}
+
+
+def test_settings_text():
+    s = {"channels_last": True, "cudnn_benchmark": True, "tf32": True, "fused_adamw": False, "autocast": "bf16",
+         "compile_mode": "reduce-overhead", "scan_unroll": 15, "matmul_precision": None}
+    assert bench.settings_text(s) == ("channels_last, cudnn.benchmark, TF32, no fused AdamW, autocast bf16, "
+                                      "compile reduce-overhead, unroll 15")
+    assert bench.settings_text({"channels_last": False, "fused_adamw": None}) == ""
+
+
+def _rec(suite, framework, mode, precision, batch, per_s, windows=3):
+    step = batch / per_s
+    return bench.Record(suite, framework, mode, precision, 1, batch, step_s=step, examples_per_s=per_s,
+                        windows=windows, window_step_s=[step] * windows)
+
+
+def test_batch_summary_recipe_and_best():
+    recs = [_rec("cnn", "jax", "fused", "bf16", 256, 150_000), _rec("cnn", "jax", "fused", "bf16", 1024, 250_000),
+            _rec("cnn", "jax", "fused", "bf16", 4096, 240_000), _rec("rnn", "torch", "eager", "fp32", 512, 9_000),
+            bench.skipped("cnn", "torch", "compiled", "off", precision="bf16", batch_size=1024)]
+    assert bench.batch_summary(recs) == [
+        {"suite": "cnn", "framework": "jax", "mode": "fused", "precision": "bf16", "devices": 1,
+         "batches": [256, 1024, 4096], "recipe_batch": 256, "recipe_examples_per_s": 150_000,
+         "best_batch": 1024, "best_examples_per_s": 250_000},
+        {"suite": "rnn", "framework": "torch", "mode": "eager", "precision": "fp32", "devices": 1,
+         "batches": [512], "recipe_batch": 128, "recipe_examples_per_s": None,
+         "best_batch": 512, "best_examples_per_s": 9_000}]
+
+
+def test_gpu_acceptance_checks_compare_with_the_best_torch_at_the_same_batch():
+    recs = [_rec("cnn", "jax", "fused", "bf16", 256, 150_000), _rec("cnn", "jax", "fused", "bf16", 1024, 250_000),
+            _rec("cnn", "jax", "fused", "fp32", 1024, 900_000),            # fp32 is not what the checks quote
+            _rec("cnn", "torch", "eager", "bf16", 256, 50_000), _rec("cnn", "torch", "compiled", "bf16", 256, 60_000),
+            _rec("cnn", "torch", "eager", "bf16", 1024, 70_000),
+            _rec("cnn", "torch", "compiled", "bf16", 4096, 500_000),        # another batch: not compared
+            _rec("rnn", "jax", "fused", "bf16", 128, 600_000), _rec("rnn", "jax", "fused", "bf16", 4096, 400_000)]
+    checks = {c["check"]: (c["value"], c["target"], c["pass"]) for c in bench.acceptance_checks(recs, gpu=True)}
+    assert checks == {
+        "cnn: JAX fused bf16 examples/s at batch 256 (recipe)": (150_000, ">= 200,000", False),
+        "cnn: JAX fused bf16 / best PyTorch (torch compiled bf16, 60,000/s) at batch 256 (recipe)": (2.5, ">= 3", False),
+        "cnn: JAX fused bf16 examples/s at batch 1024 (best)": (250_000, ">= 200,000", True),
+        "cnn: JAX fused bf16 / best PyTorch (torch eager bf16, 70,000/s) at batch 1024 (best)":
+            (round(250 / 70, 4), ">= 3", True),
+        "rnn: JAX fused bf16 examples/s at batch 128 (recipe+best)": (600_000, ">= 500,000", True),
+    }
+    # A best batch without a PyTorch record cannot pass the speed ratio; on CPU no GPU target applies.
+    alone = [_rec("cnn", "jax", "fused", "bf16", 256, 300_000)]
+    (c1, c2) = bench.acceptance_checks(alone, gpu=True)
+    assert c1["pass"] and c2["value"] is None and not c2["pass"] and "no PyTorch record" in c2["check"]
+    assert bench.acceptance_checks(recs, gpu=False) == []

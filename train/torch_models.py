@@ -7,7 +7,8 @@ Flax versions in ``jax_models/``:
 
 * ``MLP``: Linear -> ReLU -> ... -> Linear (toy 2-20-2 and CIFAR 3072-...-10).
 * ``CNN``: five blocks of 3x3 conv + BatchNorm2d + ReLU, each ending in
-  MaxPool2d(3, 2, 1); Linear(512 -> 10). NCHW, PyTorch's layout.
+  MaxPool2d(3, 2, 1); Linear(512 -> 10). NCHW logically; on a GPU the bench
+  stores weights and images channels_last (NHWC in memory), cuDNN's fast layout.
 * ``VanillaRNN``: one nn.Linear(input + hidden -> hidden) applied to
   ``cat([x_t, h_{t-1}])`` with tanh, a Python loop over time (as in the
   original assignment), Linear(hidden -> 10) on the last state.
@@ -18,6 +19,9 @@ Training is the idiomatic loop: ``zero_grad``, forward, ``CrossEntropyLoss``,
 RMSprop + global-norm clipping for the RNN). Batches are gathered from
 tensors that stay on the device, and normalised/one-hot encoded per batch,
 the same work the JAX step does, so the frameworks are timed on equal terms.
+``configure_backend`` and ``make_train_step``'s options are PyTorch's own
+speed recipe on a GPU: cuDNN autotuning, TF32, channels_last, fused AdamW, bf16
+autocast, ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -82,57 +86,134 @@ class VanillaRNN(nn.Module):
         return self.out(h)
 
 
+# torch.compile modes by device. On a GPU, "reduce-overhead" adds CUDA graphs to inductor's fused
+# kernels: a whole forward (and backward) becomes one graph launch, which is what a launch-bound step
+# (the RNN's 15 small time steps, the CIFAR MLP) needs; "max-autotune" would add minutes of
+# autotuning per model. On CPU there are no CUDA graphs: "default".
+COMPILE_MODE = {"cuda": "reduce-overhead", "cpu": "default"}
+
+
+def configure_backend(device_type: str) -> dict:
+    """Process-wide flags for PyTorch's fastest honest configuration on this device; returns them.
+
+    On CUDA: cuDNN autotuning (``cudnn.benchmark``: each new shape tries the convolution algorithms
+    once) and TF32 for float32 matmuls and convolutions. JAX computes float32 matmuls and
+    convolutions in TF32 on a GPU by default, so fp32 rows compare like with like. On CPU neither
+    applies.
+    """
+    cuda = device_type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+        conv = getattr(torch.backends.cudnn, "conv", None)
+        if conv is not None and hasattr(conv, "fp32_precision"):
+            conv.fp32_precision = "tf32"   # PyTorch >= 2.9; mixing it with allow_tf32 is an error there
+        else:
+            torch.backends.cudnn.allow_tf32 = True
+    # Every compiled runner of a bench traces the same code objects (the loss function, the models'
+    # forward) for new models and shapes; past dynamo's recompile limit (8) it silently runs them
+    # eagerly, and "compiled" rows would time eager code.
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
+    return {"cudnn_benchmark": cuda, "tf32": cuda}
+
+
+def compile_counters() -> dict[str, int]:
+    """Dynamo/inductor counters (graphs, graph breaks, CUDA-graph skips); the difference across a
+    first call shows what torch.compile really did. Empty where this PyTorch lacks them."""
+    try:
+        from torch._dynamo.utils import counters
+        return {"graphs": int(counters["stats"]["unique_graphs"]),
+                "graph_breaks": int(sum(counters["graph_break"].values())),
+                "cudagraph_skips": int(counters["inductor"]["cudagraph_skips"])}
+    except Exception:  # noqa: BLE001 - private API
+        return {}
+
+
 def make_preprocess(suite: str, *, mean: np.ndarray | None = None, std: np.ndarray | None = None,
-                    device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+                    device: torch.device, channels_last: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """Per-batch input transform: uint8 images -> normalised float; digits -> one-hot; toy: identity."""
     if suite in ("mlp-cifar", "cnn"):
         # The CNN's images are NCHW (channels on axis 1); the MLP keeps NHWC and flattens.
         shape = (1, 3, 1, 1) if suite == "cnn" else (1, 1, 1, 3)
         m = torch.as_tensor(np.asarray(mean, np.float32), device=device).view(shape)
         inv = torch.as_tensor(1.0 / np.asarray(std, np.float32), device=device).view(shape)
-        return lambda x: (x.float() * (1.0 / 255.0) - m) * inv
+        fmt = torch.channels_last if channels_last else torch.preserve_format
+        return lambda x: ((x.float() * (1.0 / 255.0) - m) * inv).contiguous(memory_format=fmt)
     if suite == "rnn":
         return lambda x: nn.functional.one_hot(x.long(), 10).float()
     return lambda x: x
 
 
-def build(suite: str, *, hidden: Sequence[int] = (), lr: float, clip_norm: float | None = None,
-          seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer, float | None]:
-    """(model, optimizer, clip norm or None) for a bench suite, with the seed's optimizer."""
+def _adamw(params, lr: float) -> tuple[torch.optim.Optimizer, bool]:
+    """AdamW(weight_decay=0.01), fused (one kernel for all parameters) where this PyTorch supports
+    it for the parameters' device; (optimizer, fused)."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=True), True
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=0.01), False
+
+
+def build(suite: str, *, hidden: Sequence[int] = (), lr: float, seed: int = 0, device: str | torch.device = "cpu",
+          channels_last: bool = False) -> tuple[nn.Module, torch.optim.Optimizer, bool | None]:
+    """(model on ``device``, optimizer, fused AdamW or None for the other optimizers) for a bench
+    suite, with the seed's optimizer. ``channels_last`` stores the CNN's weights NHWC (cuDNN's fast
+    layout for tensor cores)."""
     torch.manual_seed(seed)
+    fused = None
     if suite == "toy":
         model: nn.Module = MLP(2, hidden or (20,), 2)
-        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     elif suite == "mlp-cifar":
         model = MLP(3 * 32 * 32, hidden or (1024, 512, 256, 256, 128), 10)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     elif suite == "cnn":
         model = CNN()
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     elif suite == "rnn":
         model = VanillaRNN(10, hidden[0] if hidden else 128, 10)
+    else:
+        raise ValueError(f"unknown suite {suite!r}")
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    if suite == "toy":
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    elif suite == "rnn":
         # PyTorch's RMSprop defaults (alpha 0.99, eps 1e-8) are what rnn.make_optimizer mirrors in optax.
         opt = torch.optim.RMSprop(model.parameters(), lr=lr)
     else:
-        raise ValueError(f"unknown suite {suite!r}")
-    return model, opt, clip_norm
+        opt, fused = _adamw(model.parameters(), lr)
+    return model, opt, fused
 
 
 def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, preprocess, *, clip_norm: float | None = None,
-                    autocast_dtype: torch.dtype | None = None, device_type: str = "cpu"):
+                    autocast_dtype: torch.dtype | None = None, device_type: str = "cpu",
+                    compile_mode: str | None = None):
     """step(x_batch, y_batch) -> loss tensor: one optimizer step, the textbook PyTorch way.
 
     ``autocast_dtype`` (e.g. torch.bfloat16) runs the forward under ``torch.autocast``,
     PyTorch's mixed-precision recipe: parameters and optimizer state stay float32.
+    ``compile_mode`` compiles preprocessing + forward + loss (and, through AOTAutograd, their
+    backward) with ``torch.compile(mode=compile_mode)``, as the PyTorch docs recommend; the
+    optimizer step (fused where available) and clipping stay eager, so there is no graph break.
     """
     loss_fn = nn.CrossEntropyLoss()
     model.train()
 
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
+    def loss_of(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             logits = model(preprocess(xb))
-        loss = loss_fn(logits.float(), yb)
+        return loss_fn(logits.float(), yb)
+
+    # CUDA graphs replay into the same output buffers: marking each step's start tells PyTorch
+    # the previous step's outputs are dead.
+    cudagraphs = compile_mode in ("reduce-overhead", "max-autotune") and device_type == "cuda"
+    if compile_mode:
+        loss_of = torch.compile(loss_of, mode=compile_mode, dynamic=False)
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        if cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_of(xb, yb)
         loss.backward()
         if clip_norm is not None:
             nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
