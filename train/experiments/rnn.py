@@ -100,50 +100,72 @@ def plot_grad_norms(curves: dict[str, list[float]], path, *, title: str) -> None
     plt.close(fig)
 
 
-def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None,
-                       resume: bool = False, checkpoint_every: int = 1) -> dict:
+@dataclass
+class _Run:
+    """One run's inputs and folder, prepared the same way whether it trains alone or beside other seeds."""
+
+    cfg: RNNConfig
+    arrays: dict
+    run_dir: Path
+    model: object
+    n_train: int
+    n_test: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n_train // self.cfg.batch_size
+
+    def epoch(self, e: int) -> np.ndarray:
+        from train.backends import epoch_batches
+
+        return epoch_batches(self.n_train, self.cfg.batch_size, e, self.cfg.seed)
+
+    def probe(self):
+        """The test sequences on which dL/dh_t is measured."""
+        return self.arrays["test_x"][: self.cfg.grad_probe], self.arrays["test_y"][: self.cfg.grad_probe]
+
+
+def _prepare_run(cfg: RNNConfig, workdir: Path, *, resume: bool) -> _Run:
+    """Validate, build the data and the model for ``cfg.seed``, and create the run folder."""
     from flax import nnx
 
     from data.palindrome import make_palindrome_data
     from jax_models.rnn import RNNClassifier
-    from train.backends import JaxBackend, epoch_batches
-    from train.loop import check_resumable, train_loop
-    from train.trainer import select_devices
-    from train.results import device_info, package_versions
+    from train.loop import check_resumable
 
     cfg.validate()
-    devices = select_devices(cfg.devices, cfg.batch_size)
     ds = make_palindrome_data(cfg.input_length, cfg.data_size, cfg.portion_train, seed=cfg.seed)
     n = len(ds.train_y)
     if n < cfg.batch_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the {n} training sequences "
                          f"(only {len(ds.train_y) + len(ds.test_y)} palindromes of length {cfg.input_length + 1} exist)")
     arrays = {"train_x": ds.train_x, "train_y": ds.train_y, "test_x": ds.test_x, "test_y": ds.test_y}
-    workdir = Path(workdir)
     if resume:
         check_resumable(workdir / cfg.run_name, json.loads(json.dumps(dataclasses.asdict(cfg))))
     run_dir = prepare_run_dir(workdir.parent, workdir.name, cfg.run_name)
-    dtype = compute_dtype(cfg.precision)
-    model = RNNClassifier(input_dim=10, hidden=cfg.hidden, num_classes=10, cell=cfg.cell, dtype=dtype,
-                          rngs=nnx.Rngs(cfg.seed))
-    steps_per_epoch = n // cfg.batch_size
-    backend = JaxBackend(model, make_optimizer(cfg, steps_per_epoch), lambda x: x, arrays, seed=cfg.seed,
-                         devices=devices, eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg))
-    atomic_write_json(run_dir / "config.json", {
-        "experiment": EXPERIMENT, "framework": "jax", "config": dataclasses.asdict(cfg),
-        "n_train": n, "n_test": len(ds.test_y), "versions": package_versions(), "devices": device_info()})
-    probe_x, probe_y = ds.test_x[: cfg.grad_probe], ds.test_y[: cfg.grad_probe]
-    grads_init = _grad_norms(backend.graphdef, backend.host_state(), probe_x, probe_y)
-    schedule = [epoch_batches(n, cfg.batch_size, e, cfg.seed) for e in range(cfg.epochs)]
-    log, timing = train_loop(backend, schedule, run_dir, resume=resume, checkpoint_every=checkpoint_every,
-                             epochs=True, desc=f"{EXPERIMENT} {cfg.run_name}", progress=progress)
-    grads_trained = _grad_norms(backend.graphdef, backend.host_state(), probe_x, probe_y)
+    model = RNNClassifier(input_dim=10, hidden=cfg.hidden, num_classes=10, cell=cfg.cell,
+                          dtype=compute_dtype(cfg.precision), rngs=nnx.Rngs(cfg.seed))
+    return _Run(cfg, arrays, run_dir, model, n, len(ds.test_y))
+
+
+def _write_config(run: _Run) -> None:
+    from train.results import device_info, package_versions
+
+    atomic_write_json(run.run_dir / "config.json", {
+        "experiment": EXPERIMENT, "framework": "jax", "config": dataclasses.asdict(run.cfg),
+        "n_train": run.n_train, "n_test": run.n_test, "versions": package_versions(), "devices": device_info()})
+
+
+def _finish_run(run: _Run, log, timing: dict, graphdef, host_state, grads_init: list[float], *,
+                param_count: int, devices: int) -> dict:
+    """After training: grad_norms.json and its figure, summary.json, the curves; returns the summary."""
+    cfg, run_dir = run.cfg, run.run_dir
+    grads_trained = _grad_norms(graphdef, host_state, *run.probe())
     atomic_write_json(run_dir / "grad_norms.json", {"t": list(range(1, cfg.input_length + 1)),
                                                     "init": grads_init, "trained": grads_trained})
     plot_grad_norms({"at initialisation": grads_init, "after training": grads_trained}, run_dir / "grad_norms.png",
                     title=f"T={cfg.input_length} {cfg.cell}: gradient reaching h_t")
-    summary = make_summary(EXPERIMENT, "jax", log.rows, timing,
-                           param_count=backend.param_count, devices=backend.devices,
+    summary = make_summary(EXPERIMENT, "jax", log.rows, timing, param_count=param_count, devices=devices,
                            extra={"input_length": cfg.input_length, "cell": cfg.cell, "seed": cfg.seed,
                                   "precision": cfg.precision_resolved(), "epochs": cfg.epochs,
                                   "grad_norm_ratio_first_to_last_trained": grads_trained[0] / grads_trained[-1]})
@@ -154,13 +176,98 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
     return summary
 
 
+def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None,
+                       resume: bool = False, checkpoint_every: int = 1) -> dict:
+    from train.backends import JaxBackend
+    from train.loop import train_loop
+    from train.trainer import select_devices
+
+    cfg.validate()
+    devices = select_devices(cfg.devices, cfg.batch_size)
+    run = _prepare_run(cfg, Path(workdir), resume=resume)
+    backend = JaxBackend(run.model, make_optimizer(cfg, run.steps_per_epoch), lambda x: x, run.arrays, seed=cfg.seed,
+                         devices=devices, eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg))
+    _write_config(run)
+    grads_init = _grad_norms(backend.graphdef, backend.host_state(), *run.probe())
+    schedule = [run.epoch(e) for e in range(cfg.epochs)]
+    log, timing = train_loop(backend, schedule, run.run_dir, resume=resume, checkpoint_every=checkpoint_every,
+                             epochs=True, desc=f"{EXPERIMENT} {cfg.run_name}", progress=progress)
+    return _finish_run(run, log, timing, backend.graphdef, backend.host_state(), grads_init,
+                       param_count=backend.param_count, devices=backend.devices)
+
+
+def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress: bool | None = None,
+                         resume: bool = False, checkpoint_every: int = 1) -> list[dict]:
+    """Train several seeds of one setting side by side in one compiled program (``jax.vmap``, one device).
+
+    ``cfgs`` differ only in ``seed``. Each seed's run folder is written as ``train_and_evaluate(cfg)``
+    writes it alone (the same data, initialisation, batch order and files, a checkpoint folder that
+    ``rnn-palindrome --resume`` can continue alone); the metrics agree with separate runs to float
+    rounding. Timing fields are the shared program's: every seed reports the same train time.
+    """
+    from train.loop import train_loop
+    from train.multiseed import MultiSeedJaxBackend, vmap_supported
+    from train.trainer import select_devices
+
+    if len(cfgs) == 1:
+        return [train_and_evaluate(cfgs[0], workdir, progress=progress, resume=resume,
+                                   checkpoint_every=checkpoint_every)]
+    for c in cfgs:
+        c.validate()
+    if len({json.dumps({**dataclasses.asdict(c), "seed": 0}, sort_keys=True) for c in cfgs}) != 1:
+        raise ValueError("train_seeds_together: the configs may differ only in their seed")
+    devices = select_devices(cfgs[0].devices, cfgs[0].batch_size)
+    if not vmap_supported(devices):
+        raise ValueError("train_seeds_together runs on one device in one process")
+    workdir = Path(workdir)
+    runs = [_prepare_run(c, workdir, resume=resume) for c in cfgs]
+    cfg = cfgs[0]
+    backend = MultiSeedJaxBackend([r.model for r in runs], make_optimizer(cfg, runs[0].steps_per_epoch),
+                                  lambda x: x, [r.arrays for r in runs], seeds=[c.seed for c in cfgs],
+                                  device=devices[0], eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg))
+    for r in runs:
+        _write_config(r)
+    states = backend.host_state()
+    grads_init = [_grad_norms(backend.graphdef, st, *r.probe()) for r, st in zip(runs, states)]
+    schedule = [np.stack([r.epoch(e) for r in runs]) for e in range(cfg.epochs)]
+    seeds = ",".join(str(c.seed) for c in cfgs)
+    out = train_loop(backend, schedule, [r.run_dir for r in runs], resume=resume, checkpoint_every=checkpoint_every,
+                     epochs=True, desc=f"{EXPERIMENT} T{cfg.input_length}-{cfg.cell}-s{{{seeds}}}", progress=progress)
+    states = backend.host_state()
+    return [_finish_run(r, log, timing, backend.graphdef, st, g, param_count=backend.param_count,
+                        devices=backend.devices)
+            for r, (log, timing), st, g in zip(runs, out, states, grads_init)]
+
+
+def _resumable(cfgs: list[RNNConfig], workdir: Path) -> bool:
+    """True if every one of these runs has a checkpoint made with its exact settings."""
+    from train.loop import check_resumable
+
+    try:
+        for c in cfgs:
+            check_resumable(workdir / c.run_name, json.loads(json.dumps(dataclasses.asdict(c))))
+    except UsageError:
+        return False
+    return True
+
+
 def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out: str | Path,
-          *, progress: bool | None = None, checkpoint_every: int = 1, reuse: bool = False) -> dict:
+          *, progress: bool | None = None, checkpoint_every: int = 1, reuse: bool = False,
+          resume: bool = False) -> dict:
     """Train every (cell, T, seed); write <out>/rnn-sweep/sweep.json and accuracy-vs-T figures.
 
+    The seeds of one (cell, T) train side by side in one compiled program (see
+    :func:`train_seeds_together`) on a single device; with several devices or processes
+    they train one after the other, each data parallel.
     With ``reuse``, a run already finished with the same settings is read back instead of retrained.
+    With ``reuse`` or ``resume``, the seeds of a (cell, T) that all have a checkpoint with the same
+    settings (an interrupted sweep) continue from it; the others start over.
     """
+    import sys
+
     from train.loop import completed_summary
+    from train.multiseed import vmap_supported
+    from train.trainer import select_devices
 
     if not lengths or any(t <= 0 for t in lengths):
         raise UsageError(f"--lengths must be positive integers, got {lengths}")
@@ -170,22 +277,34 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
         if c not in CELLS:
             raise UsageError(f"--cells must be drawn from {', '.join(CELLS)}, got {c!r}")
     out = Path(out)
+    workdir = out / EXPERIMENT
     sweep_dir = prepare_run_dir(out, "rnn-sweep", "")
+    together = seeds > 1 and vmap_supported(select_devices(cfg.devices, cfg.batch_size))
+    if seeds > 1 and not together:
+        print("note: rnn-sweep trains the seeds one after the other: seeds share one program only on a single "
+              "device in a single process (--devices 1)", file=sys.stderr)
+    loop_kw = {"progress": progress, "checkpoint_every": checkpoint_every}
     results = []
     for cell in cells:
         for t in lengths:
-            for s in range(seeds):
-                run_cfg = dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s)
-                summ = completed_summary(out / EXPERIMENT / run_cfg.run_name, dataclasses.asdict(run_cfg)) if reuse else None
-                if summ is None:
-                    summ = train_and_evaluate(run_cfg, out / EXPERIMENT, progress=progress,
-                                              checkpoint_every=checkpoint_every)
-                g = json.loads((out / EXPERIMENT / run_cfg.run_name / "grad_norms.json").read_text())
-                results.append({"cell": cell, "input_length": t, "seed": run_cfg.seed,
-                                "test_accuracy": summ["final"]["test_accuracy"],
-                                "train_accuracy": summ["final"]["train_accuracy"],
-                                "best_test_accuracy": summ["best_test_accuracy"],
-                                "wall_time_s": summ["wall_time_s"], "grad_norms": g})
+            cfgs = [dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s) for s in range(seeds)]
+            summ = {c.seed: completed_summary(workdir / c.run_name, dataclasses.asdict(c)) if reuse else None
+                    for c in cfgs}
+            todo = [c for c in cfgs if summ[c.seed] is None]
+            cont = bool(todo) and (reuse or resume) and _resumable(todo, workdir)
+            if together and len(todo) > 1:
+                summ.update(zip([c.seed for c in todo], train_seeds_together(todo, workdir, resume=cont, **loop_kw)))
+            else:
+                for c in todo:
+                    summ[c.seed] = train_and_evaluate(c, workdir, resume=cont, **loop_kw)
+            for c in cfgs:
+                s = summ[c.seed]
+                g = json.loads((workdir / c.run_name / "grad_norms.json").read_text())
+                results.append({"cell": cell, "input_length": t, "seed": c.seed,
+                                "test_accuracy": s["final"]["test_accuracy"],
+                                "train_accuracy": s["final"]["train_accuracy"],
+                                "best_test_accuracy": s["best_test_accuracy"],
+                                "wall_time_s": s["wall_time_s"], "grad_norms": g})
     table = {}
     for cell in cells:
         for t in lengths:

@@ -1,0 +1,158 @@
+"""Several seeds of one model side by side in one compiled program (``jax.vmap`` over the seed axis).
+
+A small model (the RNN at batch 128) leaves an accelerator mostly idle, so
+training S seeds one after the other costs S times one seed's time for work
+that could run at once. :class:`MultiSeedJaxBackend` builds each seed's model,
+optimizer state and data exactly as :class:`train.backends.JaxBackend` would
+for that seed alone, stacks them on a leading seed axis, and compiles
+``jax.vmap`` of the same pure :class:`train.trainer.StepFns` (the fused
+``lax.scan`` of train steps, and the masked evaluation): one program trains
+every seed on its own data in its own order.
+
+Every seed computes what it computes alone: ``vmap`` only adds a batch
+dimension to every operation (a gather per seed, a batched ``dot_general``
+whose per-seed slices are the unbatched matmuls, reductions over the same
+axes), so the numbers agree with separate runs to float rounding (the tests
+measure it). Host-side, the backend splits every result back into S per-seed
+results in the single-run format (per-step metrics, eval dicts, host
+``TrainState``), so the training loop keeps one metrics log and one
+checkpoint folder per seed, each of which can be resumed alone.
+
+Single device, single process only: a data-parallel run (``pmap`` over
+devices) already fills several devices with one seed, so callers fall back to
+training the seeds one after the other there (see :func:`vmap_supported`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from train.trainer import StepFns, create_state, eval_plan, param_count
+
+
+def vmap_supported(devices: Sequence) -> bool:
+    """True where seeds can share one program: one device, one process."""
+    return len(devices) == 1 and jax.process_count() == 1
+
+
+def stack_trees(trees: Sequence[Any]):
+    """Host pytrees of identical structure -> one pytree of numpy arrays with a leading axis."""
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def unstack_tree(tree, n: int) -> list:
+    """The inverse of :func:`stack_trees`: a stacked host pytree -> n pytrees of numpy arrays."""
+    tree = jax.device_get(tree)
+    return [jax.tree.map(lambda x, i=i: np.asarray(x[i]), tree) for i in range(n)]
+
+
+class MultiSeedJaxBackend:
+    """S runs of one architecture (one per seed) trained by one vmapped program on one device.
+
+    ``models[s]`` must be built for ``seeds[s]`` exactly as the single run builds it, and
+    ``arrays[s]`` is that seed's data ({"train_x", "train_y", "test_x", "test_y", ...}); all
+    seeds share the optimizer ``tx`` (its schedule depends only on the step count) and
+    every array shape. The interface is :class:`train.backends.JaxBackend`'s with a list
+    over seeds wherever a single run has one value: ``train(idx[S, K, B])`` returns S
+    per-step metric dicts, ``evaluate()`` S eval dicts, ``host_state()`` S host states.
+    """
+
+    framework = "jax"
+
+    def __init__(self, models: Sequence, tx, preprocess, arrays: Sequence[Mapping[str, np.ndarray]], *,
+                 seeds: Sequence[int], device=None, eval_batch: int = 1024,
+                 eval_splits: Sequence[str] = ("test",), compiler_options: dict | None = None) -> None:
+        if not (len(models) == len(arrays) == len(seeds)) or not seeds:
+            raise ValueError(f"one model and one data set per seed: got {len(models)} models, "
+                             f"{len(arrays)} data sets, {len(seeds)} seeds")
+        self.runs = len(seeds)
+        self.seeds = [int(s) for s in seeds]
+        states, graphdef = [], None
+        for model, seed in zip(models, seeds):
+            gd, state = create_state(model, tx, seed)  # the same init and key as JaxBackend's
+            if graphdef is None:
+                graphdef = gd
+            elif gd != graphdef:
+                raise ValueError("every seed's model must have the same architecture")
+            states.append(jax.device_get(state))
+        self.graphdef = graphdef
+        self.param_count = param_count(states[0].params)
+        self.device = device if device is not None else jax.local_devices()[0]
+        self.compiler_options = dict(compiler_options) if compiler_options else None
+        self.compile_time_s = 0.0
+        self._compiled: dict[Any, Any] = {}
+
+        keys = sorted(arrays[0])
+        for a in arrays[1:]:
+            if sorted(a) != keys or any(np.shape(a[k]) != np.shape(arrays[0][k]) or
+                                        np.asarray(a[k]).dtype != np.asarray(arrays[0][k]).dtype for k in keys):
+                raise ValueError("every seed's data must have the same splits, shapes and dtypes")
+        self.fns = StepFns(graphdef, tx, preprocess)
+        self.state = jax.device_put(stack_trees(states), self.device)
+        self.data = jax.device_put({k: np.stack([np.asarray(a[k]) for a in arrays]) for k in keys}, self.device)
+        # One plan for all seeds (equal split sizes); eval_plan's leading shard axis is 1 here.
+        self.evals = {s: tuple(p[0] for p in eval_plan(len(arrays[0][f"{s}_y"]), eval_batch, 1))
+                      for s in eval_splits}
+        self._dev_evals = jax.device_put(self.evals, self.device)
+        self.last_predictions: list[dict[str, np.ndarray]] = [{} for _ in self.seeds]
+
+        # The same pure functions a single run compiles (StepFns.train_period: the lax.scan of train
+        # steps; StepFns.evaluate: the masked eval passes), mapped over the seed axis: axis 0 of the
+        # state, the data and the batch indices; the eval plan is shared.
+        self._train = jax.jit(jax.vmap(self.fns.train_period), donate_argnums=(0,))
+        self._evaluate = jax.jit(jax.vmap(self.fns.evaluate, in_axes=(0, 0, None)))
+
+    @property
+    def devices(self) -> int:
+        return 1
+
+    def _call(self, name, fn, *args):
+        """Compile on first use (ahead of time, timed into ``compile_time_s``) and run, as Trainer does."""
+        sig = (name, tuple((getattr(a, "shape", None), str(getattr(a, "dtype", ""))) for a in jax.tree.leaves(args)))
+        exe = self._compiled.get(sig)
+        if exe is None:
+            t = time.perf_counter()
+            exe = fn.lower(*args).compile(compiler_options=self.compiler_options)
+            self.compile_time_s += time.perf_counter() - t
+            self._compiled[sig] = exe
+        return exe(*args)
+
+    # -- the loop's interface ------------------------------------------------------------------
+    def train(self, idx: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """Train every seed on its own batches idx [S, K, B] -> S per-step metric dicts {name: [K]}."""
+        idx = np.asarray(idx, np.int32)
+        if idx.ndim != 3 or idx.shape[0] != self.runs:
+            raise ValueError(f"expected batch indices [{self.runs}, K, B], got shape {idx.shape}")
+        self.state, metrics = self._call("train", self._train, self.state, self.data,
+                                         jax.device_put(idx, self.device))
+        metrics = jax.device_get(metrics)
+        return [{k: np.asarray(v[s]) for k, v in metrics.items()} for s in range(self.runs)]
+
+    def evaluate(self) -> list[dict[str, dict]]:
+        """Evaluate every seed on its own splits -> S dicts {split: {"loss", "accuracy", "count"}}."""
+        out = jax.device_get(self._call("evaluate", self._evaluate, self.state, self.data, self._dev_evals))
+        results, preds = [], []
+        for r in range(self.runs):
+            ev, pr = {}, {}
+            for split, (sums, pred) in out.items():
+                loss_sum, correct, count = (float(v) for v in np.asarray(sums[r]))
+                ev[split] = {"loss": loss_sum / count, "accuracy": correct / count, "count": int(count)}
+                pr[split] = np.asarray(pred[r]).reshape(-1)[self.evals[split][1].reshape(-1) > 0]
+            results.append({s: ev[s] for s in self.evals})
+            preds.append(pr)
+        self.last_predictions = preds
+        return results
+
+    def host_state(self) -> list:
+        """S host TrainStates, each shaped exactly like a single run's (so its checkpoint is one)."""
+        return unstack_tree(self.state, self.runs)
+
+    def load_state(self, host_states: Sequence) -> None:
+        if len(host_states) != self.runs:
+            raise ValueError(f"expected {self.runs} states, got {len(host_states)}")
+        self.state = jax.device_put(stack_trees(host_states), self.device)
