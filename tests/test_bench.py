@@ -309,3 +309,19 @@ def test_gpu_acceptance_checks_compare_with_the_best_torch_at_the_same_batch():
     (c1, c2) = bench.acceptance_checks(alone, gpu=True)
     assert c1["pass"] and c2["value"] is None and not c2["pass"] and "no PyTorch record" in c2["check"]
     assert bench.acceptance_checks(recs, gpu=False) == []
+
+
+def test_time_budget_skips_what_would_start_late(tmp_path):
+    assert bench.Budget(None).spent() == "" and bench.Budget(60.0).spent() == ""
+    assert "--time-budget 5 s was spent" in bench.Budget(5.0, start=-1e9).spent()
+    rc = _run(["--suite", "toy,rnn", "--frameworks", "numpy,jax", "--modes", "step,fused", "--time-budget", "1e-9",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert doc["settings"]["time_budget_s"] == 1e-9
+    assert {(r["suite"], r["framework"]) for r in doc["records"]} == {("toy", "numpy"), ("toy", "jax"), ("rnn", "jax")}
+    assert all(r["skipped"] and "--time-budget" in r["note"] for r in doc["records"])
+    with pytest.raises(bench.UsageError):
+        _run(["--suite", "toy", "--time-budget", "0", "--out", str(tmp_path)])
+    with pytest.raises(bench.UsageError):
+        _run(["--suite", "toy", "--batch-size", "30", "--batch-sizes", "30", "--out", str(tmp_path)])

@@ -245,9 +245,26 @@ def _err(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
+@dataclass
+class Budget:
+    """``--time-budget``: no runner is prepared once ``seconds`` have passed since ``start``, so a run
+    on a borrowed machine ends near a known time; what was left out says so."""
+
+    seconds: float | None = None
+    start: float = field(default_factory=time.perf_counter)
+
+    def spent(self) -> str:
+        if self.seconds is None or time.perf_counter() - self.start < self.seconds:
+            return ""
+        return f"not run: --time-budget {self.seconds:g} s was spent before it started"
+
+
 def prepare(fn: Callable[[], Runner], wl: Workload, framework: str, mode: str, precision: str,
-            devices: int = 1) -> Runner | Record:
+            devices: int = 1, budget: Budget | None = None) -> Runner | Record:
     """Build (and compile) one runner; a failure becomes a skipped record with the error, not a crash."""
+    why = budget.spent() if budget else ""
+    if why:
+        return skipped(wl.suite, framework, mode, why, precision=precision, devices=devices, batch_size=wl.batch)
     try:
         return fn()
     except Exception as e:  # noqa: BLE001 - e.g. torch.compile failing on this platform
@@ -296,6 +313,18 @@ RECIPE_BATCH = {"toy": 30, "mlp-cifar": 256, "cnn": 256, "rnn": 128}
 GPU_TRAIN_IMAGES = 50_000
 
 
+@functools.lru_cache(maxsize=2)
+def _synthetic_cifar(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(uint8 images, int32 labels, channel mean, channel std), random: the content does not change
+    the speed, and no data set is needed. Cached: a batch sweep asks for the same set again."""
+    from data.cifar10 import channel_stats
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xBE4C]))
+    x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, size=n).astype(np.int32)
+    return (x, y, *channel_stats(x))
+
+
 def make_workload(suite: str, *, gpu: bool, quick: bool, seed: int, batch: int | None = None,
                   steps: int | None = None, windows: int | None = None, warmup: int | None = None) -> Workload:
     from train.backends import batch_stream
@@ -305,19 +334,13 @@ def make_workload(suite: str, *, gpu: bool, quick: bool, seed: int, batch: int |
     # A larger batch takes proportionally fewer steps per window, so a window's work stays the same.
     k = steps or (k if b <= b0 else max(min(k, 10), round(k * b0 / b)))
     w, wu = windows or w, (wu if warmup is None else warmup)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xBE4C]))
     kw: dict[str, Any] = {}
     if suite == "toy":
         from data.toy import make_toy_data
         d = make_toy_data("moons", n_samples=1000, seed=seed)
         x, y, kw = d.train_x, d.train_y, {"lr": 0.01, "hidden": (20,)}
     elif suite in ("mlp-cifar", "cnn"):
-        from data.cifar10 import channel_stats
-        # Random uint8 images: the content does not change the speed, and no data set is needed.
-        n = max(GPU_TRAIN_IMAGES if gpu else 2048, 2 * b)
-        x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
-        y = rng.integers(0, 10, size=n).astype(np.int32)
-        mean, std = channel_stats(x)
+        x, y, mean, std = _synthetic_cifar(max(GPU_TRAIN_IMAGES if gpu else 2048, 2 * b), seed)
         kw = {"mean": mean, "std": std, "lr": 1e-3 if suite == "mlp-cifar" else 1e-4,
               "hidden": (1024, 512, 256, 256, 128) if suite == "mlp-cifar" else ()}
     elif suite == "rnn":
@@ -604,7 +627,7 @@ CPU_SCAN_CONV_NOTE = ("XLA:CPU leaves convolutions inside lax.scan off its YNNPA
 
 
 def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str], devices: Sequence[int],
-                seed: int, skip_pmap: str = "") -> list[Runner | Record]:
+                seed: int, skip_pmap: str = "", budget: Budget | None = None) -> list[Runner | Record]:
     import jax
 
     n_local = jax.local_device_count()
@@ -616,7 +639,7 @@ def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str]
         s = _jax_setup(wl, precision, seed)
         for mode in ("step-loop", "fused"):
             if mode in modes:
-                out.append(prepare(functools.partial(jax_runner, s, mode), wl, "jax", mode, precision))
+                out.append(prepare(functools.partial(jax_runner, s, mode), wl, "jax", mode, precision, budget=budget))
         if "pmap" not in modes:
             continue
         for n in devices:
@@ -626,7 +649,7 @@ def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str]
             if why:
                 out.append(skipped(wl.suite, "jax", "pmap", why, precision=precision, devices=n, batch_size=wl.batch))
             else:
-                out.append(prepare(functools.partial(pmap_runner, s, n), wl, "jax", "pmap", precision, n))
+                out.append(prepare(functools.partial(pmap_runner, s, n), wl, "jax", "pmap", precision, n, budget))
     for item in out:
         if cpu_cnn and isinstance(item, Runner) and item.record.mode in ("fused", "pmap"):
             item.record.note = CPU_SCAN_CONV_NOTE
@@ -656,7 +679,7 @@ def import_torch():
 
 def torch_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str], seed: int,
                   compile_skip: Callable[[Workload, str], str] = lambda wl, p: "",
-                  compile_mode: str | None = None) -> list[Runner | Record]:
+                  compile_mode: str | None = None, budget: Budget | None = None) -> list[Runner | Record]:
     """PyTorch eager and compiled, with PyTorch's own speed recipe where the device has it (see
     ``torch_models.configure_backend``); ``compile_skip(wl, precision)`` says why a compiled
     configuration is left out ("" to compile it); ``compile_mode`` defaults to the device's
@@ -730,7 +753,8 @@ def torch_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[st
             if why:
                 out.append(skipped(wl.suite, "torch", mode, why, precision=precision, batch_size=wl.batch))
             else:
-                out.append(prepare(functools.partial(runner, mode, precision), wl, "torch", mode, precision))
+                out.append(prepare(functools.partial(runner, mode, precision), wl, "torch", mode, precision,
+                                   budget=budget))
     return out
 
 
@@ -1282,6 +1306,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--torch-compile-mode", default=None,
                    choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
                    help="torch.compile mode (default: reduce-overhead on CUDA, for its CUDA graphs; default on CPU)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds after which no further runner is built or compiled (those left out are recorded "
+                        "as skipped), so the run ends about one runner's time later; order --suite and "
+                        "--batch-sizes by importance (default: no limit)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and initial weights")
     p.add_argument("--out", default="results", help="results root; files go to <out>/bench/ (default: results)")
     p.add_argument("--quick", action="store_true", help="fewer, shorter windows and a tiny CPU CNN: under 3 minutes on 2 CPU cores")
@@ -1296,6 +1324,10 @@ def cmd(args) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UsageError(f"--time-budget must be positive, got {args.time_budget:g}")
+    if args.batch_size and args.batch_sizes:
+        raise UsageError("give --batch-size or --batch-sizes, not both")
     if args.warmup is not None and args.warmup < 0:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
     out_dir = Path(args.out) / "bench"
@@ -1318,10 +1350,9 @@ def cmd(args) -> int:
     # Import PyTorch only when it is benchmarked (it takes seconds, and sets OMP_WAIT_POLICY first).
     torch_ok = (import_torch() is not None) if "torch" in args.frameworks else \
         importlib.util.find_spec("torch") is not None
-    if args.batch_size and args.batch_sizes:
-        raise UsageError("give --batch-size or --batch-sizes, not both")
     spec = args.batch_sizes or ([(None, args.batch_size)] if args.batch_size else [])
     compile_skip = compile_policy(args.torch_compile, gpu=gpu, quick=args.quick)
+    budget = Budget(args.time_budget, t_start)
 
     log = lambda s: print(s, flush=True)
     log(f"bench: suites {','.join(args.suite)}; frameworks {','.join(args.frameworks)}; precision "
@@ -1335,7 +1366,8 @@ def cmd(args) -> int:
             wl = make_workload(suite, gpu=gpu, quick=args.quick, seed=args.seed, batch=batch,
                                steps=args.steps, windows=args.windows, warmup=args.warmup)
             precs = run_precisions(suite, wl.batch, precisions, args.sweep_precision)
-            items = _items(wl, args, precisions=precs, devices=devices, gpu=gpu, compile_skip=compile_skip)
+            items = _items(wl, args, precisions=precs, devices=devices, gpu=gpu, compile_skip=compile_skip,
+                           budget=budget)
             records += measure(items, wl, log=log)
             log(f"bench: {suite} at batch {wl.batch} took {time.perf_counter() - t:.1f} s")
         if suite == "toy" and "whole-run" in modes:
@@ -1353,6 +1385,7 @@ def cmd(args) -> int:
                         "precisions": precisions, "quick": args.quick, "seed": args.seed,
                         "batch_sizes": spec, "sweep_precision": args.sweep_precision,
                         "torch_compile": args.torch_compile, "torch_compile_mode": args.torch_compile_mode,
+                        "time_budget_s": args.time_budget,
                         "torch_available": torch_ok},
            "records": [dataclasses.asdict(r) for r in records], "ratios": ratios, "batches": batches,
            "checks": checks,
@@ -1368,19 +1401,19 @@ def cmd(args) -> int:
 
 
 def _items(wl: Workload, args, *, precisions: list[str], devices: list[int], gpu: bool,
-           compile_skip: Callable[[Workload, str], str]) -> list[Runner | Record]:
+           compile_skip: Callable[[Workload, str], str], budget: Budget) -> list[Runner | Record]:
     """Every selected framework's prepared runners (or skipped records) for one workload."""
     items: list[Runner | Record] = []
     if "numpy" in args.frameworks and "step" in args.modes and wl.suite in NUMPY_SUITES:
-        items.append(prepare(functools.partial(numpy_runner, wl), wl, "numpy", "step", "fp32"))
+        items.append(prepare(functools.partial(numpy_runner, wl), wl, "numpy", "step", "fp32", budget=budget))
     if "jax" in args.frameworks:
         # The CPU CNN compiles for ~10 s per program; under --quick its pmap path is left out.
         skip_pmap = ("pmap left out for the CPU CNN under --quick (about 10 s of compilation per program)"
                      if args.quick and wl.suite == "cnn" and not gpu and args.devices is None else "")
         items += jax_runners(wl, precisions=precisions, modes=args.modes, devices=devices, seed=args.seed,
-                             skip_pmap=skip_pmap)
+                             skip_pmap=skip_pmap, budget=budget)
     if "torch" in args.frameworks:
-        items += torch_runners(wl, precisions=precisions, modes=args.modes, seed=args.seed,
+        items += torch_runners(wl, precisions=precisions, modes=args.modes, seed=args.seed, budget=budget,
                                compile_skip=compile_skip, compile_mode=args.torch_compile_mode)
     return items
 
