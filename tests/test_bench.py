@@ -325,3 +325,27 @@ def test_time_budget_skips_what_would_start_late(tmp_path):
         _run(["--suite", "toy", "--time-budget", "0", "--out", str(tmp_path)])
     with pytest.raises(bench.UsageError):
         _run(["--suite", "toy", "--batch-size", "30", "--batch-sizes", "30", "--out", str(tmp_path)])
+
+
+def test_torch_channels_last_and_fused_adamw_train_like_the_plain_step():
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    from train import torch_models as tm
+
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)).permute(0, 3, 1, 2)
+    y = torch.as_tensor(rng.integers(0, 10, 8))
+    mean, std = np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32)
+    grads, losses = [], []
+    for cl in (False, True):
+        model, opt, fused = tm.build("cnn", lr=1e-3, seed=0, channels_last=cl)
+        assert fused is bool(opt.defaults["fused"])
+        pre = tm.make_preprocess("cnn", mean=mean, std=std, device=torch.device("cpu"), channels_last=cl)
+        step = tm.make_train_step(model, opt, pre, device_type="cpu")
+        losses.append(float(step(x if cl else x.contiguous(), y).detach()))   # the step leaves its gradients
+        assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last) == cl
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]).numpy())
+    # Same initial weights and batch: the layout changes the memory order, not the result.
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    np.testing.assert_allclose(grads[1], grads[0], atol=1e-4 * np.abs(grads[0]).max())

@@ -139,8 +139,10 @@ def make_preprocess(suite: str, *, mean: np.ndarray | None = None, std: np.ndarr
         shape = (1, 3, 1, 1) if suite == "cnn" else (1, 1, 1, 3)
         m = torch.as_tensor(np.asarray(mean, np.float32), device=device).view(shape)
         inv = torch.as_tensor(1.0 / np.asarray(std, np.float32), device=device).view(shape)
-        fmt = torch.channels_last if channels_last else torch.preserve_format
-        return lambda x: ((x.float() * (1.0 / 255.0) - m) * inv).contiguous(memory_format=fmt)
+        norm = lambda x: (x.float() * (1.0 / 255.0) - m) * inv
+        if channels_last:   # elementwise ops keep the gathered batch's layout; this states it for cuDNN
+            return lambda x: norm(x).contiguous(memory_format=torch.channels_last)
+        return norm
     if suite == "rnn":
         return lambda x: nn.functional.one_hot(x.long(), 10).float()
     return lambda x: x
