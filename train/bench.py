@@ -789,11 +789,7 @@ def _whole_run_child(framework: str, cache_dir: str | None, steps: int) -> dict:
         lambda name, **_: hits.append(name) if name.endswith("cache_hits") else None)
     from data.toy import make_toy_data
     from train.experiments import mlp_toy
-    try:
-        from train.loop import train_loop
-    except ImportError:  # older tree: the loop lived in train.backends
-        train_loop = None
-        from train.backends import run_periods
+    from train.loop import train_loop
     t1 = time.perf_counter()
     cfg = mlp_toy.ToyConfig(framework=framework, steps=steps)
     data = make_toy_data(cfg.dataset, n_samples=cfg.samples, noise=cfg.noise, test_fraction=cfg.test_fraction,
@@ -814,15 +810,11 @@ def _whole_run_child(framework: str, cache_dir: str | None, steps: int) -> dict:
         finally:
             in_period[0] += time.perf_counter() - t
     backend.period = timed_period
-    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
-        if train_loop is not None:
-            # The CLI's loop, metrics.jsonl written after every evaluation; checkpoints off: this
-            # times training, and a checkpoint's cost depends on the disk, not the framework.
-            log, _ = train_loop(backend, periods, Path(run_dir), checkpoints=False, progress=False)
-            rows = log.rows
-        else:
-            run_periods(backend, periods, on_eval=lambda r, _: rows.extend(r), progress=False)
+        # The CLI's loop, metrics.jsonl written after every evaluation; checkpoints off: this
+        # times training, and a checkpoint's cost depends on the disk, not the framework.
+        log, _ = train_loop(backend, periods, Path(run_dir), checkpoints=False, progress=False)
+        rows = log.rows
     t4 = time.perf_counter()
     ev = lambda suffix: sum(sum(v) for k, v in events.items() if k.endswith(suffix))
     n_compiles = sum(len(v) for k, v in events.items() if k.endswith("backend_compile_duration"))
@@ -1188,7 +1180,10 @@ def machine_info() -> dict:
 
     info = device_info()
     info.update({"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                 "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", "")})
+                 "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                 # JAX preallocates most of a GPU's memory unless told not to: what PyTorch had left.
+                 **{k.lower(): os.environ.get(k) for k in ("XLA_PYTHON_CLIENT_PREALLOCATE",
+                                                           "XLA_PYTHON_CLIENT_MEM_FRACTION")}})
     stats = _peak_memory(jax.local_devices()[0])
     info["memory_stats_available"] = stats is not None
     return info
