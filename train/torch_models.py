@@ -107,7 +107,7 @@ def configure_backend(device_type: str) -> dict:
         torch.set_float32_matmul_precision("high")
         conv = getattr(torch.backends.cudnn, "conv", None)
         if conv is not None and hasattr(conv, "fp32_precision"):
-            conv.fp32_precision = "tf32"   # PyTorch >= 2.9; mixing it with allow_tf32 is an error there
+            conv.fp32_precision = "tf32"   # PyTorch >= 2.9's API, which supersedes allow_tf32
         else:
             torch.backends.cudnn.allow_tf32 = True
     # Every compiled runner of a bench traces the same code objects (the loss function, the models'
