@@ -34,6 +34,8 @@ CASES = [
     (["rnn-palindrome", "--resume"], "--resume: no checkpoint"),
     (["rnn-sweep", "--lengths", "5,x"], "expected comma-separated integers"),
     (["rnn-sweep", "--seeds", "0"], "--seeds must be positive"),
+    (["report", "--parts", "toy,gan"], "unknown report part(s) gan"),
+    (["mlp-cifar", "--eval-train", "maybe"], "--eval-train must be true or false"),
     (["bogus-command"], "invalid choice"),
 ]
 

@@ -77,3 +77,22 @@ def test_report_resumes_an_interrupted_run(tiny, tmp_path):
     text = report.run_report(True, tmp_path, data="synthetic:256", progress=False).read_text()
     assert f"resumed {run}" in text
     assert (run / "summary.json").exists()
+
+
+def test_report_parts_leave_the_rest_out(tiny, tmp_path):
+    text = report.run_report(True, tmp_path, data="synthetic:256", progress=False,
+                             parts=report.parse_parts("toy,t19,mlp", "mlp")).read_text()
+    assert "**left out**: mlp, cnn, sweep" in text
+    assert "Part 1, Tasks 1-2" in text and "## Part 3" in text and "Part 1, Task 3" not in text
+    assert "Part 3: sweep" not in text and "*(missing figure" not in text
+    assert not (tmp_path / "mlp-cifar").exists() and not (tmp_path / "rnn-sweep").exists()
+    assert len(_log(text)) == 4  # three toy sets and T=19
+
+
+@pytest.mark.parametrize("parts, skip, message", [
+    ("toy,gan", None, "unknown report part(s) gan; choose from toy, mlp, cnn, t19, sweep"),
+    ("toy", "toy", "--parts/--skip leave no part to run"),
+])
+def test_report_parts_bad_input(parts, skip, message):
+    with pytest.raises(report.UsageError, match=re.escape(message)):
+        report.parse_parts(parts, skip)

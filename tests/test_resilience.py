@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from train.results import read_jsonl
+from train.results import TIMING_FIELDS, read_jsonl
 
-TIMING = {"wall_time_s", "compile_time_s", "examples_per_s", "time_per_epoch_s", "resumed_from_period"}
+TIMING = set(TIMING_FIELDS)
 
 CIFAR = ["mlp-cifar", "--data", "synthetic:1024", "--epochs", "5", "--batch-size", "64", "--variant", "improved"]
 RNN = ["rnn-palindrome", "--input-length", "6", "--data-size", "2000", "--epochs", "5", "--batch-size", "32"]

@@ -74,8 +74,18 @@ def _field_type(f: dataclasses.Field) -> Callable[[str], object]:
     if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
         t = args[0]
     if t is bool:
-        return lambda s: s.lower() in ("1", "true", "yes", "on")
+        return _parse_bool(f.name)
     return t
+
+
+def _parse_bool(name: str) -> Callable[[str], bool]:
+    def parse(text: str) -> bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} must be true or false, got {text!r}")
+    return parse
 
 
 def add_config_args(p: argparse.ArgumentParser, defaults, skip: tuple[str, ...] = ()) -> None:

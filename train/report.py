@@ -75,11 +75,11 @@ def resolve_data(data: str) -> tuple[str, str]:
                                "say nothing about CIFAR-10.")
 
 
-def make_plan(quick: bool, data: str, seed: int, parts: tuple[str, ...] = PARTS) -> Plan:
+def make_plan(quick: bool, data: str, seed: int) -> Plan:
     from data.toy import DATASETS
     from train.experiments import cifar, mlp_toy, rnn
 
-    plan = Plan(quick=quick, parts=parts)
+    plan = Plan(quick=quick)
     plan.toy = [mlp_toy.ToyConfig(dataset=d, framework="both", seed=seed, devices=1) for d in DATASETS]
     if quick:
         plan.cifar = [
@@ -106,11 +106,15 @@ def make_plan(quick: bool, data: str, seed: int, parts: tuple[str, ...] = PARTS)
         plan.rnn_t19 = rnn.RNNConfig(input_length=19, seed=seed)
         plan.sweep = {"cfg": rnn.RNNConfig(seed=seed), "lengths": [5, 10, 15, 20, 25, 30], "seeds": 3,
                       "cells": ["vanilla", "lstm"]}
-    plan.toy = plan.toy if "toy" in parts else []
-    plan.cifar = [c for c in plan.cifar if (c.model if c.model == "cnn" else "mlp") in parts]
-    plan.rnn_t19 = plan.rnn_t19 if "t19" in parts else None
-    plan.sweep = plan.sweep if "sweep" in parts else {}
     return plan
+
+
+def select_parts(plan: Plan, parts: tuple[str, ...]) -> Plan:
+    """The plan with only ``parts`` left in it."""
+    return dataclasses.replace(
+        plan, parts=parts, toy=plan.toy if "toy" in parts else [],
+        cifar=[c for c in plan.cifar if (c.model if c.model == "cnn" else "mlp") in parts],
+        rnn_t19=plan.rnn_t19 if "t19" in parts else None, sweep=plan.sweep if "sweep" in parts else {})
 
 
 def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, progress, log: list[str]) -> dict:
@@ -143,7 +147,7 @@ def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool 
     t0 = time.perf_counter()
     out = Path(out)
     source, data_note = resolve_data(data)
-    plan = make_plan(quick, source, seed, parts)
+    plan = select_parts(make_plan(quick, source, seed), parts)
     log: list[str] = []
     results: dict = {"toy": {}, "cifar": {}, "rnn": {}}
 

@@ -140,6 +140,11 @@ class MetricsLog:
         atomic_write_jsonl(self.path, self.rows)
 
 
+# summary.json fields that measure time: they differ from run to run, everything else must not.
+TIMING_FIELDS = ("wall_time_s", "compile_time_s", "train_time_s", "eval_time_s", "checkpoint_time_s",
+                 "examples_per_s", "time_per_epoch_s", "resumed_from_period")
+
+
 def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict, *,
                  param_count: int, devices: int, extra: dict | None = None) -> dict:
     """summary.json's contents from the metric rows and the loop's timing."""

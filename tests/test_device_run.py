@@ -1,0 +1,34 @@
+"""scripts/device_run.sh --dry-run: both GPU stages at tiny sizes on this machine, so the script cannot rot."""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+from conftest import ROOT
+
+
+def test_device_run_dry_run(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu"}
+    p = subprocess.run(["bash", str(ROOT / "scripts" / "device_run.sh"), "--dry-run", str(tmp_path)], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert sorted(os.listdir(tmp_path)) == ["check.tar.gz", "report.tar.gz"]
+
+    with tarfile.open(tmp_path / "check.tar.gz") as t:
+        names = {n.removeprefix("./") for n in t.getnames()}
+        bench = json.load(t.extractfile("./bench/bench.json"))
+        log = t.extractfile("./check.log").read().decode()
+        failed = t.extractfile("./failed.txt").read().decode().strip()
+    assert {"bench/bench.md", "bench/bench.json"} <= names
+    assert any(r["framework"] == "jax" and r.get("examples_per_s") for r in bench["records"])
+    assert '"versions"' in log and "== tests: exit 0" in log and " passed" in log
+    assert failed == ""
+
+    with tarfile.open(tmp_path / "report.tar.gz") as t:
+        names = {n.removeprefix("./") for n in t.getnames()}
+        report = t.extractfile("./results/REPORT.md").read().decode()
+    assert not any("checkpoints" in n for n in names)
+    assert "## Part 1, Tasks 1-2" in report and "## Part 3" in report and "**left out**: cnn, sweep" in report
+    assert "results/mlp-cifar/plain-fp32-s0/summary.json" in names
