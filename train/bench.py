@@ -798,18 +798,20 @@ def _whole_run_child(framework: str, cache_dir: str | None, steps: int) -> dict:
     t2 = time.perf_counter()
     backend = mlp_toy.build_backends(cfg, data)[framework]
     t3 = time.perf_counter()
-    # Time inside backend.period (dispatch, compute, metrics to host); the rest of the loop is
-    # its bookkeeping (metrics.jsonl written after every evaluation, NaN checks, progress bar).
+    # Time inside the backend's train and evaluate calls (dispatch, compute, metrics to host; period
+    # calls both); the rest of the loop is its bookkeeping (metrics.jsonl written after every
+    # evaluation, NaN checks, progress bar).
     in_period = [0.0]
-    period = backend.period
 
-    def timed_period(idx):
-        t = time.perf_counter()
-        try:
-            return period(idx)
-        finally:
-            in_period[0] += time.perf_counter() - t
-    backend.period = timed_period
+    def timed(fn):
+        def call(*a):
+            t = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                in_period[0] += time.perf_counter() - t
+        return call
+    backend.train, backend.evaluate = timed(backend.train), timed(backend.evaluate)
     with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
         # The CLI's loop, metrics.jsonl written after every evaluation; checkpoints off: this
         # times training, and a checkpoint's cost depends on the disk, not the framework.
