@@ -636,10 +636,12 @@ def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str]
     for precision in precisions:
         if precision == "bf16" and wl.suite == "toy":
             continue  # a 2-20-2 MLP has nothing for bf16 to speed up
-        s = _jax_setup(wl, precision, seed)
+        # Set up on first use, inside prepare: a failure, or a spent --time-budget, skips it like a runner.
+        setup = functools.cache(functools.partial(_jax_setup, wl, precision, seed))
         for mode in ("step-loop", "fused"):
             if mode in modes:
-                out.append(prepare(functools.partial(jax_runner, s, mode), wl, "jax", mode, precision, budget=budget))
+                out.append(prepare(lambda m=mode, su=setup: jax_runner(su(), m), wl, "jax", mode, precision,
+                                   budget=budget))
         if "pmap" not in modes:
             continue
         for n in devices:
@@ -649,7 +651,7 @@ def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str]
             if why:
                 out.append(skipped(wl.suite, "jax", "pmap", why, precision=precision, devices=n, batch_size=wl.batch))
             else:
-                out.append(prepare(functools.partial(pmap_runner, s, n), wl, "jax", "pmap", precision, n, budget))
+                out.append(prepare(lambda n=n, su=setup: pmap_runner(su(), n), wl, "jax", "pmap", precision, n, budget))
     for item in out:
         if cpu_cnn and isinstance(item, Runner) and item.record.mode in ("fused", "pmap"):
             item.record.note = CPU_SCAN_CONV_NOTE
