@@ -84,12 +84,17 @@ except Exception as e:  # no GPU tools here: fine on a CPU dry run
     print(f"nvidia-smi: {e}")
 EOF
     if (( dry )); then
-      step 0 bench "$PY" -m train bench --quick --suite mlp-cifar,rnn --frameworks jax,torch --precision fp32 \
-           --modes fused,eager --windows 3 --steps 2 --out "$work"
+      step 0 bench "$PY" -m train bench --suite cnn,rnn,mlp-cifar --frameworks jax,torch --precision fp32 \
+           --modes fused,eager,compiled --batch-sizes cnn:8,rnn:512,rnn:128,mlp-cifar:64 --sweep-precision fp32 \
+           --torch-compile recipe-bf16 --time-budget 120 --quick --steps 1 --windows 1 --warmup 0 --out "$work"
       step 0 tests "$PY" scripts/parallel_pytest.py 2 "$work/tests" tests/test_numpy_layers.py tests/test_toy_data.py
     else
-      step 150 bench "$PY" -m train bench --suite cnn,mlp-cifar,rnn --frameworks jax,torch --precision fp32,bf16 \
-           --out "$work"
+      # The headline figures first (CNN at the recipe batch 256 and at 1024, RNN at 128 and 8192);
+      # --time-budget stops starting new runners after 120 s, recording them as skipped.
+      step 150 bench "$PY" -m train bench --suite cnn,rnn,mlp-cifar --frameworks jax,torch \
+           --precision fp32,bf16 --modes fused,eager,compiled \
+           --batch-sizes cnn:256,cnn:1024,rnn:8192,rnn:128 --sweep-precision bf16 \
+           --torch-compile recipe-bf16 --time-budget 120 --out "$work"
       step 5 tests "$PY" scripts/parallel_pytest.py 8 "$work/tests"
     fi
   } 2>&1 | tee "$work/check.log"
