@@ -134,13 +134,16 @@ def _hidden_states(
 
     # The input term of W [x_t ; h_{t-1}] does not depend on the recurrence,
     # so it is computed for all steps at once, outside the sequential loop.
+    # The bias is added inside the step: hoisted, its gradient would be one
+    # sum over (time, batch) whose order XLA changes under vmap (seeds
+    # trained side by side would then drift from separate runs by rounding).
     if jnp.issubdtype(x.dtype, jnp.integer):
         # one_hot(x) @ W_x selects rows of W_x; the gather is exact and avoids
         # a matmul with mostly-zero operands.  (Out-of-range digits give NaN
         # rather than one_hot's silent zero vector.)
-        xw = jnp.take(w_x, x.astype(jnp.int32), axis=0) + bias
+        xw = jnp.take(w_x, x.astype(jnp.int32), axis=0)
     else:
-        xw = jnp.einsum("btd,dk->btk", x.astype(dtype), w_x) + bias
+        xw = jnp.einsum("btd,dk->btk", x.astype(dtype), w_x)
     batch, steps = xw.shape[0], xw.shape[1]
 
     h = jnp.zeros((batch, hidden), dtype) if h0 is None else jnp.asarray(h0).astype(dtype)
@@ -153,7 +156,7 @@ def _hidden_states(
     if cell == "vanilla":
         def step(h_prev, inp):
             xw_t, eps_t = inp
-            h_t = jnp.tanh(xw_t + h_prev @ w_h) + eps_t
+            h_t = jnp.tanh(xw_t + h_prev @ w_h + bias) + eps_t
             return h_t, h_t
 
         _, hs = jax.lax.scan(step, h, xs, unroll=unroll)
@@ -161,7 +164,7 @@ def _hidden_states(
         def step(carry, inp):
             h_prev, c_prev = carry
             xw_t, eps_t = inp
-            z = xw_t + h_prev @ w_h
+            z = xw_t + h_prev @ w_h + bias
             i = jax.nn.sigmoid(z[:, :hidden])
             f = jax.nn.sigmoid(z[:, hidden : 2 * hidden])
             g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])

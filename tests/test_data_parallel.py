@@ -79,7 +79,7 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     (["cnn-cifar", "--data", "synthetic:64", "--epochs", "1", "--batch-size", "32", "--limit-test", "16",
       "--eval-batch", "8"], "cnn-cifar/cnn-fp32-s0"),
     (["rnn-palindrome", "--input-length", "5", "--epochs", "2", "--data-size", "1000", "--batch-size", "64"],
-     "rnn-palindrome/T5-vanilla-s0"),
+     "rnn-palindrome/T5-vanilla-fp32-s0"),
 ])
 def test_cli_runs_on_four_devices(cli, tmp_path, args, run):
     r = cli(*args, "--devices", "4", "--out", tmp_path, "--no-progress",

@@ -30,16 +30,15 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from train.results import read_jsonl
+from train.results import TIMING_FIELDS, read_jsonl
 
 TOL = 1e-6
 T, DATA, BATCH, EPOCHS, SEEDS = 5, 1000, 32, 4, 2   # 800 training sequences: 25 steps an epoch
 ARGS = ["--data-size", str(DATA), "--batch-size", str(BATCH), "--epochs", str(EPOCHS), "--eval-batch", "256",
         "--devices", "1", "--no-progress"]
 SWEEP = ["rnn-sweep", "--lengths", str(T), "--seeds", str(SEEDS), *ARGS]
-RUNS = [f"T{T}-vanilla-s{s}" for s in range(SEEDS)]
-TIMING = {"wall_time_s", "compile_time_s", "train_time_s", "eval_time_s", "checkpoint_time_s", "examples_per_s",
-          "resumed_from_period"}
+RUNS = [f"T{T}-vanilla-fp32-s{s}" for s in range(SEEDS)]
+TIMING = set(TIMING_FIELDS)
 
 
 def _cfg(**kw):
@@ -204,10 +203,6 @@ def test_clipping_is_bit_identical_under_vmap():
     assert float(many[1][0]) < 10 < float(many[1][1]) < float(many[1][2])
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "jax_models/rnn.py adds the cell bias to the hoisted input term [B, T, H], so its gradient is one "
-    "sum over (time, batch), which XLA:CPU orders differently under vmap ([T, seed, B, H] over axes "
-    "{0, 2}); adding the bias inside the scan step instead makes it bit-identical (then drop this mark)"))
 @pytest.mark.parametrize("cell", ["vanilla"])
 def test_rnn_train_step_is_bit_identical_under_vmap(cell):
     from flax import nnx

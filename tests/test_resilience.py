@@ -17,7 +17,7 @@ TIMING = set(TIMING_FIELDS)
 
 CIFAR = ["mlp-cifar", "--data", "synthetic:1024", "--epochs", "5", "--batch-size", "64", "--variant", "improved"]
 RNN = ["rnn-palindrome", "--input-length", "6", "--data-size", "2000", "--epochs", "5", "--batch-size", "32"]
-RUNS = {"cifar": (CIFAR, "mlp-cifar/improved-fp32-s0"), "rnn": (RNN, "rnn-palindrome/T6-vanilla-s0")}
+RUNS = {"cifar": (CIFAR, "mlp-cifar/improved-fp32-s0"), "rnn": (RNN, "rnn-palindrome/T6-vanilla-fp32-s0")}
 
 
 def strip(summary):

@@ -221,11 +221,10 @@ def cmd_rnn_sweep(args) -> int:
 
     cfg = config_from_args(args, rnn.RNNConfig, rnn.quick)
     cfg.validate()
-    if args.resume:
-        raise UsageError("rnn-sweep has no --resume: rerun rnn-palindrome --resume for the interrupted length")
     kw = _loop_kwargs(args, 1)
-    kw.pop("resume")
-    rnn.sweep(cfg, args.lengths, args.seeds, [c.strip() for c in args.cells.split(",") if c.strip()], args.out, **kw)
+    # --resume: finished runs are read back, interrupted groups continue from their checkpoints.
+    rnn.sweep(cfg, args.lengths, args.seeds, [c.strip() for c in args.cells.split(",") if c.strip()], args.out,
+              reuse=kw["resume"], **kw)
     return 0
 
 

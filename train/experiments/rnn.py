@@ -44,7 +44,7 @@ class RNNConfig:
 
     @property
     def run_name(self) -> str:
-        return f"T{self.input_length}-{self.cell}-s{self.seed}"
+        return f"T{self.input_length}-{self.cell}-{self.precision_resolved()}-s{self.seed}"
 
     def precision_resolved(self) -> str:
         return resolve_precision(self.precision)
