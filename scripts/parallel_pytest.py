@@ -6,6 +6,8 @@ Files are dealt to the N groups largest first (a file's size stands in for its r
 group's output goes to LOGDIR/pytest-<i>.log; the exit code is non-zero if any group failed.
 """
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +26,8 @@ def main(argv: list[str]) -> int:
     for i, group in enumerate(g for g in groups if g):
         log = open(logdir / f"pytest-{i}.log", "w")
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra", *group]
-        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, i))
+        # Own session per group: an interrupt takes down each group's whole process tree (CLI runs included).
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True), log, i))
     rc = 0
     try:
         for p, log, i in procs:
@@ -32,8 +35,10 @@ def main(argv: list[str]) -> int:
             log.close()
     finally:
         for p, _, _ in procs:
-            if p.poll() is None:
-                p.kill()
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     for _, _, i in procs:
         lines = (logdir / f"pytest-{i}.log").read_text().splitlines()
         print(f"group {i}: " + (lines[-1] if lines else "(no output)"))
