@@ -138,10 +138,14 @@ def _hidden_states(
     # sum over (time, batch) whose order XLA changes under vmap (seeds
     # trained side by side would then drift from separate runs by rounding).
     if jnp.issubdtype(x.dtype, jnp.integer):
-        # one_hot(x) @ W_x selects rows of W_x; the gather is exact and avoids
-        # a matmul with mostly-zero operands.  (Out-of-range digits give NaN
-        # rather than one_hot's silent zero vector.)
-        xw = jnp.take(w_x, x.astype(jnp.int32), axis=0)
+        # one_hot(x) @ W_x selects rows of W_x, exactly in fp32 and bf16 (one product by 1, the rest
+        # by 0; TF32 would round W_x to 10 mantissa bits, as it rounds every matmul). As a
+        # matmul, its gradient is a matmul too; a row gather's would be a scatter-add of every
+        # (example, step) into input_dim rows: contended atomics on a GPU, slowest in bf16.
+        # Out-of-range digits give NaN rather than one_hot's silent zero vector.
+        valid = (x >= 0) & (x < input_dim)
+        xw = jax.nn.one_hot(x, input_dim, dtype=dtype) @ w_x
+        xw = jnp.where(valid[..., None], xw, jnp.nan)
     else:
         xw = jnp.einsum("btd,dk->btk", x.astype(dtype), w_x)
     batch, steps = xw.shape[0], xw.shape[1]

@@ -20,6 +20,12 @@ if Path("/dev/nvidiactl").exists() and "xla_gpu_deterministic_ops" not in os.env
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
 
 
+def on_gpu() -> bool:
+    """True where JAX (and so every CLI subprocess) computes on a GPU."""
+    import jax
+    return jax.default_backend() == "gpu"
+
+
 def run_cli(*args, env=None, timeout=600):
     """Run ``python -m train ...`` in a subprocess from the repo root; returns CompletedProcess."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

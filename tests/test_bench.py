@@ -250,7 +250,8 @@ def test_torch_settings_are_recorded(tmp_path):
     torch = pytest.importorskip("torch")
     from torch.optim.optimizer import _get_fused_kernels_supported_devices
 
-    rc = _run(["--suite", "mlp-cifar", "--frameworks", "torch", "--modes", "eager", "--batch-size", "32",
+    rc = _run(["--suite", "mlp-cifar", "--frameworks", "torch", "--modes", "eager", "--precision", "fp32",
+               "--batch-size", "32",
                "--steps", "2", "--windows", "1", "--warmup", "0", "--out", str(tmp_path)])
     assert rc == 0
     (rec,) = json.loads((tmp_path / "bench" / "bench.json").read_text())["records"]

@@ -65,3 +65,55 @@ def test_eval_train_changes_only_the_train_rows(tmp_path):
     assert len(train[False]) == len(train[True]) == 2
     # Epoch 1's step mean includes the untrained first steps; the eval pass sees the trained model.
     assert train[False][0] > train[True][0] + 1e-3
+
+
+@pytest.mark.parametrize("precision, highest", [("fp32", True), ("tf32", False), ("bf16", False)])
+def test_precision_sets_the_matmul_precision_runs_compile_with(precision, highest):
+    import jax
+    import jax.numpy as jnp
+
+    from train.experiments.common import under_precision
+
+    @under_precision
+    def lowered(cfg):
+        return jax.jit(lambda a, b: a @ b).lower(jnp.ones((4, 4)), jnp.ones((4, 4))).as_text()
+
+    text = lowered(cifar.mlp_config(precision=precision))
+    assert ("HIGHEST" in text) == highest
+    # The toy MLP has no precision setting: it is always compared with NumPy at full fp32.
+    assert "HIGHEST" in under_precision(lambda cfg: lowered.__wrapped__(cfg))(object())
+
+
+class WithState(Scripted):
+    """A scripted backend with a state to checkpoint."""
+
+    def __init__(self):
+        super().__init__()
+        self.state = {"w": np.zeros(4, np.float32)}
+
+    def host_state(self):
+        return self.state
+
+    def load_state(self, state):
+        self.state = state
+
+
+@pytest.mark.parametrize("every, skipped", [(None, True), (1, False)])
+def test_auto_checkpoints_skip_periods_while_the_writer_is_busy(tmp_path, monkeypatch, every, skipped):
+    from train.checkpoint import Checkpointer
+
+    write = Checkpointer._write
+
+    def slow_write(self, *args):  # a disk slower than a period
+        time.sleep(1.0)
+        write(self, *args)
+
+    monkeypatch.setattr(Checkpointer, "_write", slow_write)
+    schedule = [np.array([[p, 10]], np.int32) for p in range(1, 7)]
+    _, timing = train_loop(WithState(), schedule, tmp_path, epochs=True, progress=False, checkpoint_every=every)
+    saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved[-1] == 6  # the last period is always saved
+    if skipped:  # periods take ~0 s: while period 1's write runs, periods 2.. are not saved
+        assert timing["checkpoints_skipped"] >= 3 and len(saved) <= 3
+    else:  # every period saved (the last 3 kept), each save waiting for the previous write
+        assert timing["checkpoints_skipped"] == 0 and saved == [4, 5, 6]

@@ -15,8 +15,11 @@ from train.results import TIMING_FIELDS, read_jsonl
 
 TIMING = set(TIMING_FIELDS)
 
-CIFAR = ["mlp-cifar", "--data", "synthetic:1024", "--epochs", "5", "--batch-size", "64", "--variant", "improved"]
-RNN = ["rnn-palindrome", "--input-length", "6", "--data-size", "2000", "--epochs", "5", "--batch-size", "32"]
+# --checkpoint-every 1: a checkpoint after every epoch, whatever the disk's speed (the tests kill after the 2nd).
+CIFAR = ["mlp-cifar", "--data", "synthetic:1024", "--epochs", "5", "--batch-size", "64", "--variant", "improved",
+         "--checkpoint-every", "1"]
+RNN = ["rnn-palindrome", "--input-length", "6", "--data-size", "2000", "--epochs", "5", "--batch-size", "32",
+       "--checkpoint-every", "1"]
 RUNS = {"cifar": (CIFAR, "mlp-cifar/improved-fp32-s0"), "rnn": (RNN, "rnn-palindrome/T6-vanilla-fp32-s0")}
 
 

@@ -31,11 +31,23 @@ Data and state stay device resident; the state is donated. NumPy runs the
 project's hand-written MLP (``sgd_step``) on the MLP suites. PyTorch (an
 optional extra) runs ``train.torch_models`` eagerly and under
 ``torch.compile``, with PyTorch's own speed recipe on a GPU (channels_last,
-``cudnn.benchmark``, fused AdamW, bf16 autocast, TF32 as JAX uses it); every
-such choice is in each record's ``settings`` (``torch.set_num_threads`` left
+``cudnn.benchmark``, fused AdamW, bf16 autocast); every such choice is in each
+record's ``settings`` (``torch.set_num_threads`` left
 at its default; ``OMP_WAIT_POLICY`` defaults to PASSIVE, see
 :func:`import_torch`); when ``import torch`` fails its records are skipped
 with a note.
+
+Precisions (``--precision``): ``fp32`` is full fp32 (JAX traces and compiles under
+``jax.default_matmul_precision("highest")``; PyTorch with TF32 off), ``tf32`` is
+fp32 storage with TF32 matmuls and convolutions (XLA's GPU default; PyTorch with
+TF32 on), ``bf16`` is bf16 compute (bf16 JAX models; PyTorch bf16 autocast). On a
+CPU, tf32 computes what fp32 does. Each record's ``settings`` states its matmul
+precision (JAX) or TF32 switches (PyTorch).
+
+``--profile DIR`` captures a ``jax.profiler`` trace of one extra window of each
+timed JAX runner (``--profile-only`` picks which); ``--dump-hlo DIR`` writes each
+compiled JAX program's optimised HLO. Both are named
+``<suite>-<mode>-<precision>-b<batch>``, and each record's ``extra`` has the path.
 
 ``--batch-sizes`` runs suites at several batch sizes; ``batches`` in
 ``bench.json`` (and a table) gives each configuration's throughput at the
@@ -63,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
 import functools
 import importlib.util
 import json
@@ -90,7 +103,11 @@ from train.results import (
 
 SUITES = ("toy", "mlp-cifar", "cnn", "rnn")
 FRAMEWORKS = ("numpy", "jax", "torch")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")
+# The matmul (and convolution) precision each JAX runner traces and compiles under, as in
+# train.experiments.common, and how records state it; PyTorch runs with TF32 off for fp32 only.
+JAX_MATMUL = {"fp32": "highest", "tf32": "default", "bf16": "default"}
+MATMUL_LABEL = {"fp32": "highest", "tf32": "default (TF32 on GPU)", "bf16": "default"}
 JAX_MODES = ("step-loop", "fused", "pmap")
 TORCH_MODES = ("eager", "compiled")
 MODES = ("step", *JAX_MODES, *TORCH_MODES, "whole-run")  # "step": NumPy's plain loop
@@ -470,12 +487,10 @@ class _JaxSetup:
     settings: dict
 
 
-def _jax_settings(wl: Workload) -> dict:
-    """JAX's speed-relevant choices: the matmul precision ("default" is TF32 for float32 on a GPU)
-    and, for the RNN, the time steps per scan loop trip."""
-    import jax
-
-    out = {"matmul_precision": jax.config.jax_default_matmul_precision or "default"}
+def _jax_settings(wl: Workload, precision: str) -> dict:
+    """JAX's speed-relevant choices: the matmul precision the runner was compiled under ("default"
+    is TF32 for float32 on a GPU) and, for the RNN, the time steps per scan loop trip."""
+    out = {"matmul_precision": MATMUL_LABEL[precision]}
     if wl.suite == "rnn":
         from jax_models.rnn import resolve_unroll
         out["scan_unroll"] = resolve_unroll(None, wl.input_length)
@@ -498,7 +513,7 @@ def _jax_setup(wl: Workload, precision: str, seed: int) -> _JaxSetup:
     state = jax.jit(lambda p, r: TrainState(step=jnp.zeros((), jnp.int32), params=p, model_state=r,
                                             opt_state=tx.init(p), key=jax.random.PRNGKey(seed ^ 0x5EED)))(params, rest)
     return _JaxSetup(wl, precision, dtype, tx, _preprocess(wl), graphdef, graphdef_pmap, jax.device_get(state),
-                     _jax_settings(wl))
+                     _jax_settings(wl, precision))
 
 
 def _peak_memory(device) -> int | None:
@@ -520,26 +535,87 @@ def _program_bytes(compiled) -> int | None:
         return None
 
 
-def _aot(fn, *args) -> tuple[Any, dict]:
-    """Compile ahead of time, timing tracing, lowering and XLA compilation separately."""
-    t0 = time.perf_counter()
-    if hasattr(fn, "trace"):
-        traced = fn.trace(*args)
-        t1 = time.perf_counter()
-        lowered = traced.lower()
-    else:  # jax.pmap has lower() but no trace()
-        lowered = fn.lower(*args)
-        t1 = time.perf_counter()
-    t2 = time.perf_counter()
-    compiled = lowered.compile()
-    t3 = time.perf_counter()
+def _aot(fn, *args, precision: str) -> tuple[Any, dict]:
+    """Compile ahead of time under ``precision``'s matmul precision (the compiled program keeps it),
+    timing tracing, lowering and XLA compilation separately."""
+    import jax
+
+    with jax.default_matmul_precision(JAX_MATMUL[precision]):
+        t0 = time.perf_counter()
+        if hasattr(fn, "trace"):
+            traced = fn.trace(*args)
+            t1 = time.perf_counter()
+            lowered = traced.lower()
+        else:  # jax.pmap has lower() but no trace()
+            lowered = fn.lower(*args)
+            t1 = time.perf_counter()
+        t2 = time.perf_counter()
+        compiled = lowered.compile()
+        t3 = time.perf_counter()
     parts = {"trace_s": t1 - t0 if hasattr(fn, "trace") else None,
              "lower_s": t2 - t1 if hasattr(fn, "trace") else t1 - t0,
              "xla_compile_s": t3 - t2}
     return compiled, parts
 
 
-def jax_runner(s: _JaxSetup, mode: str) -> Runner:
+def run_name(r: Record) -> str:
+    """``cnn-fused-bf16-b256`` (``-d4`` after the mode on several devices): the --dump-hlo and --profile name."""
+    return f"{r.suite}-{r.mode}{f'-d{r.devices}' if r.devices > 1 else ''}-{r.precision}-b{r.batch_size}"
+
+
+@dataclass
+class Artifacts:
+    """``--dump-hlo`` and ``--profile``: where each JAX runner's optimised HLO and profile go (None: off)."""
+
+    hlo_dir: Path | None = None
+    profile_dir: Path | None = None
+    profile_only: Sequence[str] = ("*",)    # fnmatch patterns of run names
+
+    def save_hlo(self, rec: Record, compiled) -> None:
+        if self.hlo_dir is None:
+            return
+        path = self.hlo_dir / f"{run_name(rec)}.hlo.txt"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(compiled.as_text())
+            rec.extra["hlo"] = {"path": str(path), "bytes": path.stat().st_size}
+        except Exception as e:  # noqa: BLE001 - a dump must not cost the measurement
+            rec.extra["hlo"] = {"error": _err(e)}
+
+    def profile(self, rec: Record, window: Callable[[], Any]) -> None:
+        """After the timed windows: one more window under ``jax.profiler.trace``, into
+        ``<profile_dir>/<run name>/`` (the trace of one window only keeps it small)."""
+        name = run_name(rec)
+        if self.profile_dir is None or not any(fnmatch.fnmatchcase(name, g) for g in self.profile_only):
+            return
+        import jax
+
+        path = self.profile_dir / name
+        try:
+            with jax.profiler.trace(str(path)):
+                window()
+            files = [f for f in path.rglob("*") if f.is_file()]
+            rec.extra["profile"] = {"path": str(path), "steps": rec.steps_per_window, "files": len(files),
+                                    "bytes": sum(f.stat().st_size for f in files)}
+        except Exception as e:  # noqa: BLE001
+            rec.extra["profile"] = {"error": _err(e)}
+
+
+def _jax_runner(rec: Record, exe, parts: dict, window: Callable[[], Any], dev, art: Artifacts) -> Runner:
+    """The compiled runner's record (compile parts, program size, HLO dump) and its after-timing hook
+    (peak device memory, the optional profile)."""
+    rec.compile_s = sum(v for v in parts.values() if v)
+    rec.extra.update({k: round(v, 4) for k, v in parts.items() if v is not None})
+    rec.extra["program_bytes"] = _program_bytes(exe)
+    art.save_hlo(rec, exe)
+
+    def after(r):
+        r.peak_memory_bytes = _peak_memory(dev)
+        art.profile(r, window)
+    return Runner(rec, window, after)
+
+
+def jax_runner(s: _JaxSetup, mode: str, art: Artifacts = Artifacts()) -> Runner:
     """``fused`` (one call of K scanned steps) or ``step-loop`` (K Python calls of one jitted step)."""
     import jax
 
@@ -554,7 +630,7 @@ def jax_runner(s: _JaxSetup, mode: str) -> Runner:
     holder = [state]
     if mode == "fused":
         idx = jax.device_put(wl.idx, dev)
-        exe, parts = _aot(jax.jit(fns.train_steps, donate_argnums=(0,)), state, x, y, idx)
+        exe, parts = _aot(jax.jit(fns.train_steps, donate_argnums=(0,)), state, x, y, idx, precision=s.precision)
 
         def window():
             holder[0], _ = exe(holder[0], x, y, idx)
@@ -564,7 +640,7 @@ def jax_runner(s: _JaxSetup, mode: str) -> Runner:
         def one(st, x_all, y_all, i):
             return fns.train_step(st, x_all[i], y_all[i])
         idx_list = [jax.device_put(i, dev) for i in wl.idx]
-        exe, parts = _aot(jax.jit(one, donate_argnums=(0,)), state, x, y, idx_list[0])
+        exe, parts = _aot(jax.jit(one, donate_argnums=(0,)), state, x, y, idx_list[0], precision=s.precision)
 
         def window():
             st = holder[0]
@@ -572,10 +648,7 @@ def jax_runner(s: _JaxSetup, mode: str) -> Runner:
                 st, _ = exe(st, x, y, i)
             holder[0] = st
             jax.block_until_ready(st)
-    rec.compile_s = sum(v for v in parts.values() if v)
-    rec.extra.update({k: round(v, 4) for k, v in parts.items() if v is not None})
-    rec.extra["program_bytes"] = _program_bytes(exe)
-    return Runner(rec, window, after=lambda r: setattr(r, "peak_memory_bytes", _peak_memory(dev)))
+    return _jax_runner(rec, exe, parts, window, dev, art)
 
 
 def _put_replicated(tree, devices):
@@ -591,7 +664,7 @@ def _put_replicated(tree, devices):
     return jax.tree.map(rep, tree), sharding
 
 
-def pmap_runner(s: _JaxSetup, n: int) -> Runner:
+def pmap_runner(s: _JaxSetup, n: int, art: Artifacts = Artifacts()) -> Runner:
     """The fused steps under ``jax.pmap`` on ``n`` devices, built here so n == 1 also takes the pmap path
     (``Trainer`` uses plain jit for one device)."""
     import jax
@@ -608,16 +681,14 @@ def pmap_runner(s: _JaxSetup, n: int) -> Runner:
     # Global batch B split into n contiguous column blocks: device d trains on B/n of the examples.
     idx = jax.device_put(np.ascontiguousarray(wl.idx.reshape(k, n, b // n).transpose(1, 0, 2)), sharding)
     pm = jax.pmap(fns.train_steps, axis_name=AXIS, devices=devices, donate_argnums=(0,))
-    exe, parts = _aot(pm, state, data["x"], data["y"], idx)
+    exe, parts = _aot(pm, state, data["x"], data["y"], idx, precision=s.precision)
     holder = [state]
 
     def window():
         holder[0], _ = exe(holder[0], data["x"], data["y"], idx)
         jax.block_until_ready(holder[0])
 
-    rec.compile_s = sum(v for v in parts.values() if v)
-    rec.extra.update({k: round(v, 4) for k, v in parts.items() if v is not None})
-    return Runner(rec, window, after=lambda r: setattr(r, "peak_memory_bytes", _peak_memory(devices[0])))
+    return _jax_runner(rec, exe, parts, window, devices[0], art)
 
 
 # Measured while building this benchmark (jax 0.10.2): XLA:CPU turns the CNN's convolutions into fast
@@ -627,7 +698,8 @@ CPU_SCAN_CONV_NOTE = ("XLA:CPU leaves convolutions inside lax.scan off its YNNPA
 
 
 def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str], devices: Sequence[int],
-                seed: int, skip_pmap: str = "", budget: Budget | None = None) -> list[Runner | Record]:
+                seed: int, skip_pmap: str = "", budget: Budget | None = None,
+                art: Artifacts = Artifacts()) -> list[Runner | Record]:
     import jax
 
     n_local = jax.local_device_count()
@@ -640,7 +712,7 @@ def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str]
         setup = functools.cache(functools.partial(_jax_setup, wl, precision, seed))
         for mode in ("step-loop", "fused"):
             if mode in modes:
-                out.append(prepare(lambda m=mode, su=setup: jax_runner(su(), m), wl, "jax", mode, precision,
+                out.append(prepare(lambda m=mode, su=setup: jax_runner(su(), m, art), wl, "jax", mode, precision,
                                    budget=budget))
         if "pmap" not in modes:
             continue
@@ -651,7 +723,8 @@ def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str]
             if why:
                 out.append(skipped(wl.suite, "jax", "pmap", why, precision=precision, devices=n, batch_size=wl.batch))
             else:
-                out.append(prepare(lambda n=n, su=setup: pmap_runner(su(), n), wl, "jax", "pmap", precision, n, budget))
+                out.append(prepare(lambda n=n, su=setup: pmap_runner(su(), n, art), wl, "jax", "pmap", precision, n,
+                                   budget))
     for item in out:
         if cpu_cnn and isinstance(item, Runner) and item.record.mode in ("fused", "pmap"):
             item.record.note = CPU_SCAN_CONV_NOTE
@@ -711,12 +784,17 @@ def torch_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[st
 
     def runner(mode, precision) -> Runner:
         cm = compile_mode if mode == "compiled" else None
+        # TF32 (CUDA only; off for fp32) is a process-wide switch that eager kernels read at each launch and
+        # torch.compile bakes in: set before building and compiling, and again at the start of each window.
+        tf32 = precision != "fp32" if cuda else None
+        use_tf32 = functools.partial(torch_models.set_tf32, tf32) if cuda else (lambda: None)
+        use_tf32()
         model, opt, fused = torch_models.build(wl.suite, hidden=wl.hidden, lr=wl.lr, seed=seed, device=device,
                                                channels_last=channels_last)
         step = torch_models.make_train_step(model, opt, pre, clip_norm=10.0 if wl.suite == "rnn" else None,
                                             device_type=device.type, compile_mode=cm,
                                             autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
-        settings = {"channels_last": channels_last, **backend, "fused_adamw": fused,
+        settings = {"channels_last": channels_last, **backend, "tf32": tf32, "fused_adamw": fused,
                     "autocast": "bf16" if precision == "bf16" else None, "compile_mode": cm}
         rec = Record(wl.suite, "torch", mode, precision, 1, wl.batch, steps_per_window=wl.steps, settings=settings,
                      extra={"threads": torch.get_num_threads(), "device": str(device),
@@ -735,6 +813,7 @@ def torch_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[st
             rec.extra["compile_counters"] = {k: v - before.get(k, 0) for k, v in torch_models.compile_counters().items()}
 
         def window():
+            use_tf32()
             for i in idx:
                 step(xt[i], yt[i])
             sync()
@@ -1058,13 +1137,13 @@ _SETTING_TEXT = {"channels_last": "channels_last", "cudnn_benchmark": "cudnn.ben
 def settings_text(settings: dict) -> str:
     """``{"channels_last": True, "fused_adamw": False, "compile_mode": "default"}`` -> "channels_last,
     no fused AdamW, compile default": true flags by name, false ones only where they are a choice
-    someone would look for (fused AdamW), absent or None ones not at all."""
+    someone would look for (fused AdamW, TF32), absent or None ones not at all."""
     parts = []
     for k, v in settings.items():
         name = _SETTING_TEXT.get(k, k)
         if v is True:
             parts.append(name)
-        elif v is False and k == "fused_adamw":
+        elif v is False and k in ("fused_adamw", "tf32"):
             parts.append(f"no {name}")
         elif v not in (None, False):
             parts.append(f"{name} {v}")
@@ -1078,9 +1157,11 @@ def markdown(records: list[Record], ratios: dict, checks: list[dict], machine: d
     intro = ("step = median over timed windows (device synchronised inside each window); the runners of a suite "
              "and batch are timed interleaved, round by round, and speedup = median over rounds of baseline window "
              "time / this window time (baseline: NumPy on CPU where it exists, else PyTorch eager; on a GPU, "
-             "PyTorch eager). fp32 on a GPU means TF32 matmuls and convolutions in both frameworks (JAX's default "
-             "there; PyTorch set to match). Whole-run rows: total seconds for the 1,500-step toy run in a fresh "
-             "process.")
+             "PyTorch eager). Precision: fp32 is full fp32 in both frameworks (JAX compiled under matmul precision "
+             "highest, PyTorch with TF32 off); tf32 is fp32 storage with TF32 matmuls and convolutions (JAX's "
+             "default on a GPU, PyTorch with TF32 on); bf16 is bf16 compute (bf16 JAX models, PyTorch bf16 autocast "
+             "with TF32 on). On a CPU, tf32 computes what fp32 does. Whole-run rows: total seconds for the "
+             "1,500-step toy run in a fresh process.")
     lines = [title, "", intro, "",
              "| suite | framework | mode | precision | devices | batch | compile (s) | step | examples/s | speedup "
              "| settings | note |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
@@ -1241,6 +1322,12 @@ def suite_batches(suite: str, spec: Sequence[tuple[str | None, int]]) -> list[in
     return list(dict.fromkeys(b for s, b in spec if s in (None, suite))) or [None]
 
 
+def resolve_precisions(requested: Sequence[str], gpu: bool) -> list[str]:
+    """``--precision`` in the order fp32, tf32, bf16; ``auto`` is fp32 on CPU, tf32 and bf16 on a GPU."""
+    auto = ("tf32", "bf16") if gpu else ("fp32",)
+    return [p for p in PRECISIONS if p in requested or ("auto" in requested and p in auto)]
+
+
 def run_precisions(suite: str, batch: int, precisions: Sequence[str], sweep: Sequence[str] | None) -> list[str]:
     """Every selected precision at the suite's recipe batch; at other batches those in ``sweep``
     (``--sweep-precision``; None: all)."""
@@ -1285,8 +1372,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--devices", type=_int_csv, default=None,
                    help="comma-separated device counts for the pmap mode, e.g. 1,2,4 (default: 1 and all local devices)")
     p.add_argument("--precision", type=_csv((*PRECISIONS, "auto")), default=["auto"],
-                   help="comma-separated fp32, bf16, or auto: fp32 on CPU (bf16 is emulated there), "
-                        "fp32 and bf16 on GPU (default: auto)")
+                   help="comma-separated fp32 (full fp32), tf32 (fp32 with TF32 matmuls and convolutions on a GPU), "
+                        "bf16, or auto: fp32 on CPU (where tf32 computes what fp32 does and bf16 is emulated), "
+                        "tf32 and bf16 on a GPU (default: auto)")
     p.add_argument("--batch-size", type=int, default=None, help="override every selected suite's batch size")
     p.add_argument("--batch-sizes", type=_batch_sizes, default=None,
                    help="comma-separated batch sizes to run, each B (every suite) or SUITE:B (that suite), e.g. "
@@ -1294,6 +1382,15 @@ def add_parser(subparsers) -> None:
                         "summary reports each configuration at the recipe batch and at its best batch")
     p.add_argument("--sweep-precision", type=_csv(PRECISIONS), default=None,
                    help="precisions run at batch sizes other than the recipe's (default: all of --precision)")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="after timing, trace one more window of each timed JAX runner with jax.profiler into "
+                        "DIR/<suite>-<mode>-<precision>-b<batch>/ (default: off)")
+    p.add_argument("--profile-only", type=_csv(), default=["*"], metavar="GLOBS",
+                   help="comma-separated patterns of the runs --profile traces, e.g. cnn-fused-bf16-b256,rnn-*-b128 "
+                        "(default: all)")
+    p.add_argument("--dump-hlo", default=None, metavar="DIR",
+                   help="write each compiled JAX runner's optimised HLO to "
+                        "DIR/<suite>-<mode>-<precision>-b<batch>.hlo.txt (default: off)")
     p.add_argument("--steps", type=int, default=None, help="override the steps per timed window (K)")
     p.add_argument("--windows", type=int, default=None, help="override the number of timed windows")
     p.add_argument("--warmup", type=int, default=None, help="override the untimed warm-up windows")
@@ -1342,8 +1439,8 @@ def cmd(args) -> int:
     load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     gpu = jax.devices()[0].platform == "gpu"
     n_local = jax.local_device_count()
-    precisions = (["fp32", "bf16"] if gpu else ["fp32"]) if args.precision == ["auto"] else \
-        [p for p in PRECISIONS if p in args.precision]
+    precisions = resolve_precisions(args.precision, gpu)
+    art = Artifacts(args.dump_hlo and Path(args.dump_hlo), args.profile and Path(args.profile), args.profile_only)
     devices = args.devices or sorted({1, n_local})
     modes = args.modes
     # Import PyTorch only when it is benchmarked (it takes seconds, and sets OMP_WAIT_POLICY first).
@@ -1366,7 +1463,7 @@ def cmd(args) -> int:
                                steps=args.steps, windows=args.windows, warmup=args.warmup)
             precs = run_precisions(suite, wl.batch, precisions, args.sweep_precision)
             items = _items(wl, args, precisions=precs, devices=devices, gpu=gpu, compile_skip=compile_skip,
-                           budget=budget)
+                           budget=budget, art=art)
             records += measure(items, wl, log=log)
             log(f"bench: {suite} at batch {wl.batch} took {time.perf_counter() - t:.1f} s")
         if suite == "toy" and "whole-run" in modes:
@@ -1384,7 +1481,8 @@ def cmd(args) -> int:
                         "precisions": precisions, "quick": args.quick, "seed": args.seed,
                         "batch_sizes": spec, "sweep_precision": args.sweep_precision,
                         "torch_compile": args.torch_compile, "torch_compile_mode": args.torch_compile_mode,
-                        "time_budget_s": args.time_budget,
+                        "time_budget_s": args.time_budget, "profile": args.profile,
+                        "profile_only": args.profile_only, "dump_hlo": args.dump_hlo,
                         "torch_available": torch_ok},
            "records": [dataclasses.asdict(r) for r in records], "ratios": ratios, "batches": batches,
            "checks": checks,
@@ -1400,7 +1498,7 @@ def cmd(args) -> int:
 
 
 def _items(wl: Workload, args, *, precisions: list[str], devices: list[int], gpu: bool,
-           compile_skip: Callable[[Workload, str], str], budget: Budget) -> list[Runner | Record]:
+           compile_skip: Callable[[Workload, str], str], budget: Budget, art: Artifacts) -> list[Runner | Record]:
     """Every selected framework's prepared runners (or skipped records) for one workload."""
     items: list[Runner | Record] = []
     if "numpy" in args.frameworks and "step" in args.modes and wl.suite in NUMPY_SUITES:
@@ -1410,7 +1508,7 @@ def _items(wl: Workload, args, *, precisions: list[str], devices: list[int], gpu
         skip_pmap = ("pmap left out for the CPU CNN under --quick (about 10 s of compilation per program)"
                      if args.quick and wl.suite == "cnn" and not gpu and args.devices is None else "")
         items += jax_runners(wl, precisions=precisions, modes=args.modes, devices=devices, seed=args.seed,
-                             skip_pmap=skip_pmap, budget=budget)
+                             skip_pmap=skip_pmap, budget=budget, art=art)
     if "torch" in args.frameworks:
         items += torch_runners(wl, precisions=precisions, modes=args.modes, seed=args.seed, budget=budget,
                                compile_skip=compile_skip, compile_mode=args.torch_compile_mode)

@@ -78,6 +78,11 @@ class Checkpointer:
         self.manager.wait_until_finished()
         self.write_time_s += time.perf_counter() - t
 
+    @property
+    def busy(self) -> bool:
+        """True while the last save is still being written."""
+        return self._pending is not None and not self._pending.done()
+
     def wait(self) -> None:
         """Block until the last save is on disk; re-raise its error."""
         pending, self._pending = self._pending, None

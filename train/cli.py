@@ -43,7 +43,9 @@ HELP = {
     "epochs": "training epochs (one compiled call each, evaluation after each)",
     "weight_decay": "AdamW decoupled weight decay (PyTorch's default 0.01)",
     "dropout": "dropout rate of the improved MLP",
-    "precision": "compute precision: fp32, bf16, or auto (bf16 on GPU, fp32 on CPU); params/optimizer/loss stay fp32",
+    "precision": "compute precision: fp32 (full fp32 matmuls, as PyTorch), tf32 (fp32 with TF32 matmuls and "
+                 "convolutions, XLA's GPU default), bf16, or auto (bf16 on GPU, fp32 on CPU); params, optimizer "
+                 "and loss stay fp32",
     "limit_train": "use only this many training images (0 = all), for quick runs",
     "limit_test": "use only this many test images (0 = all)",
     "eval_batch": "batch size of the evaluation passes",
@@ -117,8 +119,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in its run folder from its latest checkpoint (same flags as the original run)")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                   help="save a checkpoint every N evaluation periods (default: every epoch; off for mlp-toy, whose whole "
-                        "run takes about a second); 0 turns checkpoints off")
+                   help="save a checkpoint every N evaluation periods, waiting for the disk if needed (default: "
+                        "every epoch for which the background writer is free, so training never waits for it; off for "
+                        "mlp-toy, whose whole run takes about a second); 0 turns checkpoints off")
     g = p.add_argument_group("multi-process (several hosts); each flag also reads the environment variable named")
     g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="address of process 0's coordinator service (JAX_COORDINATOR_ADDRESS)")
@@ -161,9 +164,9 @@ def init_distributed(args) -> None:
     set_writer(jax.process_index() == 0)
 
 
-def _loop_kwargs(args, default_every: int) -> dict:
+def _loop_kwargs(args, default_every: int | None) -> dict:
     every = default_every if args.checkpoint_every is None else args.checkpoint_every
-    if every < 0:
+    if every is not None and every < 0:
         raise UsageError(f"--checkpoint-every must be >= 0, got {every}")
     return {"progress": False if args.no_progress else None, "resume": args.resume, "checkpoint_every": every}
 
@@ -195,7 +198,7 @@ def _cmd_cifar(model: str):
         base, quick = (cifar.mlp_config, cifar.quick_mlp) if model == "mlp" else (cifar.cnn_config, cifar.quick_cnn)
         cfg = config_from_args(args, base, quick)
         cfg.validate()
-        cifar.train_and_evaluate(cfg, Path(args.out) / cfg.experiment, **_loop_kwargs(args, 1))
+        cifar.train_and_evaluate(cfg, Path(args.out) / cfg.experiment, **_loop_kwargs(args, None))
         return 0
     return cmd
 
@@ -212,7 +215,7 @@ def cmd_rnn(args) -> int:
 
     cfg = config_from_args(args, rnn.RNNConfig, rnn.quick)
     cfg.validate()
-    rnn.train_and_evaluate(cfg, Path(args.out) / rnn.EXPERIMENT, **_loop_kwargs(args, 1))
+    rnn.train_and_evaluate(cfg, Path(args.out) / rnn.EXPERIMENT, **_loop_kwargs(args, None))
     return 0
 
 
@@ -221,7 +224,7 @@ def cmd_rnn_sweep(args) -> int:
 
     cfg = config_from_args(args, rnn.RNNConfig, rnn.quick)
     cfg.validate()
-    kw = _loop_kwargs(args, 1)
+    kw = _loop_kwargs(args, None)
     # --resume: finished runs are read back, interrupted groups continue from their checkpoints.
     rnn.sweep(cfg, args.lengths, args.seeds, [c.strip() for c in args.cells.split(",") if c.strip()], args.out,
               reuse=kw["resume"], **kw)

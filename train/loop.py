@@ -136,7 +136,7 @@ def _restore_common(ckpts, templates):
 
 
 def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool = False,
-               checkpoint_every: int = 1, epochs: bool = False, desc: str = "", progress: bool | None = None,
+               checkpoint_every: int | None = None, epochs: bool = False, desc: str = "", progress: bool | None = None,
                checkpoints: bool = True):
     """Train ``backend`` over ``schedule``; returns (the metrics log, timing).
 
@@ -162,7 +162,9 @@ def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool
     multi = getattr(backend, "runs", 1) > 1
     run_dirs = [Path(d) for d in run_dir] if multi else [Path(run_dir)]
     as_list = (lambda x: x) if multi else (lambda x: [x])
-    use_ckpt = checkpoints and checkpoint_every > 0 and hasattr(backend, "host_state") and is_writer()
+    auto = checkpoint_every is None
+    every = 1 if auto else checkpoint_every
+    use_ckpt = checkpoints and every > 0 and hasattr(backend, "host_state") and is_writer()
     if jax.process_count() > 1:
         use_ckpt = False  # every process holds a full replica; see README (checkpoints are single-process)
     ckpts = None
@@ -184,6 +186,7 @@ def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool
             if c.steps():
                 c.clear()  # a fresh run must not mix with an earlier run's checkpoints
     prior_compile = float(prior.get("compile_s", 0.0))
+    skipped = int(prior.get("ckpt_skipped", 0))
     timer = _Timer(backend, prior)
     logs = [MetricsLog(d / "metrics.jsonl", r) for d, r in zip(run_dirs, rows)]
     for log in logs:
@@ -225,9 +228,13 @@ def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool
                               "loss": m["loss"], "accuracy": m["accuracy"], "time_s": round(now(), 4)}
                              for s, m in ev.items()])
                 done = pi + 1
-                if ckpts and (done % checkpoint_every == 0 or done == len(schedule) or sig["stop"]):
+                due = ckpts and done % every == 0
+                if due and auto and any(c.busy for c in ckpts) and not (done == len(schedule) or sig["stop"]):
+                    skipped += 1
+                elif due or (ckpts and (done == len(schedule) or sig["stop"])):
                     def save():
-                        meta = {"elapsed_s": now(), "compile_s": prior_compile + backend.compile_time_s, **timer.t}
+                        meta = {"elapsed_s": now(), "compile_s": prior_compile + backend.compile_time_s,
+                                "ckpt_skipped": skipped, **timer.t}
                         for c, log, st in zip(ckpts, logs, as_list(backend.host_state())):
                             c.save(done, st, {**meta, "rows": list(log.rows)})
                     timer.run("ckpt_s", save)
@@ -248,7 +255,8 @@ def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool
                 c.close()  # the last write finishes before the run counts as done
             timer.t["ckpt_s"] += time.perf_counter() - t
     timing = {"wall_time_s": now(), "train_time_s": timer.t["train_s"], "eval_time_s": timer.t["eval_s"],
-              "checkpoint_time_s": timer.t["ckpt_s"], "train_examples": int(examples), "steps": step,
+              "checkpoint_time_s": timer.t["ckpt_s"], "checkpoints_skipped": skipped,
+              "train_examples": int(examples), "steps": step,
               "resumed_from": resumed_from, "compile_time_s": prior_compile + backend.compile_time_s}
     if multi:
         return [(log, {**timing, "runs": len(logs)}) for log in logs]

@@ -142,7 +142,7 @@ class MetricsLog:
 
 # summary.json fields that measure time: they differ from run to run, everything else must not.
 TIMING_FIELDS = ("wall_time_s", "compile_time_s", "train_time_s", "eval_time_s", "checkpoint_time_s",
-                 "examples_per_s", "time_per_epoch_s", "resumed_from_period")
+                 "checkpoints_skipped", "examples_per_s", "time_per_epoch_s", "resumed_from_period")
 
 
 def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict, *,
@@ -171,6 +171,7 @@ def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict
         "train_time_s": round(timing["train_time_s"], 4),
         "eval_time_s": round(timing["eval_time_s"], 4),
         "checkpoint_time_s": round(timing["checkpoint_time_s"], 4),
+        "checkpoints_skipped": timing.get("checkpoints_skipped", 0),
         # Training throughput: training steps only (no compilation, evaluation or checkpoint waits).
         "examples_per_s": round(timing["train_examples"] / train_time, 1),
         "param_count": int(param_count),

@@ -19,9 +19,10 @@ Training is the idiomatic loop: ``zero_grad``, forward, ``CrossEntropyLoss``,
 RMSprop + global-norm clipping for the RNN). Batches are gathered from
 tensors that stay on the device, and normalised/one-hot encoded per batch,
 the same work the JAX step does, so the frameworks are timed on equal terms.
-``configure_backend`` and ``make_train_step``'s options are PyTorch's own
-speed recipe on a GPU: cuDNN autotuning, TF32, channels_last, fused AdamW, bf16
-autocast, ``torch.compile``.
+``configure_backend``, ``set_tf32`` and ``make_train_step``'s options are
+PyTorch's own speed recipe on a GPU: cuDNN autotuning, TF32 (for the bench's
+tf32 and bf16 rows; its fp32 rows are full fp32), channels_last, fused AdamW,
+bf16 autocast, ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -97,26 +98,33 @@ def configure_backend(device_type: str) -> dict:
     """Process-wide flags for PyTorch's fastest honest configuration on this device; returns them.
 
     On CUDA: cuDNN autotuning (``cudnn.benchmark``: each new shape tries the convolution algorithms
-    once) and TF32 for float32 matmuls and convolutions. JAX computes float32 matmuls and
-    convolutions in TF32 on a GPU by default, so fp32 rows compare like with like. On CPU neither
-    applies.
+    once); TF32 is a per-precision choice (:func:`set_tf32`). On CPU it does not apply.
     """
     cuda = device_type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")
-        conv = getattr(torch.backends.cudnn, "conv", None)
-        if conv is not None and hasattr(conv, "fp32_precision"):
-            conv.fp32_precision = "tf32"   # PyTorch >= 2.9's API, which supersedes allow_tf32
-        else:
-            torch.backends.cudnn.allow_tf32 = True
     # Every compiled runner of a bench traces the same code objects (the loss function, the models'
     # forward) for new models and shapes; past dynamo's recompile limit (8) it silently runs them
     # eagerly, and "compiled" rows would time eager code.
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
-    return {"cudnn_benchmark": cuda, "tf32": cuda}
+    return {"cudnn_benchmark": cuda}
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 on or off for float32 matmuls (cuBLAS) and cuDNN convolutions and RNNs, process-wide.
+
+    PyTorch >= 2.9's ``fp32_precision`` API ("tf32" or "ieee") where it exists, never mixed with the
+    legacy ``allow_tf32`` flags (reading a legacy flag after a mixed setting raises), else the
+    legacy flags. Only CUDA kernels read them.
+    """
+    mode = "tf32" if enabled else "ieee"
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    if hasattr(matmul, "fp32_precision") and hasattr(getattr(cudnn, "conv", None), "fp32_precision"):
+        matmul.fp32_precision = cudnn.conv.fp32_precision = cudnn.rnn.fp32_precision = mode
+    else:
+        matmul.allow_tf32 = cudnn.allow_tf32 = enabled
 
 
 def compile_counters() -> dict[str, int]:

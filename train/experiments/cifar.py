@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from train import plots
-from train.experiments.common import compute_dtype, eval_splits, require_common, require_positive, resolve_precision
+from train.experiments.common import (compute_dtype, eval_splits, require_common, require_positive,
+                                     resolve_precision, under_precision)
 from train.results import UsageError, atomic_write_json, make_summary, one_line, prepare_run_dir
 
 MODELS = ("mlp", "cnn")
@@ -36,7 +37,7 @@ class CifarConfig:
     weight_decay: float = 0.01     # PyTorch AdamW's default (optax's default is 1e-4)
     hidden: str = "1024,512,256,256,128"
     dropout: float = 0.2           # improved variant
-    precision: str = "fp32"        # fp32 (the original's) | bf16 | auto (bf16 on GPU, fp32 on CPU)
+    precision: str = "fp32"        # fp32 (the original's) | tf32 | bf16 | auto (bf16 on GPU, fp32 on CPU)
     eval_train: bool = False       # False: train metrics = mean over the epoch's steps (the original's)
     limit_train: int = 0           # 0: the whole training split
     limit_test: int = 0            # 0: the whole test split
@@ -134,8 +135,9 @@ def make_preprocess(mean: np.ndarray, std: np.ndarray):
     return preprocess
 
 
+@under_precision
 def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool | None = None,
-                       resume: bool = False, checkpoint_every: int = 1) -> dict:
+                       resume: bool = False, checkpoint_every: int | None = None) -> dict:
     import jax
     import optax
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 from train.results import UsageError
 
-PRECISIONS = ("fp32", "bf16", "auto")
+PRECISIONS = ("fp32", "tf32", "bf16", "auto")
+# What the compute precisions mean for matmuls and convolutions (jax.default_matmul_precision):
+# fp32 is full fp32, as PyTorch computes fp32 matmuls by default; tf32 is XLA's GPU default (fp32
+# storage, 10-bit-mantissa products: the vanilla RNN's faint long-range gradients drown in it).
+MATMUL_PRECISION = {"fp32": "highest", "tf32": "default", "bf16": "default"}
 
 
 def resolve_precision(precision: str) -> str:
@@ -18,6 +24,23 @@ def resolve_precision(precision: str) -> str:
 def compute_dtype(precision: str):
     import jax.numpy as jnp
     return jnp.bfloat16 if resolve_precision(precision) == "bf16" else jnp.float32
+
+
+def precision_scope(precision: str):
+    """The context in which a run traces and compiles: the matmul precision ``precision`` implies."""
+    import jax
+    return jax.default_matmul_precision(MATMUL_PRECISION[resolve_precision(precision)])
+
+
+def under_precision(train_fn):
+    """Decorator: run ``train_fn(cfg, ...)`` in ``precision_scope(cfg.precision)`` (a config without a
+    precision, e.g. the toy MLP's, is fp32; for a list of configs, the first one's)."""
+    @functools.wraps(train_fn)
+    def run(cfg, *args, **kwargs):
+        first = cfg[0] if isinstance(cfg, list) else cfg
+        with precision_scope(getattr(first, "precision", "fp32")):
+            return train_fn(cfg, *args, **kwargs)
+    return run
 
 
 def flag(name: str) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from data.toy import DATASETS, make_toy_data
 from train import plots
-from train.experiments.common import require_common, require_positive
+from train.experiments.common import require_common, require_positive, under_precision
 from train.results import UsageError, atomic_write_json, make_summary, one_line, prepare_run_dir
 
 EXPERIMENT = "mlp-toy"
@@ -95,6 +95,7 @@ def build_backends(cfg: ToyConfig, data) -> dict:
     return out
 
 
+@under_precision
 def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int = 0) -> dict[str, dict]:
     """Run the configured frameworks; write each run's folder under ``workdir``; return the summaries.

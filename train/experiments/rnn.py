@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from train import plots
-from train.experiments.common import compute_dtype, eval_splits, require_common, require_positive, resolve_precision
+from train.experiments.common import (compute_dtype, eval_splits, require_common, require_positive,
+                                     resolve_precision, under_precision)
 from train.results import (UsageError, atomic_write_json, make_summary, one_line,
                            prepare_run_dir, save_figure)
 
@@ -35,7 +36,7 @@ class RNNConfig:
     lr_step: int = 10              # StepLR step size in epochs (unspecified by the original)
     lr_gamma: float = 0.1          # StepLR factor (unspecified by the original)
     clip_norm: float = 10.0
-    precision: str = "fp32"        # fp32 | bf16 | auto
+    precision: str = "fp32"        # fp32 | tf32 | bf16 | auto
     eval_train: bool = False       # False: train metrics = mean over the epoch's steps (the original's)
     eval_batch: int = 4096
     grad_probe: int = 512          # test sequences used to measure dL/dh_t
@@ -197,8 +198,9 @@ def _finish_run(run: _Run, log, timing: dict, graphdef, host_state, grads_init: 
     return summary
 
 
+@under_precision
 def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None,
-                       resume: bool = False, checkpoint_every: int = 1) -> dict:
+                       resume: bool = False, checkpoint_every: int | None = None) -> dict:
     from train.backends import JaxBackend
     from train.loop import train_loop
     from train.trainer import select_devices
@@ -217,8 +219,9 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
                        param_count=backend.param_count, devices=backend.devices)
 
 
+@under_precision
 def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress: bool | None = None,
-                         resume: bool = False, checkpoint_every: int = 1) -> list[dict]:
+                         resume: bool = False, checkpoint_every: int | None = None) -> list[dict]:
     """Train several seeds of one setting side by side in one compiled program (``jax.vmap``, one device).
 
     ``cfgs`` differ only in ``seed``. Each seed's run folder is written as ``train_and_evaluate(cfg)``
@@ -273,7 +276,7 @@ def _resumable(cfgs: list[RNNConfig], workdir: Path) -> bool:
 
 
 def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out: str | Path,
-          *, progress: bool | None = None, checkpoint_every: int = 1, reuse: bool = False,
+          *, progress: bool | None = None, checkpoint_every: int | None = None, reuse: bool = False,
           resume: bool = False) -> dict:
     """Train every (cell, T, seed); write <out>/rnn-sweep/sweep.json and accuracy-vs-T figures.
 
