@@ -91,17 +91,20 @@ except Exception as e:  # no GPU tools here: fine on a CPU dry run
     print(f"nvidia-smi: {e}")
 EOF
     if (( dry )); then
-      step 0 bench "$PY" -m train bench --suite cnn,rnn,mlp-cifar --frameworks jax,torch --precision fp32 \
+      step 0 bench "$PY" -m train bench --suite cnn,rnn,mlp-cifar --frameworks jax,torch --precision fp32,rnn:tf32 \
            --modes fused,eager,compiled --batch-sizes cnn:8,rnn:512,rnn:128,mlp-cifar:64 --sweep-precision fp32 \
-           --torch-compile recipe-bf16 --time-budget 120 --quick --steps 1 --windows 1 --warmup 0 --out "$work"
+           --torch-compile recipe-bf16 --profile "$work/profile" --profile-only 'cnn-fused-*-b8,rnn-fused-*-b128' \
+           --dump-hlo "$work/hlo" --time-budget 120 --quick --steps 1 --windows 1 --warmup 0 --out "$work"
       step 0 tests "$PY" scripts/parallel_pytest.py 2 "$work/tests" tests/test_numpy_layers.py tests/test_toy_data.py
     else
-      # The headline figures first (CNN at the recipe batch 256 and at 1024, RNN at 128 and 8192);
-      # --time-budget stops starting new runners after 120 s, recording them as skipped.
+      # The headline figures first (CNN at the recipe batch 256 in tf32 and bf16 and at 1024 in bf16, RNN at
+      # 8192 in bf16 and at 128 in fp32, tf32 and bf16; ~125 s); --time-budget stops starting new runners
+      # after 115 s (the MLP, last), recording them as skipped. Profiles: one window each, ~1-3 MB.
       step 150 bench "$PY" -m train bench --suite cnn,rnn,mlp-cifar --frameworks jax,torch \
-           --precision fp32,bf16 --modes fused,eager,compiled \
-           --batch-sizes cnn:256,cnn:1024,rnn:8192,rnn:128 --sweep-precision bf16 \
-           --torch-compile recipe-bf16 --time-budget 120 --out "$work"
+           --precision tf32,bf16,rnn:fp32 --modes fused,eager,compiled \
+           --batch-sizes cnn:256,cnn:1024,rnn:8192,rnn:128 --sweep-precision bf16 --torch-compile recipe-bf16 \
+           --profile "$work/profile" --profile-only 'cnn-fused-bf16-b256,rnn-fused-*-b128' --dump-hlo "$work/hlo" \
+           --time-budget 115 --out "$work"
       step 5 tests "$PY" scripts/parallel_pytest.py 8 "$work/tests"
     fi
   } 2>&1 | tee "$work/check.log"

@@ -10,7 +10,6 @@ import json
 import statistics
 import sys
 
-import jax
 import pytest
 
 from train import bench
@@ -123,8 +122,8 @@ def test_tiny_bench_writes_json_table_and_chart(tiny_run):
     pm = next(r for r in doc["records"] if r["mode"] == "pmap")
     assert pm["devices"] == 1 and pm["extra"]["pmap_vs_jit"] > 0
     assert doc["ratios"]["toy/fp32/b30"]["pmap_vs_jit"] > 0
-    # Whatever the session's matmul precision is (a test setup may pin it), the record states it.
-    assert jf_settings(doc) == {"matmul_precision": jax.config.jax_default_matmul_precision or "default"}
+    # fp32 is compiled under matmul precision "highest", whatever the session's default is.
+    assert jf_settings(doc) == {"matmul_precision": "highest"}
     jf = next(r for r in doc["records"] if r["mode"] == "fused")
     assert doc["batches"] == [
         {"suite": "toy", "framework": r["framework"], "mode": r["mode"], "precision": "fp32", "devices": 1,
@@ -256,7 +255,8 @@ def test_torch_settings_are_recorded(tmp_path):
     assert rc == 0
     (rec,) = json.loads((tmp_path / "bench" / "bench.json").read_text())["records"]
     cuda = torch.cuda.is_available()
-    assert rec["settings"] == {"channels_last": False, "cudnn_benchmark": cuda, "tf32": cuda,
+    # fp32 is full fp32: TF32 off on a GPU (None: no such switch on CPU).
+    assert rec["settings"] == {"channels_last": False, "cudnn_benchmark": cuda, "tf32": False if cuda else None,
                                "fused_adamw": "cuda" in _get_fused_kernels_supported_devices() if cuda else
                                "cpu" in _get_fused_kernels_supported_devices(),
                                "autocast": None, "compile_mode": None}
@@ -267,7 +267,90 @@ def test_settings_text():
          "compile_mode": "reduce-overhead", "scan_unroll": 15, "matmul_precision": None}
     assert bench.settings_text(s) == ("channels_last, cudnn.benchmark, TF32, no fused AdamW, autocast bf16, "
                                       "compile reduce-overhead, unroll 15")
-    assert bench.settings_text({"channels_last": False, "fused_adamw": None}) == ""
+    assert bench.settings_text({"channels_last": False, "fused_adamw": None, "tf32": None}) == ""
+    assert bench.settings_text({"tf32": False, "matmul_precision": "highest"}) == "no TF32, matmul highest"
+
+
+def test_precision_names_resolve():
+    spec = bench._precisions("bf16, tf32,rnn:fp32")
+    assert spec == [(None, "bf16"), (None, "tf32"), ("rnn", "fp32")]
+    assert bench.resolve_precisions(spec, gpu=True, suite="rnn") == ["fp32", "tf32", "bf16"]   # fixed order
+    assert bench.resolve_precisions(spec, gpu=True, suite="cnn") == ["tf32", "bf16"]
+    assert bench.resolve_precisions(spec, gpu=False) == ["fp32", "tf32", "bf16"]               # any suite
+    auto = bench._precisions("auto")
+    assert bench.resolve_precisions(auto, gpu=False, suite="cnn") == ["fp32"]
+    assert bench.resolve_precisions(auto, gpu=True, suite="cnn") == ["tf32", "bf16"]
+    assert bench.resolve_precisions(bench._precisions("auto,cnn:fp32"), gpu=True, suite="cnn") == ["fp32", "tf32",
+                                                                                                   "bf16"]
+    assert bench.run_precisions("rnn", 8192, ["fp32", "tf32", "bf16"], ["bf16"]) == ["bf16"]
+    for bad in ("fp16", "cnn:", "gan:fp32", ","):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench._precisions(bad)
+
+
+def test_dump_hlo_per_runner_with_its_matmul_precision(tmp_path):
+    """fp32 runners are compiled under matmul precision "highest" (so their HLO says so), tf32 under the
+    default, whatever the session's default is; each compiled runner's optimised HLO is written."""
+    hlo = tmp_path / "hlo"
+    rc = _run(["--suite", "toy", "--frameworks", "jax", "--modes", "step-loop,fused,pmap", "--precision", "fp32,tf32",
+               "--steps", "2", "--windows", "1", "--warmup", "0", "--dump-hlo", str(hlo), "--out", str(tmp_path)])
+    assert rc == 0
+    recs = json.loads((tmp_path / "bench" / "bench.json").read_text())["records"]
+    names = {f"toy-{m}-{p}-b30" for m in ("step-loop", "fused", "pmap") for p in ("fp32", "tf32")}
+    assert {f.name for f in hlo.iterdir()} == {f"{n}.hlo.txt" for n in names}
+    for r in recs:
+        path = hlo / f"{bench.run_name(bench.Record(**r))}.hlo.txt"
+        text = path.read_text()
+        assert r["extra"]["hlo"] == {"path": str(path), "bytes": path.stat().st_size}
+        assert text.startswith("HloModule") and "ENTRY" in text and " dot(" in text and len(text) > 2000
+        # The toy MLP's step has 5 dots (2 forward, 3 backward: none for the input's gradient).
+        assert text.count("operand_precision={highest,highest}") == (5 if r["precision"] == "fp32" else 0), path.name
+        assert r["settings"]["matmul_precision"] == {"fp32": "highest", "tf32": "default (TF32 on GPU)"}[r["precision"]]
+        assert "profile" not in r["extra"]
+
+
+def test_profile_traces_one_window_of_the_chosen_runners(tmp_path):
+    prof = tmp_path / "prof"
+    rc = _run(["--suite", "toy", "--frameworks", "jax", "--modes", "step-loop,fused", "--precision", "fp32,tf32",
+               "--steps", "3", "--windows", "1", "--warmup", "0", "--profile", str(prof),
+               "--profile-only", "toy-fused-*,nothing-*", "--out", str(tmp_path)])
+    assert rc == 0
+    doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert doc["settings"]["profile_only"] == ["toy-fused-*", "nothing-*"]
+    assert sorted(p.name for p in prof.iterdir()) == ["toy-fused-fp32-b30", "toy-fused-tf32-b30"]
+    for r in doc["records"]:
+        if r["mode"] != "fused":
+            assert "profile" not in r["extra"]
+            continue
+        d = prof / f"toy-fused-{r['precision']}-b30"
+        (xplane,) = d.rglob("*.xplane.pb")
+        files = [f for f in d.rglob("*") if f.is_file()]
+        assert r["extra"]["profile"] == {"path": str(d), "steps": 3, "files": len(files),
+                                         "bytes": sum(f.stat().st_size for f in files)}
+        assert xplane.stat().st_size > 1000
+        # The profiled window ran the compiled program (its HLO module is named after the jitted function).
+        assert b"train_steps" in xplane.read_bytes()
+
+
+def test_torch_tf32_switch():
+    torch = pytest.importorskip("torch")
+    from train import torch_models as tm
+
+    m, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    new_api = hasattr(m, "fp32_precision") and hasattr(getattr(cudnn, "conv", None), "fp32_precision")
+    read = (lambda: (m.fp32_precision, cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision)) if new_api else \
+        (lambda: (m.allow_tf32, cudnn.allow_tf32))
+    before = read()
+    try:
+        tm.set_tf32(False)
+        assert read() == (("ieee",) * 3 if new_api else (False, False))
+        tm.set_tf32(True)
+        assert read() == (("tf32",) * 3 if new_api else (True, True))
+    finally:
+        if new_api:
+            m.fp32_precision, cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = before
+        else:
+            m.allow_tf32, cudnn.allow_tf32 = before
 
 
 def _rec(suite, framework, mode, precision, batch, per_s, windows=3):

@@ -32,17 +32,16 @@ project's hand-written MLP (``sgd_step``) on the MLP suites. PyTorch (an
 optional extra) runs ``train.torch_models`` eagerly and under
 ``torch.compile``, with PyTorch's own speed recipe on a GPU (channels_last,
 ``cudnn.benchmark``, fused AdamW, bf16 autocast); every such choice is in each
-record's ``settings`` (``torch.set_num_threads`` left
-at its default; ``OMP_WAIT_POLICY`` defaults to PASSIVE, see
-:func:`import_torch`); when ``import torch`` fails its records are skipped
-with a note.
+record's ``settings`` (``torch.set_num_threads`` left at its default;
+``OMP_WAIT_POLICY`` defaults to PASSIVE, see :func:`import_torch`); when
+``import torch`` fails its records are skipped with a note.
 
 Precisions (``--precision``): ``fp32`` is full fp32 (JAX traces and compiles under
 ``jax.default_matmul_precision("highest")``; PyTorch with TF32 off), ``tf32`` is
 fp32 storage with TF32 matmuls and convolutions (XLA's GPU default; PyTorch with
 TF32 on), ``bf16`` is bf16 compute (bf16 JAX models; PyTorch bf16 autocast). On a
-CPU, tf32 computes what fp32 does. Each record's ``settings`` states its matmul
-precision (JAX) or TF32 switches (PyTorch).
+CPU, tf32 computes what fp32 does. Records state the matmul precision (JAX) or
+the TF32 switch (PyTorch) in ``settings``.
 
 ``--profile DIR`` captures a ``jax.profiler`` trace of one extra window of each
 timed JAX runner (``--profile-only`` picks which); ``--dump-hlo DIR`` writes each
@@ -93,6 +92,7 @@ from typing import Any
 
 import numpy as np
 
+from train.experiments.common import MATMUL_PRECISION
 from train.results import (
     UsageError,
     atomic_write_json,
@@ -104,9 +104,8 @@ from train.results import (
 SUITES = ("toy", "mlp-cifar", "cnn", "rnn")
 FRAMEWORKS = ("numpy", "jax", "torch")
 PRECISIONS = ("fp32", "tf32", "bf16")
-# The matmul (and convolution) precision each JAX runner traces and compiles under, as in
-# train.experiments.common, and how records state it; PyTorch runs with TF32 off for fp32 only.
-JAX_MATMUL = {"fp32": "highest", "tf32": "default", "bf16": "default"}
+# Each JAX runner traces and compiles under the experiments' matmul (and convolution) precision,
+# MATMUL_PRECISION[precision]; records state it so. PyTorch runs with TF32 off for fp32 only.
 MATMUL_LABEL = {"fp32": "highest", "tf32": "default (TF32 on GPU)", "bf16": "default"}
 JAX_MODES = ("step-loop", "fused", "pmap")
 TORCH_MODES = ("eager", "compiled")
@@ -280,13 +279,12 @@ def prepare(fn: Callable[[], Runner], wl: Workload, framework: str, mode: str, p
             devices: int = 1, budget: Budget | None = None) -> Runner | Record:
     """Build (and compile) one runner; a failure becomes a skipped record with the error, not a crash."""
     why = budget.spent() if budget else ""
-    if why:
-        return skipped(wl.suite, framework, mode, why, precision=precision, devices=devices, batch_size=wl.batch)
-    try:
-        return fn()
-    except Exception as e:  # noqa: BLE001 - e.g. torch.compile failing on this platform
-        return skipped(wl.suite, framework, mode, f"failed: {_err(e)}", precision=precision, devices=devices,
-                       batch_size=wl.batch)
+    if not why:
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - e.g. torch.compile failing on this platform
+            why = f"failed: {_err(e)}"
+    return skipped(wl.suite, framework, mode, why, precision=precision, devices=devices, batch_size=wl.batch)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -540,7 +538,7 @@ def _aot(fn, *args, precision: str) -> tuple[Any, dict]:
     timing tracing, lowering and XLA compilation separately."""
     import jax
 
-    with jax.default_matmul_precision(JAX_MATMUL[precision]):
+    with jax.default_matmul_precision(MATMUL_PRECISION[precision]):
         t0 = time.perf_counter()
         if hasattr(fn, "trace"):
             traced = fn.trace(*args)
@@ -823,20 +821,11 @@ def torch_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[st
                 r.peak_memory_bytes = int(torch.cuda.max_memory_allocated())
         return Runner(rec, window, after)
 
-    out: list[Runner | Record] = []
-    for precision in precisions:
-        if precision == "bf16" and wl.suite == "toy":
-            continue
-        for mode in TORCH_MODES:
-            why = compile_skip(wl, precision) if mode == "compiled" else ""
-            if mode not in modes:
-                continue
-            if why:
-                out.append(skipped(wl.suite, "torch", mode, why, precision=precision, batch_size=wl.batch))
-            else:
-                out.append(prepare(functools.partial(runner, mode, precision), wl, "torch", mode, precision,
-                                   budget=budget))
-    return out
+    return [(skipped(wl.suite, "torch", mode, why, precision=precision, batch_size=wl.batch) if why else
+             prepare(functools.partial(runner, mode, precision), wl, "torch", mode, precision, budget=budget))
+            for precision in precisions if not (precision == "bf16" and wl.suite == "toy")
+            for mode in TORCH_MODES if mode in modes
+            for why in [compile_skip(wl, precision) if mode == "compiled" else ""]]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1301,19 +1290,28 @@ def _int_csv(text: str) -> list[int]:
     return vals
 
 
-def _batch_sizes(text: str) -> list[tuple[str | None, int]]:
-    """``"256,cnn:1024"`` -> ``[(None, 256), ("cnn", 1024)]``: a batch for every suite, or for one."""
-    out = []
-    for tok in (t.strip() for t in text.split(",") if t.strip()):
-        suite, _, num = tok.rpartition(":")
-        if suite and suite not in SUITES:
-            raise argparse.ArgumentTypeError(f"unknown suite {suite!r} in {tok!r}; choose from {', '.join(SUITES)}")
-        if not num.isdigit() or int(num) < 1:
-            raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {tok!r}")
-        out.append((suite or None, int(num)))
-    if not out:
-        raise argparse.ArgumentTypeError("empty list")
-    return out
+def _per_suite(value: Callable[[str], Any], what: str):
+    """Parser of ``--batch-sizes`` and ``--precision``: ``"256,cnn:1024"`` -> ``[(None, 256), ("cnn", 1024)]``,
+    each item for every suite or for one; ``value`` converts an item's value, None if it is not one."""
+    def parse(text: str) -> list[tuple[str | None, Any]]:
+        out = []
+        for tok in (t.strip() for t in text.split(",") if t.strip()):
+            suite, _, v = tok.rpartition(":")
+            if suite and suite not in SUITES:
+                raise argparse.ArgumentTypeError(f"unknown suite {suite!r} in {tok!r}; choose from {', '.join(SUITES)}")
+            if value(v) is None:
+                raise argparse.ArgumentTypeError(f"{what}, got {tok!r}")
+            out.append((suite or None, value(v)))
+        if not out:
+            raise argparse.ArgumentTypeError("empty list")
+        return out
+    return parse
+
+
+_batch_sizes = _per_suite(lambda v: int(v) if v.isdigit() and int(v) > 0 else None,
+                          "batch sizes must be positive integers")
+_precisions = _per_suite(lambda v: v if v in (*PRECISIONS, "auto") else None,
+                         f"precisions are {', '.join(PRECISIONS)} or auto")
 
 
 def suite_batches(suite: str, spec: Sequence[tuple[str | None, int]]) -> list[int | None]:
@@ -1322,10 +1320,12 @@ def suite_batches(suite: str, spec: Sequence[tuple[str | None, int]]) -> list[in
     return list(dict.fromkeys(b for s, b in spec if s in (None, suite))) or [None]
 
 
-def resolve_precisions(requested: Sequence[str], gpu: bool) -> list[str]:
-    """``--precision`` in the order fp32, tf32, bf16; ``auto`` is fp32 on CPU, tf32 and bf16 on a GPU."""
+def resolve_precisions(spec: Sequence[tuple[str | None, str]], gpu: bool, suite: str | None = None) -> list[str]:
+    """The ``--precision`` items for ``suite`` (None: for any suite), in the order fp32, tf32, bf16;
+    ``auto`` is fp32 on CPU, tf32 and bf16 on a GPU."""
+    want = {p for s, p in spec if suite is None or s in (None, suite)}
     auto = ("tf32", "bf16") if gpu else ("fp32",)
-    return [p for p in PRECISIONS if p in requested or ("auto" in requested and p in auto)]
+    return [p for p in PRECISIONS if p in want or ("auto" in want and p in auto)]
 
 
 def run_precisions(suite: str, batch: int, precisions: Sequence[str], sweep: Sequence[str] | None) -> list[str]:
@@ -1371,10 +1371,11 @@ def add_parser(subparsers) -> None:
                    help=f"comma-separated modes from {', '.join(MODES)} (default: all)")
     p.add_argument("--devices", type=_int_csv, default=None,
                    help="comma-separated device counts for the pmap mode, e.g. 1,2,4 (default: 1 and all local devices)")
-    p.add_argument("--precision", type=_csv((*PRECISIONS, "auto")), default=["auto"],
+    p.add_argument("--precision", type=_precisions, default=[(None, "auto")],
                    help="comma-separated fp32 (full fp32), tf32 (fp32 with TF32 matmuls and convolutions on a GPU), "
                         "bf16, or auto: fp32 on CPU (where tf32 computes what fp32 does and bf16 is emulated), "
-                        "tf32 and bf16 on a GPU (default: auto)")
+                        "tf32 and bf16 on a GPU; each for every suite, or SUITE:PRECISION for one, e.g. "
+                        "tf32,bf16,rnn:fp32 (default: auto)")
     p.add_argument("--batch-size", type=int, default=None, help="override every selected suite's batch size")
     p.add_argument("--batch-sizes", type=_batch_sizes, default=None,
                    help="comma-separated batch sizes to run, each B (every suite) or SUITE:B (that suite), e.g. "
@@ -1461,7 +1462,8 @@ def cmd(args) -> int:
             t = time.perf_counter()
             wl = make_workload(suite, gpu=gpu, quick=args.quick, seed=args.seed, batch=batch,
                                steps=args.steps, windows=args.windows, warmup=args.warmup)
-            precs = run_precisions(suite, wl.batch, precisions, args.sweep_precision)
+            precs = run_precisions(suite, wl.batch, resolve_precisions(args.precision, gpu, suite),
+                                   args.sweep_precision)
             items = _items(wl, args, precisions=precs, devices=devices, gpu=gpu, compile_skip=compile_skip,
                            budget=budget, art=art)
             records += measure(items, wl, log=log)
@@ -1478,7 +1480,8 @@ def cmd(args) -> int:
     machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     doc = {"machine": machine, "versions": package_versions(),
            "settings": {"suites": args.suite, "frameworks": args.frameworks, "modes": modes, "devices": devices,
-                        "precisions": precisions, "quick": args.quick, "seed": args.seed,
+                        "precisions": {s: resolve_precisions(args.precision, gpu, s) for s in args.suite},
+                        "quick": args.quick, "seed": args.seed,
                         "batch_sizes": spec, "sweep_precision": args.sweep_precision,
                         "torch_compile": args.torch_compile, "torch_compile_mode": args.torch_compile_mode,
                         "time_budget_s": args.time_budget, "profile": args.profile,
