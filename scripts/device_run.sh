@@ -105,7 +105,7 @@ EOF
            --batch-sizes cnn:256,cnn:1024,rnn:8192,rnn:128 --sweep-precision bf16 --torch-compile recipe-bf16 \
            --profile "$work/profile" --profile-only 'cnn-fused-bf16-b256,rnn-fused-*-b128' --dump-hlo "$work/hlo" \
            --time-budget 115 --out "$work"
-      step 5 tests "$PY" scripts/parallel_pytest.py 8 "$work/tests"
+      step 5 tests "$PY" scripts/parallel_pytest.py 14 "$work/tests"
     fi
   } 2>&1 | tee "$work/check.log"
   # the pipe ran the steps in a subshell: read their failures back from the log
