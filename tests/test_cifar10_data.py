@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
@@ -147,6 +148,107 @@ def test_folder_converts_grey_and_rgba_to_rgb(tmp_path):
     ds = load_cifar10(f"folder:{root}", cache_dir=tmp_path / "cache", workers=1)
     assert (ds.train_x[0] == 77).all()
     assert (ds.train_x[1] == np.array([1, 2, 3], np.uint8)).all()
+
+
+def _save_at(root: Path, relpath: str, image: Image.Image, **save_kwargs) -> None:
+    """Replaces the tree's file at ``relpath`` (``make_tree`` layout) with ``image``."""
+    for old in (root / relpath).parent.glob(Path(relpath).stem + ".*"):
+        old.unlink()
+    image.save(root / relpath, **save_kwargs)
+
+
+def test_folder_scales_16bit_grayscale_png_to_8_bits(tmp_path):
+    # Pillow opens a 16-bit grey PNG as mode I;16, whose convert("RGB") clips
+    # every value above 255 to white; the right 8-bit value is round(v / 257)
+    # (v * 255 / 65535), the same grey in all three channels.
+    root = tmp_path / "tree"
+    make_tree(root, n_train=1, n_test=1)
+    rng = np.random.default_rng(5)
+    grey16 = rng.integers(0, 65536, size=(32, 32), dtype=np.uint16)
+    grey16[0, :8] = [0, 1, 128, 129, 257, 32767, 65534, 65535]
+    _save_at(root, "train/airplane/00.png", Image.fromarray(grey16))
+    with Image.open(root / "train/airplane/00.png") as im:  # really a 16-bit file
+        assert im.mode.startswith("I") and np.asarray(im).max() > 255
+
+    ds = load_cifar10(f"folder:{root}", cache_dir=tmp_path / "cache", workers=1)
+    expected = np.rint(grey16 / 257.0).astype(np.uint8)
+    assert expected[0, :8].tolist() == [0, 0, 0, 1, 1, 127, 255, 255]
+    np.testing.assert_array_equal(ds.train_x[0], np.repeat(expected[..., None], 3, axis=2))
+    assert abs(ds.train_x[0].mean() - 127.5) < 5  # not the near-white 254 of clipping
+
+
+def test_folder_decodes_palette_pngs_quietly_and_exactly(tmp_path):
+    # A palette PNG whose transparency is a byte table made Pillow warn on
+    # every convert("RGB"); the pixels must be the palette's colours either way.
+    root = tmp_path / "tree"
+    make_tree(root, n_train=1, n_test=1)
+    rng = np.random.default_rng(6)
+    palette = rng.integers(0, 256, size=(16, 3), dtype=np.uint8)
+    indices = [rng.integers(0, 16, size=(32, 32), dtype=np.uint8) for _ in range(3)]
+    for k, (relpath, transparency) in enumerate([("train/airplane/00.png", None),
+                                                 ("train/bird/00.png", 3),
+                                                 ("train/cat/00.png", bytes(range(0, 256, 16)))]):
+        image = Image.fromarray(indices[k], mode="P")
+        image.putpalette(palette.ravel().tolist())
+        _save_at(root, relpath, image, **({} if transparency is None else {"transparency": transparency}))
+        with Image.open(root / relpath) as im:
+            assert im.mode == "P" and ("transparency" in im.info) == (transparency is not None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = load_cifar10(f"folder:{root}", cache_dir=tmp_path / "cache", workers=1)
+    for k, row in enumerate([0, 2, 3]):  # airplane, bird, cat: one training image per class
+        np.testing.assert_array_equal(ds.train_x[row], palette[indices[k]], err_msg=str(row))
+
+
+def test_folder_converts_other_modes_to_rgb_against_references(tmp_path):
+    # Alpha is ignored (as torchvision's pil_loader and tf.image.decode_png(channels=3)
+    # do); 1-bit is 0/255; CMYK is Pillow's (255 - C) * (255 - K) / 255.
+    root = tmp_path / "tree"
+    make_tree(root, n_train=1, n_test=1)
+    rng = np.random.default_rng(7)
+    rgba = rng.integers(0, 256, size=(32, 32, 4), dtype=np.uint8)
+    la = rng.integers(0, 256, size=(32, 32, 2), dtype=np.uint8)
+    bits = rng.integers(0, 2, size=(32, 32)).astype(bool)
+    cmyk = rng.integers(0, 256, size=(32, 32, 4), dtype=np.uint8)
+    _save_at(root, "train/airplane/00.png", Image.fromarray(rgba, mode="RGBA"))
+    _save_at(root, "train/automobile/00.png", Image.fromarray(la, mode="LA"))
+    _save_at(root, "train/bird/00.png", Image.fromarray(bits))
+    _save_at(root, "train/cat/00.jpg", Image.fromarray(cmyk, mode="CMYK"), quality=95)
+    with Image.open(root / "train/cat/00.jpg") as im:
+        assert im.mode == "CMYK"
+        c, m, y, k = np.moveaxis(np.asarray(im).astype(np.int64), -1, 0)  # what the JPEG holds
+    cmyk_reference = np.stack([np.rint((255 - v) * (255 - k) / 255) for v in (c, m, y)], -1)
+
+    ds = load_cifar10(f"folder:{root}", cache_dir=tmp_path / "cache", workers=1)
+    np.testing.assert_array_equal(ds.train_x[0], rgba[..., :3])
+    np.testing.assert_array_equal(ds.train_x[1], np.repeat(la[..., :1], 3, axis=2))
+    np.testing.assert_array_equal(ds.train_x[2], np.repeat(bits[..., None], 3, axis=2) * np.uint8(255))
+    np.testing.assert_array_equal(ds.train_x[3], cmyk_reference.astype(np.uint8))
+
+
+def _odd_image(mode: str) -> Image.Image:
+    if mode == "F":  # 32-bit float: no defined 8-bit scale
+        return Image.fromarray(np.linspace(-1.0, 2.0, 32 * 32, dtype=np.float32).reshape(32, 32))
+    if mode == "I":  # 32-bit integers beyond 16 bits
+        return Image.fromarray(np.arange(32 * 32, dtype=np.int32).reshape(32, 32) * 1000)
+    return Image.new(mode, (32, 32), (50, 0, 0))  # LAB: Pillow has no LAB -> RGB conversion
+
+
+@pytest.mark.parametrize("mode", ["F", "I", "LAB"])
+def test_folder_refuses_image_modes_it_cannot_convert(tmp_path, mode):
+    # Pillow opens files by content, so a TIFF named .png is read, in modes
+    # whose convert("RGB") clips or garbles silently.
+    root = tmp_path / "tree"
+    make_tree(root, n_train=1, n_test=1)
+    bad = root / "test" / "horse" / "00.png"
+    _save_at(root, "test/horse/00.png", _odd_image(mode), format="TIFF")
+    with Image.open(bad) as im:
+        assert im.mode == mode
+    with pytest.raises(DataError) as info:
+        load_cifar10(f"folder:{root}", cache_dir=tmp_path / "cache", workers=1)
+    message = str(info.value)
+    assert str(bad) in message and f"mode {mode}" in message and "\n" not in message
 
 
 def test_bare_folder_source_uses_data_dir(tmp_path):
@@ -326,16 +428,84 @@ def test_corrupt_cache_is_rebuilt(tmp_path, damage, caplog):
     assert cifar10._read_cache(entry, "x") is not None
 
 
-def test_compressed_npz_cache_is_still_readable(tmp_path):
-    # The fast reader handles stored members; a compressed entry (say, written
-    # by hand) must still load through the zipfile fallback.
-    arrays = dict(train_x=np.ones((2, 32, 32, 3), np.uint8), train_y=np.array([0, 1], np.int32),
-                  test_x=np.zeros((1, 32, 32, 3), np.uint8), test_y=np.array([1], np.int32),
-                  class_names=np.asarray(CLASS_NAMES))
-    np.savez_compressed(tmp_path / "c.npz", **arrays)
-    ds = cifar10._read_cache(tmp_path / "c.npz", "src")
-    assert ds is not None and ds.class_names == CLASS_NAMES
-    np.testing.assert_array_equal(ds.train_x, arrays["train_x"])
+def _rewrite_npz(entry: Path, change) -> None:
+    """Rewrites the entry as a valid .npz, every member kept but as ``change`` edits them."""
+    with np.load(entry) as stored:
+        members = {key: stored[key] for key in stored.files}
+    change(members)
+    with open(entry, "wb") as f:
+        np.savez(f, **members)
+
+
+def _flip_train_x_bytes(entry: Path, good: ImageDataset) -> None:
+    # 4,096 bytes inside train_x's data (from image 5 on), each inverted.
+    data = bytearray(entry.read_bytes())
+    start = data.find(good.train_x[5].tobytes())
+    assert start > 0
+    data[start:start + 4096] = bytes(b ^ 0xFF for b in data[start:start + 4096])
+    entry.write_bytes(bytes(data))
+
+
+def _shift_labels(members):
+    for key in ("train_y", "test_y"):
+        members[key] = ((members[key] + 1) % 10).astype(np.int32)
+
+
+def _drop_last_rows(members):
+    for key in ("train_x", "train_y"):
+        members[key] = members[key][:-1]
+
+
+@pytest.mark.parametrize("damage", ["flipped train_x bytes", "shifted labels", "rows dropped"])
+def test_cache_with_wrong_contents_is_rebuilt(tmp_path, damage, caplog):
+    # Each of these loaded silently when only the zip structure and the
+    # shapes were checked: the contents must match the digest written with them.
+    root, cache = tmp_path / "tree", tmp_path / "cache"
+    make_tree(root)
+    good = load_cifar10(f"folder:{root}", cache_dir=cache, workers=1)
+    (entry,) = cache.glob("*.npz")
+    if damage == "flipped train_x bytes":
+        _flip_train_x_bytes(entry, good)
+    else:
+        _rewrite_npz(entry, _shift_labels if damage == "shifted labels" else _drop_last_rows)
+        with np.load(entry) as stored:  # still a perfectly readable .npz
+            assert stored["train_y"].dtype == np.int32
+
+    with caplog.at_level("WARNING", logger="data.cifar10"):
+        rebuilt = load_cifar10(f"folder:{root}", cache_dir=cache, workers=1)
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "data.cifar10"]
+    assert str(entry) in warning and "rebuilding" in warning and "\n" not in warning
+    for key in ("train_x", "train_y", "test_x", "test_y"):
+        np.testing.assert_array_equal(getattr(rebuilt, key), getattr(good, key), err_msg=key)
+    # ... and the rewritten entry verifies again.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="data.cifar10"):
+        assert cifar10._read_cache(entry, "x") is not None
+    assert not caplog.records
+
+
+def test_compressed_npz_cache_is_still_readable_but_not_one_without_digest(tmp_path, caplog):
+    # np.load reads compressed members too: a compressed copy of a real entry
+    # (its digest kept) loads; the same arrays written by hand, without the
+    # digest, are rejected (and would be rebuilt).
+    root, cache = tmp_path / "tree", tmp_path / "cache"
+    make_tree(root, n_train=1, n_test=1)
+    good = load_cifar10(f"folder:{root}", cache_dir=cache, workers=1)
+    (entry,) = cache.glob("*.npz")
+    with np.load(entry) as stored:
+        members = {key: stored[key] for key in stored.files}
+    with open(entry, "wb") as f:
+        np.savez_compressed(f, **members)
+    ds = cifar10._read_cache(entry, "src")
+    assert ds is not None and ds.class_names == CLASS_NAMES and ds.source == "src"
+    np.testing.assert_array_equal(ds.train_x, good.train_x)
+
+    del members["sha256"]
+    with open(entry, "wb") as f:
+        np.savez_compressed(f, **members)
+    with caplog.at_level("WARNING", logger="data.cifar10"):
+        assert cifar10._read_cache(entry, "src") is None
+    assert "sha256" in caplog.text and "rebuilding" in caplog.text
 
 
 # --------------------------------------------------------------------------
