@@ -66,6 +66,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data.errors import DataError
+
 __all__ = [
     "CLASS_NAMES",
     "DataError",
@@ -101,12 +103,6 @@ _PARALLEL_MIN_FILES = 2000
 _TFDS_CHUNK = 2048
 
 
-class DataError(ValueError):
-    """A data source is missing, malformed or unusable.
-
-    The message is one line meant for the user and always names the offending
-    path or source, so the CLI can print it as is instead of a traceback.
-    """
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: == on arrays is ambiguous, so compare by identity

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data.errors import DataError
+
 DATASETS = ("moons", "circles", "blobs")
 DEFAULT_NOISE = {"moons": 0.2, "circles": 0.1, "blobs": 1.0}
 
@@ -39,14 +41,14 @@ def make_toy_data(name: str, *, n_samples: int = 1000, noise: float | None = Non
     from sklearn.model_selection import train_test_split
 
     if name not in DATASETS:
-        raise ValueError(f"unknown toy data set {name!r}; choose one of {', '.join(DATASETS)}")
+        raise DataError(f"unknown toy data set {name!r}; choose one of {', '.join(DATASETS)}")
     if n_samples < 10:
-        raise ValueError(f"--samples must be at least 10, got {n_samples}")
+        raise DataError(f"--samples must be at least 10, got {n_samples}")
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"--test-fraction must be in (0, 1), got {test_fraction}")
+        raise DataError(f"--test-fraction must be in (0, 1), got {test_fraction}")
     noise = DEFAULT_NOISE[name] if noise is None else float(noise)
     if noise < 0:
-        raise ValueError(f"--noise must be >= 0, got {noise}")
+        raise DataError(f"--noise must be >= 0, got {noise}")
     if name == "moons":
         x, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     elif name == "circles":

@@ -36,6 +36,8 @@ CASES = [
     (["rnn-sweep", "--seeds", "0"], "--seeds must be positive"),
     (["report", "--parts", "toy,gan"], "unknown report part(s) gan"),
     (["mlp-cifar", "--eval-train", "maybe"], "--eval-train must be true or false"),
+    (["rnn-palindrome", "--seed", "-1"], "--seed must be in [0, 4294967295], got -1"),
+    (["mlp-toy", "--seed", "9223372036854775808"], "--seed must be in [0, 4294967295]"),
     (["bogus-command"], "invalid choice"),
 ]
 

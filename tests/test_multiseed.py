@@ -38,7 +38,7 @@ ARGS = ["--data-size", str(DATA), "--batch-size", str(BATCH), "--epochs", str(EP
         "--devices", "1", "--no-progress", "--checkpoint-every", "1"]
 SWEEP = ["rnn-sweep", "--lengths", str(T), "--seeds", str(SEEDS), *ARGS]
 RUNS = [f"T{T}-vanilla-fp32-s{s}" for s in range(SEEDS)]
-TIMING = set(TIMING_FIELDS)
+TIMING = set(TIMING_FIELDS) | {"attempt"}  # what differs between two runs of the same settings
 
 
 def _cfg(**kw):

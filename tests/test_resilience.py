@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from train.results import TIMING_FIELDS, read_jsonl
 
-TIMING = set(TIMING_FIELDS)
+TIMING = set(TIMING_FIELDS) | {"attempt"}  # what differs between two runs of the same settings
 
 # --checkpoint-every 1: a checkpoint after every epoch, whatever the disk's speed (the tests kill after the 2nd).
 CIFAR = ["mlp-cifar", "--data", "synthetic:1024", "--epochs", "5", "--batch-size", "64", "--variant", "improved",

@@ -10,7 +10,7 @@ batches in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -127,3 +127,28 @@ def epoch_batches(n: int, batch: int, epoch: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE90C, epoch]))
     steps = n // batch
     return rng.permutation(n)[: steps * batch].astype(np.int32).reshape(steps, batch)
+
+
+class LazyPeriods(Sequence):
+    """A schedule whose period ``p`` is ``make(p)``, built when the loop gets to it.
+
+    Memory stays constant however many epochs are asked for; every period is still a pure
+    function of its number, so a resumed run sees the batches an uninterrupted one saw.
+    """
+
+    def __init__(self, make: Callable[[int], np.ndarray], count: int, steps: int) -> None:
+        self.make, self.count, self.steps = make, int(count), int(steps)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, p):
+        if isinstance(p, slice):
+            return [self[i] for i in range(*p.indices(self.count))]
+        if not -self.count <= p < self.count:
+            raise IndexError(p)
+        return self.make(p % self.count)
+
+    @property
+    def total_steps(self) -> int:
+        return self.count * self.steps

@@ -32,6 +32,21 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a permission): one line, and nothing half-written."""
+
+
+def _root_os_error(e: BaseException) -> OSError | None:
+    """The OSError at the bottom of an exception chain (orbax wraps the cause in its own errors)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.strerror:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def state_digest(state) -> str:
     h = hashlib.sha256()
     for leaf in jax.tree.leaves(state):
@@ -73,9 +88,16 @@ class Checkpointer:
         t = time.perf_counter()
         meta = {**meta, "period": period, "state_sha256": state_digest(state)}
         ocp = self._ocp
-        self.manager.save(period, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                          meta=ocp.args.JsonSave(meta)), force=True)
-        self.manager.wait_until_finished()
+        try:
+            self.manager.save(period, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                              meta=ocp.args.JsonSave(meta)), force=True)
+            self.manager.wait_until_finished()
+        except Exception as e:
+            for tmp in self.directory.glob(f"{period}.orbax-checkpoint-tmp*"):
+                shutil.rmtree(tmp, ignore_errors=True)  # the earlier checkpoints stay as they were
+            cause = _root_os_error(e)
+            reason = cause.strerror if cause else f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            raise CheckpointWriteError(f"cannot write checkpoint {self.directory}/{period}: {reason}") from e
         self.write_time_s += time.perf_counter() - t
 
     @property
@@ -125,8 +147,15 @@ class Checkpointer:
             self.manager.reload()
 
     def clear(self) -> None:
+        """Remove an earlier run's checkpoints before a fresh run writes its own."""
         self.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        try:
+            shutil.rmtree(self.directory)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise CheckpointWriteError(f"cannot remove the earlier run's checkpoints in {self.directory}: "
+                                       f"{e.strerror or e} ({e.filename})") from None
         self.__init__(self.directory, keep=self.keep)
 
     def close(self) -> None:

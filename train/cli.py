@@ -299,25 +299,54 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
+def check_jax_backend() -> None:
+    """A backend JAX cannot start (JAX_PLATFORMS=cuda without a GPU or its plugin) is one line, not 50."""
+    import jax
+    try:
+        jax.devices()
+    except (RuntimeError, AssertionError) as e:
+        detail = str(e).splitlines()[0][:200] if str(e) else "no detail given"
+        raise UsageError(f"JAX could not start a backend (JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS') or 'unset'}: "
+                         f"{type(e).__name__}: {detail}); check JAX_PLATFORMS, and for a GPU its driver and "
+                         f"jax's CUDA plugin") from None
+
+
+def describe_os_error(e: OSError) -> str:
+    """'<path>: <cause>' for an I/O error (a full disk, a permission), else the error's own text."""
+    if e.filename and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 1 an I/O error (full disk, permissions); 2 bad input; 3 diverged;
+    130 / 143 stopped by Ctrl-C / SIGTERM after saving a checkpoint."""
     parser = build_parser()
     args = parser.parse_args(argv)
     enable_compilation_cache()
+    from data.errors import DataError
     from train.loop import Diverged, Interrupted
+    debug = bool(os.environ.get("JAX_CURRICULUM_DEBUG"))
     try:
         init_distributed(args)
+        check_jax_backend()
         return args.func(args)
     except Interrupted as e:
         print(str(e), file=sys.stderr)
-        return 130
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted (no checkpoint saved)", file=sys.stderr)
         return 130
     except Diverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
-        if os.environ.get("JAX_CURRICULUM_DEBUG"):
+    except (UsageError, DataError) as e:
+        if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if debug:
+            raise
+        print(f"error: {describe_os_error(e)}", file=sys.stderr)
+        return 1

@@ -7,7 +7,7 @@ checkpoint every few periods, and:
 * with ``resume=True`` continues from the newest intact checkpoint and ends
   with exactly the metrics of an uninterrupted run (the data order is a pure
   function of seed and period, and the RNG key is part of the state);
-* on Ctrl-C finishes the current period, saves a checkpoint and raises
+* on Ctrl-C or SIGTERM finishes the current period, saves a checkpoint and raises
   :class:`Interrupted` with the command that resumes the run;
 * on a NaN or infinite loss raises :class:`Diverged` naming the step, the last
   good checkpoint and the likely cause; the metrics so far stay on disk.
@@ -15,6 +15,7 @@ checkpoint every few periods, and:
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.results import MetricsLog, UsageError, is_writer
+from train.results import MetricsLog, UsageError, is_writer, run_identity
 
 
 class Diverged(RuntimeError):
@@ -32,7 +33,11 @@ class Diverged(RuntimeError):
 
 
 class Interrupted(RuntimeError):
-    """The user pressed Ctrl-C; a checkpoint was saved."""
+    """Ctrl-C or SIGTERM stopped the run after a period; a checkpoint was saved."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
 
 
 def check_resumable(run_dir: Path, config: dict) -> None:
@@ -53,46 +58,67 @@ def check_resumable(run_dir: Path, config: dict) -> None:
 
 
 def completed_summary(run_dir: Path, config: dict) -> dict | None:
-    """The summary of a finished run in ``run_dir`` made with exactly ``config``, else None (rerun it)."""
+    """The summary of a finished run in ``run_dir`` made with exactly ``config``, else None (rerun it).
+
+    Proof of a finished run: summary.json carries the attempt id and config digest of the
+    config.json beside it, and that digest is ``config``'s.
+    """
     import json
 
+    from train.results import config_digest, run_identity
+
     try:
-        saved = json.loads((Path(run_dir) / "config.json").read_text())["config"]
         summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError):
         return None
-    return summary if saved == json.loads(json.dumps(config)) else None
+    identity = run_identity(run_dir)
+    mine = {k: summary.get(k) for k in ("attempt", "config_digest")}
+    if not identity or mine != identity or identity["config_digest"] != config_digest(json.loads(json.dumps(config))):
+        return None
+    return summary
 
 
 def resume_hint() -> str:
+    """The command that continues this one, shell-quoted: ``report`` resumes by itself, the others
+    take ``--resume``."""
     args = [a for a in sys.argv[1:] if a != "--resume"]
-    return "python -m train " + " ".join(args) + " --resume"
+    if not (args and args[0] == "report"):
+        args.append("--resume")
+    return shlex.join(["python", "-m", "train", *args])
+
+
+STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
 @contextmanager
-def stop_on_sigint():
-    """First Ctrl-C sets a flag the loop checks after each period; a second one interrupts at once."""
-    state = {"stop": False}
-    previous = signal.getsignal(signal.SIGINT)
+def stop_on_signals():
+    """Ctrl-C or SIGTERM (what schedulers send before killing) sets a flag the loop checks after each
+    period, so the run saves a checkpoint and stops; the same signal again interrupts at once."""
+    state = {"stop": None}
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
 
     def handler(signum, frame):
-        if state["stop"]:
-            signal.signal(signal.SIGINT, previous)
+        if state["stop"] is not None:
+            for s, h in previous.items():
+                signal.signal(s, h)
             raise KeyboardInterrupt
-        state["stop"] = True
-        print("\nCtrl-C: finishing this period, then saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+        state["stop"] = signum
+        print(f"\n{STOP_SIGNALS[signum]}: finishing this period, then saving a checkpoint "
+              f"(again to abort at once)", file=sys.stderr)
 
     installed = False
     try:
-        signal.signal(signal.SIGINT, handler)
+        for s in STOP_SIGNALS:
+            signal.signal(s, handler)
         installed = True
-    except ValueError:  # not the main thread: no handler, plain KeyboardInterrupt semantics
+    except ValueError:  # not the main thread: no handler, the default semantics
         pass
     try:
         yield state
     finally:
         if installed:
-            signal.signal(signal.SIGINT, previous)
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
 def _first_bad_step(step_metrics, first_step: int) -> int | None:
@@ -177,6 +203,10 @@ def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool
         if restored is None:
             raise UsageError(f"--resume: no checkpoint to resume from in {run_dirs[0] / 'checkpoints'}")
         start, states, metas = restored
+        for d, meta in zip(run_dirs, metas):
+            if meta.get("config_digest") not in (None, run_identity(d).get("config_digest")):
+                raise UsageError(f"--resume: the checkpoints in {d / 'checkpoints'} were written by a run with "
+                                 f"other settings; drop --resume to start over")
         backend.load_state(states if multi else states[0])
         rows, resumed_from, prior = [m["rows"] for m in metas], start, metas[0]
         elapsed0 = float(prior["elapsed_s"])
@@ -185,19 +215,22 @@ def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool
         for c in ckpts:
             if c.steps():
                 c.clear()  # a fresh run must not mix with an earlier run's checkpoints
+    if start == len(schedule) and hasattr(backend, "evaluate"):
+        backend.evaluate()  # resumed after the last period: nothing to train, but the predictions are wanted
+    identities = [run_identity(d) for d in run_dirs]
     prior_compile = float(prior.get("compile_s", 0.0))
     skipped = int(prior.get("ckpt_skipped", 0))
     timer = _Timer(backend, prior)
     logs = [MetricsLog(d / "metrics.jsonl", r) for d, r in zip(run_dirs, rows)]
-    for log in logs:
-        log.add([])  # rewrite: drops rows a crash left beyond the checkpoint
     per_run = lambda idx: idx[0] if multi else idx
-    step = sum(per_run(p).shape[0] for p in schedule[:start])
-    examples = sum(per_run(p).size for p in schedule[:start])
+    done_before = [per_run(schedule[p]) for p in range(start)]
+    step, examples = sum(p.shape[0] for p in done_before), sum(p.size for p in done_before)
+    del done_before
     t0 = time.perf_counter()
     now = lambda: elapsed0 + time.perf_counter() - t0
     unit = "period" if not epochs else "epoch"
-    bar = tqdm(total=sum(per_run(p).shape[0] for p in schedule), initial=step, desc=desc, unit="step",
+    total = getattr(schedule, "total_steps", None) or sum(per_run(p).shape[0] for p in schedule)
+    bar = tqdm(total=total, initial=step, desc=desc, unit="step",
                leave=False, disable=(None if progress is None else not progress))
 
     def last_good(r: int) -> str:
@@ -205,7 +238,11 @@ def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool
         return f"{ckpts[r].directory}/{steps[-1]}" if steps else "none (no checkpoint was saved)"
 
     try:
-        with stop_on_sigint() as sig:
+        with stop_on_signals() as sig:
+            # Rewritten here, inside the signal handling: drops rows a crash left beyond the checkpoint,
+            # and a Ctrl-C that comes once the file exists finds the handler installed.
+            for log in logs:
+                log.add([])
             for pi in range(start, len(schedule)):
                 idx = schedule[pi]
                 k = per_run(idx).shape[0]
@@ -229,24 +266,25 @@ def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool
                              for s, m in ev.items()])
                 done = pi + 1
                 due = ckpts and done % every == 0
-                if due and auto and any(c.busy for c in ckpts) and not (done == len(schedule) or sig["stop"]):
+                final = done == len(schedule) or sig["stop"] is not None
+                if due and auto and any(c.busy for c in ckpts) and not final:
                     skipped += 1
-                elif due or (ckpts and (done == len(schedule) or sig["stop"])):
+                elif due or (ckpts and final):
                     def save():
                         meta = {"elapsed_s": now(), "compile_s": prior_compile + backend.compile_time_s,
                                 "ckpt_skipped": skipped, **timer.t}
-                        for c, log, st in zip(ckpts, logs, as_list(backend.host_state())):
-                            c.save(done, st, {**meta, "rows": list(log.rows)})
+                        for c, log, st, ident in zip(ckpts, logs, as_list(backend.host_state()), identities):
+                            c.save(done, st, {**meta, **ident, "rows": list(log.rows)})
                     timer.run("ckpt_s", save)
                 bar.update(k)
                 bar.set_postfix({f"{s}_acc": f"{m['accuracy']:.3f}" for s, m in evs[0].items()})
-                if sig["stop"] and done < len(schedule):
+                if sig["stop"] is not None and done < len(schedule):
                     where = f"; checkpoint saved in {ckpts[0].directory}/{done}" if ckpts else ""
                     if ckpts:
                         for c in ckpts:
                             c.wait()
-                    raise Interrupted(f"interrupted after {unit} {done} of {len(schedule)}{where}; "
-                                      f"resume with: {resume_hint()}")
+                    raise Interrupted(f"{STOP_SIGNALS[sig['stop']]}: stopped after {unit} {done} of "
+                                      f"{len(schedule)}{where}; resume with: {resume_hint()}", sig["stop"])
     finally:
         bar.close()
         if ckpts:

@@ -9,12 +9,16 @@ and then renamed over the target, so a crash never leaves a half-written file.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import fcntl
+import hashlib
 import io
 import json
 import os
 import platform
 import sys
 import tempfile
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,14 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn", "matplotl
 class UsageError(ValueError):
     """A problem with what the user asked for: reported as one line, exit code 2."""
 
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 # In a multi-process job every process runs the same program; only process 0 writes results.
 _WRITER = True
@@ -47,12 +59,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone the umask allows
         # Rename is atomic: a killed process leaves the old file or the new one, never half of one.
         # No fsync: metrics are rewritten after every evaluation, and a sync each time would
         # dominate short runs; only a power cut could lose the newest version.
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from e  # name the file the user knows
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -115,7 +131,10 @@ def device_info() -> dict[str, Any]:
 
 
 def prepare_run_dir(out: str | os.PathLike, experiment: str, run_name: str) -> Path:
-    """Create (or reuse) the run folder; a folder we cannot write to is a UsageError."""
+    """Create (or reuse) the run folder and lock it for this process (see ``lock_run_dir``).
+
+    A folder we cannot write to, or one that another run holds, is a UsageError.
+    """
     run_dir = Path(out) / experiment / run_name
     if not _WRITER:
         return run_dir
@@ -125,7 +144,87 @@ def prepare_run_dir(out: str | os.PathLike, experiment: str, run_name: str) -> P
         probe.close()
     except OSError as e:
         raise UsageError(f"cannot write results to {run_dir}: {e.strerror or e}") from None
+    lock_run_dir(run_dir)
     return run_dir
+
+
+# -- one writer per run folder ----------------------------------------------------------------
+_LOCKS: dict[Path, int] = {}  # run folder -> the open lock file this process holds
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Take ``run_dir/.lock`` (an OS lock: a process that dies, even by SIGKILL, releases it).
+
+    A second run of the same folder, or a ``--resume`` of a run still going, fails at once.
+    """
+    run_dir = Path(run_dir).absolute()
+    if run_dir in _LOCKS:
+        return
+    path = run_dir / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise UsageError(f"{run_dir} is in use by another run ({holder}); wait for it to finish, "
+                         f"or write to another --out") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {platform.node()}, since "
+                  f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}".encode(), 0)
+    _LOCKS[run_dir] = fd
+
+
+def release_run_dir(run_dir: Path) -> None:
+    fd = _LOCKS.pop(Path(run_dir).absolute(), None)
+    if fd is not None:
+        os.close(fd)  # closing the file releases the lock
+
+
+# -- run identity -----------------------------------------------------------------------------
+def config_digest(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=_jsonable).encode()).hexdigest()[:16]
+
+
+def start_attempt(run_dir: Path, record: dict, *, resume: bool) -> dict:
+    """Write ``config.json`` (``record`` plus this attempt's identity); return that identity.
+
+    The identity is an attempt id and the config's digest; summary.json and every checkpoint carry
+    it, and a summary counts as a finished run's only beside the config.json of its own attempt. A
+    resume continues the attempt it resumes; anything else starts a new one. Any summary.json is
+    removed first: whatever it said belongs to an earlier attempt, or is written again at the end.
+    """
+    run_dir = Path(run_dir)
+    digest = config_digest(record["config"])
+    attempt = None
+    if resume:
+        try:
+            old = json.loads((run_dir / "config.json").read_text())
+            attempt = old["attempt"] if old.get("config_digest") == digest else None
+        except (OSError, ValueError, KeyError):
+            pass
+    identity = {"attempt": attempt or uuid.uuid4().hex[:12], "config_digest": digest}
+    if _WRITER:
+        (run_dir / "summary.json").unlink(missing_ok=True)
+    atomic_write_json(run_dir / "config.json", {**record, **identity})
+    return identity
+
+
+def run_identity(run_dir: Path) -> dict:
+    """The identity recorded in ``run_dir/config.json`` ({} if there is none)."""
+    try:
+        cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: cfg[k] for k in ("attempt", "config_digest") if k in cfg}
+
+
+def finish_run(run_dir: Path, summary: dict) -> dict:
+    """Write summary.json stamped with the attempt's identity, then release the run folder."""
+    summary = {**summary, **run_identity(run_dir)}
+    atomic_write_json(Path(run_dir) / "summary.json", summary)
+    release_run_dir(run_dir)
+    return summary
 
 
 class MetricsLog:

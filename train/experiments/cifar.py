@@ -20,7 +20,7 @@ import numpy as np
 from train import plots
 from train.experiments.common import (compute_dtype, eval_splits, require_common, require_positive,
                                      resolve_precision, under_precision)
-from train.results import UsageError, atomic_write_json, make_summary, one_line, prepare_run_dir
+from train.results import UsageError, finish_run, make_summary, one_line, prepare_run_dir, start_attempt
 
 MODELS = ("mlp", "cnn")
 
@@ -142,7 +142,7 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     import optax
 
     from data.cifar10 import channel_stats
-    from train.backends import JaxBackend, epoch_batches
+    from train.backends import JaxBackend, LazyPeriods, epoch_batches
     from train.loop import check_resumable, train_loop
     from train.results import device_info, package_versions
     from train.trainer import AXIS, select_devices
@@ -161,13 +161,14 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     fuse = not (cfg.model == "cnn" and devices[0].platform == "cpu")
     backend = JaxBackend(model, tx, make_preprocess(mean, std), arrays, seed=cfg.seed, devices=devices,
                          eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg), fuse=fuse)
-    atomic_write_json(run_dir / "config.json", {
+    start_attempt(run_dir, {
         "experiment": cfg.experiment, "framework": "jax", "config": dataclasses.asdict(cfg),
         "precision": cfg.precision_resolved(), "data_source": ds.source,
         "n_train": len(arrays["train_y"]), "n_test": len(arrays["test_y"]),
-        "channel_mean": mean, "channel_std": std, "versions": package_versions(), "devices": device_info()})
+        "channel_mean": mean, "channel_std": std, "versions": package_versions(), "devices": device_info()},
+        resume=resume)
     n = len(arrays["train_y"])
-    schedule = [epoch_batches(n, cfg.batch_size, e, cfg.seed) for e in range(cfg.epochs)]
+    schedule = LazyPeriods(lambda e: epoch_batches(n, cfg.batch_size, e, cfg.seed), cfg.epochs, n // cfg.batch_size)
     log, timing = train_loop(backend, schedule, run_dir, resume=resume, checkpoint_every=checkpoint_every,
                              epochs=True, desc=f"{cfg.experiment} {cfg.run_name}", progress=progress)
     summary = make_summary(cfg.experiment, "jax", log.rows, timing,
@@ -181,6 +182,6 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     plots.plot_confusion(arrays["test_y"], pred, ds.class_names, run_dir / "confusion.png",
                          title=f"{title}: test confusion matrix")
     plots.plot_misclassified(arrays["test_x"], arrays["test_y"], pred, ds.class_names, run_dir / "misclassified.png")
-    atomic_write_json(run_dir / "summary.json", summary)
+    summary = finish_run(run_dir, summary)
     print(one_line(summary))
     return summary

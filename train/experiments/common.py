@@ -53,10 +53,23 @@ def require_positive(cfg, *names: str) -> None:
             raise UsageError(f"{flag(name)} must be positive, got {getattr(cfg, name)}")
 
 
+def require_hidden(cfg) -> None:
+    """The hidden-sizes string ('20', '1024,512,...') of an MLP config parses."""
+    from numpy_mlp.model import parse_hidden
+    try:
+        parse_hidden(cfg.hidden)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def require_common(cfg) -> None:
-    """The checks every experiment shares: devices (0 = all) and, where the config has one, precision."""
+    """The checks every experiment shares: seed, devices (0 = all) and, where the config has one, precision."""
+    if not 0 <= cfg.seed < 2**32:  # what every seeded generator here (numpy, JAX keys) accepts
+        raise UsageError(f"--seed must be in [0, {2**32 - 1}], got {cfg.seed}")
     if cfg.devices < 0:
         raise UsageError(f"--devices must be >= 0 (0 = all local devices), got {cfg.devices}")
+    if isinstance(getattr(cfg, "hidden", None), str):
+        require_hidden(cfg)
     if hasattr(cfg, "precision") and cfg.precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
 

@@ -17,7 +17,8 @@ import numpy as np
 from data.toy import DATASETS, make_toy_data
 from train import plots
 from train.experiments.common import require_common, require_positive, under_precision
-from train.results import UsageError, atomic_write_json, make_summary, one_line, prepare_run_dir
+from train.results import (UsageError, atomic_write_json, finish_run, make_summary, one_line, prepare_run_dir,
+                           start_attempt)
 
 EXPERIMENT = "mlp-toy"
 FRAMEWORKS = ("numpy", "jax", "both")
@@ -117,9 +118,10 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
         check_resumable(workdir / f"{cfg.dataset}-jax-s{cfg.seed}", json.loads(json.dumps(dataclasses.asdict(cfg))))
     for fw, backend in backends.items():
         run_dir = prepare_run_dir(workdir.parent, workdir.name, f"{cfg.dataset}-{fw}-s{cfg.seed}")
-        atomic_write_json(run_dir / "config.json", {
+        start_attempt(run_dir, {
             "experiment": EXPERIMENT, "framework": fw, "config": dataclasses.asdict(cfg),
-            "versions": package_versions(), "devices": device_info() if fw == "jax" else {"platform": "cpu"}})
+            "versions": package_versions(), "devices": device_info() if fw == "jax" else {"platform": "cpu"}},
+            resume=resume and fw == "jax")
         # The NumPy run takes well under a second and has no checkpoints: on --resume it simply reruns.
         log, timing = train_loop(backend, periods, run_dir, resume=resume and fw == "jax",
                                  checkpoint_every=checkpoint_every, desc=f"{cfg.dataset} {fw}", progress=progress)
@@ -129,7 +131,7 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
         plots.plot_curves({fw: log.rows}, run_dir / "curves.png", title=f"{cfg.dataset}: {fw} MLP")
         plots.plot_decision_boundary(backend.predict_proba, data, run_dir / "decision_boundary.png",
                                      title=f"{cfg.dataset}: {fw} MLP, test acc {summary['final']['test_accuracy']:.3f}")
-        atomic_write_json(run_dir / "summary.json", summary)
+        summary = finish_run(run_dir, summary)
         summaries[fw], all_rows[fw] = summary, log.rows
         print(one_line(summary))
     plots.plot_toy_datasets([data], workdir / f"{cfg.dataset}-data-s{cfg.seed}.png")

@@ -16,8 +16,8 @@ import numpy as np
 from train import plots
 from train.experiments.common import (compute_dtype, eval_splits, require_common, require_positive,
                                      resolve_precision, under_precision)
-from train.results import (UsageError, atomic_write_json, make_summary, one_line,
-                           prepare_run_dir, save_figure)
+from train.results import (UsageError, atomic_write_json, finish_run, make_summary, one_line,
+                           prepare_run_dir, release_run_dir, save_figure)
 
 EXPERIMENT = "rnn-palindrome"
 CELLS = ("vanilla", "lstm")
@@ -98,6 +98,15 @@ def make_optimizer(cfg: RNNConfig, steps_per_epoch: int):
                        optax.rmsprop(schedule, decay=0.99, eps=1e-8, eps_in_sqrt=False))
 
 
+# Evaluation keeps every hidden state of a chunk, [chunk, T, hidden]: bound it, so memory does not grow with T.
+EVAL_ELEMENTS = 2**24
+
+
+def eval_chunk(cfg: RNNConfig) -> int:
+    """The evaluation batch: --eval-batch, made smaller for long sequences (64 MiB of fp32 states at most)."""
+    return max(1, min(cfg.eval_batch, EVAL_ELEMENTS // (cfg.input_length * cfg.hidden)))
+
+
 def _grad_norms(graphdef, host_state, x, y) -> list[float]:
     from flax import nnx
 
@@ -170,12 +179,13 @@ def _prepare_run(cfg: RNNConfig, workdir: Path, *, resume: bool) -> _Run:
     return _Run(cfg, arrays, run_dir, model, n, len(ds.test_y))
 
 
-def _write_config(run: _Run) -> None:
-    from train.results import device_info, package_versions
+def _write_config(run: _Run, *, resume: bool) -> None:
+    from train.results import device_info, package_versions, start_attempt
 
-    atomic_write_json(run.run_dir / "config.json", {
+    start_attempt(run.run_dir, {
         "experiment": EXPERIMENT, "framework": "jax", "config": dataclasses.asdict(run.cfg),
-        "n_train": run.n_train, "n_test": run.n_test, "versions": package_versions(), "devices": device_info()})
+        "n_train": run.n_train, "n_test": run.n_test, "versions": package_versions(), "devices": device_info()},
+        resume=resume)
 
 
 def _finish_run(run: _Run, log, timing: dict, graphdef, host_state, grads_init: list[float], *,
@@ -193,7 +203,7 @@ def _finish_run(run: _Run, log, timing: dict, graphdef, host_state, grads_init: 
                                   "grad_norm_ratio_first_to_last_trained": grads_trained[0] / grads_trained[-1]})
     plots.plot_curves({cfg.run_name: log.rows}, run_dir / "curves.png",
                       title=f"palindrome T={cfg.input_length} ({cfg.cell})", xlabel="epoch")
-    atomic_write_json(run_dir / "summary.json", summary)
+    summary = finish_run(run_dir, summary)
     print(one_line(summary))
     return summary
 
@@ -201,7 +211,7 @@ def _finish_run(run: _Run, log, timing: dict, graphdef, host_state, grads_init: 
 @under_precision
 def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int | None = None) -> dict:
-    from train.backends import JaxBackend
+    from train.backends import JaxBackend, LazyPeriods
     from train.loop import train_loop
     from train.trainer import select_devices
 
@@ -209,10 +219,10 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
     devices = select_devices(cfg.devices, cfg.batch_size)
     run = _prepare_run(cfg, Path(workdir), resume=resume)
     backend = JaxBackend(run.model, make_optimizer(cfg, run.steps_per_epoch), lambda x: x, run.arrays, seed=cfg.seed,
-                         devices=devices, eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg))
-    _write_config(run)
+                         devices=devices, eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg))
+    _write_config(run, resume=resume)
     grads_init = _grad_norms(backend.graphdef, backend.host_state(), *run.probe())
-    schedule = [run.epoch(e) for e in range(cfg.epochs)]
+    schedule = LazyPeriods(run.epoch, cfg.epochs, run.steps_per_epoch)
     log, timing = train_loop(backend, schedule, run.run_dir, resume=resume, checkpoint_every=checkpoint_every,
                              epochs=True, desc=f"{EXPERIMENT} {cfg.run_name}", progress=progress)
     return _finish_run(run, log, timing, backend.graphdef, backend.host_state(), grads_init,
@@ -229,6 +239,7 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
     ``rnn-palindrome --resume`` can continue alone); the metrics agree with separate runs to float
     rounding. Timing fields are the shared program's: every seed reports the same train time.
     """
+    from train.backends import LazyPeriods
     from train.loop import train_loop
     from train.multiseed import MultiSeedJaxBackend, vmap_supported
     from train.trainer import select_devices
@@ -248,12 +259,12 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
     cfg = cfgs[0]
     backend = MultiSeedJaxBackend([r.model for r in runs], make_optimizer(cfg, runs[0].steps_per_epoch),
                                   lambda x: x, [r.arrays for r in runs], seeds=[c.seed for c in cfgs],
-                                  device=devices[0], eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg))
+                                  device=devices[0], eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg))
     for r in runs:
-        _write_config(r)
+        _write_config(r, resume=resume)
     states = backend.host_state()
     grads_init = [_grad_norms(backend.graphdef, st, *r.probe()) for r, st in zip(runs, states)]
-    schedule = [np.stack([r.epoch(e) for r in runs]) for e in range(cfg.epochs)]
+    schedule = LazyPeriods(lambda e: np.stack([r.epoch(e) for r in runs]), cfg.epochs, runs[0].steps_per_epoch)
     seeds = ",".join(str(c.seed) for c in cfgs)
     out = train_loop(backend, schedule, [r.run_dir for r in runs], resume=resume, checkpoint_every=checkpoint_every,
                      epochs=True, desc=f"{EXPERIMENT} T{cfg.input_length}-{cfg.cell}-s{{{seeds}}}", progress=progress)
@@ -349,6 +360,7 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
                     title="gradient norm reaching h_t: short vs long sequences")
     for cell, rows in table.items():
         print(f"rnn-sweep [{cell}] " + ", ".join(f"T={r['input_length']}: {r['mean']:.3f}±{r['std']:.3f}" for r in rows))
+    release_run_dir(sweep_dir)
     return doc
 
 
