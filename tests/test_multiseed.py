@@ -232,8 +232,8 @@ def test_sweep_seeds_equal_separate_runs(sweep_and_separate):
     for run in RUNS:
         a, b = sweep / "rnn-palindrome" / run, alone / "rnn-palindrome" / run
         assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir()) == sorted(
-            ["config.json", "metrics.jsonl", "summary.json", "grad_norms.json", "curves.png", "grad_norms.png",
-             "checkpoints"])
+            [".lock", "config.json", "metrics.jsonl", "summary.json", "grad_norms.json", "curves.png",
+             "grad_norms.png", "checkpoints"])
         assert sorted(p.name for p in (a / "checkpoints").iterdir()) == sorted(
             p.name for p in (b / "checkpoints").iterdir()) == [str(e) for e in range(2, EPOCHS + 1)]
         ca, cb = (json.loads((d / "config.json").read_text()) for d in (a, b))
