@@ -124,6 +124,7 @@ def test_resume_hint(monkeypatch, argv, hint):
 def test_sigterm_checkpoints_and_resumes_exactly(cli, tmp_path):
     args, run = RUNS["rnn"]
     ref = cli(*args, "--out", tmp_path / "ref", "--no-progress")
+    assert ref.returncode == 0, ref.stderr
     proc = _popen(args, tmp_path / "cut")
     _wait_for(tmp_path / "cut" / run / "checkpoints" / "1" / "_CHECKPOINT_METADATA", proc)
     proc.send_signal(signal.SIGTERM)

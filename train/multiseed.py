@@ -25,14 +25,13 @@ training the seeds one after the other there (see :func:`vmap_supported`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from train.trainer import StepFns, create_state, eval_plan, param_count
+from train.trainer import AotCache, StepFns, create_state, eval_plan, param_count
 
 
 def vmap_supported(devices: Sequence) -> bool:
@@ -83,9 +82,7 @@ class MultiSeedJaxBackend:
         self.graphdef = graphdef
         self.param_count = param_count(states[0].params)
         self.device = device if device is not None else jax.local_devices()[0]
-        self.compiler_options = dict(compiler_options) if compiler_options else None
-        self.compile_time_s = 0.0
-        self._compiled: dict[Any, Any] = {}
+        self._call = AotCache(compiler_options)  # as Trainer compiles: ahead of time, timed apart
 
         keys = sorted(arrays[0])
         for a in arrays[1:]:
@@ -111,16 +108,9 @@ class MultiSeedJaxBackend:
     def devices(self) -> int:
         return 1
 
-    def _call(self, name, fn, *args):
-        """Compile on first use (ahead of time, timed into ``compile_time_s``) and run, as Trainer does."""
-        sig = (name, tuple((getattr(a, "shape", None), str(getattr(a, "dtype", ""))) for a in jax.tree.leaves(args)))
-        exe = self._compiled.get(sig)
-        if exe is None:
-            t = time.perf_counter()
-            exe = fn.lower(*args).compile(compiler_options=self.compiler_options)
-            self.compile_time_s += time.perf_counter() - t
-            self._compiled[sig] = exe
-        return exe(*args)
+    @property
+    def compile_time_s(self) -> float:
+        return self._call.compile_time_s
 
     # -- the loop's interface ------------------------------------------------------------------
     def train(self, idx: np.ndarray) -> list[dict[str, np.ndarray]]:

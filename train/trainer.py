@@ -207,6 +207,37 @@ def select_devices(requested: int, global_batch: int) -> list:
     return local[:n]
 
 
+class AotCache:
+    """Compiles a jitted/pmapped function ahead of time on first use, one executable per argument
+    signature, and keeps the time spent in ``compile_time_s`` (training time excludes it).
+
+    With ``run_first`` (several processes: pmap then takes process-local arrays that an AOT
+    executable does not accept) the first call runs through the function itself and its whole time
+    counts as compilation.
+    """
+
+    def __init__(self, compiler_options: dict | None = None, *, run_first: bool = False) -> None:
+        self.compiler_options = dict(compiler_options) if compiler_options else None
+        self.run_first = run_first
+        self.compile_time_s = 0.0
+        self._exes: dict[Any, Any] = {}
+
+    def __call__(self, name: str, fn, *args):
+        sig = (name, tuple((getattr(a, "shape", None), str(getattr(a, "dtype", ""))) for a in jax.tree.leaves(args)))
+        exe = self._exes.get(sig)
+        if exe is None:
+            t = time.perf_counter()
+            if self.run_first:
+                out = jax.block_until_ready(fn(*args))
+                self.compile_time_s += time.perf_counter() - t
+                self._exes[sig] = fn
+                return out
+            exe = fn.lower(*args).compile(compiler_options=self.compiler_options)
+            self.compile_time_s += time.perf_counter() - t
+            self._exes[sig] = exe
+        return exe(*args)
+
+
 class Trainer:
     """Runs :class:`StepFns` on one device (``jit``) or data parallel (``pmap``).
 
@@ -228,8 +259,7 @@ class Trainer:
         self.shards = self.n * self.n_proc               # devices in the whole job
         self.parallel = self.shards > 1
         self.fns = StepFns(graphdef, tx, preprocess, AXIS if self.parallel else None)
-        self.compile_time_s = 0.0
-        self._compiled: dict[Any, Any] = {}
+        self._call = AotCache(self.compiler_options, run_first=self.n_proc > 1)
         if self.parallel:
             mesh = jax.sharding.Mesh(np.array(self.devices), (AXIS,))
             self._sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
@@ -292,25 +322,9 @@ class Trainer:
         return np.ascontiguousarray(idx.reshape(k, self.shards, b // self.shards).transpose(1, 0, 2))
 
     # -- running -----------------------------------------------------------------------------
-    def _call(self, name, fn, *args):
-        """Compile on first use (AOT, timed) and run; one executable per argument shape signature.
-
-        Across processes pmap takes process-local arrays that an AOT executable does not accept,
-        so there the first call runs through pmap itself and its whole time counts as compilation.
-        """
-        sig = (name, tuple((getattr(a, "shape", None), str(getattr(a, "dtype", ""))) for a in jax.tree.leaves(args)))
-        exe = self._compiled.get(sig)
-        if exe is None:
-            t = time.perf_counter()
-            if self.n_proc > 1:
-                out = jax.block_until_ready(fn(*args))
-                self.compile_time_s += time.perf_counter() - t
-                self._compiled[sig] = fn
-                return out
-            exe = fn.lower(*args).compile(compiler_options=self.compiler_options)
-            self.compile_time_s += time.perf_counter() - t
-            self._compiled[sig] = exe
-        return exe(*args)
+    @property
+    def compile_time_s(self) -> float:
+        return self._call.compile_time_s
 
     def _local_evals(self, evals):
         return {s: self.shard(tuple(self.local(a) for a in plan)) for s, plan in evals.items()}
