@@ -48,6 +48,13 @@ def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
     for heading in ("Part 1, Tasks 1-2", "Part 1, Task 3", "Part 3", "The original's results and ours"):
         assert heading in text
     assert "Part 3: sweep" in text and "T=3" in text and "lstm" in text
+    # Every original figure number the plan covers maps to one of ours that exists.
+    fig_map = text.split("## The original's figures and ours")[1].split("## How this report")[0]
+    for number in ("| 1 |", "| 2, 4 |", "| 18, 20 |", "| 6, 7 |", "| 10, 11 |", "| 12 |"):
+        assert number in fig_map, number
+    assert "*(missing" not in fig_map
+    for rel in re.findall(r"\]\(([^)]+)\)", fig_map):
+        assert (tmp_path / rel).exists(), rel
     assert _log(text) and all(x.startswith("ran ") for x in _log(text))
 
     mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("summary.json")}

@@ -230,6 +230,58 @@ def _best_epoch(rows_path: Path) -> tuple[int | None, int | None]:
     return best.get("epoch"), low.get("epoch")
 
 
+def _link(out: Path, path: Path, text: str) -> str:
+    rel = os.path.relpath(path, out)
+    return f"[{text}]({rel})" if path.exists() else f"{text}: *(missing: {rel})*"
+
+
+def figure_map(plan: Plan, out: Path) -> list[str]:
+    """The original's figures by number, each with ours (or why there is none)."""
+    import dataclasses as dc
+
+    rows = []
+    seed = plan.toy[0].seed if plan.toy else 0
+    toy = out / "mlp-toy"
+    if plan.toy:
+        rows.append(("1", "the toy data sets", _link(out, toy / f"datasets-s{seed}.png", "data sets")))
+        for name, (np_figs, fw_figs) in {"moons": ("2, 4", "3, 5"), "blobs": ("13, 15", "14, 16"),
+                                         "circles": ("17, 19", "18, 20")}.items():
+            for figs, fw in ((np_figs, "numpy"), (fw_figs, "jax")):
+                rows.append((figs, f"{name}: accuracy, loss ({fw})",
+                             _link(out, toy / f"{name}-{fw}-s{seed}" / "curves.png", f"{name} {fw} curves")))
+    for c in plan.cifar:
+        if c.model == "mlp" and c.variant != "plain":
+            continue
+        figs, what = ("8, 9", "CNN") if c.model == "cnn" else ("6, 7", "CIFAR-10 MLP")
+        rows.append((figs, f"{what}: accuracy, loss",
+                     _link(out, out / c.experiment / c.run_name / "curves.png", f"{c.experiment} curves")))
+    if plan.rnn_t19 is not None:
+        rows.append(("10, 11", "RNN T=19: loss, accuracy",
+                     _link(out, out / "rnn-palindrome" / plan.rnn_t19.run_name / "curves.png", "T=19 curves")))
+    if plan.sweep:
+        sw = plan.sweep
+        rows.append(("12", "RNN: accuracy vs sequence length",
+                     _link(out, out / "rnn-sweep" / "accuracy_vs_length.png", "accuracy vs length")))
+        first = 21
+        for t in (5, 10, 15, 20, 25, 30):
+            figs = f"{first}, {first + 1}"
+            first += 2
+            if t not in sw["lengths"]:
+                rows.append((figs, f"RNN T={t}: accuracy, loss", "not in this report's sweep"))
+                continue
+            runs = [dc.replace(sw["cfg"], input_length=t, cell="vanilla", seed=sw["cfg"].seed + k).run_name
+                    for k in range(sw["seeds"])]
+            rows.append((figs, f"RNN T={t}: accuracy, loss (every seed)",
+                         ", ".join(_link(out, out / "rnn-palindrome" / r / "curves.png", r) for r in runs)))
+    left = [p for p in PARTS if p not in plan.parts]
+    L = ["## The original's figures and ours", "",
+         "| original figure | what | ours |", "|---|---|---|"]
+    L += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    if left:
+        L += ["", f"Figures of the parts left out ({', '.join(left)}) have no counterpart here."]
+    return L
+
+
 def render(plan: Plan, results: dict, out: Path, *, total_s: float, data_source: str, data_note: str,
            log: list[str]) -> str:
     from train.results import device_info, package_versions
@@ -371,6 +423,7 @@ def render(plan: Plan, results: dict, out: Path, *, total_s: float, data_source:
                      f"vs {ratio['vanilla']:.1e} for the vanilla RNN" if {"lstm", "vanilla"} <= set(ratio) else "")
         L.append("| Part 3: LSTM | (not in the original) | " +
                  ", ".join(f"T={r['input_length']} {_pct(r['mean'])}" for r in lstm) + f" | {grad_note} |")
+    L += ["", *figure_map(plan, out)]
     L += ["", "## How this report was made", "",
           "Runs (a finished run with unchanged settings is reused; `--force` reruns):", ""]
     L += [f"- {x}" for x in log]
