@@ -282,6 +282,16 @@ def figure_map(plan: Plan, out: Path) -> list[str]:
     return L
 
 
+def runs_wall_s(results: dict) -> float:
+    """The summed wall time of every run in ``results`` (toy frameworks, CIFAR runs, T=19, the sweep)."""
+    total = sum(s[fw]["wall_time_s"] for s in results["toy"].values() for fw in ("numpy", "jax"))
+    total += sum(s["wall_time_s"] for s in results["cifar"].values())
+    total += results["rnn"]["t19"]["wall_time_s"] if "t19" in results["rnn"] else 0.0
+    # Seeds trained side by side each report their shared program's time: count it once.
+    total += sum(r["wall_time_s"] / r.get("trained_together", 1) for r in results["rnn"].get("sweep", {}).get("runs", []))
+    return total
+
+
 def render(plan: Plan, results: dict, out: Path, *, total_s: float, data_source: str, data_note: str,
            log: list[str]) -> str:
     from train.results import device_info, package_versions
@@ -294,7 +304,9 @@ def render(plan: Plan, results: dict, out: Path, *, total_s: float, data_source:
           f"**{kind}**, generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by "
           f"`python -m train report{' --quick' if plan.quick else ''}` in {total_s / 60:.1f} min on "
           f"{dev['local_device_count']} {dev['platform']} device(s) ({dev['device_kind']}); "
-          f"jax {v.get('jax')}, flax {v.get('flax')}, optax {v.get('optax')}, numpy {v.get('numpy')}.", "",
+          f"jax {v.get('jax')}, flax {v.get('flax')}, optax {v.get('optax')}, numpy {v.get('numpy')}. "
+          f"The runs it shows took {runs_wall_s(results) / 60:.1f} min of wall time in all, reused ones "
+          f"included.", "",
           f"CIFAR-10 source: `{data_source}`.", ""]
     if data_note:
         L += [data_note, ""]

@@ -241,7 +241,8 @@ class MetricsLog:
 
 # summary.json fields that measure time: they differ from run to run, everything else must not.
 TIMING_FIELDS = ("wall_time_s", "compile_time_s", "train_time_s", "eval_time_s", "checkpoint_time_s",
-                 "checkpoints_skipped", "examples_per_s", "time_per_epoch_s", "resumed_from_period")
+                 "checkpoints_skipped", "examples_per_s", "time_per_epoch_s", "resumed_from_period",
+                 "trained_together")  # the last: how many runs shared this one's program and times
 
 
 def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict, *,

@@ -200,7 +200,9 @@ def _finish_run(run: _Run, log, timing: dict, graphdef, host_state, grads_init: 
     summary = make_summary(EXPERIMENT, "jax", log.rows, timing, param_count=param_count, devices=devices,
                            extra={"input_length": cfg.input_length, "cell": cfg.cell, "seed": cfg.seed,
                                   "precision": cfg.precision_resolved(), "epochs": cfg.epochs,
-                                  "grad_norm_ratio_first_to_last_trained": grads_trained[0] / grads_trained[-1]})
+                                  "grad_norm_ratio_first_to_last_trained": grads_trained[0] / grads_trained[-1],
+                                  # seeds trained side by side share one program and its wall time
+                                  "trained_together": timing.get("runs", 1)})
     plots.plot_curves({cfg.run_name: log.rows}, run_dir / "curves.png",
                       title=f"palindrome T={cfg.input_length} ({cfg.cell})", xlabel="epoch")
     summary = finish_run(run_dir, summary)
@@ -339,7 +341,8 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
                                 "test_accuracy": s["final"]["test_accuracy"],
                                 "train_accuracy": s["final"]["train_accuracy"],
                                 "best_test_accuracy": s["best_test_accuracy"],
-                                "wall_time_s": s["wall_time_s"], "grad_norms": g})
+                                "wall_time_s": s["wall_time_s"], "trained_together": s.get("trained_together", 1),
+                                "grad_norms": g})
     table = {}
     for cell in cells:
         for t in lengths:
