@@ -9,7 +9,8 @@ from train.results import UsageError
 PRECISIONS = ("fp32", "tf32", "bf16", "auto")
 # What the compute precisions mean for matmuls and convolutions (jax.default_matmul_precision):
 # fp32 is full fp32, as PyTorch computes fp32 matmuls by default; tf32 is XLA's GPU default (fp32
-# storage, 10-bit-mantissa products, in which the vanilla RNN's faint long-range gradients most likely drown).
+# storage, 10-bit-mantissa products, in which the vanilla RNN's faint long-range gradients most
+# likely drown).
 MATMUL_PRECISION = {"fp32": "highest", "tf32": "default", "bf16": "default"}
 
 
