@@ -32,7 +32,10 @@ def main(out):
     devices = select_devices(0, 16)
     model = MLP(6, "16,8", 2, batch_norm=True, axis_name=AXIS, rngs=nnx.Rngs(0))
     be = JaxBackend(model, optax.sgd(0.1, momentum=0.9), lambda v: v, arrays, seed=0, devices=devices, eval_batch=8)
-    evs = [be.period(epoch_batches(96, 16, e, 0))[0] for e in range(3)]
+    evs = []
+    for e in range(3):
+        be.train(epoch_batches(96, 16, e, 0))
+        evs.append(be.evaluate())
     st = be.host_state()
     if jax.process_index() == 0:
         leaves = [np.asarray(v).ravel().tolist() for v in jax.tree.leaves((st.params, st.model_state))]

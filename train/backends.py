@@ -52,11 +52,6 @@ class JaxBackend:
         ev, self.last_predictions = self.trainer.host_evals(out, self.evals, order=self.evals)
         return ev
 
-    def period(self, idx: np.ndarray):
-        """train then evaluate: (eval metrics, per-step metrics)."""
-        step_metrics = self.train(idx)
-        return self.evaluate(), step_metrics
-
     def host_state(self):
         return self.trainer.unreplicate(self.state)
 
@@ -99,10 +94,6 @@ class NumpyBackend:
             loss, acc = self.model.evaluate(self.arrays[f"{s}_x"], self.arrays[f"{s}_y"])
             ev[s] = {"loss": loss, "accuracy": acc, "count": len(self.arrays[f"{s}_y"])}
         return ev
-
-    def period(self, idx: np.ndarray):
-        step_metrics = self.train(idx)
-        return self.evaluate(), step_metrics
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return self.model.softmax.forward(self.model.logits(x))

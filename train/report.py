@@ -200,9 +200,12 @@ def _f(x, nd=3) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
 
-def _fig(out: Path, path: Path, alt: str) -> str:
+def _fig(out: Path, path: Path, alt: str, *, image: bool = True) -> str:
+    """Markdown for a figure under ``out``: shown inline (``image``) or as a link; flagged if missing."""
     rel = os.path.relpath(path, out)
-    return f"![{alt}]({rel})" if path.exists() else f"*(missing figure: {rel})*"
+    if not path.exists():
+        return f"*(missing figure: {rel})*"
+    return f"{'!' if image else ''}[{alt}]({rel})"
 
 
 def _summary_row(label: str, s: dict) -> str:
@@ -230,38 +233,34 @@ def _best_epoch(rows_path: Path) -> tuple[int | None, int | None]:
     return best.get("epoch"), low.get("epoch")
 
 
-def _link(out: Path, path: Path, text: str) -> str:
-    rel = os.path.relpath(path, out)
-    return f"[{text}]({rel})" if path.exists() else f"{text}: *(missing: {rel})*"
-
-
 def figure_map(plan: Plan, out: Path) -> list[str]:
     """The original's figures by number, each with ours (or why there is none)."""
-    import dataclasses as dc
+    def link(path: Path, text: str) -> str:
+        return _fig(out, path, text, image=False)
 
     rows = []
     seed = plan.toy[0].seed if plan.toy else 0
     toy = out / "mlp-toy"
     if plan.toy:
-        rows.append(("1", "the toy data sets", _link(out, toy / f"datasets-s{seed}.png", "data sets")))
+        rows.append(("1", "the toy data sets", link(toy / f"datasets-s{seed}.png", "data sets")))
         for name, (np_figs, fw_figs) in {"moons": ("2, 4", "3, 5"), "blobs": ("13, 15", "14, 16"),
                                          "circles": ("17, 19", "18, 20")}.items():
             for figs, fw in ((np_figs, "numpy"), (fw_figs, "jax")):
                 rows.append((figs, f"{name}: accuracy, loss ({fw})",
-                             _link(out, toy / f"{name}-{fw}-s{seed}" / "curves.png", f"{name} {fw} curves")))
+                             link(toy / f"{name}-{fw}-s{seed}" / "curves.png", f"{name} {fw} curves")))
     for c in plan.cifar:
         if c.model == "mlp" and c.variant != "plain":
             continue
         figs, what = ("8, 9", "CNN") if c.model == "cnn" else ("6, 7", "CIFAR-10 MLP")
         rows.append((figs, f"{what}: accuracy, loss",
-                     _link(out, out / c.experiment / c.run_name / "curves.png", f"{c.experiment} curves")))
+                     link(out / c.experiment / c.run_name / "curves.png", f"{c.experiment} curves")))
     if plan.rnn_t19 is not None:
         rows.append(("10, 11", "RNN T=19: loss, accuracy",
-                     _link(out, out / "rnn-palindrome" / plan.rnn_t19.run_name / "curves.png", "T=19 curves")))
+                     link(out / "rnn-palindrome" / plan.rnn_t19.run_name / "curves.png", "T=19 curves")))
     if plan.sweep:
         sw = plan.sweep
         rows.append(("12", "RNN: accuracy vs sequence length",
-                     _link(out, out / "rnn-sweep" / "accuracy_vs_length.png", "accuracy vs length")))
+                     link(out / "rnn-sweep" / "accuracy_vs_length.png", "accuracy vs length")))
         first = 21
         for t in (5, 10, 15, 20, 25, 30):
             figs = f"{first}, {first + 1}"
@@ -269,10 +268,11 @@ def figure_map(plan: Plan, out: Path) -> list[str]:
             if t not in sw["lengths"]:
                 rows.append((figs, f"RNN T={t}: accuracy, loss", "not in this report's sweep"))
                 continue
-            runs = [dc.replace(sw["cfg"], input_length=t, cell="vanilla", seed=sw["cfg"].seed + k).run_name
+            cfgs = [dataclasses.replace(sw["cfg"], input_length=t, cell="vanilla", seed=sw["cfg"].seed + k)
                     for k in range(sw["seeds"])]
+            runs = [c.run_name for c in cfgs]
             rows.append((figs, f"RNN T={t}: accuracy, loss (every seed)",
-                         ", ".join(_link(out, out / "rnn-palindrome" / r / "curves.png", r) for r in runs)))
+                         ", ".join(link(out / "rnn-palindrome" / r / "curves.png", r) for r in runs)))
     left = [p for p in PARTS if p not in plan.parts]
     L = ["## The original's figures and ours", "",
          "| original figure | what | ours |", "|---|---|---|"]
