@@ -96,12 +96,11 @@ def add_config_args(p: argparse.ArgumentParser, defaults, skip: tuple[str, ...] 
         if f.name in skip:
             continue
         default = getattr(defaults, f.name)
-        if f.type in (bool, "bool"):  # a bare --flag means true; --flag false still works
-            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_field_type(f), default=None,
-                           nargs="?", const=True, metavar="BOOL", help=f"{HELP.get(f.name, f.name)} (default: {default})")
-            continue
+        # A bare --flag means true for a bool setting; --flag false still works.
+        as_bool = {"nargs": "?", "const": True, "metavar": "BOOL"} if f.type in (bool, "bool") else {}
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_field_type(f), default=None,
-                       metavar=f.name.upper(), help=f"{HELP.get(f.name, f.name)} (default: {default})")
+                       **{"metavar": f.name.upper(), **as_bool},
+                       help=f"{HELP.get(f.name, f.name)} (default: {default})")
 
 
 def config_from_args(args: argparse.Namespace, default: Callable, quick: Callable | None):

@@ -44,6 +44,7 @@ def check_resumable(run_dir: Path, config: dict) -> None:
     """Before anything is written: --resume needs a checkpoint, and the same config as the run it continues."""
     import json
 
+    config = json.loads(json.dumps(config))  # as config.json holds it (tuples become lists)
     ckpt_dir = Path(run_dir) / "checkpoints"
     if not ckpt_dir.is_dir() or not any(p.name.isdigit() for p in ckpt_dir.iterdir()):
         raise UsageError(f"--resume: no checkpoint to resume from in {ckpt_dir}")
@@ -73,7 +74,7 @@ def completed_summary(run_dir: Path, config: dict) -> dict | None:
         return None
     identity = run_identity(run_dir)
     mine = {k: summary.get(k) for k in ("attempt", "config_digest")}
-    if not identity or mine != identity or identity["config_digest"] != config_digest(json.loads(json.dumps(config))):
+    if not identity or mine != identity or identity["config_digest"] != config_digest(config):
         return None
     return summary
 

@@ -130,7 +130,7 @@ def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, p
             return done
         try:
             from train.loop import check_resumable
-            check_resumable(run_dir, json.loads(json.dumps(config)))
+            check_resumable(run_dir, config)
             log.append(f"resumed {run_dir}")
             return train_fn(cfg, workdir, progress=progress, resume=True)
         except UsageError:

@@ -11,7 +11,6 @@ original measured; ``eval_train`` evaluates the whole training split instead.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,7 +152,7 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     mean, std = channel_stats(arrays["train_x"])
     workdir = Path(workdir)
     if resume:
-        check_resumable(workdir / cfg.run_name, json.loads(json.dumps(dataclasses.asdict(cfg))))
+        check_resumable(workdir / cfg.run_name, dataclasses.asdict(cfg))
     run_dir = prepare_run_dir(workdir.parent, workdir.name, cfg.run_name)
     model = build_model(cfg, axis_name=AXIS if len(devices) * jax.process_count() > 1 else None)
     tx = optax.adamw(cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay)

@@ -8,7 +8,6 @@ batches in the same order, so their curves coincide up to float rounding.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +114,7 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
     workdir = Path(workdir)
     summaries, all_rows = {}, {}
     if resume and "jax" in backends:
-        check_resumable(workdir / f"{cfg.dataset}-jax-s{cfg.seed}", json.loads(json.dumps(dataclasses.asdict(cfg))))
+        check_resumable(workdir / f"{cfg.dataset}-jax-s{cfg.seed}", dataclasses.asdict(cfg))
     for fw, backend in backends.items():
         run_dir = prepare_run_dir(workdir.parent, workdir.name, f"{cfg.dataset}-{fw}-s{cfg.seed}")
         start_attempt(run_dir, {

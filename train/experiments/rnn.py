@@ -172,7 +172,7 @@ def _prepare_run(cfg: RNNConfig, workdir: Path, *, resume: bool) -> _Run:
                          f"(only {len(ds.train_y) + len(ds.test_y)} palindromes of length {cfg.input_length + 1} exist)")
     arrays = {"train_x": ds.train_x, "train_y": ds.train_y, "test_x": ds.test_x, "test_y": ds.test_y}
     if resume:
-        check_resumable(workdir / cfg.run_name, json.loads(json.dumps(dataclasses.asdict(cfg))))
+        check_resumable(workdir / cfg.run_name, dataclasses.asdict(cfg))
     run_dir = prepare_run_dir(workdir.parent, workdir.name, cfg.run_name)
     model = RNNClassifier(input_dim=10, hidden=cfg.hidden, num_classes=10, cell=cfg.cell,
                           dtype=compute_dtype(cfg.precision), rngs=nnx.Rngs(cfg.seed))
@@ -282,7 +282,7 @@ def _resumable(cfgs: list[RNNConfig], workdir: Path) -> bool:
 
     try:
         for c in cfgs:
-            check_resumable(workdir / c.run_name, json.loads(json.dumps(dataclasses.asdict(c))))
+            check_resumable(workdir / c.run_name, dataclasses.asdict(c))
     except UsageError:
         return False
     return True
