@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg"
 
 
-PARTS = ("toy", "mlp", "cnn", "t19", "sweep")
+# sweep: the vanilla RNN over lengths; lstm: the same sweep with an LSTM; schedule: the sweep at a constant rate.
+PARTS = ("toy", "mlp", "cnn", "t19", "sweep", "lstm", "schedule")
 
 
 def parse_parts(text: str | None, skip: str | None = None) -> tuple[str, ...]:
@@ -54,6 +55,7 @@ class Plan:
     cifar: list = field(default_factory=list)
     rnn_t19: object = None
     sweep: dict = field(default_factory=dict)
+    ablation: dict = field(default_factory=dict)   # the sweep at a constant learning rate (StepLR factor 1)
     scaled: list[str] = field(default_factory=list)
     parts: tuple[str, ...] = PARTS
 
@@ -91,13 +93,16 @@ def make_plan(quick: bool, data: str, seed: int) -> Plan:
         plan.rnn_t19 = rnn.RNNConfig(input_length=19, data_size=20000, epochs=6, lr_step=4, seed=seed)
         plan.sweep = {"cfg": rnn.RNNConfig(data_size=10000, epochs=5, lr_step=4, seed=seed),
                       "lengths": [5, 10, 20, 30], "seeds": 1, "cells": ["vanilla", "lstm"]}
+        plan.ablation = {**plan.sweep, "cfg": dataclasses.replace(plan.sweep["cfg"], lr_gamma=1.0),
+                         "cells": ["vanilla"]}
         plan.scaled = [
             "Part 1 Tasks 1-2: the original's full recipe (1,500 steps), not scaled.",
             "Part 1 Task 3: 4 epochs (not 50) on 10,000 of the 50,000 training images; full test set.",
             "Part 2: the CNN for 2 epochs (not 30) on 1,024 training images, batch 32 (not 256), 256 test "
             "images (convolutions are slow on a CPU: one batch-32 step takes about a second).",
             "Part 3: T=19 with 20,000 palindromes (not 100,000) for 6 epochs (not 30), StepLR every 4; "
-            "the sweep over T = 5, 10, 20, 30 with 10,000 palindromes, 5 epochs, one seed, vanilla and LSTM.",
+            "the sweep over T = 5, 10, 20, 30 with 10,000 palindromes, 5 epochs, one seed, vanilla and LSTM; "
+            "its constant-rate ablation likewise, vanilla only.",
         ]
     else:
         plan.cifar = [cifar.mlp_config(data=data, variant="plain", seed=seed),
@@ -106,15 +111,18 @@ def make_plan(quick: bool, data: str, seed: int) -> Plan:
         plan.rnn_t19 = rnn.RNNConfig(input_length=19, seed=seed)
         plan.sweep = {"cfg": rnn.RNNConfig(seed=seed), "lengths": [5, 10, 15, 20, 25, 30], "seeds": 3,
                       "cells": ["vanilla", "lstm"]}
+        plan.ablation = {**plan.sweep, "cfg": rnn.RNNConfig(seed=seed, lr_gamma=1.0), "cells": ["vanilla"]}
     return plan
 
 
 def select_parts(plan: Plan, parts: tuple[str, ...]) -> Plan:
     """The plan with only ``parts`` left in it."""
+    cells = [c for c, part in (("vanilla", "sweep"), ("lstm", "lstm")) if part in parts and c in plan.sweep["cells"]]
     return dataclasses.replace(
         plan, parts=parts, toy=plan.toy if "toy" in parts else [],
         cifar=[c for c in plan.cifar if (c.model if c.model == "cnn" else "mlp") in parts],
-        rnn_t19=plan.rnn_t19 if "t19" in parts else None, sweep=plan.sweep if "sweep" in parts else {})
+        rnn_t19=plan.rnn_t19 if "t19" in parts else None, sweep={**plan.sweep, "cells": cells} if cells else {},
+        ablation=plan.ablation if "schedule" in parts else {})
 
 
 def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, progress, log: list[str]) -> dict:
@@ -182,6 +190,10 @@ def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool 
     if sw:
         results["rnn"]["sweep"] = rnn.sweep(sw["cfg"], sw["lengths"], sw["seeds"], sw["cells"], out,
                                             progress=progress, reuse=not force)
+    ab = plan.ablation
+    if ab:
+        results["rnn"]["ablation"] = rnn.sweep(ab["cfg"], ab["lengths"], ab["seeds"], ab["cells"], out,
+                                               progress=progress, reuse=not force)
     total = time.perf_counter() - t0
     path = out / "REPORT.md"
     atomic_write_text(path, render(plan, results, out, total_s=total, data_source=source, data_note=data_note,
@@ -257,7 +269,7 @@ def figure_map(plan: Plan, out: Path) -> list[str]:
     if plan.rnn_t19 is not None:
         rows.append(("10, 11", "RNN T=19: loss, accuracy",
                      link(out / "rnn-palindrome" / plan.rnn_t19.run_name / "curves.png", "T=19 curves")))
-    if plan.sweep:
+    if plan.sweep and "vanilla" in plan.sweep["cells"]:
         sw = plan.sweep
         rows.append(("12", "RNN: accuracy vs sequence length",
                      link(out / "rnn-sweep" / "accuracy_vs_length.png", "accuracy vs length")))
@@ -288,7 +300,8 @@ def runs_wall_s(results: dict) -> float:
     total += sum(s["wall_time_s"] for s in results["cifar"].values())
     total += results["rnn"]["t19"]["wall_time_s"] if "t19" in results["rnn"] else 0.0
     # Seeds trained side by side each report their shared program's time: count it once.
-    total += sum(r["wall_time_s"] / r.get("trained_together", 1) for r in results["rnn"].get("sweep", {}).get("runs", []))
+    total += sum(r["wall_time_s"] / r.get("trained_together", 1)
+                 for key in ("sweep", "ablation") for r in results["rnn"].get(key, {}).get("runs", []))
     return total
 
 

@@ -19,7 +19,8 @@ import numpy as np
 from train import plots
 from train.experiments.common import (compute_dtype, eval_splits, require_common, require_positive,
                                      resolve_precision, under_precision)
-from train.results import UsageError, finish_run, make_summary, one_line, prepare_run_dir, start_attempt
+from train.results import (UsageError, atomic_write_json, finish_run, make_summary, one_line, prepare_run_dir,
+                           start_attempt)
 
 MODELS = ("mlp", "cnn")
 
@@ -178,8 +179,12 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     title = f"{cfg.experiment} ({cfg.run_name})"
     plots.plot_curves({cfg.experiment: log.rows}, run_dir / "curves.png", title=title, xlabel="epoch")
     pred = backend.last_predictions["test"]
-    plots.plot_confusion(arrays["test_y"], pred, ds.class_names, run_dir / "confusion.png",
-                         title=f"{title}: test confusion matrix")
+    counts = plots.plot_confusion(arrays["test_y"], pred, ds.class_names, run_dir / "confusion.png",
+                                  title=f"{title}: test confusion matrix")
+    per_class = counts.diagonal() / np.maximum(counts.sum(1), 1)
+    summary["per_class_test_accuracy"] = {c: round(float(a), 4) for c, a in zip(ds.class_names, per_class)}
+    atomic_write_json(run_dir / "confusion.json", {"classes": list(ds.class_names), "rows": "true class",
+                                                   "columns": "predicted class", "counts": counts.tolist()})
     plots.plot_misclassified(arrays["test_x"], arrays["test_y"], pred, ds.class_names, run_dir / "misclassified.png")
     summary = finish_run(run_dir, summary)
     print(one_line(summary))

@@ -17,7 +17,7 @@ from train import plots
 from train.experiments.common import (compute_dtype, eval_splits, require_common, require_positive,
                                      resolve_precision, under_precision)
 from train.results import (UsageError, atomic_write_json, finish_run, make_summary, one_line,
-                           prepare_run_dir, release_run_dir, save_figure)
+                           prepare_run_dir, read_jsonl, release_run_dir, save_figure)
 
 EXPERIMENT = "rnn-palindrome"
 CELLS = ("vanilla", "lstm")
@@ -45,7 +45,17 @@ class RNNConfig:
 
     @property
     def run_name(self) -> str:
-        return f"T{self.input_length}-{self.cell}-{self.precision_resolved()}-s{self.seed}"
+        return f"T{self.input_length}-{self.cell}-{self.precision_resolved()}{self.schedule_tag}-s{self.seed}"
+
+    @property
+    def schedule_tag(self) -> str:
+        """'' for the default StepLR factor; '-lrgamma1' (constant rate) etc. otherwise, so ablations get their own folders."""
+        return "" if self.lr_gamma == RNNConfig.lr_gamma else f"-lrgamma{self.lr_gamma:g}"
+
+    @property
+    def sweep_name(self) -> str:
+        """The folder of a sweep with these settings: rnn-sweep, or rnn-sweep-lrgamma1 for the constant-rate ablation."""
+        return f"rnn-sweep{self.schedule_tag}"
 
     def precision_resolved(self) -> str:
         return resolve_precision(self.precision)
@@ -315,7 +325,7 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
             raise UsageError(f"--cells must be drawn from {', '.join(CELLS)}, got {c!r}")
     out = Path(out)
     workdir = out / EXPERIMENT
-    sweep_dir = prepare_run_dir(out, "rnn-sweep", "")
+    sweep_dir = prepare_run_dir(out, cfg.sweep_name, "")
     together = seeds > 1 and vmap_supported(select_devices(cfg.devices, cfg.batch_size))
     if seeds > 1 and not together:
         print("note: rnn-sweep trains the seeds one after the other: seeds share one program only on a single "
@@ -353,6 +363,13 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
            "summary": table, "runs": results}
     atomic_write_json(sweep_dir / "sweep.json", doc)
     plot_sweep(table, sweep_dir / "accuracy_vs_length.png")
+    for cell in cells:
+        for t in lengths:  # the original's Appendix B: one figure per length, every seed on it
+            names = [dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s).run_name
+                     for s in range(seeds)]
+            plots.plot_curves({n: read_jsonl(workdir / n / "metrics.jsonl") for n in names},
+                              sweep_dir / f"T{t}-{cell}-curves.png", xlabel="epoch",
+                              title=f"palindrome T={t} ({cell}), {seeds} seed(s)")
     short, long = min(lengths), max(lengths)
     curves = {}
     for r in results:
