@@ -1,5 +1,6 @@
 """The report: every experiment, REPORT.md with existing figures, reuse of finished runs, --force."""
 
+import dataclasses
 import re
 
 import pytest
@@ -17,7 +18,8 @@ def tiny_plan(quick, data, seed):
                                    seed=seed)]
     plan.rnn_t19 = rnn.RNNConfig(input_length=19, data_size=512, epochs=2, batch_size=64, hidden=16, seed=seed)
     plan.sweep = {"cfg": rnn.RNNConfig(data_size=512, epochs=2, batch_size=64, hidden=16, seed=seed),
-                  "lengths": [3, 6], "seeds": 1, "cells": ["vanilla", "lstm"]}
+                  "lengths": [3, 5], "seeds": 1, "cells": ["vanilla", "lstm"]}
+    plan.ablation = {**plan.sweep, "cfg": dataclasses.replace(plan.sweep["cfg"], lr_gamma=1.0), "cells": ["vanilla"]}
     plan.scaled = ["everything is tiny (test)"]
     return plan
 
@@ -48,11 +50,18 @@ def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
     for heading in ("Part 1, Tasks 1-2", "Part 1, Task 3", "Part 3", "The original's results and ours"):
         assert heading in text
     assert "Part 3: sweep" in text and "T=3" in text and "lstm" in text
+    assert "| what | original reported | ours | match? |" in text and "not comparable: scaled down (quick)" in text
+    assert "Test accuracy per class:" in text and "| mlp-cifar/plain-fp32-s0 | " in text
+    # The schedule ablation: its own run folders and sweep, and a StepLR-vs-constant row per length.
+    assert "The schedule question" in text and (tmp_path / "rnn-sweep-lrgamma1" / "sweep.json").exists()
+    assert (tmp_path / "rnn-palindrome" / "T5-vanilla-fp32-lrgamma1-s0" / "summary.json").exists()
+    assert re.search(r"\| 5 \| [\d.]+% ± [\d.]+ \(min [\d.]+%\) \| [\d.]+% ± ", text)
     # Every original figure number the plan covers maps to one of ours that exists.
     fig_map = text.split("## The original's figures and ours")[1].split("## How this report")[0]
     for number in ("| 1 |", "| 2, 4 |", "| 18, 20 |", "| 6, 7 |", "| 10, 11 |", "| 12 |"):
         assert number in fig_map, number
     assert "*(missing" not in fig_map
+    assert "[T=5, all seeds](rnn-sweep/T5-vanilla-curves.png)" in fig_map
     for rel in re.findall(r"\]\(([^)]+)\)", fig_map):
         assert (tmp_path / rel).exists(), rel
     assert _log(text) and all(x.startswith("ran ") for x in _log(text))
@@ -89,7 +98,9 @@ def test_report_resumes_an_interrupted_run(tiny, tmp_path):
 def test_report_parts_leave_the_rest_out(tiny, tmp_path):
     text = report.run_report(True, tmp_path, data="synthetic:256", progress=False,
                              parts=report.parse_parts("toy,t19,mlp", "mlp")).read_text()
-    assert "**left out**: mlp, cnn, sweep" in text
+    assert "**left out**: mlp, cnn, sweep, lstm, schedule" in text
+    assert "| 8, 9 | CNN: accuracy, loss | left out of this report" in text
+    assert "**Part 2 (the CNN) is not in this report**" in text
     assert "Part 1, Tasks 1-2" in text and "## Part 3" in text and "Part 1, Task 3" not in text
     assert "Part 3: sweep" not in text and "*(missing figure" not in text
     assert not (tmp_path / "mlp-cifar").exists() and not (tmp_path / "rnn-sweep").exists()
@@ -97,7 +108,7 @@ def test_report_parts_leave_the_rest_out(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("parts, skip, message", [
-    ("toy,gan", None, "unknown report part(s) gan; choose from toy, mlp, cnn, t19, sweep"),
+    ("toy,gan", None, "unknown report part(s) gan; choose from toy, mlp, cnn, t19, sweep, lstm, schedule"),
     ("toy", "toy", "--parts/--skip leave no part to run"),
 ])
 def test_report_parts_bad_input(parts, skip, message):
