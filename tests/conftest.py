@@ -1,3 +1,5 @@
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -36,3 +38,22 @@ def run_cli(*args, env=None, timeout=600):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def run_cli_in_process(*args) -> subprocess.CompletedProcess:
+    """``python -m train ...`` as ``cli.main(argv)`` in this process: the same exit code, stdout and stderr
+    as the subprocess, without its interpreter and JAX start. A genuine bug's exception propagates."""
+    from train import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as e:  # argparse's usage errors and --help
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def cli_fast():
+    return run_cli_in_process

@@ -52,9 +52,26 @@ def _assert_one_line_error(r, needle, tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", CASES, ids=[" ".join(a) for a, _ in CASES])
-def test_bad_flag(cli, tmp_path, args, needle):
+def test_bad_flag(cli_fast, tmp_path, args, needle):
     out = tmp_path / "out"
-    _assert_one_line_error(cli(*args, "--out", out, "--no-progress"), needle, tmp_path)
+    _assert_one_line_error(cli_fast(*args, "--out", out, "--no-progress"), needle, tmp_path)
+
+
+def test_bad_flag_exit_code_in_a_real_process(cli, tmp_path):
+    """The in-process runner above stands for the command line: check one case end to end."""
+    _assert_one_line_error(cli("mlp-toy", "--steps", "0", "--out", tmp_path / "out"), "--steps must be positive",
+                           tmp_path)
+
+
+def test_a_genuine_bug_keeps_its_traceback(cli_fast, tmp_path, monkeypatch):
+    """A ValueError that is not a usage error is a bug: it propagates (a traceback, exit code 1), not 'error:'."""
+    from train.experiments import rnn
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+    monkeypatch.setattr(rnn, "train_and_evaluate", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        cli_fast("rnn-palindrome", "--quick", "--out", tmp_path)
 
 
 def _tree(root, *, truncate=None, classes=CLASS_NAMES):

@@ -1,4 +1,4 @@
-"""End to end on synthetic CIFAR-shaped data (fast) and, when it is present, the shared real copy."""
+"""End to end on synthetic CIFAR-shaped data (fast); loading the shared real copy is tested in test_cifar10_data.py."""
 
 import json
 

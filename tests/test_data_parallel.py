@@ -99,7 +99,7 @@ def test_cli_runs_on_four_devices(cli, tmp_path, args, run):
 def test_multiprocess_cli_only_process_zero_writes(cli, tmp_path):
     port = str(_free_port())
     env = _env(1)
-    cmd = [sys.executable, "-m", "train", "mlp-toy", "--dataset", "blobs", "--framework", "jax", "--steps", "60",
+    cmd = [sys.executable, "-m", "train", "mlp-toy", "--dataset", "blobs", "--framework", "both", "--steps", "60",
            "--batch-size", "32", "--no-progress", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
     procs = [subprocess.Popen(cmd + ["--process-id", str(i), "--out", str(tmp_path / f"p{i}")], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
@@ -108,4 +108,5 @@ def test_multiprocess_cli_only_process_zero_writes(cli, tmp_path):
         assert p.returncode == 0, err[-3000:]
     summary = json.loads((tmp_path / "p0/mlp-toy/blobs-jax-s0/summary.json").read_text())
     assert summary["devices"] == 2
-    assert not (tmp_path / "p1").exists() or not any((tmp_path / "p1").rglob("*.json"))
+    assert (tmp_path / "p0/mlp-toy/blobs-compare-s0/comparison.json").exists()
+    assert not (tmp_path / "p1").exists()  # process 1 wrote nothing: no file, no folder

@@ -57,7 +57,7 @@ def test_sigkill_then_resume_matches_uninterrupted(cli, tmp_path, name):
     _wait_for(tmp_path / "cut" / run / "checkpoints" / "2" / "_CHECKPOINT_METADATA", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = json.loads(json.dumps(sorted(p.name for p in (tmp_path / "cut" / run / "checkpoints").iterdir())))
+    done = sorted(p.name for p in (tmp_path / "cut" / run / "checkpoints").iterdir())
     assert "2" in done and "5" not in done, done
     assert not (tmp_path / "cut" / run / "summary.json").exists()
     res = cli(*args, "--resume", "--out", tmp_path / "cut", "--no-progress")

@@ -18,6 +18,7 @@ joins the write and re-raises its error, if any.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import shutil
@@ -34,6 +35,14 @@ log = logging.getLogger(__name__)
 
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (a full disk, a permission): one line, and nothing half-written."""
+
+
+class CheckpointReadError(OSError):
+    """Checkpoints exist but cannot be read for a reason other than damage: one line, nothing deleted."""
+
+
+# A permission or read-only file system says nothing about the checkpoint itself: never damage.
+_ACCESS_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _root_os_error(e: BaseException) -> OSError | None:
@@ -115,29 +124,52 @@ class Checkpointer:
         """(period, state, meta) of the newest intact checkpoint (at or before ``max_period``), or None.
 
         ``template`` is a host TrainState of the right structure (a freshly initialised one).
+        Damage is a state whose digest does not match, or a checkpoint that cannot be read while an
+        older one can: those are removed and the older one is used. Anything else deletes nothing and
+        raises :class:`CheckpointReadError`: a permission error, or no checkpoint readable at all
+        (what a change to the model's state or an orbax upgrade looks like, as much as damage).
         """
-        ocp = self._ocp
         template = jax.device_get(template)
-        damaged = []
+        damaged, unreadable = [], []
         for period in reversed(self.steps()):
             if max_period is not None and period > max_period:
                 continue
             try:
-                out = self.manager.restore(period, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()))
-                state, meta = out.state, dict(out.meta)
-                if state_digest(state) != meta.get("state_sha256"):
-                    raise ValueError("state digest does not match")
-            except Exception as e:  # noqa: BLE001 - any failure means: this checkpoint is unusable
-                log.warning("checkpoint %s/%d is damaged (%s); trying the previous one",
-                            self.directory, period, str(e).splitlines()[0][:200])
-                print(f"warning: checkpoint {self.directory}/{period} is damaged; using the previous one")
-                damaged.append(period)
+                state, meta = self._restore(period, template)
+            except Exception as e:  # noqa: BLE001 - classified below; nothing is deleted yet
+                cause = _root_os_error(e)
+                if cause is not None and cause.errno in _ACCESS_ERRNOS:
+                    raise CheckpointReadError(f"cannot read checkpoint {self.directory}/{period}: "
+                                              f"{cause.strerror} ({cause.filename}); nothing was deleted") from e
+                unreadable.append((period, e))
                 continue
-            self._discard(damaged)
+            if state_digest(state) != meta.get("state_sha256"):
+                damaged.append(period)
+                self._warn(period, "its state digest does not match")
+                continue
+            for p, e in unreadable:
+                self._warn(p, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+            self._discard(damaged + [p for p, _ in unreadable])
             return period, state, meta
+        if unreadable:
+            period, e = unreadable[0]
+            raise CheckpointReadError(
+                f"cannot read any checkpoint in {self.directory} (newest, {period}: {type(e).__name__}: "
+                f"{str(e).splitlines()[0][:200] if str(e) else 'no detail'}); they may come from another version "
+                "of the model or of orbax; nothing was deleted: run without --resume in another --out, or "
+                "move the folder away") from e
         self._discard(damaged)
         return None
+
+    def _restore(self, period: int, template) -> tuple[Any, dict]:
+        ocp = self._ocp
+        out = self.manager.restore(period, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()))
+        return out.state, dict(out.meta)
+
+    def _warn(self, period: int, why: str) -> None:
+        log.warning("checkpoint %s/%d is damaged (%s); trying the previous one", self.directory, period, why)
+        print(f"warning: checkpoint {self.directory}/{period} is damaged ({why}); using the previous one")
 
     def _discard(self, periods: list[int]) -> None:
         """Remove damaged checkpoints so that training can write those periods again."""

@@ -16,8 +16,8 @@ import numpy as np
 from data.toy import DATASETS, make_toy_data
 from train import plots
 from train.experiments.common import require_common, require_positive, under_precision
-from train.results import (UsageError, atomic_write_json, finish_run, make_summary, one_line, prepare_run_dir,
-                           start_attempt)
+from train.results import (UsageError, atomic_write_json, finish_run, is_writer, make_summary, one_line,
+                           prepare_run_dir, start_attempt)
 
 EXPERIMENT = "mlp-toy"
 FRAMEWORKS = ("numpy", "jax", "both")
@@ -151,7 +151,8 @@ def compare(all_rows: dict[str, list[dict]], out_dir: Path, cfg: ToyConfig) -> d
               "max_abs_loss_diff": max(diffs), "max_abs_accuracy_diff": max(acc_diffs),
               "final_test_accuracy": {"numpy": final_test[0], "jax": final_test[1]},
               "final_test_accuracy_diff": abs(final_test[0] - final_test[1])}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if is_writer():
+        out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "comparison.json", result)
     plots.plot_curves(all_rows, out_dir / "curves_overlay.png",
                       title=f"{cfg.dataset}: NumPy vs JAX (max |loss diff| {result['max_abs_loss_diff']:.2e})")

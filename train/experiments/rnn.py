@@ -16,7 +16,7 @@ import numpy as np
 from train import plots
 from train.experiments.common import (compute_dtype, eval_splits, require_common, require_positive,
                                      resolve_precision, under_precision)
-from train.results import (UsageError, atomic_write_json, finish_run, make_summary, one_line,
+from train.results import (UsageError, atomic_write_json, finish_run, is_writer, make_summary, one_line,
                            prepare_run_dir, read_jsonl, release_run_dir, save_figure)
 
 EXPERIMENT = "rnn-palindrome"
@@ -211,6 +211,7 @@ def _finish_run(run: _Run, log, timing: dict, graphdef, host_state, grads_init: 
                            extra={"input_length": cfg.input_length, "cell": cfg.cell, "seed": cfg.seed,
                                   "precision": cfg.precision_resolved(), "epochs": cfg.epochs,
                                   "grad_norm_ratio_first_to_last_trained": grads_trained[0] / grads_trained[-1],
+                                  "grad_norms": {"init": grads_init, "trained": grads_trained},
                                   # seeds trained side by side share one program and its wall time
                                   "trained_together": timing.get("runs", 1)})
     plots.plot_curves({cfg.run_name: log.rows}, run_dir / "curves.png",
@@ -346,7 +347,8 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
                     summ[c.seed] = train_and_evaluate(c, workdir, resume=cont, **loop_kw)
             for c in cfgs:
                 s = summ[c.seed]
-                g = json.loads((workdir / c.run_name / "grad_norms.json").read_text())
+                # Runs finished before summaries carried their gradient norms: grad_norms.json beside them.
+                g = s.get("grad_norms") or json.loads((workdir / c.run_name / "grad_norms.json").read_text())
                 results.append({"cell": cell, "input_length": t, "seed": c.seed,
                                 "test_accuracy": s["final"]["test_accuracy"],
                                 "train_accuracy": s["final"]["train_accuracy"],
@@ -363,7 +365,7 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
            "summary": table, "runs": results}
     atomic_write_json(sweep_dir / "sweep.json", doc)
     plot_sweep(table, sweep_dir / "accuracy_vs_length.png")
-    for cell in cells:
+    for cell in cells if is_writer() else ():
         for t in lengths:  # the original's Appendix B: one figure per length, every seed on it
             names = [dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s).run_name
                      for s in range(seeds)]
