@@ -10,7 +10,6 @@ original measured; ``eval_train`` evaluates the whole training split instead.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +18,7 @@ import numpy as np
 from train import plots
 from train.experiments.common import (compute_dtype, eval_splits, require_common, require_positive,
                                      resolve_precision, under_precision)
-from train.results import (UsageError, atomic_write_json, finish_run, make_summary, one_line, prepare_run_dir,
-                           start_attempt)
+from train.results import UsageError, atomic_write_json
 
 MODELS = ("mlp", "cnn")
 
@@ -135,48 +133,17 @@ def make_preprocess(mean: np.ndarray, std: np.ndarray):
     return preprocess
 
 
-@under_precision
-def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool | None = None,
-                       resume: bool = False, checkpoint_every: int | None = None) -> dict:
-    import jax
+def make_optimizer(cfg: CifarConfig):
+    """PyTorch's AdamW (betas 0.9, 0.999, eps 1e-8, decoupled weight decay)."""
     import optax
 
-    from data.cifar10 import channel_stats
-    from train.backends import JaxBackend, LazyPeriods, epoch_batches
-    from train.loop import check_resumable, train_loop
-    from train.results import device_info, package_versions
-    from train.trainer import AXIS, select_devices
+    return optax.adamw(cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay)
 
-    cfg.validate()
-    devices = select_devices(cfg.devices, cfg.batch_size)
-    ds, arrays = load_data(cfg)
-    mean, std = channel_stats(arrays["train_x"])
-    workdir = Path(workdir)
-    if resume:
-        check_resumable(workdir / cfg.run_name, dataclasses.asdict(cfg))
-    run_dir = prepare_run_dir(workdir.parent, workdir.name, cfg.run_name)
-    model = build_model(cfg, axis_name=AXIS if len(devices) * jax.process_count() > 1 else None)
-    tx = optax.adamw(cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay)
-    # See Trainer: on CPU, convolutions run far faster one step per call than inside a fused scan.
-    fuse = not (cfg.model == "cnn" and devices[0].platform == "cpu")
-    backend = JaxBackend(model, tx, make_preprocess(mean, std), arrays, seed=cfg.seed, devices=devices,
-                         eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg), fuse=fuse)
-    start_attempt(run_dir, {
-        "experiment": cfg.experiment, "framework": "jax", "config": dataclasses.asdict(cfg),
-        "precision": cfg.precision_resolved(), "data_source": ds.source,
-        "n_train": len(arrays["train_y"]), "n_test": len(arrays["test_y"]),
-        "channel_mean": mean, "channel_std": std, "versions": package_versions(), "devices": device_info()},
-        resume=resume)
-    n = len(arrays["train_y"])
-    schedule = LazyPeriods(lambda e: epoch_batches(n, cfg.batch_size, e, cfg.seed), cfg.epochs, n // cfg.batch_size)
-    log, timing = train_loop(backend, schedule, run_dir, resume=resume, checkpoint_every=checkpoint_every,
-                             epochs=True, desc=f"{cfg.experiment} {cfg.run_name}", progress=progress)
-    summary = make_summary(cfg.experiment, "jax", log.rows, timing,
-                           param_count=backend.param_count, devices=backend.devices,
-                           extra={"precision": cfg.precision_resolved(), "epochs": cfg.epochs,
-                                  "time_per_epoch_s": round(timing["train_time_s"] / cfg.epochs, 4),
-                                  "data_source": ds.source})
+
+def write_figures(cfg: CifarConfig, ds, arrays: dict, backend, run_dir: Path, log, summary: dict) -> None:
+    """Curves, the test confusion matrix (figure and counts), per-class accuracy, misclassified examples."""
     title = f"{cfg.experiment} ({cfg.run_name})"
+    summary["time_per_epoch_s"] = round(summary["train_time_s"] / cfg.epochs, 4)
     plots.plot_curves({cfg.experiment: log.rows}, run_dir / "curves.png", title=title, xlabel="epoch")
     pred = backend.last_predictions["test"]
     counts = plots.plot_confusion(arrays["test_y"], pred, ds.class_names, run_dir / "confusion.png",
@@ -186,6 +153,39 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     atomic_write_json(run_dir / "confusion.json", {"classes": list(ds.class_names), "rows": "true class",
                                                    "columns": "predicted class", "counts": counts.tolist()})
     plots.plot_misclassified(arrays["test_x"], arrays["test_y"], pred, ds.class_names, run_dir / "misclassified.png")
-    summary = finish_run(run_dir, summary)
-    print(one_line(summary))
-    return summary
+
+
+@under_precision
+def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool | None = None,
+                       resume: bool = False, checkpoint_every: int | None = None) -> dict:
+    import jax
+
+    from data.cifar10 import channel_stats
+    from train.backends import JaxBackend, LazyPeriods, epoch_batches
+    from train.driver import Run, drive
+    from train.trainer import AXIS, select_devices
+
+    cfg.validate()
+    devices = select_devices(cfg.devices, cfg.batch_size)
+    ds, arrays = load_data(cfg)
+    mean, std = channel_stats(arrays["train_x"])
+    n = len(arrays["train_y"])
+    backends = []
+
+    def make_backend():
+        model = build_model(cfg, axis_name=AXIS if len(devices) * jax.process_count() > 1 else None)
+        # See Trainer: on CPU, convolutions run far faster one step per call than inside a fused scan.
+        fuse = not (cfg.model == "cnn" and devices[0].platform == "cpu")
+        backends.append(JaxBackend(model, make_optimizer(cfg), make_preprocess(mean, std), arrays, seed=cfg.seed,
+                                   devices=devices, eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg),
+                                   fuse=fuse))
+        return backends[0]
+
+    run = Run(cfg.experiment, cfg, Path(workdir), cfg.run_name,
+              record={"precision": cfg.precision_resolved(), "data_source": ds.source, "n_train": n,
+                      "n_test": len(arrays["test_y"]), "channel_mean": mean, "channel_std": std},
+              summary={"precision": cfg.precision_resolved(), "epochs": cfg.epochs, "data_source": ds.source},
+              after=lambda run_dir, log, summary: write_figures(cfg, ds, arrays, backends[0], run_dir, log, summary))
+    schedule = LazyPeriods(lambda e: epoch_batches(n, cfg.batch_size, e, cfg.seed), cfg.epochs, n // cfg.batch_size)
+    return drive([run], make_backend, schedule, resume=resume, checkpoint_every=checkpoint_every,
+                 progress=progress, desc=f"{cfg.experiment} {cfg.run_name}")[0]

@@ -16,8 +16,7 @@ import numpy as np
 from data.toy import DATASETS, make_toy_data
 from train import plots
 from train.experiments.common import require_common, require_positive, under_precision
-from train.results import (UsageError, atomic_write_json, finish_run, is_writer, make_summary, one_line,
-                           prepare_run_dir, start_attempt)
+from train.results import UsageError, atomic_write_json, is_writer
 
 EXPERIMENT = "mlp-toy"
 FRAMEWORKS = ("numpy", "jax", "both")
@@ -102,9 +101,10 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
 
     Checkpoints are off by default (``checkpoint_every=0``): the whole run takes about a second, and
     saving state costs more than rerunning it. ``checkpoint_every=N`` saves every N evaluations.
+    The NumPy run has no checkpoints: on ``resume`` it simply reruns.
     """
-    from train.loop import check_resumable, train_loop
-    from train.results import device_info, package_versions
+    from train.driver import Run, drive
+    from train.loop import check_resumable
 
     cfg.validate()
     data = make_toy_data(cfg.dataset, n_samples=cfg.samples, noise=cfg.noise,
@@ -112,27 +112,21 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
     periods = schedule(cfg, len(data.train_y))
     backends = build_backends(cfg, data)
     workdir = Path(workdir)
-    summaries, all_rows = {}, {}
-    if resume and "jax" in backends:
+    if resume and "jax" in backends:  # before anything is written, the NumPy run's folder included
         check_resumable(workdir / f"{cfg.dataset}-jax-s{cfg.seed}", dataclasses.asdict(cfg))
+    summaries, all_rows = {}, {}
     for fw, backend in backends.items():
-        run_dir = prepare_run_dir(workdir.parent, workdir.name, f"{cfg.dataset}-{fw}-s{cfg.seed}")
-        start_attempt(run_dir, {
-            "experiment": EXPERIMENT, "framework": fw, "config": dataclasses.asdict(cfg),
-            "versions": package_versions(), "devices": device_info() if fw == "jax" else {"platform": "cpu"}},
-            resume=resume and fw == "jax")
-        # The NumPy run takes well under a second and has no checkpoints: on --resume it simply reruns.
-        log, timing = train_loop(backend, periods, run_dir, resume=resume and fw == "jax",
-                                 checkpoint_every=checkpoint_every, desc=f"{cfg.dataset} {fw}", progress=progress)
-        summary = make_summary(EXPERIMENT, fw, log.rows, timing,
-                               param_count=backend.param_count, devices=backend.devices,
-                               extra={"dataset": cfg.dataset, "seed": cfg.seed})
-        plots.plot_curves({fw: log.rows}, run_dir / "curves.png", title=f"{cfg.dataset}: {fw} MLP")
-        plots.plot_decision_boundary(backend.predict_proba, data, run_dir / "decision_boundary.png",
-                                     title=f"{cfg.dataset}: {fw} MLP, test acc {summary['final']['test_accuracy']:.3f}")
-        summary = finish_run(run_dir, summary)
-        summaries[fw], all_rows[fw] = summary, log.rows
-        print(one_line(summary))
+        def figures(run_dir, log, summary, fw=fw, backend=backend):
+            all_rows[fw] = log.rows
+            plots.plot_curves({fw: log.rows}, run_dir / "curves.png", title=f"{cfg.dataset}: {fw} MLP")
+            plots.plot_decision_boundary(
+                backend.predict_proba, data, run_dir / "decision_boundary.png",
+                title=f"{cfg.dataset}: {fw} MLP, test acc {summary['final']['test_accuracy']:.3f}")
+        run = Run(EXPERIMENT, cfg, workdir, f"{cfg.dataset}-{fw}-s{cfg.seed}", framework=fw,
+                  summary={"dataset": cfg.dataset, "seed": cfg.seed}, after=figures)
+        summaries[fw] = drive([run], lambda backend=backend: backend, periods, resume=resume and fw == "jax",
+                              checkpoint_every=checkpoint_every, progress=progress, epochs=False,
+                              desc=f"{cfg.dataset} {fw}")[0]
     plots.plot_toy_datasets([data], workdir / f"{cfg.dataset}-data-s{cfg.seed}.png")
     if len(backends) == 2:
         summaries["comparison"] = compare(all_rows, workdir / f"{cfg.dataset}-compare-s{cfg.seed}", cfg)

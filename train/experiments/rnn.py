@@ -16,8 +16,8 @@ import numpy as np
 from train import plots
 from train.experiments.common import (compute_dtype, eval_splits, require_common, require_positive,
                                      resolve_precision, under_precision)
-from train.results import (UsageError, atomic_write_json, finish_run, is_writer, make_summary, one_line,
-                           prepare_run_dir, read_jsonl, release_run_dir, save_figure)
+from train.results import (UsageError, atomic_write_json, is_writer, prepare_run_dir, read_jsonl, release_run_dir,
+                           save_figure)
 
 EXPERIMENT = "rnn-palindrome"
 CELLS = ("vanilla", "lstm")
@@ -142,15 +142,15 @@ def plot_grad_norms(curves: dict[str, list[float]], path, *, title: str) -> None
 
 
 @dataclass
-class _Run:
-    """One run's inputs and folder, prepared the same way whether it trains alone or beside other seeds."""
+class _Data:
+    """One seed's palindromes, prepared the same way whether it trains alone or beside other seeds."""
 
     cfg: RNNConfig
     arrays: dict
-    run_dir: Path
-    model: object
-    n_train: int
-    n_test: int
+
+    @property
+    def n_train(self) -> int:
+        return len(self.arrays["train_y"])
 
     @property
     def steps_per_epoch(self) -> int:
@@ -165,14 +165,17 @@ class _Run:
         """The test sequences on which dL/dh_t is measured."""
         return self.arrays["test_x"][: self.cfg.grad_probe], self.arrays["test_y"][: self.cfg.grad_probe]
 
+    def model(self):
+        from flax import nnx
 
-def _prepare_run(cfg: RNNConfig, workdir: Path, *, resume: bool) -> _Run:
-    """Validate, build the data and the model for ``cfg.seed``, and create the run folder."""
-    from flax import nnx
+        from jax_models.rnn import RNNClassifier
 
+        return RNNClassifier(input_dim=10, hidden=self.cfg.hidden, num_classes=10, cell=self.cfg.cell,
+                             dtype=compute_dtype(self.cfg.precision), rngs=nnx.Rngs(self.cfg.seed))
+
+
+def _load(cfg: RNNConfig) -> _Data:
     from data.palindrome import make_palindrome_data
-    from jax_models.rnn import RNNClassifier
-    from train.loop import check_resumable
 
     cfg.validate()
     ds = make_palindrome_data(cfg.input_length, cfg.data_size, cfg.portion_train, seed=cfg.seed)
@@ -180,66 +183,69 @@ def _prepare_run(cfg: RNNConfig, workdir: Path, *, resume: bool) -> _Run:
     if n < cfg.batch_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the {n} training sequences "
                          f"(only {len(ds.train_y) + len(ds.test_y)} palindromes of length {cfg.input_length + 1} exist)")
-    arrays = {"train_x": ds.train_x, "train_y": ds.train_y, "test_x": ds.test_x, "test_y": ds.test_y}
-    if resume:
-        check_resumable(workdir / cfg.run_name, dataclasses.asdict(cfg))
-    run_dir = prepare_run_dir(workdir.parent, workdir.name, cfg.run_name)
-    model = RNNClassifier(input_dim=10, hidden=cfg.hidden, num_classes=10, cell=cfg.cell,
-                          dtype=compute_dtype(cfg.precision), rngs=nnx.Rngs(cfg.seed))
-    return _Run(cfg, arrays, run_dir, model, n, len(ds.test_y))
+    return _Data(cfg, {"train_x": ds.train_x, "train_y": ds.train_y, "test_x": ds.test_x, "test_y": ds.test_y})
 
 
-def _write_config(run: _Run, *, resume: bool) -> None:
-    from train.results import device_info, package_versions, start_attempt
+def _runs(data: list[_Data], workdir: Path, states) -> tuple[list, dict]:
+    """The driver's runs for these seeds; ``states()`` gives the trained host states (one per seed) at the end.
 
-    start_attempt(run.run_dir, {
-        "experiment": EXPERIMENT, "framework": "jax", "config": dataclasses.asdict(run.cfg),
-        "n_train": run.n_train, "n_test": run.n_test, "versions": package_versions(), "devices": device_info()},
-        resume=resume)
+    Returns (runs, grads): ``grads[seed]`` is filled with dL/dh_t at initialisation by ``measure_init``.
+    """
+    from train.driver import Run
 
+    grads: dict = {}
 
-def _finish_run(run: _Run, log, timing: dict, graphdef, host_state, grads_init: list[float], *,
-                param_count: int, devices: int) -> dict:
-    """After training: grad_norms.json and its figure, summary.json, the curves; returns the summary."""
-    cfg, run_dir = run.cfg, run.run_dir
-    grads_trained = _grad_norms(graphdef, host_state, *run.probe())
-    atomic_write_json(run_dir / "grad_norms.json", {"t": list(range(1, cfg.input_length + 1)),
-                                                    "init": grads_init, "trained": grads_trained})
-    plot_grad_norms({"at initialisation": grads_init, "after training": grads_trained}, run_dir / "grad_norms.png",
-                    title=f"T={cfg.input_length} {cfg.cell}: gradient reaching h_t")
-    summary = make_summary(EXPERIMENT, "jax", log.rows, timing, param_count=param_count, devices=devices,
-                           extra={"input_length": cfg.input_length, "cell": cfg.cell, "seed": cfg.seed,
-                                  "precision": cfg.precision_resolved(), "epochs": cfg.epochs,
-                                  "grad_norm_ratio_first_to_last_trained": grads_trained[0] / grads_trained[-1],
-                                  "grad_norms": {"init": grads_init, "trained": grads_trained},
-                                  # seeds trained side by side share one program and its wall time
-                                  "trained_together": timing.get("runs", 1)})
-    plots.plot_curves({cfg.run_name: log.rows}, run_dir / "curves.png",
-                      title=f"palindrome T={cfg.input_length} ({cfg.cell})", xlabel="epoch")
-    summary = finish_run(run_dir, summary)
-    print(one_line(summary))
-    return summary
+    def after(d: _Data, k: int):
+        def write(run_dir: Path, log, summary: dict) -> None:
+            cfg = d.cfg
+            graphdef, state = states(k)
+            trained = _grad_norms(graphdef, state, *d.probe())
+            init = grads[cfg.seed]
+            atomic_write_json(run_dir / "grad_norms.json", {"t": list(range(1, cfg.input_length + 1)),
+                                                            "init": init, "trained": trained})
+            plot_grad_norms({"at initialisation": init, "after training": trained}, run_dir / "grad_norms.png",
+                            title=f"T={cfg.input_length} {cfg.cell}: gradient reaching h_t")
+            summary["grad_norm_ratio_first_to_last_trained"] = trained[0] / trained[-1]
+            summary["grad_norms"] = {"init": init, "trained": trained}
+            plots.plot_curves({cfg.run_name: log.rows}, run_dir / "curves.png",
+                              title=f"palindrome T={cfg.input_length} ({cfg.cell})", xlabel="epoch")
+        return write
+
+    runs = [Run(EXPERIMENT, d.cfg, workdir, d.cfg.run_name,
+                record={"n_train": d.n_train, "n_test": len(d.arrays["test_y"])},
+                summary={"input_length": d.cfg.input_length, "cell": d.cfg.cell, "seed": d.cfg.seed,
+                         "precision": d.cfg.precision_resolved(), "epochs": d.cfg.epochs,
+                         # seeds trained side by side share one program and its wall time
+                         "trained_together": len(data)},
+                after=after(d, k)) for k, d in enumerate(data)]
+    return runs, grads
 
 
 @under_precision
 def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int | None = None) -> dict:
     from train.backends import JaxBackend, LazyPeriods
-    from train.loop import train_loop
+    from train.driver import drive
     from train.trainer import select_devices
 
     cfg.validate()
     devices = select_devices(cfg.devices, cfg.batch_size)
-    run = _prepare_run(cfg, Path(workdir), resume=resume)
-    backend = JaxBackend(run.model, make_optimizer(cfg, run.steps_per_epoch), lambda x: x, run.arrays, seed=cfg.seed,
-                         devices=devices, eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg))
-    _write_config(run, resume=resume)
-    grads_init = _grad_norms(backend.graphdef, backend.host_state(), *run.probe())
-    schedule = LazyPeriods(run.epoch, cfg.epochs, run.steps_per_epoch)
-    log, timing = train_loop(backend, schedule, run.run_dir, resume=resume, checkpoint_every=checkpoint_every,
-                             epochs=True, desc=f"{EXPERIMENT} {cfg.run_name}", progress=progress)
-    return _finish_run(run, log, timing, backend.graphdef, backend.host_state(), grads_init,
-                       param_count=backend.param_count, devices=backend.devices)
+    d = _load(cfg)
+    box = []
+
+    def make_backend():
+        box.append(JaxBackend(d.model(), make_optimizer(cfg, d.steps_per_epoch), lambda x: x, d.arrays,
+                              seed=cfg.seed, devices=devices, eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg)))
+        return box[0]
+
+    runs, grads = _runs([d], Path(workdir), lambda k: (box[0].graphdef, box[0].host_state()))
+
+    def measure_init(backend):
+        grads[cfg.seed] = _grad_norms(backend.graphdef, backend.host_state(), *d.probe())
+
+    return drive(runs, make_backend, LazyPeriods(d.epoch, cfg.epochs, d.steps_per_epoch), resume=resume,
+                 checkpoint_every=checkpoint_every, progress=progress, before=measure_init,
+                 desc=f"{EXPERIMENT} {cfg.run_name}")[0]
 
 
 @under_precision
@@ -253,7 +259,7 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
     rounding. Timing fields are the shared program's: every seed reports the same train time.
     """
     from train.backends import LazyPeriods
-    from train.loop import train_loop
+    from train.driver import drive
     from train.multiseed import MultiSeedJaxBackend, vmap_supported
     from train.trainer import select_devices
 
@@ -267,24 +273,30 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
     devices = select_devices(cfgs[0].devices, cfgs[0].batch_size)
     if not vmap_supported(devices):
         raise ValueError("train_seeds_together runs on one device in one process")
-    workdir = Path(workdir)
-    runs = [_prepare_run(c, workdir, resume=resume) for c in cfgs]
-    cfg = cfgs[0]
-    backend = MultiSeedJaxBackend([r.model for r in runs], make_optimizer(cfg, runs[0].steps_per_epoch),
-                                  lambda x: x, [r.arrays for r in runs], seeds=[c.seed for c in cfgs],
-                                  device=devices[0], eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg))
-    for r in runs:
-        _write_config(r, resume=resume)
-    states = backend.host_state()
-    grads_init = [_grad_norms(backend.graphdef, st, *r.probe()) for r, st in zip(runs, states)]
-    schedule = LazyPeriods(lambda e: np.stack([r.epoch(e) for r in runs]), cfg.epochs, runs[0].steps_per_epoch)
+    data = [_load(c) for c in cfgs]
+    cfg, box, final = cfgs[0], [], []
+
+    def make_backend():
+        box.append(MultiSeedJaxBackend([d.model() for d in data], make_optimizer(cfg, data[0].steps_per_epoch),
+                                       lambda x: x, [d.arrays for d in data], seeds=[c.seed for c in cfgs],
+                                       device=devices[0], eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg)))
+        return box[0]
+
+    def states(k):
+        if not final:
+            final.extend(box[0].host_state())
+        return box[0].graphdef, final[k]
+
+    runs, grads = _runs(data, Path(workdir), states)
+
+    def measure_init(backend):
+        for d, st in zip(data, backend.host_state()):
+            grads[d.cfg.seed] = _grad_norms(backend.graphdef, st, *d.probe())
+
+    schedule = LazyPeriods(lambda e: np.stack([d.epoch(e) for d in data]), cfg.epochs, data[0].steps_per_epoch)
     seeds = ",".join(str(c.seed) for c in cfgs)
-    out = train_loop(backend, schedule, [r.run_dir for r in runs], resume=resume, checkpoint_every=checkpoint_every,
-                     epochs=True, desc=f"{EXPERIMENT} T{cfg.input_length}-{cfg.cell}-s{{{seeds}}}", progress=progress)
-    states = backend.host_state()
-    return [_finish_run(r, log, timing, backend.graphdef, st, g, param_count=backend.param_count,
-                        devices=backend.devices)
-            for r, (log, timing), st, g in zip(runs, out, states, grads_init)]
+    return drive(runs, make_backend, schedule, resume=resume, checkpoint_every=checkpoint_every, progress=progress,
+                 before=measure_init, desc=f"{EXPERIMENT} T{cfg.input_length}-{cfg.cell}-s{{{seeds}}}")
 
 
 def _resumable(cfgs: list[RNNConfig], workdir: Path) -> bool:
