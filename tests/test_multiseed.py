@@ -252,7 +252,7 @@ def test_sweep_seeds_equal_separate_runs(sweep_and_separate):
 
 def test_each_seed_folder_resumes_alone_and_finished_runs_are_reused(sweep_and_separate, tmp_path):
     """A seed's folder from the vmapped sweep is a single run's: `rnn-palindrome --resume` continues it."""
-    from train.experiments.rnn import sweep
+    from train.experiments.rnn_sweep import sweep
 
     sweep_dir, alone = sweep_and_separate
     run = RUNS[1]
@@ -291,7 +291,8 @@ sys.exit(main(sys.argv[1:]))
 RESUME = """
 import sys
 from train.cli import enable_compilation_cache
-from train.experiments.rnn import RNNConfig, sweep
+from train.experiments.rnn import RNNConfig
+from train.experiments.rnn_sweep import sweep
 enable_compilation_cache()
 cfg = RNNConfig(data_size=%d, batch_size=%d, epochs=%d, eval_batch=256, devices=1)
 sweep(cfg, [%d], %d, ["vanilla"], sys.argv[-1], progress=False, resume=True, checkpoint_every=1)

@@ -149,7 +149,7 @@ def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, p
 
 def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool = False, seed: int = 0,
                progress: bool | None = None, parts: tuple[str, ...] = PARTS) -> Path:
-    from train.experiments import cifar, mlp_toy, rnn
+    from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
     from train.loop import completed_summary
 
     t0 = time.perf_counter()
@@ -188,11 +188,11 @@ def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool 
                                               force=force, progress=progress, log=log)
     sw = plan.sweep
     if sw:
-        results["rnn"]["sweep"] = rnn.sweep(sw["cfg"], sw["lengths"], sw["seeds"], sw["cells"], out,
+        results["rnn"]["sweep"] = rnn_sweep.sweep(sw["cfg"], sw["lengths"], sw["seeds"], sw["cells"], out,
                                             progress=progress, reuse=not force)
     ab = plan.ablation
     if ab:
-        results["rnn"]["ablation"] = rnn.sweep(ab["cfg"], ab["lengths"], ab["seeds"], ab["cells"], out,
+        results["rnn"]["ablation"] = rnn_sweep.sweep(ab["cfg"], ab["lengths"], ab["seeds"], ab["cells"], out,
                                                progress=progress, reuse=not force)
     total = time.perf_counter() - t0
     path = out / "REPORT.md"

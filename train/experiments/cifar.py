@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from train import plots
-from train.experiments.common import (compute_dtype, eval_splits, require_common, require_positive,
-                                     resolve_precision, under_precision)
+from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, compute_dtype, devices_setting, epochs_setting,
+                                     eval_splits, eval_train_setting, precision_setting, require_common,
+                                     require_positive, resolve_precision, seed_setting, setting, under_precision)
 from train.results import UsageError, atomic_write_json
 
 MODELS = ("mlp", "cnn")
@@ -25,23 +26,24 @@ MODELS = ("mlp", "cnn")
 
 @dataclass
 class CifarConfig:
-    model: str = "mlp"             # mlp | cnn
-    variant: str = "plain"         # mlp only: plain | improved (batch norm + dropout)
-    data: str = "tfds"             # tfds | folder:PATH | synthetic[:N]
-    data_dir: str | None = None    # tfds data_dir
-    epochs: int = 50
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.01     # PyTorch AdamW's default (optax's default is 1e-4)
-    hidden: str = "1024,512,256,256,128"
-    dropout: float = 0.2           # improved variant
-    precision: str = "fp32"        # fp32 (the original's) | tf32 | bf16 | auto (bf16 on GPU, fp32 on CPU)
-    eval_train: bool = False       # False: train metrics = mean over the epoch's steps (the original's)
-    limit_train: int = 0           # 0: the whole training split
-    limit_test: int = 0            # 0: the whole test split
-    eval_batch: int = 1000
-    seed: int = 0
-    devices: int = 0               # 0: all local devices; 1: plain single-device jit
+    model: str = setting("mlp", "mlp or cnn (fixed by the command)")
+    variant: str = setting("plain", "plain (the original) or improved (batch norm + dropout)")
+    data: str = setting("tfds", "CIFAR-10 source: tfds, folder:PATH (train/<class>/*, test/<class>/*), or "
+                                "synthetic[:N]")
+    data_dir: str | None = setting(None, "tensorflow-datasets data_dir (default: tfds' own, ~/tensorflow_datasets)")
+    epochs: int = epochs_setting(50)
+    batch_size: int = setting(256, BATCH_HELP)
+    lr: float = setting(1e-3, "learning rate")
+    weight_decay: float = setting(0.01, "AdamW decoupled weight decay (PyTorch's default 0.01)")
+    hidden: str = setting("1024,512,256,256,128", HIDDEN_HELP)
+    dropout: float = setting(0.2, "dropout rate of the improved MLP")
+    precision: str = precision_setting()
+    eval_train: bool = eval_train_setting()
+    limit_train: int = setting(0, "use only this many training images (0 = all), for quick runs")
+    limit_test: int = setting(0, "use only this many test images (0 = all)")
+    eval_batch: int = setting(1000, "batch size of the evaluation passes")
+    seed: int = seed_setting()
+    devices: int = devices_setting()
 
     @property
     def experiment(self) -> str:
@@ -189,3 +191,19 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     schedule = LazyPeriods(lambda e: epoch_batches(n, cfg.batch_size, e, cfg.seed), cfg.epochs, n // cfg.batch_size)
     return drive([run], make_backend, schedule, resume=resume, checkpoint_every=checkpoint_every,
                  progress=progress, desc=f"{cfg.experiment} {cfg.run_name}")[0]
+
+
+def main(cfg: CifarConfig, out: Path, **loop_kw) -> dict:
+    return train_and_evaluate(cfg, Path(out) / cfg.experiment, **loop_kw)
+
+
+MLP_SPEC = Experiment(
+    "mlp-cifar", "Part 1 Task 3: the CIFAR-10 MLP (plain or improved)",
+    "Part 1 Task 3: MLP 3072-1024-512-256-256-128-10 on CIFAR-10. "
+    "Defaults are the original's: AdamW lr 1e-3, 50 epochs, batch 256.",
+    mlp_config, quick_mlp, main, fixed=("model",))
+CNN_SPEC = Experiment(
+    "cnn-cifar", "Part 2: the five-block CNN on CIFAR-10",
+    "Part 2: the seed's five-block CNN (3x3 conv + BN + ReLU, 3x3/2 max pool) on CIFAR-10. "
+    "Defaults are the original's: AdamW lr 1e-4, 30 epochs, batch 256.",
+    cnn_config, quick_cnn, main, fixed=("model", "variant", "hidden", "dropout"))

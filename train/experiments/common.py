@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from train.results import UsageError
+
+
+def setting(default, help: str, **kw):
+    """A config field with its --help text: every field of an experiment's config is a flag."""
+    return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
+# The settings every experiment shares, with one help text each.
+def seed_setting():
+    return setting(0, "random seed: same seed and config give the same numbers")
+
+
+def devices_setting():
+    return setting(0, "data-parallel devices (jax.pmap over local devices); 0 = all local devices, "
+                      "1 = plain single-device jit")
+
+
+def precision_setting():
+    return setting("fp32", "compute precision: fp32 (full fp32 matmuls, as PyTorch), tf32 (fp32 with TF32 "
+                           "matmuls and convolutions, XLA's GPU default), bf16, or auto (bf16 on GPU, fp32 on "
+                           "CPU); params, optimizer and loss stay fp32")
+
+
+def eval_train_setting():
+    return setting(False, "evaluate the whole training split in eval mode after each epoch; by default the train "
+                          "loss/accuracy of an epoch is the mean over its training steps (train mode), as the "
+                          "original measured")
+
+
+def epochs_setting(default: int):
+    return setting(default, "training epochs (one compiled call each, evaluation after each)")
+
+
+HIDDEN_HELP = "hidden layer sizes, comma-separated, e.g. '20' or '1024,512'"
+BATCH_HELP = "(global) mini-batch size"
 
 PRECISIONS = ("fp32", "tf32", "bf16", "auto")
 # What the compute precisions mean for matmuls and convolutions (jax.default_matmul_precision):
@@ -78,3 +114,22 @@ def require_common(cfg) -> None:
 def eval_splits(cfg) -> tuple[str, ...]:
     """The splits evaluated after each epoch; without ``train``, the loop uses the epoch's step means."""
     return ("train", "test") if cfg.eval_train else ("test",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """An experiment as the command line, the report and the Python API see it.
+
+    ``main(cfg, out, progress=, resume=, checkpoint_every=)`` trains under the results root ``out``
+    and returns the summary (or summaries). Every field of the config is a setting (a flag), except
+    those in ``fixed``, which the experiment sets itself (e.g. ``model`` for ``cnn-cifar``).
+    """
+
+    name: str
+    help: str
+    description: str
+    defaults: object          # () -> config
+    quick: object             # () -> the tiny smoke-test config
+    main: object
+    fixed: tuple[str, ...] = ()
+    checkpoint_every: int | None = None   # the default: None = every epoch the writer is free; 0 = off

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from train import plots
-from train.experiments.common import (compute_dtype, eval_splits, require_common, require_positive,
-                                     resolve_precision, under_precision)
-from train.results import (UsageError, atomic_write_json, is_writer, prepare_run_dir, read_jsonl, release_run_dir,
-                           save_figure)
+from train.experiments.common import (BATCH_HELP, Experiment, compute_dtype, devices_setting, epochs_setting, eval_splits,
+                                     eval_train_setting, precision_setting, require_common, require_positive,
+                                     resolve_precision, seed_setting, setting, under_precision)
+from train.results import UsageError, atomic_write_json, save_figure
 
 EXPERIMENT = "rnn-palindrome"
 CELLS = ("vanilla", "lstm")
@@ -25,23 +25,24 @@ CELLS = ("vanilla", "lstm")
 
 @dataclass
 class RNNConfig:
-    input_length: int = 19
-    cell: str = "vanilla"          # vanilla | lstm
-    hidden: int = 128
-    data_size: int = 100_000
-    portion_train: float = 0.8
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
-    lr_step: int = 10              # StepLR step size in epochs (unspecified by the original)
-    lr_gamma: float = 0.1          # StepLR factor (unspecified by the original)
-    clip_norm: float = 10.0
-    precision: str = "fp32"        # fp32 | tf32 | bf16 | auto
-    eval_train: bool = False       # False: train metrics = mean over the epoch's steps (the original's)
-    eval_batch: int = 4096
-    grad_probe: int = 512          # test sequences used to measure dL/dh_t
-    seed: int = 0
-    devices: int = 0               # 0: all local devices; 1: plain single-device jit
+    input_length: int = setting(19, "T: number of input digits (the palindrome has T+1 digits; the label is the last)")
+    cell: str = setting("vanilla", "recurrent cell: vanilla (the original's tanh RNN) or lstm")
+    hidden: int = setting(128, "hidden state size")
+    data_size: int = setting(100_000, "distinct palindromes drawn (capped at the 10^ceil((T+1)/2) that exist)")
+    portion_train: float = setting(0.8, "fraction of the data used for training")
+    epochs: int = epochs_setting(30)
+    batch_size: int = setting(128, BATCH_HELP)
+    lr: float = setting(1e-3, "learning rate")
+    lr_step: int = setting(10, "StepLR: decay the learning rate every this many epochs (unspecified by the original)")
+    lr_gamma: float = setting(0.1, "StepLR: multiply the learning rate by this factor (unspecified by the "
+                                   "original; 1 = constant)")
+    clip_norm: float = setting(10.0, "clip gradients to this global norm")
+    precision: str = precision_setting()
+    eval_train: bool = eval_train_setting()
+    eval_batch: int = setting(4096, "batch size of the evaluation passes")
+    grad_probe: int = setting(512, "test sequences used to measure the gradient norm reaching each h_t")
+    seed: int = seed_setting()
+    devices: int = devices_setting()
 
     @property
     def run_name(self) -> str:
@@ -50,7 +51,7 @@ class RNNConfig:
     @property
     def schedule_tag(self) -> str:
         """'' for the default StepLR factor; '-lrgamma1' (constant rate) etc. otherwise, so ablations get their own folders."""
-        return "" if self.lr_gamma == RNNConfig.lr_gamma else f"-lrgamma{self.lr_gamma:g}"
+        return "" if self.lr_gamma == 0.1 else f"-lrgamma{self.lr_gamma:g}"
 
     @property
     def sweep_name(self) -> str:
@@ -299,121 +300,12 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
                  before=measure_init, desc=f"{EXPERIMENT} T{cfg.input_length}-{cfg.cell}-s{{{seeds}}}")
 
 
-def _resumable(cfgs: list[RNNConfig], workdir: Path) -> bool:
-    """True if every one of these runs has a checkpoint made with its exact settings."""
-    from train.loop import check_resumable
-
-    try:
-        for c in cfgs:
-            check_resumable(workdir / c.run_name, dataclasses.asdict(c))
-    except UsageError:
-        return False
-    return True
+def main(cfg: RNNConfig, out: Path, **loop_kw) -> dict:
+    return train_and_evaluate(cfg, Path(out) / EXPERIMENT, **loop_kw)
 
 
-def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out: str | Path,
-          *, progress: bool | None = None, checkpoint_every: int | None = None, reuse: bool = False,
-          resume: bool = False) -> dict:
-    """Train every (cell, T, seed); write <out>/rnn-sweep/sweep.json and accuracy-vs-T figures.
-
-    The seeds of one (cell, T) train side by side in one compiled program (see
-    :func:`train_seeds_together`) on a single device; with several devices or processes
-    they train one after the other, each data parallel.
-    With ``reuse``, a run already finished with the same settings is read back instead of retrained.
-    With ``reuse`` or ``resume``, the seeds of a (cell, T) that all have a checkpoint with the same
-    settings (an interrupted sweep) continue from it; the others start over.
-    """
-    import sys
-
-    from train.loop import completed_summary
-    from train.multiseed import vmap_supported
-    from train.trainer import select_devices
-
-    if not lengths or any(t <= 0 for t in lengths):
-        raise UsageError(f"--lengths must be positive integers, got {lengths}")
-    if seeds <= 0:
-        raise UsageError(f"--seeds must be positive, got {seeds}")
-    for c in cells:
-        if c not in CELLS:
-            raise UsageError(f"--cells must be drawn from {', '.join(CELLS)}, got {c!r}")
-    out = Path(out)
-    workdir = out / EXPERIMENT
-    sweep_dir = prepare_run_dir(out, cfg.sweep_name, "")
-    together = seeds > 1 and vmap_supported(select_devices(cfg.devices, cfg.batch_size))
-    if seeds > 1 and not together:
-        print("note: rnn-sweep trains the seeds one after the other: seeds share one program only on a single "
-              "device in a single process (--devices 1)", file=sys.stderr)
-    loop_kw = {"progress": progress, "checkpoint_every": checkpoint_every}
-    results = []
-    for cell in cells:
-        for t in lengths:
-            cfgs = [dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s) for s in range(seeds)]
-            summ = {c.seed: completed_summary(workdir / c.run_name, dataclasses.asdict(c)) if reuse else None
-                    for c in cfgs}
-            todo = [c for c in cfgs if summ[c.seed] is None]
-            cont = bool(todo) and (reuse or resume) and _resumable(todo, workdir)
-            if together and len(todo) > 1:
-                summ.update(zip([c.seed for c in todo], train_seeds_together(todo, workdir, resume=cont, **loop_kw)))
-            else:
-                for c in todo:
-                    summ[c.seed] = train_and_evaluate(c, workdir, resume=cont, **loop_kw)
-            for c in cfgs:
-                s = summ[c.seed]
-                # Runs finished before summaries carried their gradient norms: grad_norms.json beside them.
-                g = s.get("grad_norms") or json.loads((workdir / c.run_name / "grad_norms.json").read_text())
-                results.append({"cell": cell, "input_length": t, "seed": c.seed,
-                                "test_accuracy": s["final"]["test_accuracy"],
-                                "train_accuracy": s["final"]["train_accuracy"],
-                                "best_test_accuracy": s["best_test_accuracy"],
-                                "wall_time_s": s["wall_time_s"], "trained_together": s.get("trained_together", 1),
-                                "grad_norms": g})
-    table = {}
-    for cell in cells:
-        for t in lengths:
-            accs = [r["test_accuracy"] for r in results if r["cell"] == cell and r["input_length"] == t]
-            table.setdefault(cell, []).append({"input_length": t, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
-                                               "min": float(np.min(accs)), "max": float(np.max(accs)), "n": len(accs)})
-    doc = {"config": dataclasses.asdict(cfg), "lengths": lengths, "seeds": seeds, "cells": cells,
-           "summary": table, "runs": results}
-    atomic_write_json(sweep_dir / "sweep.json", doc)
-    plot_sweep(table, sweep_dir / "accuracy_vs_length.png")
-    for cell in cells if is_writer() else ():
-        for t in lengths:  # the original's Appendix B: one figure per length, every seed on it
-            names = [dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s).run_name
-                     for s in range(seeds)]
-            plots.plot_curves({n: read_jsonl(workdir / n / "metrics.jsonl") for n in names},
-                              sweep_dir / f"T{t}-{cell}-curves.png", xlabel="epoch",
-                              title=f"palindrome T={t} ({cell}), {seeds} seed(s)")
-    short, long = min(lengths), max(lengths)
-    curves = {}
-    for r in results:
-        if r["seed"] == cfg.seed and r["input_length"] in (short, long):
-            for when in ("init", "trained"):
-                curves[f"{r['cell']} T={r['input_length']} {when}"] = r["grad_norms"][when]
-    plot_grad_norms(curves, sweep_dir / "grad_norms_short_vs_long.png",
-                    title="gradient norm reaching h_t: short vs long sequences")
-    for cell, rows in table.items():
-        print(f"rnn-sweep [{cell}] " + ", ".join(f"T={r['input_length']}: {r['mean']:.3f}±{r['std']:.3f}" for r in rows))
-    release_run_dir(sweep_dir)
-    return doc
-
-
-def plot_sweep(table: dict, path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (cell, rows) in enumerate(table.items()):
-        t = [r["input_length"] for r in rows]
-        m = np.array([r["mean"] for r in rows])
-        ax.plot(t, m, marker="o", color=f"C{i}", label=f"{cell} (mean)")
-        ax.fill_between(t, [r["min"] for r in rows], [r["max"] for r in rows], color=f"C{i}", alpha=0.2,
-                        label=f"{cell} (min-max over seeds)")
-    ax.axhline(0.1, color="gray", ls=":", label="chance")
-    ax.set_xlabel("sequence length T")
-    ax.set_ylabel("final test accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("palindrome accuracy vs sequence length")
-    save_figure(fig, path)
-    plt.close(fig)
+SPEC = Experiment(
+    EXPERIMENT, "Part 3: vanilla RNN (or LSTM) on the palindrome task",
+    "Part 3: predict the last digit of a (T+1)-digit palindrome from its first T digits. "
+    "Defaults are the original's: RMSprop lr 1e-3, StepLR, clip 10, batch 128, 30 epochs.",
+    RNNConfig, quick, main)

@@ -1,0 +1,61 @@
+"""The Python API, ``train.run(name, **settings)``: the command line's runs and checks, from Python."""
+
+import json
+
+import pytest
+
+import train
+from train.experiments import registry
+from train.results import UsageError, read_jsonl
+
+
+def rows(path):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in read_jsonl(path)]
+
+
+def test_run_is_the_command_line(tmp_path, cli_fast):
+    summary = train.run("rnn-palindrome", out=tmp_path / "api", quick=True, epochs=2, lr="0.002")
+    assert cli_fast("rnn-palindrome", "--quick", "--epochs", "2", "--lr", "0.002", "--out", tmp_path / "cli",
+                    "--no-progress").returncode == 0
+    run = "rnn-palindrome/T5-vanilla-fp32-s0"
+    assert rows(tmp_path / "api" / run / "metrics.jsonl") == rows(tmp_path / "cli" / run / "metrics.jsonl")
+    assert json.loads((tmp_path / "api" / run / "config.json").read_text())["config"]["lr"] == 0.002
+    assert summary["final"] == json.loads((tmp_path / "api" / run / "summary.json").read_text())["final"]
+    assert summary["epochs"] == 2
+
+
+def test_a_sweep_of_one_setting_tabulates(tmp_path):
+    """The README's example: one setting varied, one summary each."""
+    table = {lr: train.run("mlp-toy", out=tmp_path, dataset="blobs", framework="jax", steps=60, lr=lr,
+                           seed=1)["jax"]["final"]["test_accuracy"] for lr in (0.001, 0.1)}
+    assert set(table) == {0.001, 0.1} and all(0 <= a <= 1 for a in table.values())
+    assert table[0.1] > table[0.001]  # 60 steps at lr 0.001 barely move the weights
+
+
+@pytest.mark.parametrize("name, given, message", [
+    ("mlp-cifar", {"learning_rate": 0.1}, "mlp-cifar has no setting 'learning_rate'; its settings: variant, data"),
+    ("cnn-cifar", {"hidden": "10"}, "cnn-cifar has no setting 'hidden'"),   # fixed by the experiment
+    ("mlp-toy", {"steps": 0}, "--steps must be positive, got 0"),           # the same check as the flag's
+    ("mlp-toy", {"steps": "many"}, "mlp-toy: --steps: invalid literal for int()"),
+    ("mlp-toy", {"steps": 1.5}, "mlp-toy: --steps must be int, got 1.5"),
+    ("rnn-palindrome", {"eval_train": "maybe"}, "--eval-train must be true or false, got 'maybe'"),
+    ("rnn-sweep", {"lengths": "5,x"}, "--lengths: expected comma-separated integers, got '5,x'"),
+    ("gan", {}, "unknown experiment 'gan'; choose from mlp-toy, mlp-cifar, cnn-cifar, rnn-palindrome, rnn-sweep"),
+])
+def test_bad_settings_are_usage_errors(tmp_path, name, given, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        train.run(name, out=tmp_path, **given)
+    assert not any(tmp_path.iterdir()), "nothing may be written"
+
+
+def test_settings_convert_like_flags():
+    e = registry.get("mlp-cifar")
+    cfg = registry.make_config(e, {"lr": 1, "eval_train": "yes", "epochs": "3", "data_dir": None})
+    assert (cfg.lr, cfg.eval_train, cfg.epochs, cfg.data_dir) == (1.0, True, 3, None)
+    assert isinstance(cfg.lr, float) and cfg.model == "mlp"
+
+
+def test_every_setting_has_help_text():
+    for e in registry.EXPERIMENTS.values():
+        for f in registry.settings(e):
+            assert len(f.metadata.get("help", "")) > 10, (e.name, f.name)

@@ -1,0 +1,133 @@
+"""Every experiment by name, and its settings from flags or from Python, validated the same way.
+
+The command line (``python -m train NAME --flag ...``), the report and the Python API
+(:func:`train.run`) all find experiments here. A new experiment is one module that defines a
+config dataclass (help texts in its fields' metadata), a ``quick`` variant, a ``main`` and an
+:class:`~train.experiments.common.Experiment` ``SPEC``, plus one line below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+
+from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
+from train.experiments.common import Experiment
+from train.results import UsageError
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    mlp_toy.SPEC,
+    cifar.MLP_SPEC,
+    cifar.CNN_SPEC,
+    rnn.SPEC,
+    rnn_sweep.SPEC,
+)}
+
+
+def get(name: str) -> Experiment:
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise UsageError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}") from None
+
+
+def settings(e: Experiment) -> list[dataclasses.Field]:
+    """The config fields a user may set (every field but the experiment's fixed ones)."""
+    return [f for f in dataclasses.fields(e.defaults()) if f.name not in e.fixed]
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def parse_bool(name: str) -> Callable[[str], bool]:
+    def parse(text: str) -> bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise argparse.ArgumentTypeError(f"{flag(name)} must be true or false, got {text!r}")
+    return parse
+
+
+def field_type(f: dataclasses.Field) -> type:
+    """The field's type, ``X | None`` read as X."""
+    t = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing))  # noqa: S307 - our own annotations
+    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
+        t = next(a for a in typing.get_args(t) if a is not type(None))
+    return t
+
+
+def parser_for(f: dataclasses.Field) -> Callable[[str], object]:
+    """How a flag's text becomes the field's value."""
+    t = field_type(f)
+    return parse_bool(f.name) if t is bool else t
+
+
+def add_flags(p: argparse.ArgumentParser, e: Experiment) -> None:
+    """One --flag per setting, with its help text and default."""
+    base = e.defaults()
+    for f in settings(e):
+        # A bare --flag means true for a bool setting; --flag false still works.
+        as_bool = {"nargs": "?", "const": True, "metavar": "BOOL"} if field_type(f) is bool else {}
+        p.add_argument(flag(f.name), dest=f.name, type=parser_for(f), default=None,
+                       **{"metavar": f.name.upper(), **as_bool},
+                       help=f"{f.metadata.get('help', f.name)} (default: {getattr(base, f.name)})")
+
+
+def coerce(e: Experiment, f: dataclasses.Field, value):
+    """A Python value for a setting, checked as the command line checks the flag's text."""
+    if isinstance(value, str):
+        try:
+            return parser_for(f)(value)
+        except (argparse.ArgumentTypeError, ValueError) as err:
+            raise UsageError(f"{e.name}: {flag(f.name)}: {err}") from None
+    t = field_type(f)
+    ok = value is None and f.default is None or (
+        isinstance(value, t) and not (t is int and isinstance(value, bool))) or (
+        t is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise UsageError(f"{e.name}: {flag(f.name)} must be {t.__name__}, got {value!r}")
+    return float(value) if t is float else value
+
+
+def make_config(e: Experiment, given: dict, *, quick: bool = False):
+    """The experiment's defaults (or its quick variant), with ``given`` settings, validated."""
+    fields = {f.name: f for f in settings(e)}
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+        raise UsageError(f"{e.name} has no setting {', '.join(map(repr, unknown))}; its settings: "
+                         f"{', '.join(fields)}")
+    cfg = dataclasses.replace(e.quick() if quick else e.defaults(),
+                              **{k: coerce(e, fields[k], v) for k, v in given.items()})
+    cfg.validate()
+    return cfg
+
+
+def loop_settings(e: Experiment, *, progress, resume: bool, checkpoint_every: int | None) -> dict:
+    every = e.checkpoint_every if checkpoint_every is None else checkpoint_every
+    if every is not None and every < 0:
+        raise UsageError(f"--checkpoint-every must be >= 0, got {every}")
+    return {"progress": progress, "resume": resume, "checkpoint_every": every}
+
+
+def run(name: str, out: str | Path = "results", *, quick: bool = False, progress: bool | None = False,
+        resume: bool = False, checkpoint_every: int | None = None, **given):
+    """Train experiment ``name`` with these settings; return its summary (a dict, as summary.json).
+
+    ``train.run("mlp-cifar", out="results", lr=3e-4, epochs=5)`` is ``python -m train mlp-cifar
+    --out results --lr 3e-4 --epochs 5``: the same defaults, checks and results. A bad setting
+    raises :class:`~train.results.UsageError` with the message the command line prints.
+    """
+    from train.cli import check_jax_backend, enable_compilation_cache
+
+    e = get(name)
+    cfg = make_config(e, given, quick=quick)
+    kw = loop_settings(e, progress=progress, resume=resume, checkpoint_every=checkpoint_every)
+    enable_compilation_cache()
+    check_jax_backend()
+    return e.main(cfg, Path(out), **kw)

@@ -1,0 +1,170 @@
+"""Part 3's sequence-length sweep: rnn-palindrome for every length, seed and cell, and its figures.
+
+The seeds of one (cell, T) train side by side in one compiled program (``train_seeds_together``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from train import plots
+from train.experiments.common import Experiment, setting
+from train.experiments.rnn import (CELLS, EXPERIMENT, RNNConfig, plot_grad_norms, quick, train_and_evaluate,
+                                   train_seeds_together)
+from train.loop import check_resumable, completed_summary
+from train.multiseed import vmap_supported
+from train.results import (UsageError, atomic_write_json, is_writer, prepare_run_dir, read_jsonl, release_run_dir,
+                           save_figure)
+from train.trainer import select_devices
+
+
+def _resumable(cfgs: list[RNNConfig], workdir: Path) -> bool:
+    """True if every one of these runs has a checkpoint made with its exact settings."""
+    try:
+        for c in cfgs:
+            check_resumable(workdir / c.run_name, dataclasses.asdict(c))
+    except UsageError:
+        return False
+    return True
+
+
+def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out: str | Path,
+          *, progress: bool | None = None, checkpoint_every: int | None = None, reuse: bool = False,
+          resume: bool = False) -> dict:
+    """Train every (cell, T, seed); write <out>/rnn-sweep/sweep.json and accuracy-vs-T figures.
+
+    The seeds of one (cell, T) train side by side in one compiled program (see
+    :func:`train_seeds_together`) on a single device; with several devices or processes
+    they train one after the other, each data parallel.
+    With ``reuse``, a run already finished with the same settings is read back instead of retrained.
+    With ``reuse`` or ``resume``, the seeds of a (cell, T) that all have a checkpoint with the same
+    settings (an interrupted sweep) continue from it; the others start over.
+    """
+    if not lengths or any(t <= 0 for t in lengths):
+        raise UsageError(f"--lengths must be positive integers, got {lengths}")
+    if seeds <= 0:
+        raise UsageError(f"--seeds must be positive, got {seeds}")
+    for c in cells:
+        if c not in CELLS:
+            raise UsageError(f"--cells must be drawn from {', '.join(CELLS)}, got {c!r}")
+    out = Path(out)
+    workdir = out / EXPERIMENT
+    sweep_dir = prepare_run_dir(out, cfg.sweep_name, "")
+    together = seeds > 1 and vmap_supported(select_devices(cfg.devices, cfg.batch_size))
+    if seeds > 1 and not together:
+        print("note: rnn-sweep trains the seeds one after the other: seeds share one program only on a single "
+              "device in a single process (--devices 1)", file=sys.stderr)
+    loop_kw = {"progress": progress, "checkpoint_every": checkpoint_every}
+    results = []
+    for cell in cells:
+        for t in lengths:
+            cfgs = [dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s) for s in range(seeds)]
+            summ = {c.seed: completed_summary(workdir / c.run_name, dataclasses.asdict(c)) if reuse else None
+                    for c in cfgs}
+            todo = [c for c in cfgs if summ[c.seed] is None]
+            cont = bool(todo) and (reuse or resume) and _resumable(todo, workdir)
+            if together and len(todo) > 1:
+                summ.update(zip([c.seed for c in todo], train_seeds_together(todo, workdir, resume=cont, **loop_kw)))
+            else:
+                for c in todo:
+                    summ[c.seed] = train_and_evaluate(c, workdir, resume=cont, **loop_kw)
+            for c in cfgs:
+                s = summ[c.seed]
+                # Runs finished before summaries carried their gradient norms: grad_norms.json beside them.
+                g = s.get("grad_norms") or json.loads((workdir / c.run_name / "grad_norms.json").read_text())
+                results.append({"cell": cell, "input_length": t, "seed": c.seed,
+                                "test_accuracy": s["final"]["test_accuracy"],
+                                "train_accuracy": s["final"]["train_accuracy"],
+                                "best_test_accuracy": s["best_test_accuracy"],
+                                "wall_time_s": s["wall_time_s"], "trained_together": s.get("trained_together", 1),
+                                "grad_norms": g})
+    table = {}
+    for cell in cells:
+        for t in lengths:
+            accs = [r["test_accuracy"] for r in results if r["cell"] == cell and r["input_length"] == t]
+            table.setdefault(cell, []).append({"input_length": t, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
+                                               "min": float(np.min(accs)), "max": float(np.max(accs)), "n": len(accs)})
+    doc = {"config": dataclasses.asdict(cfg), "lengths": lengths, "seeds": seeds, "cells": cells,
+           "summary": table, "runs": results}
+    atomic_write_json(sweep_dir / "sweep.json", doc)
+    plot_sweep(table, sweep_dir / "accuracy_vs_length.png")
+    for cell in cells if is_writer() else ():
+        for t in lengths:  # the original's Appendix B: one figure per length, every seed on it
+            names = [dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s).run_name
+                     for s in range(seeds)]
+            plots.plot_curves({n: read_jsonl(workdir / n / "metrics.jsonl") for n in names},
+                              sweep_dir / f"T{t}-{cell}-curves.png", xlabel="epoch",
+                              title=f"palindrome T={t} ({cell}), {seeds} seed(s)")
+    short, long = min(lengths), max(lengths)
+    curves = {}
+    for r in results:
+        if r["seed"] == cfg.seed and r["input_length"] in (short, long):
+            for when in ("init", "trained"):
+                curves[f"{r['cell']} T={r['input_length']} {when}"] = r["grad_norms"][when]
+    plot_grad_norms(curves, sweep_dir / "grad_norms_short_vs_long.png",
+                    title="gradient norm reaching h_t: short vs long sequences")
+    for cell, rows in table.items():
+        print(f"rnn-sweep [{cell}] " + ", ".join(f"T={r['input_length']}: {r['mean']:.3f}±{r['std']:.3f}" for r in rows))
+    release_run_dir(sweep_dir)
+    return doc
+
+
+def plot_sweep(table: dict, path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (cell, rows) in enumerate(table.items()):
+        t = [r["input_length"] for r in rows]
+        m = np.array([r["mean"] for r in rows])
+        ax.plot(t, m, marker="o", color=f"C{i}", label=f"{cell} (mean)")
+        ax.fill_between(t, [r["min"] for r in rows], [r["max"] for r in rows], color=f"C{i}", alpha=0.2,
+                        label=f"{cell} (min-max over seeds)")
+    ax.axhline(0.1, color="gray", ls=":", label="chance")
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("final test accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("palindrome accuracy vs sequence length")
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+@dataclasses.dataclass
+class SweepConfig(RNNConfig):
+    """rnn-palindrome's settings for every run, plus what the sweep varies (input_length and cell are its)."""
+
+    lengths: str = setting("5,10,15,20,25,30", "comma-separated sequence lengths T")
+    seeds: int = setting(1, "seeds per length: seed, seed+1, ...")
+    cells: str = setting("vanilla", "comma-separated cells: vanilla, lstm")
+
+    def validate(self) -> None:
+        super().validate()
+        self.parsed()
+
+    def parsed(self) -> tuple[RNNConfig, list[int], int, list[str]]:
+        """(the runs' base config, lengths, seeds, cells); a malformed --lengths is a UsageError."""
+        try:
+            lengths = [int(v) for v in self.lengths.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(f"--lengths: expected comma-separated integers, got {self.lengths!r}") from None
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(RNNConfig)}
+        return RNNConfig(**base), lengths, self.seeds, [c.strip() for c in self.cells.split(",") if c.strip()]
+
+
+def main(cfg: SweepConfig, out: Path, *, resume: bool = False, **loop_kw) -> dict:
+    # --resume: finished runs are read back, interrupted groups continue from their checkpoints.
+    base, lengths, seeds, cells = cfg.parsed()
+    return sweep(base, lengths, seeds, cells, out, reuse=resume, resume=resume, **loop_kw)
+
+
+SPEC = Experiment(
+    "rnn-sweep", "Part 3: test accuracy against sequence length, over seeds",
+    "Trains rnn-palindrome for every length, seed and cell; writes <out>/rnn-sweep/sweep.json and "
+    "accuracy-vs-length and gradient-norm figures.",
+    SweepConfig, lambda: SweepConfig(**dataclasses.asdict(quick())), main, fixed=("input_length", "cell"))
