@@ -57,7 +57,6 @@ import logging
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -67,6 +66,7 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import DataError
+from data.files import atomic_file
 
 __all__ = [
     "CLASS_NAMES",
@@ -660,25 +660,14 @@ def _cache_digest(name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 def _write_cache(path: Path, dataset: ImageDataset) -> None:
     """Writes ``dataset`` to ``path`` atomically; a failure only costs a warning."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Same directory as the target, so os.replace is an atomic rename:
-        # readers (other runs, pytest-xdist workers) never see a partial file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the cache from other users
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path) as f:
             arrays = dict(train_x=dataset.train_x, train_y=dataset.train_y, test_x=dataset.test_x,
                           test_y=dataset.test_y, class_names=np.asarray(dataset.class_names, dtype=str))
             np.savez(f, **arrays, sha256=_cache_digest(path.name, arrays))
-        os.replace(tmp, path)
-        tmp = None
     except OSError as e:
         logger.warning("could not write cache file %s: %s", path, e)
         return
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     # Entries for older versions of the same tree are dead weight (~180 MB each).
     prefix = path.name.rsplit("-", 1)[0] + "-"
     for stale in path.parent.glob(f"{prefix}*.npz"):
