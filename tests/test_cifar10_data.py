@@ -1,4 +1,4 @@
-"""Tests for data/cifar10.py: the tfds, folder and synthetic sources and the cache.
+"""Tests for the data.cifar10 package: the tfds, folder and synthetic sources and the cache.
 
 Everything runs on tiny generated data in tmp_path and takes well under a
 second per test, except ``test_shared_copy`` (marked slow), which decodes the
@@ -30,6 +30,9 @@ import pytest
 from PIL import Image
 
 import data.cifar10 as cifar10
+import data.cifar10.cache as cifar_cache
+import data.cifar10.folder as cifar_folder
+import data.cifar10.tfds as cifar_tfds
 from data.cifar10 import CLASS_NAMES, DataError, ImageDataset, channel_stats, load_cifar10
 
 SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
@@ -263,7 +266,7 @@ def test_parallel_decoding_matches_serial_and_reports_bad_files(tmp_path, monkey
     root = tmp_path / "tree"
     make_tree(root, n_train=3, n_test=2)
     # Force the process pool even for this tiny tree.
-    monkeypatch.setattr(cifar10, "_PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(cifar_folder, "_PARALLEL_MIN_FILES", 1)
     serial = load_cifar10(f"folder:{root}", cache_dir=tmp_path / "c1", workers=1)
     parallel = load_cifar10(f"folder:{root}", cache_dir=tmp_path / "c2", workers=2)
     for key in ("train_x", "train_y", "test_x", "test_y"):
@@ -338,11 +341,11 @@ def test_no_fork_once_jax_is_running(monkeypatch):
     # Forking a process whose JAX backend runs risks a deadlock: use threads then.
     fake_bridge = mock.Mock(_backends={"cpu": object()})
     monkeypatch.setitem(sys.modules, "jax._src.xla_bridge", fake_bridge)
-    executor = cifar10._make_executor(2)
+    executor = cifar_folder._make_executor(2)
     executor.shutdown()
     assert isinstance(executor, ThreadPoolExecutor)
     fake_bridge._backends = {}
-    executor = cifar10._make_executor(2)
+    executor = cifar_folder._make_executor(2)
     executor.shutdown()
     assert isinstance(executor, ProcessPoolExecutor) or not sys.platform.startswith("linux")
 
@@ -356,7 +359,7 @@ def _forbid_decoding(monkeypatch):
     def fail(paths):
         raise AssertionError("decoded although the cache should have answered")
 
-    monkeypatch.setattr(cifar10, "_decode_files", fail)
+    monkeypatch.setattr(cifar_folder, "_decode_files", fail)
 
 
 def test_cache_hit_is_identical_and_skips_decoding(tmp_path, monkeypatch):
@@ -467,7 +470,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path, damage, caplog):
     # ... and the rewritten entry verifies again.
     caplog.clear()
     with caplog.at_level("WARNING", logger="data.cifar10"):
-        assert cifar10._read_cache(entry, "x") is not None
+        assert cifar_cache.read_cache(entry, "x") is not None
     assert not caplog.records
 
 
@@ -483,7 +486,7 @@ def test_compressed_npz_cache_is_still_readable_but_not_one_without_digest(tmp_p
         members = {key: stored[key] for key in stored.files}
     with open(entry, "wb") as f:
         np.savez_compressed(f, **members)
-    ds = cifar10._read_cache(entry, "src")
+    ds = cifar_cache.read_cache(entry, "src")
     assert ds is not None and ds.class_names == CLASS_NAMES and ds.source == "src"
     np.testing.assert_array_equal(ds.train_x, good.train_x)
 
@@ -491,7 +494,7 @@ def test_compressed_npz_cache_is_still_readable_but_not_one_without_digest(tmp_p
     with open(entry, "wb") as f:
         np.savez_compressed(f, **members)
     with caplog.at_level("WARNING", logger="data.cifar10"):
-        assert cifar10._read_cache(entry, "src") is None
+        assert cifar_cache.read_cache(entry, "src") is None
     assert "sha256" in caplog.text and "rebuilding" in caplog.text
 
 
@@ -620,7 +623,7 @@ def test_tfds_reads_a_prepared_array_record_build(tiny_tfds_build, tmp_path, mon
         assert "tensorflow" not in sys.modules  # array_record needs no TensorFlow
 
     # Second load: from the cache, without touching the build's records.
-    monkeypatch.setattr(cifar10, "_read_tfds_data_source", mock.Mock(side_effect=AssertionError))
+    monkeypatch.setattr(cifar_tfds, "_read_tfds_data_source", mock.Mock(side_effect=AssertionError))
     again = load_cifar10("tfds", data_dir=str(data_dir), cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(again.train_x, ds.train_x)
     np.testing.assert_array_equal(again.test_y, ds.test_y)
@@ -706,12 +709,10 @@ def test_shared_copy(shared_cache, monkeypatch):
     first = time.perf_counter() - start
     # A second load must come from the cache: decoding is made to fail. (Its time is printed,
     # not asserted: speed is measured by `python -m data.cifar10 folder:PATH`, not by tests.)
-    import data.cifar10 as cifar_module
-
     def no_decoding(*args, **kwargs):
         raise AssertionError("a cached load decoded images")
 
-    monkeypatch.setattr(cifar_module, "_decode_images", no_decoding)
+    monkeypatch.setattr(cifar_folder, "_decode_images", no_decoding)
     seconds = []
     for _ in range(2):
         start = time.perf_counter()
