@@ -21,10 +21,10 @@ straight through.  Sources, each in its own module:
     ``max(N // 5, 10)`` test images, deterministic for ``seed``.
 
 Decoded ``tfds`` and ``folder`` data is cached under ``cache_dir`` (default
-``$JAX_CURRICULUM_CACHE`` or ``~/.cache/jax_curriculum``) as an uncompressed
-``.npz`` per entry, keyed by the source and a cheap fingerprint of its files,
-verified against a SHA-256 digest on every load and rebuilt with a one-line
-warning when it fails (:mod:`data.cifar10.cache`).
+``$JAX_CURRICULUM_CACHE`` or ``~/.cache/jax_curriculum``) as a folder of
+``.npy`` files per entry, keyed by the source and a cheap fingerprint of its
+files, verified against a SHA-256 digest on every load and rebuilt with a
+one-line warning when it fails (:mod:`data.cifar10.cache`).
 ``python -m data.cifar10 SOURCE`` loads twice and summarises (:mod:`data.cifar10.cli`).
 """
 

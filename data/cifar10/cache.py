@@ -1,16 +1,23 @@
-"""The cache of decoded ``tfds`` and ``folder`` data: one uncompressed ``.npz`` per entry.
+"""The cache of decoded ``tfds`` and ``folder`` data: one folder of ``.npy`` files per entry.
 
-An entry is ``<cache_dir>/cifar10-<kind>-<hash of location>-<hash of contents>.npz``, keyed by
-the source kind, the resolved path and a cheap fingerprint of the files (names, sizes and
-modification times, gathered with ``os.scandir``), so editing the tree invalidates the entry.
-Cache files are written atomically with a SHA-256 digest of their arrays, checked on every
-load; an entry that is unreadable, truncated or fails the digest is reported in a one-line
-warning and rebuilt.
+An entry is ``<cache_dir>/cifar10-<kind>-<hash of location>-<hash of contents>/`` holding
+``train_x.npy``, ``train_y.npy``, ``test_x.npy``, ``test_y.npy``, ``class_names.npy`` (plain
+``np.save`` files) and ``sha256.txt``: the SHA-256 of the entry's name and of each array's name,
+dtype, shape and bytes.  The location hash is of the source kind and resolved path, so a rebuild
+can delete the same tree's stale entries; the contents hash is of a cheap fingerprint of the
+files (names, sizes and modification times, from :func:`dir_fingerprint` or the folder source's
+listing) and the cache version, so editing the tree or changing the layout misses.
+
+An entry is written as a whole (:func:`data.files.atomic_directory`): readers see all of it or
+none.  Every load memory-maps the arrays (copy-on-write, so they are writable and the file
+never changes), checks that the digest matches, and checks dtypes, shapes and label range; an
+entry that is unreadable, truncated or fails a check is reported in a one-line warning and
+rebuilt.  Cache files of the earlier single-``.npz`` layout are never read; a rebuild of the
+same tree deletes them with its other stale entries.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -20,13 +27,14 @@ import numpy as np
 
 from data.cifar10.dataset import IMAGE_SHAPE, ImageDataset
 from data.errors import DataError
-from data.files import atomic_file
+from data.files import atomic_directory, remove_quietly
 
 logger = logging.getLogger(__package__)  # warnings under the package's name, data.cifar10
 
 # Bump when decoding or the cache layout changes, so that old entries miss.
-CACHE_VERSION = 2  # 2: a SHA-256 digest of the arrays is stored and checked
-_CACHE_KEYS = ("train_x", "train_y", "test_x", "test_y", "class_names")
+CACHE_VERSION = 3  # 2: a SHA-256 digest of the arrays; 3: a folder of .npy files per entry
+_ARRAYS = ("train_x", "train_y", "test_x", "test_y", "class_names")
+_DIGEST_FILE = "sha256.txt"
 
 
 def default_cache_dir() -> Path:
@@ -59,69 +67,87 @@ def dir_fingerprint(directory: Path) -> str:
 
 
 def entry_path(cache_dir: Path, kind: str, identity: str, fingerprint: str) -> Path:
-    """``cifar10-<kind>-<hash of location>-<hash of contents>.npz`` under cache_dir.
-
-    The location hash lets a rebuild delete the now-stale entries of the same
-    tree; the contents hash (with the cache version) makes edits miss.
-    """
+    """``cifar10-<kind>-<hash of location>-<hash of contents>`` under cache_dir."""
     where = hashlib.sha256(f"{kind}\0{identity}".encode()).hexdigest()[:16]
     what = hashlib.sha256(f"v{CACHE_VERSION}\0{fingerprint}".encode()).hexdigest()[:16]
-    return cache_dir / f"cifar10-{kind}-{where}-{what}.npz"
+    return cache_dir / f"cifar10-{kind}-{where}-{what}"
 
 
-def read_cache(path: Path, source: str) -> ImageDataset | None:
+def read_cache(entry: Path, source: str) -> ImageDataset | None:
     """The cached data set, or None when absent or failing verification (then it is rebuilt).
 
-    ``np.load`` checks each member's CRC-32 and the arrays must match the
-    SHA-256 digest written with them (which also binds them to this entry's
-    name, so an entry rewritten with other contents, or copied under another
-    key, fails too).
+    The arrays must match the SHA-256 digest written with them, which also binds them to the
+    entry's name: an entry rewritten with other contents, or copied under another key, fails.
     """
-    if not path.is_file():
+    if not entry.is_dir():
         return None
     try:
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {key: stored[key] for key in (*_CACHE_KEYS, "sha256")}
-        if not np.array_equal(arrays.pop("sha256"), _cache_digest(path.name, arrays)):
+        arrays = {key: _load_array(entry / f"{key}.npy") for key in _ARRAYS}
+        stored = (entry / _DIGEST_FILE).read_text(encoding="ascii").strip()
+        if stored != _digest(entry.name, arrays):
             raise ValueError("its arrays do not match the SHA-256 digest stored with them")
         names = tuple(str(s) for s in arrays.pop("class_names"))
-        for split in ("train", "test"):
-            x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
-            if (x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE or y.dtype != np.int32
-                    or y.shape != x.shape[:1]
-                    or (y.size and not 0 <= y.min() <= y.max() < len(names))):
-                raise ValueError(f"bad {split} arrays {x.dtype}{x.shape} / {y.dtype}{y.shape}")
+        _check_arrays(arrays, len(names))
     except Exception as e:  # noqa: BLE001 - whatever is wrong with it, rebuild it
         reason = " ".join(str(e).split()) or type(e).__name__
-        logger.warning("cache file %s fails verification (%s); rebuilding it from %s",
-                       path, reason, source)
+        logger.warning("cache entry %s fails verification (%s); rebuilding it from %s",
+                       entry, reason, source)
         return None
     return ImageDataset(class_names=names, source=source, **arrays)
 
 
-def _cache_digest(name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+def write_cache(entry: Path, dataset: ImageDataset) -> None:
+    """Writes ``dataset`` as the entry ``entry``, atomically; a failure only costs a warning."""
+    arrays = {key: np.asarray(getattr(dataset, key)) for key in _ARRAYS[:-1]}
+    arrays["class_names"] = np.asarray(dataset.class_names, dtype=str)
+    try:
+        with atomic_directory(entry) as tmp:
+            for key, array in arrays.items():
+                np.save(tmp / f"{key}.npy", array, allow_pickle=False)
+            (tmp / _DIGEST_FILE).write_text(_digest(entry.name, arrays) + "\n", encoding="ascii")
+    except OSError as e:
+        logger.warning("could not write cache entry %s: %s", entry, e)
+        return
+    _remove_stale(entry)
+
+
+def _load_array(path: Path) -> np.ndarray:
+    """The array in the ``.npy`` file ``path``, memory-mapped copy-on-write."""
+    try:
+        # A plain ndarray (not np.memmap) over the mapping; writable, the file untouched.
+        return np.asarray(np.load(path, mmap_mode="c", allow_pickle=False))
+    except FileNotFoundError:
+        raise ValueError(f"{path.name} is missing") from None
+    except Exception as e:  # noqa: BLE001 - name the file, keep the reason
+        raise ValueError(f"{path.name}: {' '.join(str(e).split()) or type(e).__name__}") from None
+
+
+def _digest(name: str, arrays: dict[str, np.ndarray]) -> str:
     """SHA-256 of the entry's name and each array's key, dtype, shape and bytes."""
     h = hashlib.sha256(f"{name}\0".encode())
-    for key in _CACHE_KEYS:
+    for key in _ARRAYS:
         a = np.ascontiguousarray(arrays[key])
         h.update(f"{key}\0{a.dtype.str}\0{a.shape}\0".encode())
         h.update(a.reshape(-1).view(np.uint8))
-    return np.frombuffer(h.digest(), np.uint8)
+    return h.hexdigest()
 
 
-def write_cache(path: Path, dataset: ImageDataset) -> None:
-    """Writes ``dataset`` to ``path`` atomically; a failure only costs a warning."""
-    arrays = {key: np.asarray(getattr(dataset, key)) for key in _CACHE_KEYS[:-1]}
-    arrays["class_names"] = np.asarray(dataset.class_names, dtype=str)
-    try:
-        with atomic_file(path) as f:
-            np.savez(f, **arrays, sha256=_cache_digest(path.name, arrays))
-    except OSError as e:
-        logger.warning("could not write cache file %s: %s", path, e)
-        return
-    # Entries for older versions of the same tree are dead weight (~180 MB each).
-    prefix = path.name.rsplit("-", 1)[0] + "-"
-    for stale in path.parent.glob(f"{prefix}*.npz"):
-        if stale != path:
-            with contextlib.suppress(OSError):
-                stale.unlink()
+def _check_arrays(arrays: dict[str, np.ndarray], num_classes: int) -> None:
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if (x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE or y.dtype != np.int32
+                or y.shape != x.shape[:1]):
+            raise ValueError(f"bad {split} arrays {x.dtype}{x.shape} / {y.dtype}{y.shape}")
+        if y.size and not 0 <= y.min() <= y.max() < num_classes:
+            raise ValueError(f"{split} labels outside 0..{num_classes - 1}")
+
+
+def _remove_stale(entry: Path) -> None:
+    """Deletes the other entries of the same source: they are dead weight (~180 MB each).
+
+    That includes the same source's cache files of the earlier ``.npz`` layout.
+    """
+    prefix = entry.name.rsplit("-", 1)[0] + "-"
+    for stale in entry.parent.glob(f"{prefix}*"):
+        if stale != entry:
+            remove_quietly(stale)
