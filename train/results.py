@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import uuid
 from importlib import metadata
 from pathlib import Path
