@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from data import files as atomic_files
+
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn", "matplotlib",
             "orbax-checkpoint", "tensorflow-datasets", "pillow", "torch")
 
@@ -30,14 +32,6 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn", "matplotl
 class UsageError(ValueError):
     """A problem with what the user asked for: reported as one line, exit code 2."""
 
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
 
 # In a multi-process job every process runs the same program; only process 0 writes results.
 _WRITER = True
@@ -53,25 +47,9 @@ def is_writer() -> bool:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    if not _WRITER:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone the umask allows
-        # Rename is atomic: a killed process leaves the old file or the new one, never half of one.
-        # No fsync: metrics are rewritten after every evaluation, and a sync each time would
-        # dominate short runs; only a power cut could lose the newest version.
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(e.errno, e.strerror, str(path)) from e  # name the file the user knows
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``data.files.atomic_write_bytes``, in the writing process only (see ``set_writer``)."""
+    if _WRITER:
+        atomic_files.atomic_write_bytes(path, data)
 
 
 def atomic_write_text(path, text: str) -> None:
