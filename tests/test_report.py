@@ -26,7 +26,7 @@ def tiny_plan(quick, data, seed):
 
 @pytest.fixture
 def tiny(monkeypatch):
-    monkeypatch.setattr(report, "make_plan", tiny_plan)
+    monkeypatch.setattr(report.plan, "make_plan", tiny_plan)
 
 
 def _log(text):

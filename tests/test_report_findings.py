@@ -2,7 +2,7 @@
 
 import pytest
 
-from train import report_findings as F
+from train.report import findings as F
 
 
 def curves(test_loss, test_acc, train_acc=None):

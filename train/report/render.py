@@ -1,0 +1,272 @@
+"""REPORT.md: every part's tables and figures, the verdicts, the deviations and the figure map."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from pathlib import Path
+
+from train.report.plan import PARTS, ROOT, Plan
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _f(x, nd=3) -> str:
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def _fig(out: Path, path: Path, alt: str, *, image: bool = True) -> str:
+    """Markdown for a figure under ``out``: shown inline (``image``) or as a link; flagged if missing."""
+    rel = os.path.relpath(path, out)
+    if not path.exists():
+        return f"*(missing figure: {rel})*"
+    return f"{'!' if image else ''}[{alt}]({rel})"
+
+
+def _summary_row(label: str, s: dict) -> str:
+    f = s["final"]
+    return (f"| {label} | {_pct(f['train_accuracy'])} | {_pct(f['test_accuracy'])} | {_pct(s['best_test_accuracy'])} "
+            f"| {_f(f['train_loss'])} | {_f(f['test_loss'])} | {s['wall_time_s']:.1f} | {s['compile_time_s']:.1f} "
+            f"| {s['examples_per_s']:,.0f} | {s['devices']} {s['platform']} |")
+
+
+HEADER = ("| run | train acc | test acc | best test acc | train loss | test loss | wall s | compile s "
+          "| train ex/s | devices |\n|---|---|---|---|---|---|---|---|---|---|")
+
+
+def _best_epoch(rows_path: Path) -> tuple[int | None, int | None]:
+    """(epoch of best test accuracy, epoch of lowest test loss) from a run's metrics.jsonl."""
+    from train.results import read_jsonl
+    try:
+        test = [r for r in read_jsonl(rows_path) if r["split"] == "test"]
+    except OSError:
+        return None, None
+    if not test:
+        return None, None
+    best = max(test, key=lambda r: r["accuracy"])
+    low = min(test, key=lambda r: r["loss"])
+    return best.get("epoch"), low.get("epoch")
+
+
+def figure_map(plan: Plan, out: Path) -> list[str]:
+    """The original's figures by number, each with ours (or why there is none)."""
+    def link(path: Path, text: str) -> str:
+        return _fig(out, path, text, image=False)
+
+    rows = []
+    seed = plan.toy[0].seed if plan.toy else 0
+    toy = out / "mlp-toy"
+    if plan.toy:
+        rows.append(("1", "the toy data sets", link(toy / f"datasets-s{seed}.png", "data sets")))
+        for name, (np_figs, fw_figs) in {"moons": ("2, 4", "3, 5"), "blobs": ("13, 15", "14, 16"),
+                                         "circles": ("17, 19", "18, 20")}.items():
+            for figs, fw in ((np_figs, "numpy"), (fw_figs, "jax")):
+                rows.append((figs, f"{name}: accuracy, loss ({fw})",
+                             link(toy / f"{name}-{fw}-s{seed}" / "curves.png", f"{name} {fw} curves")))
+    for c in plan.cifar:
+        if c.model == "mlp" and c.variant != "plain":
+            continue
+        figs, what = ("8, 9", "CNN") if c.model == "cnn" else ("6, 7", "CIFAR-10 MLP")
+        rows.append((figs, f"{what}: accuracy, loss",
+                     link(out / c.experiment / c.run_name / "curves.png", f"{c.experiment} curves")))
+    if "cnn" not in plan.parts:
+        gpu = sorted(GPU_REFERENCE.glob("cnn-cifar/cnn-fp32-*/curves.png")) or sorted(
+            GPU_REFERENCE.glob("cnn-cifar/*/curves.png"))
+        rows.append(("8, 9", "CNN: accuracy, loss", "left out of this report; " + (
+            f"the GPU reference's: [{gpu[0].parent.name}]({os.path.relpath(gpu[0], out)})" if gpu else
+            "no GPU reference found")))
+    if plan.rnn_t19 is not None:
+        rows.append(("10, 11", "RNN T=19: loss, accuracy",
+                     link(out / "rnn-palindrome" / plan.rnn_t19.run_name / "curves.png", "T=19 curves")))
+    if plan.sweep and "vanilla" in plan.sweep["cells"]:
+        sw = plan.sweep
+        rows.append(("12", "RNN: accuracy vs sequence length",
+                     link(out / "rnn-sweep" / "accuracy_vs_length.png", "accuracy vs length")))
+        first = 21
+        for t in (5, 10, 15, 20, 25, 30):
+            figs = f"{first}, {first + 1}"
+            first += 2
+            if t not in sw["lengths"]:
+                rows.append((figs, f"RNN T={t}: accuracy, loss", "not in this report's sweep"))
+                continue
+            cfgs = [dataclasses.replace(sw["cfg"], input_length=t, cell="vanilla", seed=sw["cfg"].seed + k)
+                    for k in range(sw["seeds"])]
+            runs = [c.run_name for c in cfgs]
+            rows.append((figs, f"RNN T={t}: accuracy, loss (every seed)",
+                         link(out / sw["cfg"].sweep_name / f"T{t}-vanilla-curves.png", f"T={t}, all seeds") +
+                         "; each seed: " +
+                         ", ".join(link(out / "rnn-palindrome" / r / "curves.png", r) for r in runs)))
+    left = [p for p in PARTS if p not in plan.parts]
+    L = ["## The original's figures and ours", "",
+         "| original figure | what | ours |", "|---|---|---|"]
+    rows.sort(key=lambda r: int(r[0].split(",")[0]))
+    L += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    if left:
+        L += ["", f"Parts left out of this report: {', '.join(left)} (their figures are marked as such above, or "
+                  "absent when no figure of the original belongs to them)."]
+    return L
+
+
+def runs_wall_s(results: dict) -> float:
+    """The summed wall time of every run in ``results`` (toy frameworks, CIFAR runs, T=19, the sweep)."""
+    total = sum(s[fw]["wall_time_s"] for s in results["toy"].values() for fw in ("numpy", "jax"))
+    total += sum(s["wall_time_s"] for s in results["cifar"].values())
+    total += results["rnn"]["t19"]["wall_time_s"] if "t19" in results["rnn"] else 0.0
+    # Seeds trained side by side each report their shared program's time: count it once.
+    total += sum(r["wall_time_s"] / r.get("trained_together", 1)
+                 for key in ("sweep", "ablation") for r in results["rnn"].get(key, {}).get("runs", []))
+    return total
+
+
+GPU_REFERENCE = ROOT / "results" / "reference-gpu"
+
+
+def cnn_elsewhere(out: Path) -> str:
+    """The line that stands in for the CNN when this report leaves it out."""
+    ref = GPU_REFERENCE / "REPORT.md"
+    if ref.exists():
+        return (f"**Part 2 (the CNN) is not in this report** (left out with `--skip cnn`: its 30 epochs take hours "
+                f"on a CPU). Its results on a GPU are in [the GPU reference]({os.path.relpath(ref, out)}).")
+    return "**Part 2 (the CNN) is not in this report** (left out with `--skip cnn`)."
+
+
+def header(plan: Plan, results: dict, *, total_s: float, data_source: str, data_note: str) -> list[str]:
+    from train.results import device_info, package_versions
+
+    dev = device_info()
+    v = package_versions()
+    kind = "QUICK run (scaled down, see below)" if plan.quick else "full run"
+    L = ["# Report: the original assignment, reproduced in JAX/Flax and NumPy", "",
+         f"**{kind}**, generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by "
+         f"`python -m train report{' --quick' if plan.quick else ''}` in {total_s / 60:.1f} min on "
+         f"{dev['local_device_count']} {dev['platform']} device(s) ({dev['device_kind']}); "
+         f"jax {v.get('jax')}, flax {v.get('flax')}, optax {v.get('optax')}, numpy {v.get('numpy')}. "
+         f"The runs it shows took {runs_wall_s(results) / 60:.1f} min of wall time in all, reused ones "
+         f"included.", "",
+         f"CIFAR-10 source: `{data_source}`.", ""]
+    if data_note:
+        L += [data_note, ""]
+    if plan.quick:
+        L += ["> This is a **quick** report: every experiment was scaled down so that the whole report runs in "
+              "minutes on a 2-core CPU. Accuracies of the scaled experiments are not comparable with the "
+              "original's full-length results. What was scaled:", ">"]
+        L += [f"> - {s}" for s in plan.scaled] + [""]
+    if plan.parts != PARTS:
+        left = [p for p in PARTS if p not in plan.parts]
+        L += [f"Parts in this report: {', '.join(plan.parts)}; **left out**: {', '.join(left)} "
+              f"(`--parts`/`--skip`).", ""]
+    return L
+
+
+def toy_section(plan: Plan, results: dict, out: Path) -> list[str]:
+    """Part 1, Tasks 1-2: the three toy sets, NumPy and JAX side by side."""
+    if not results["toy"]:
+        return []
+    seed, toy = plan.toy[0].seed, out / "mlp-toy"
+    L = ["## Part 1, Tasks 1-2: NumPy MLP vs JAX MLP on toy data", "",
+         "Linear(2 -> 20) + ReLU + Linear(20 -> 2), SGD lr 0.01, 1,500 steps, batch 30, evaluation every 30 "
+         "steps. NumPy and JAX start from the same weights and see the same batches, so their curves coincide.",
+         "", _fig(out, toy / f"datasets-s{seed}.png", "the three toy data sets"), "", HEADER]
+    L += [_summary_row(f"{name} {fw}", s[fw]) for name, s in results["toy"].items() for fw in ("numpy", "jax")]
+    L += ["", "| data set | max abs loss difference NumPy vs JAX (all evaluations) | final test acc difference |",
+          "|---|---|---|"]
+    for name, s in results["toy"].items():
+        c = s["comparison"]
+        L.append(f"| {name} | {c['max_abs_loss_diff']:.2e} | {100 * c['final_test_accuracy_diff']:.2f} points |")
+    L.append("")
+    for name in results["toy"]:
+        def figs(file, what):
+            return " ".join(_fig(out, toy / f"{name}-{fw}-s{seed}" / file, f"{name} {fw} {what}")
+                            for fw in ("numpy", "jax"))
+        L += [f"### {name}", "", _fig(out, toy / f"{name}-compare-s{seed}" / "curves_overlay.png", f"{name} overlay"),
+              "", figs("curves.png", "curves"), "", figs("decision_boundary.png", "decision boundary"), ""]
+    return L
+
+
+def cifar_section(plan: Plan, results: dict, out: Path) -> list[str]:
+    """Part 1 Task 3 and Part 2: the runs' table, each run's figures, per-class accuracy."""
+    L = []
+    if results["cifar"]:
+        L += ["## Part 1, Task 3 (CIFAR MLP) and Part 2 (CNN) on CIFAR-10", "", HEADER]
+        L += [_summary_row(key, s) for key, s in results["cifar"].items()] + [""]
+        for key, s in results["cifar"].items():
+            run = out / key
+            best_acc_epoch, low_loss_epoch = _best_epoch(run / "metrics.jsonl")
+            L += [f"### {key}", "",
+                  f"Best test accuracy at epoch {best_acc_epoch}; lowest test loss at epoch {low_loss_epoch} "
+                  f"of {s.get('epochs')}; {s.get('time_per_epoch_s', 0):.2f} s per epoch.", "",
+                  _fig(out, run / "curves.png", f"{key} curves"), "",
+                  _fig(out, run / "confusion.png", f"{key} confusion matrix") + " " +
+                  _fig(out, run / "misclassified.png", f"{key} misclassified"), ""]
+    per_class = {k: s["per_class_test_accuracy"] for k, s in results["cifar"].items()
+                 if "per_class_test_accuracy" in s}
+    if per_class:
+        classes = list(next(iter(per_class.values())))
+        L += ["Test accuracy per class:", "", "| run | " + " | ".join(classes) + " |",
+              "|---|" + "---|" * len(classes)]
+        L += [f"| {k} | " + " | ".join(_pct(v[c]) for c in classes) + " |" for k, v in per_class.items()] + [""]
+    if "cnn" not in plan.parts:
+        L += [cnn_elsewhere(out), ""]
+    return L
+
+
+def init_grad_ratios(sweep: dict | None) -> list[tuple[str, int, float]]:
+    """(cell, T, dL/dh_1 / dL/dh_T at initialisation) for every sweep run."""
+    out = []
+    for r in (sweep or {}).get("runs", []):
+        g = r["grad_norms"]["init"]
+        out.append((r["cell"], r["input_length"], g[0] / g[-1] if g[-1] else float("nan")))
+    return out
+
+
+def rnn_section(plan: Plan, results: dict, out: Path) -> list[str]:
+    """Part 3: T=19, the sweep's accuracy per length and the gradient evidence."""
+    L = []
+    t19 = results["rnn"].get("t19")
+    if t19 is not None:
+        run = out / "rnn-palindrome" / plan.rnn_t19.run_name
+        L += ["## Part 3: vanilla RNN on palindromes", "", HEADER,
+              _summary_row(f"T=19 {plan.rnn_t19.cell}", t19), "",
+              _fig(out, run / "curves.png", "T=19 curves") + " " +
+              _fig(out, run / "grad_norms.png", "T=19 gradient norms"), ""]
+    sweep = results["rnn"].get("sweep")
+    if sweep is None:
+        return L
+    L += ["### Accuracy against sequence length", "",
+          _fig(out, out / "rnn-sweep" / "accuracy_vs_length.png", "accuracy vs length") + " " +
+          _fig(out, out / "rnn-sweep" / "grad_norms_short_vs_long.png", "gradient norms short vs long"), ""]
+    lengths = sweep["lengths"]
+    L += ["| cell | " + " | ".join(f"T={t}" for t in lengths) + " |", "|---|" + "---|" * len(lengths)]
+    for cell, rows in sweep["summary"].items():
+        L.append(f"| {cell} (mean ± std over {rows[0]['n']} seed(s)) | " +
+                 " | ".join(f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}%" for r in rows) + " |")
+    L += ["", "**Why long sequences fail.** The gradient figure shows the mean norm of dL/dh_t for every step t: "
+          "for the vanilla RNN it shrinks geometrically from the last step back to the first, so the first digit "
+          "(the one that decides the label) receives almost no learning signal when T is long. The LSTM's "
+          "additive cell state keeps that gradient alive.", ""]
+    ratios: dict = {}
+    for c, t, q in init_grad_ratios(sweep):
+        ratios.setdefault((c, t), q)  # the first seed's
+    if ratios:
+        L += ["| cell | T | dL/dh_1 / dL/dh_T at initialisation |", "|---|---|---|"]
+        L += [f"| {c} | {t} | {q:.2e} |" for (c, t), q in ratios.items()] + [""]
+    return L
+
+
+def render(plan: Plan, results: dict, out: Path, *, total_s: float, data_source: str, data_note: str,
+           log: list[str]) -> str:
+    from train.report.claims import comparison, deviations, schedule_section
+
+    L = header(plan, results, total_s=total_s, data_source=data_source, data_note=data_note)
+    L += toy_section(plan, results, out) + cifar_section(plan, results, out) + rnn_section(plan, results, out)
+    if results["rnn"].get("ablation") is not None:
+        L += schedule_section(plan, results, out)
+    L += comparison(plan, results, out, sweep=results["rnn"].get("sweep"),
+                    ratios=init_grad_ratios(results["rnn"].get("sweep")))
+    L += ["", *deviations(plan, data_source), "", *figure_map(plan, out)]
+    L += ["", "## How this report was made", "",
+          "Runs (a finished run with unchanged settings is reused; `--force` reruns):", ""]
+    L += [f"- {x}" for x in log] + [""]
+    return "\n".join(L) + "\n"

@@ -1,0 +1,122 @@
+"""``python -m train report``: every experiment of the original, then ``REPORT.md`` beside the results.
+
+Runs Part 1 Tasks 1-2 (three toy sets, NumPy and JAX), Task 3 (CIFAR MLP,
+plain and improved), Part 2 (the CNN), Part 3 (T=19 and the sequence-length
+sweep, vanilla and LSTM), then writes ``<out>/REPORT.md`` with every figure,
+a table per part and the original's reported results beside ours.
+
+A finished run whose settings are unchanged is read back, not rerun
+(``--force`` reruns); a run that was interrupted resumes from its checkpoint.
+``--quick`` scales everything down to finish in minutes on a 2-core CPU and
+says so at the top of the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from train.loop import check_resumable, completed_summary
+from train.report import plan as P
+from train.report.render import render
+from train.results import UsageError, atomic_write_text
+
+def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, progress, log: list[str]) -> dict:
+    """Read back a finished run with the same settings; resume an interrupted one; else train."""
+    run_dir = workdir / run_name
+    config = dataclasses.asdict(cfg)
+    if not force:
+        done = completed_summary(run_dir, config)
+        if done is not None:
+            log.append(f"reused {run_dir}")
+            return done
+        try:
+            check_resumable(run_dir, config)
+            log.append(f"resumed {run_dir}")
+            return train_fn(cfg, workdir, progress=progress, resume=True)
+        except UsageError:
+            pass
+    log.append(f"ran {run_dir}")
+    return train_fn(cfg, workdir, progress=progress)
+
+
+def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool = False, seed: int = 0,
+               progress: bool | None = None, parts: tuple[str, ...] = P.PARTS) -> Path:
+    from data.toy import make_toy_data
+    from train import plots
+    from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    source, data_note = P.resolve_data(data)
+    plan = P.select_parts(P.make_plan(quick, source, seed), parts)
+    log: list[str] = []
+    results: dict = {"toy": {}, "cifar": {}, "rnn": {}}
+
+    for cfg in plan.toy:
+        workdir = out / mlp_toy.EXPERIMENT
+        names = [f"{cfg.dataset}-{fw}-s{cfg.seed}" for fw in ("numpy", "jax")]
+        cmp_path = workdir / f"{cfg.dataset}-compare-s{cfg.seed}" / "comparison.json"
+        done = None if force else [completed_summary(workdir / n, dataclasses.asdict(cfg)) for n in names]
+        if done and all(done) and cmp_path.exists():
+            log.append(f"reused {workdir}/{cfg.dataset}-*")
+            summ = {"numpy": done[0], "jax": done[1], "comparison": json.loads(cmp_path.read_text())}
+        else:
+            log.append(f"ran {workdir}/{cfg.dataset}-*")
+            summ = mlp_toy.train_and_evaluate(cfg, workdir, progress=progress)
+        results["toy"][cfg.dataset] = summ
+    if plan.toy:
+        plots.plot_toy_datasets([make_toy_data(c.dataset, n_samples=c.samples, seed=c.seed) for c in plan.toy],
+                                out / mlp_toy.EXPERIMENT / f"datasets-s{seed}.png")
+
+    for cfg in plan.cifar:
+        key = f"{cfg.experiment}/{cfg.run_name}"
+        results["cifar"][key] = _run_or_reuse(cifar.train_and_evaluate, cfg, out / cfg.experiment, cfg.run_name,
+                                              force=force, progress=progress, log=log)
+
+    cfg = plan.rnn_t19
+    if cfg is not None:
+        results["rnn"]["t19"] = _run_or_reuse(rnn.train_and_evaluate, cfg, out / rnn.EXPERIMENT, cfg.run_name,
+                                              force=force, progress=progress, log=log)
+    sw = plan.sweep
+    if sw:
+        results["rnn"]["sweep"] = rnn_sweep.sweep(sw["cfg"], sw["lengths"], sw["seeds"], sw["cells"], out,
+                                            progress=progress, reuse=not force)
+    ab = plan.ablation
+    if ab:
+        results["rnn"]["ablation"] = rnn_sweep.sweep(ab["cfg"], ab["lengths"], ab["seeds"], ab["cells"], out,
+                                               progress=progress, reuse=not force)
+    total = time.perf_counter() - t0
+    path = out / "REPORT.md"
+    atomic_write_text(path, render(plan, results, out, total_s=total, data_source=source, data_note=data_note,
+                                   log=log))
+    print(f"report: {path} ({total:.0f} s; {sum(x.startswith('reused') for x in log)} runs reused)")
+    return path
+
+
+def add_parser(sub, common) -> None:
+    p = sub.add_parser("report", help="run every experiment of the original and write REPORT.md",
+                       description="Runs every experiment (Part 1 Tasks 1-3, Part 2, Part 3 with the length sweep) "
+                                   "and writes <out>/REPORT.md with every figure, a table per part, and the "
+                                   "original's results beside ours. Finished runs with unchanged settings are reused.")
+    p.add_argument("--data", default="auto",
+                   help="CIFAR-10 source (see mlp-cifar --help); auto: ../shared/datasets/cifar10-jpg if present, "
+                        "else a prepared tfds build, else synthetic data with a warning in the report (default: auto)")
+    p.add_argument("--force", action="store_true", help="rerun every experiment even if a finished run exists")
+    p.add_argument("--seed", type=int, default=0, help="seed of every experiment (default: 0)")
+    p.add_argument("--parts", default=None,
+                   help=f"comma-separated parts to run, from {', '.join(P.PARTS)} (default: all); REPORT.md says "
+                        "which were left out")
+    p.add_argument("--skip", default=None, help="comma-separated parts to leave out, e.g. --skip cnn on a CPU")
+    common(p)
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    if args.resume or args.checkpoint_every is not None:
+        raise UsageError("report resumes interrupted runs by itself; --resume and --checkpoint-every do not apply")
+    run_report(args.quick, args.out, data=args.data, force=args.force, seed=args.seed,
+               progress=False if args.no_progress else None, parts=P.parse_parts(args.parts, args.skip))
+    return 0
