@@ -96,6 +96,49 @@ def _lstm_bias_init(fan_in: int, hidden: int) -> Initializer:
     return init
 
 
+def _input_term(x: jax.Array, w_x: jax.Array, input_dim: int, dtype) -> jax.Array:
+    """The input term ``W_x x_t`` of every step at once ([B, T, G*H]): it does not depend on the recurrence.
+
+    The bias is added inside the step instead: hoisted, its gradient would be one sum over (time,
+    batch) whose order XLA changes under vmap (seeds trained side by side would then drift from
+    separate runs by rounding).
+    """
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        # one_hot(x) @ W_x selects rows of W_x, exactly in fp32 and bf16 (one product by 1, the rest
+        # by 0; TF32 would round W_x to 10 mantissa bits, as it rounds every matmul). As a
+        # matmul, its gradient is a matmul too; a row gather's would be a scatter-add of every
+        # (example, step) into input_dim rows: contended atomics on a GPU, slowest in bf16.
+        # Out-of-range digits give NaN rather than one_hot's silent zero vector.
+        valid = (x >= 0) & (x < input_dim)
+        xw = jax.nn.one_hot(x, input_dim, dtype=dtype) @ w_x
+        return jnp.where(valid[..., None], xw, jnp.nan)
+    return jnp.einsum("btd,dk->btk", x.astype(dtype), w_x)
+
+
+def _vanilla_step(w_h, bias):
+    def step(h_prev, inp):
+        xw_t, eps_t = inp
+        h_t = jnp.tanh(xw_t + h_prev @ w_h + bias) + eps_t
+        return h_t, h_t
+    return step
+
+
+def _lstm_step(w_h, bias, hidden: int):
+    def step(carry, inp):
+        h_prev, c_prev = carry
+        xw_t, eps_t = inp
+        z = xw_t + h_prev @ w_h + bias
+        i = jax.nn.sigmoid(z[:, :hidden])
+        f = jax.nn.sigmoid(z[:, hidden : 2 * hidden])
+        g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
+        o = jax.nn.sigmoid(z[:, 3 * hidden :])
+        c_t = f * c_prev + i * g  # kept in the compute dtype, like h
+        # The perturbation targets h_t only; c_t is left untouched.
+        h_t = o * jnp.tanh(c_t) + eps_t
+        return (h_t, c_t), h_t
+    return step
+
+
 @functools.partial(jax.jit, static_argnames=("cell", "input_dim", "dtype", "unroll"))
 def _hidden_states(
     kernel: jax.Array,
@@ -132,22 +175,7 @@ def _hidden_states(
     w_x, w_h = kernel[:input_dim], kernel[input_dim:]  # [D, G*H], [H, G*H]
     hidden = w_h.shape[0]
 
-    # The input term of W [x_t ; h_{t-1}] does not depend on the recurrence,
-    # so it is computed for all steps at once, outside the sequential loop.
-    # The bias is added inside the step: hoisted, its gradient would be one
-    # sum over (time, batch) whose order XLA changes under vmap (seeds
-    # trained side by side would then drift from separate runs by rounding).
-    if jnp.issubdtype(x.dtype, jnp.integer):
-        # one_hot(x) @ W_x selects rows of W_x, exactly in fp32 and bf16 (one product by 1, the rest
-        # by 0; TF32 would round W_x to 10 mantissa bits, as it rounds every matmul). As a
-        # matmul, its gradient is a matmul too; a row gather's would be a scatter-add of every
-        # (example, step) into input_dim rows: contended atomics on a GPU, slowest in bf16.
-        # Out-of-range digits give NaN rather than one_hot's silent zero vector.
-        valid = (x >= 0) & (x < input_dim)
-        xw = jax.nn.one_hot(x, input_dim, dtype=dtype) @ w_x
-        xw = jnp.where(valid[..., None], xw, jnp.nan)
-    else:
-        xw = jnp.einsum("btd,dk->btk", x.astype(dtype), w_x)
+    xw = _input_term(x, w_x, input_dim, dtype)  # [B, T, G*H]
     batch, steps = xw.shape[0], xw.shape[1]
 
     h = jnp.zeros((batch, hidden), dtype) if h0 is None else jnp.asarray(h0).astype(dtype)
@@ -158,28 +186,10 @@ def _hidden_states(
     unroll = resolve_unroll(unroll, steps)
 
     if cell == "vanilla":
-        def step(h_prev, inp):
-            xw_t, eps_t = inp
-            h_t = jnp.tanh(xw_t + h_prev @ w_h + bias) + eps_t
-            return h_t, h_t
-
-        _, hs = jax.lax.scan(step, h, xs, unroll=unroll)
+        _, hs = jax.lax.scan(_vanilla_step(w_h, bias), h, xs, unroll=unroll)
     else:
-        def step(carry, inp):
-            h_prev, c_prev = carry
-            xw_t, eps_t = inp
-            z = xw_t + h_prev @ w_h + bias
-            i = jax.nn.sigmoid(z[:, :hidden])
-            f = jax.nn.sigmoid(z[:, hidden : 2 * hidden])
-            g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
-            o = jax.nn.sigmoid(z[:, 3 * hidden :])
-            c_t = f * c_prev + i * g  # kept in the compute dtype, like h
-            # The perturbation targets h_t only; c_t is left untouched.
-            h_t = o * jnp.tanh(c_t) + eps_t
-            return (h_t, c_t), h_t
-
         c = jnp.zeros((batch, hidden), dtype)
-        _, hs = jax.lax.scan(step, (h, c), xs, unroll=unroll)
+        _, hs = jax.lax.scan(_lstm_step(w_h, bias, hidden), (h, c), xs, unroll=unroll)
     return jnp.swapaxes(hs, 0, 1)
 
 

@@ -29,7 +29,7 @@ def _summary(path):
 
 def test_an_interrupted_attempt_leaves_no_summary_and_the_report_does_not_reuse_it(tmp_path, monkeypatch):
     from test_report import tiny_plan
-    monkeypatch.setattr(report, "make_plan", tiny_plan)
+    monkeypatch.setattr(report.plan, "make_plan", tiny_plan)
     t19 = tiny_plan(True, "", 0).rnn_t19
     work = tmp_path / rnn.EXPERIMENT
     # An earlier 1-epoch run of the same run folder finished...

@@ -182,121 +182,165 @@ def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool
     in the single-run format, and the result is a list of S (log, timing) pairs.
     ``checkpoints=False`` (or a backend without ``host_state``) disables checkpointing.
     """
-    from tqdm.auto import tqdm
+    loop = _Loop(backend, schedule, run_dir, checkpoint_every=checkpoint_every, epochs=epochs,
+                 checkpoints=checkpoints)
+    loop.start(resume)
+    loop.run(desc, progress)
+    timing = loop.timing()
+    if loop.multi:
+        return [(log, {**timing, "runs": len(loop.logs)}) for log in loop.logs]
+    return loop.logs[0], timing
 
-    import jax
 
-    multi = getattr(backend, "runs", 1) > 1
-    run_dirs = [Path(d) for d in run_dir] if multi else [Path(run_dir)]
-    as_list = (lambda x: x) if multi else (lambda x: [x])
-    auto = checkpoint_every is None
-    every = 1 if auto else checkpoint_every
-    use_ckpt = checkpoints and every > 0 and hasattr(backend, "host_state") and is_writer()
-    if jax.process_count() > 1:
-        use_ckpt = False  # every process holds a full replica; see README (checkpoints are single-process)
-    ckpts = None
-    if use_ckpt:
-        from train.checkpoint import Checkpointer
-        ckpts = [Checkpointer(d / "checkpoints") for d in run_dirs]
-    start, elapsed0, rows, resumed_from, prior = 0, 0.0, [[] for _ in run_dirs], None, {}
-    if resume:
-        restored = _restore_common(ckpts, as_list(backend.host_state())) if ckpts else None
+class _Loop:
+    """train_loop's state: the runs' folders, logs and checkpointers, the position and the clocks."""
+
+    def __init__(self, backend, schedule, run_dir, *, checkpoint_every: int | None, epochs: bool,
+                 checkpoints: bool) -> None:
+        import jax
+
+        self.backend, self.schedule = backend, schedule
+        self.multi = getattr(backend, "runs", 1) > 1
+        self.run_dirs = [Path(d) for d in run_dir] if self.multi else [Path(run_dir)]
+        self.auto = checkpoint_every is None  # skip a save while the previous one is still being written
+        self.every = 1 if self.auto else checkpoint_every
+        use = checkpoints and self.every > 0 and hasattr(backend, "host_state") and is_writer()
+        # Every process of a multi-process job holds a full replica; see README (checkpoints are single-process).
+        use = use and jax.process_count() == 1
+        self.ckpts = None
+        if use:
+            from train.checkpoint import Checkpointer
+            self.ckpts = [Checkpointer(d / "checkpoints") for d in self.run_dirs]
+        self.unit = "epoch" if epochs else "period"
+        self.epochs = epochs
+        self.start_period, self.elapsed0, self.resumed_from, self.prior = 0, 0.0, None, {}
+
+    def as_list(self, x):
+        return x if self.multi else [x]
+
+    def per_run(self, idx):
+        return idx[0] if self.multi else idx
+
+    def start(self, resume: bool) -> None:
+        """Restore the newest checkpoint common to every run (``resume``), or clear an earlier run's."""
+        rows = [[] for _ in self.run_dirs]
+        if resume:
+            rows = self._restore()
+        elif self.ckpts:
+            for c in self.ckpts:
+                if c.steps():
+                    c.clear()  # a fresh run must not mix with an earlier run's checkpoints
+        if self.start_period == len(self.schedule) and hasattr(self.backend, "evaluate"):
+            self.backend.evaluate()  # resumed after the last period: nothing to train, but the predictions are wanted
+        self.identities = [run_identity(d) for d in self.run_dirs]
+        self.prior_compile = float(self.prior.get("compile_s", 0.0))
+        self.skipped = int(self.prior.get("ckpt_skipped", 0))
+        self.timer = _Timer(self.backend, self.prior)
+        self.logs = [MetricsLog(d / "metrics.jsonl", r) for d, r in zip(self.run_dirs, rows)]
+        done_before = [self.per_run(self.schedule[p]) for p in range(self.start_period)]
+        self.step, self.examples = sum(p.shape[0] for p in done_before), sum(p.size for p in done_before)
+
+    def _restore(self) -> list[list[dict]]:
+        restored = _restore_common(self.ckpts, self.as_list(self.backend.host_state())) if self.ckpts else None
         if restored is None:
-            raise UsageError(f"--resume: no checkpoint to resume from in {run_dirs[0] / 'checkpoints'}")
+            raise UsageError(f"--resume: no checkpoint to resume from in {self.run_dirs[0] / 'checkpoints'}")
         start, states, metas = restored
-        for d, meta in zip(run_dirs, metas):
+        for d, meta in zip(self.run_dirs, metas):
             if meta.get("config_digest") not in (None, run_identity(d).get("config_digest")):
                 raise UsageError(f"--resume: the checkpoints in {d / 'checkpoints'} were written by a run with "
                                  f"other settings; drop --resume to start over")
-        backend.load_state(states if multi else states[0])
-        rows, resumed_from, prior = [m["rows"] for m in metas], start, metas[0]
-        elapsed0 = float(prior["elapsed_s"])
-        print(f"resuming from checkpoint {start} of {len(schedule)} in {ckpts[0].directory}")
-    elif ckpts:
-        for c in ckpts:
-            if c.steps():
-                c.clear()  # a fresh run must not mix with an earlier run's checkpoints
-    if start == len(schedule) and hasattr(backend, "evaluate"):
-        backend.evaluate()  # resumed after the last period: nothing to train, but the predictions are wanted
-    identities = [run_identity(d) for d in run_dirs]
-    prior_compile = float(prior.get("compile_s", 0.0))
-    skipped = int(prior.get("ckpt_skipped", 0))
-    timer = _Timer(backend, prior)
-    logs = [MetricsLog(d / "metrics.jsonl", r) for d, r in zip(run_dirs, rows)]
-    per_run = lambda idx: idx[0] if multi else idx
-    done_before = [per_run(schedule[p]) for p in range(start)]
-    step, examples = sum(p.shape[0] for p in done_before), sum(p.size for p in done_before)
-    del done_before
-    t0 = time.perf_counter()
-    now = lambda: elapsed0 + time.perf_counter() - t0
-    unit = "period" if not epochs else "epoch"
-    total = getattr(schedule, "total_steps", None) or sum(per_run(p).shape[0] for p in schedule)
-    bar = tqdm(total=total, initial=step, desc=desc, unit="step",
-               leave=False, disable=(None if progress is None else not progress))
+        self.backend.load_state(states if self.multi else states[0])
+        self.start_period = self.resumed_from = start
+        self.prior = metas[0]
+        self.elapsed0 = float(self.prior["elapsed_s"])
+        print(f"resuming from checkpoint {start} of {len(self.schedule)} in {self.ckpts[0].directory}")
+        return [m["rows"] for m in metas]
 
-    def last_good(r: int) -> str:
-        steps = ckpts[r].steps() if ckpts else []
-        return f"{ckpts[r].directory}/{steps[-1]}" if steps else "none (no checkpoint was saved)"
+    def now(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t0
 
-    try:
-        with stop_on_signals() as sig:
-            # Rewritten here, inside the signal handling: drops rows a crash left beyond the checkpoint,
-            # and a Ctrl-C that comes once the file exists finds the handler installed.
-            for log in logs:
-                log.add([])
-            for pi in range(start, len(schedule)):
-                idx = schedule[pi]
-                k = per_run(idx).shape[0]
-                steps_out = as_list(timer.run("train_s", backend.train, idx))
-                evs = as_list(timer.run("eval_s", backend.evaluate))
-                for r, (sm, ev) in enumerate(zip(steps_out, evs)):
-                    bad = _first_bad_step(sm, step)
-                    if bad is not None or not all(np.isfinite(m["loss"]) for m in ev.values()):
-                        raise Diverged(
-                            f"loss became NaN/inf at step {bad or step + k} ({unit} {pi + 1})"
-                            f"{' of ' + str(run_dirs[r]) if multi else ''}; last good checkpoint: {last_good(r)}; "
-                            f"likely cause: learning rate too high (try a smaller --lr); metrics so far are in "
-                            f"{logs[r].path}")
-                step += k
-                examples += per_run(idx).size
-                for log, sm, ev in zip(logs, steps_out, evs):
-                    if "train" not in ev:
-                        ev = {"train": train_metrics_from_steps(sm, per_run(idx).size), **ev}
-                    log.add([{"step": int(step), **({"epoch": pi + 1} if epochs else {}), "split": s,
-                              "loss": m["loss"], "accuracy": m["accuracy"], "time_s": round(now(), 4)}
-                             for s, m in ev.items()])
-                done = pi + 1
-                due = ckpts and done % every == 0
-                final = done == len(schedule) or sig["stop"] is not None
-                if due and auto and any(c.busy for c in ckpts) and not final:
-                    skipped += 1
-                elif due or (ckpts and final):
-                    def save():
-                        meta = {"elapsed_s": now(), "compile_s": prior_compile + backend.compile_time_s,
-                                "ckpt_skipped": skipped, **timer.t}
-                        for c, log, st, ident in zip(ckpts, logs, as_list(backend.host_state()), identities):
-                            c.save(done, st, {**meta, **ident, "rows": list(log.rows)})
-                    timer.run("ckpt_s", save)
-                bar.update(k)
-                bar.set_postfix({f"{s}_acc": f"{m['accuracy']:.3f}" for s, m in evs[0].items()})
-                if sig["stop"] is not None and done < len(schedule):
-                    where = f"; checkpoint saved in {ckpts[0].directory}/{done}" if ckpts else ""
-                    if ckpts:
-                        for c in ckpts:
-                            c.wait()
-                    raise Interrupted(f"{STOP_SIGNALS[sig['stop']]}: stopped after {unit} {done} of "
-                                      f"{len(schedule)}{where}; resume with: {resume_hint()}", sig["stop"])
-    finally:
-        bar.close()
-        if ckpts:
-            t = time.perf_counter()
-            for c in ckpts:
-                c.close()  # the last write finishes before the run counts as done
-            timer.t["ckpt_s"] += time.perf_counter() - t
-    timing = {"wall_time_s": now(), "train_time_s": timer.t["train_s"], "eval_time_s": timer.t["eval_s"],
-              "checkpoint_time_s": timer.t["ckpt_s"], "checkpoints_skipped": skipped,
-              "train_examples": int(examples), "steps": step,
-              "resumed_from": resumed_from, "compile_time_s": prior_compile + backend.compile_time_s}
-    if multi:
-        return [(log, {**timing, "runs": len(logs)}) for log in logs]
-    return logs[0], timing
+    def run(self, desc: str, progress: bool | None) -> None:
+        from tqdm.auto import tqdm
+
+        self.t0 = time.perf_counter()
+        total = getattr(self.schedule, "total_steps", None) or sum(self.per_run(p).shape[0] for p in self.schedule)
+        bar = tqdm(total=total, initial=self.step, desc=desc, unit="step", leave=False,
+                   disable=(None if progress is None else not progress))
+        try:
+            with stop_on_signals() as sig:
+                # Rewritten here, inside the signal handling: drops rows a crash left beyond the checkpoint,
+                # and a Ctrl-C that comes once the file exists finds the handler installed.
+                for log in self.logs:
+                    log.add([])
+                for pi in range(self.start_period, len(self.schedule)):
+                    evs, k = self._period(pi)
+                    self._checkpoint(pi + 1, final=pi + 1 == len(self.schedule) or sig["stop"] is not None)
+                    bar.update(k)
+                    bar.set_postfix({f"{s}_acc": f"{m['accuracy']:.3f}" for s, m in evs[0].items()})
+                    if sig["stop"] is not None and pi + 1 < len(self.schedule):
+                        self._stop(pi + 1, sig["stop"])
+        finally:
+            bar.close()
+            if self.ckpts:
+                t = time.perf_counter()
+                for c in self.ckpts:
+                    c.close()  # the last write finishes before the run counts as done
+                self.timer.t["ckpt_s"] += time.perf_counter() - t
+
+    def _period(self, pi: int):
+        """Train and evaluate period ``pi``, stop on a non-finite loss, log the rows; -> (evaluations, steps)."""
+        idx = self.schedule[pi]
+        k = self.per_run(idx).shape[0]
+        steps_out = self.as_list(self.timer.run("train_s", self.backend.train, idx))
+        evs = self.as_list(self.timer.run("eval_s", self.backend.evaluate))
+        for r, (sm, ev) in enumerate(zip(steps_out, evs)):
+            bad = _first_bad_step(sm, self.step)
+            if bad is not None or not all(np.isfinite(m["loss"]) for m in ev.values()):
+                raise Diverged(
+                    f"loss became NaN/inf at step {bad or self.step + k} ({self.unit} {pi + 1})"
+                    f"{' of ' + str(self.run_dirs[r]) if self.multi else ''}; last good checkpoint: "
+                    f"{self._last_good(r)}; likely cause: learning rate too high (try a smaller --lr); metrics "
+                    f"so far are in {self.logs[r].path}")
+        self.step += k
+        self.examples += self.per_run(idx).size
+        for log, sm, ev in zip(self.logs, steps_out, evs):
+            if "train" not in ev:
+                ev = {"train": train_metrics_from_steps(sm, self.per_run(idx).size), **ev}
+            log.add([{"step": int(self.step), **({"epoch": pi + 1} if self.epochs else {}), "split": s,
+                      "loss": m["loss"], "accuracy": m["accuracy"], "time_s": round(self.now(), 4)}
+                     for s, m in ev.items()])
+        return evs, k
+
+    def _last_good(self, r: int) -> str:
+        steps = self.ckpts[r].steps() if self.ckpts else []
+        return f"{self.ckpts[r].directory}/{steps[-1]}" if steps else "none (no checkpoint was saved)"
+
+    def _checkpoint(self, done: int, *, final: bool) -> None:
+        """Save after ``done`` periods when due; with the automatic policy, skip while a write is running."""
+        if not self.ckpts:
+            return
+        due = done % self.every == 0
+        if due and self.auto and any(c.busy for c in self.ckpts) and not final:
+            self.skipped += 1
+        elif due or final:
+            def save():
+                meta = {"elapsed_s": self.now(), "compile_s": self.prior_compile + self.backend.compile_time_s,
+                        "ckpt_skipped": self.skipped, **self.timer.t}
+                for c, log, st, ident in zip(self.ckpts, self.logs, self.as_list(self.backend.host_state()),
+                                             self.identities):
+                    c.save(done, st, {**meta, **ident, "rows": list(log.rows)})
+            self.timer.run("ckpt_s", save)
+
+    def _stop(self, done: int, signum: int) -> None:
+        where = f"; checkpoint saved in {self.ckpts[0].directory}/{done}" if self.ckpts else ""
+        for c in self.ckpts or []:
+            c.wait()
+        raise Interrupted(f"{STOP_SIGNALS[signum]}: stopped after {self.unit} {done} of "
+                          f"{len(self.schedule)}{where}; resume with: {resume_hint()}", signum)
+
+    def timing(self) -> dict:
+        t = self.timer.t
+        return {"wall_time_s": self.now(), "train_time_s": t["train_s"], "eval_time_s": t["eval_s"],
+                "checkpoint_time_s": t["ckpt_s"], "checkpoints_skipped": self.skipped,
+                "train_examples": int(self.examples), "steps": self.step, "resumed_from": self.resumed_from,
+                "compile_time_s": self.prior_compile + self.backend.compile_time_s}

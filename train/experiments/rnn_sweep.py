@@ -53,48 +53,69 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
         if c not in CELLS:
             raise UsageError(f"--cells must be drawn from {', '.join(CELLS)}, got {c!r}")
     out = Path(out)
-    workdir = out / EXPERIMENT
     sweep_dir = prepare_run_dir(out, cfg.sweep_name, "")
     together = seeds > 1 and vmap_supported(select_devices(cfg.devices, cfg.batch_size))
     if seeds > 1 and not together:
         print("note: rnn-sweep trains the seeds one after the other: seeds share one program only on a single "
               "device in a single process (--devices 1)", file=sys.stderr)
-    loop_kw = {"progress": progress, "checkpoint_every": checkpoint_every}
     results = []
     for cell in cells:
         for t in lengths:
             cfgs = [dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s) for s in range(seeds)]
-            summ = {c.seed: completed_summary(workdir / c.run_name, dataclasses.asdict(c)) if reuse else None
-                    for c in cfgs}
-            todo = [c for c in cfgs if summ[c.seed] is None]
-            cont = bool(todo) and (reuse or resume) and _resumable(todo, workdir)
-            if together and len(todo) > 1:
-                summ.update(zip([c.seed for c in todo], train_seeds_together(todo, workdir, resume=cont, **loop_kw)))
-            else:
-                for c in todo:
-                    summ[c.seed] = train_and_evaluate(c, workdir, resume=cont, **loop_kw)
-            for c in cfgs:
-                s = summ[c.seed]
-                # Runs finished before summaries carried their gradient norms: grad_norms.json beside them.
-                g = s.get("grad_norms") or json.loads((workdir / c.run_name / "grad_norms.json").read_text())
-                results.append({"cell": cell, "input_length": t, "seed": c.seed,
-                                "test_accuracy": s["final"]["test_accuracy"],
-                                "train_accuracy": s["final"]["train_accuracy"],
-                                "best_test_accuracy": s["best_test_accuracy"],
-                                "wall_time_s": s["wall_time_s"], "trained_together": s.get("trained_together", 1),
-                                "grad_norms": g})
+            results += train_group(cfgs, out / EXPERIMENT, together=together, reuse=reuse, resume=resume,
+                                   progress=progress, checkpoint_every=checkpoint_every)
+    table = tabulate(results, cells, lengths)
+    doc = {"config": dataclasses.asdict(cfg), "lengths": lengths, "seeds": seeds, "cells": cells,
+           "summary": table, "runs": results}
+    atomic_write_json(sweep_dir / "sweep.json", doc)
+    write_figures(cfg, doc, out / EXPERIMENT, sweep_dir)
+    for cell, rows in table.items():
+        print(f"rnn-sweep [{cell}] " + ", ".join(f"T={r['input_length']}: {r['mean']:.3f}±{r['std']:.3f}" for r in rows))
+    release_run_dir(sweep_dir)
+    return doc
+
+
+def train_group(cfgs: list[RNNConfig], workdir: Path, *, together: bool, reuse: bool, resume: bool,
+                **loop_kw) -> list[dict]:
+    """The seeds of one (cell, T): read back, continued or trained; one result row each."""
+    summ = {c.seed: completed_summary(workdir / c.run_name, dataclasses.asdict(c)) if reuse else None for c in cfgs}
+    todo = [c for c in cfgs if summ[c.seed] is None]
+    cont = bool(todo) and (reuse or resume) and _resumable(todo, workdir)
+    if together and len(todo) > 1:
+        summ.update(zip([c.seed for c in todo], train_seeds_together(todo, workdir, resume=cont, **loop_kw)))
+    else:
+        for c in todo:
+            summ[c.seed] = train_and_evaluate(c, workdir, resume=cont, **loop_kw)
+    rows = []
+    for c in cfgs:
+        s = summ[c.seed]
+        # Runs finished before summaries carried their gradient norms: grad_norms.json beside them.
+        g = s.get("grad_norms") or json.loads((workdir / c.run_name / "grad_norms.json").read_text())
+        rows.append({"cell": c.cell, "input_length": c.input_length, "seed": c.seed,
+                     "test_accuracy": s["final"]["test_accuracy"], "train_accuracy": s["final"]["train_accuracy"],
+                     "best_test_accuracy": s["best_test_accuracy"], "wall_time_s": s["wall_time_s"],
+                     "trained_together": s.get("trained_together", 1), "grad_norms": g})
+    return rows
+
+
+def tabulate(results: list[dict], cells: list[str], lengths: list[int]) -> dict:
+    """{cell: [{input_length, mean, std, min, max, n} of the final test accuracy over seeds, per length]}."""
     table = {}
     for cell in cells:
         for t in lengths:
             accs = [r["test_accuracy"] for r in results if r["cell"] == cell and r["input_length"] == t]
-            table.setdefault(cell, []).append({"input_length": t, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
-                                               "min": float(np.min(accs)), "max": float(np.max(accs)), "n": len(accs)})
-    doc = {"config": dataclasses.asdict(cfg), "lengths": lengths, "seeds": seeds, "cells": cells,
-           "summary": table, "runs": results}
-    atomic_write_json(sweep_dir / "sweep.json", doc)
-    plot_sweep(table, sweep_dir / "accuracy_vs_length.png")
-    for cell in cells if is_writer() else ():
-        for t in lengths:  # the original's Appendix B: one figure per length, every seed on it
+            table.setdefault(cell, []).append({"input_length": t, "mean": float(np.mean(accs)),
+                                               "std": float(np.std(accs)), "min": float(np.min(accs)),
+                                               "max": float(np.max(accs)), "n": len(accs)})
+    return table
+
+
+def write_figures(cfg: RNNConfig, doc: dict, workdir: Path, sweep_dir: Path) -> None:
+    """Accuracy against T; per (cell, T) every seed's curves (the original's Appendix B); gradient norms."""
+    plot_sweep(doc["summary"], sweep_dir / "accuracy_vs_length.png")
+    lengths, seeds = doc["lengths"], doc["seeds"]
+    for cell in doc["cells"] if is_writer() else ():
+        for t in lengths:
             names = [dataclasses.replace(cfg, input_length=t, cell=cell, seed=cfg.seed + s).run_name
                      for s in range(seeds)]
             plots.plot_curves({n: read_jsonl(workdir / n / "metrics.jsonl") for n in names},
@@ -102,16 +123,12 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
                               title=f"palindrome T={t} ({cell}), {seeds} seed(s)")
     short, long = min(lengths), max(lengths)
     curves = {}
-    for r in results:
+    for r in doc["runs"]:
         if r["seed"] == cfg.seed and r["input_length"] in (short, long):
             for when in ("init", "trained"):
                 curves[f"{r['cell']} T={r['input_length']} {when}"] = r["grad_norms"][when]
     plot_grad_norms(curves, sweep_dir / "grad_norms_short_vs_long.png",
                     title="gradient norm reaching h_t: short vs long sequences")
-    for cell, rows in table.items():
-        print(f"rnn-sweep [{cell}] " + ", ".join(f"T={r['input_length']}: {r['mean']:.3f}±{r['std']:.3f}" for r in rows))
-    release_run_dir(sweep_dir)
-    return doc
 
 
 def plot_sweep(table: dict, path) -> None:
