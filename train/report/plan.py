@@ -105,6 +105,6 @@ def select_parts(plan: Plan, parts: tuple[str, ...]) -> Plan:
     cells = [c for c, part in (("vanilla", "sweep"), ("lstm", "lstm")) if part in parts and c in plan.sweep["cells"]]
     return dataclasses.replace(
         plan, parts=parts, toy=plan.toy if "toy" in parts else [],
-        cifar=[c for c in plan.cifar if (c.model if c.model == "cnn" else "mlp") in parts],
+        cifar=[c for c in plan.cifar if c.model in parts],  # the parts mlp and cnn are the models
         rnn_t19=plan.rnn_t19 if "t19" in parts else None, sweep={**plan.sweep, "cells": cells} if cells else {},
         ablation=plan.ablation if "schedule" in parts else {})
