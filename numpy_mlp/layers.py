@@ -9,6 +9,8 @@ in the dtype of their inputs and parameters (float32 or float64).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -26,10 +28,22 @@ class Module:
         raise NotImplementedError
 
 
+def torch_uniform_bound(fan_in: int) -> float:
+    """The bound b of PyTorch's default U(-b, b) for nn.Linear and nn.Conv2d weights and biases: 1/sqrt(fan_in).
+
+    PyTorch draws the weight with ``kaiming_uniform_(a=sqrt(5))``: bound = gain * sqrt(3 / fan_in) with
+    gain = sqrt(2 / (1 + a^2)) = sqrt(1/3), i.e. 1 / sqrt(fan_in); the bias uses the same bound.
+    Every PyTorch-style initialiser of the project (NumPy's here, JAX's in jax_models/init.py) uses it.
+    """
+    if fan_in < 1:
+        raise ValueError(f"fan_in must be >= 1, got {fan_in}")
+    return 1.0 / math.sqrt(fan_in)  # correctly rounded, as np.sqrt
+
+
 def torch_uniform_init(fan_in: int, shape: tuple[int, ...], rng: np.random.Generator,
                        dtype=np.float32) -> np.ndarray:
     """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's nn.Linear default, which the original used."""
-    bound = 1.0 / np.sqrt(fan_in)
+    bound = torch_uniform_bound(fan_in)
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
