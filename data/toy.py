@@ -37,7 +37,7 @@ def make_toy_data(name: str, *, n_samples: int = 1000, noise: float | None = Non
     ``noise`` is the moons/circles noise, or the blobs' cluster std; None picks the
     documented default for the set.
     """
-    from sklearn import datasets as skd
+    from sklearn import datasets as skd  # scikit-learn is slow to import; only the toy sets need it
     from sklearn.model_selection import train_test_split
 
     if name not in DATASETS:

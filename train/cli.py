@@ -14,7 +14,13 @@ import os
 import sys
 from pathlib import Path
 
-from train.results import UsageError
+import jax
+
+from data.errors import DataError
+from train.experiments import registry
+from train.loop import Diverged, Interrupted
+from train.results import UsageError, set_writer
+
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (plus exit code 2) instead of the whole usage block."""
@@ -63,9 +69,7 @@ def init_distributed(args) -> None:
                          "(or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
     if nproc is not None and (nproc < 1 or pid is None or not 0 <= pid < nproc):
         raise UsageError(f"--process-id must be in [0, {nproc}), got {pid}")
-    import jax
 
-    from train.results import set_writer
     # CPU collectives across processes need gloo; GPUs use NCCL on their own.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if auto and coord is None:
@@ -77,7 +81,6 @@ def init_distributed(args) -> None:
 
 def cmd_experiment(args) -> int:
     """Any experiment of the registry: its defaults (or --quick variant) overridden by the flags given."""
-    from train.experiments import registry
 
     e = args.experiment
     given = {f.name: getattr(args, f.name) for f in registry.settings(e) if getattr(args, f.name, None) is not None}
@@ -88,8 +91,7 @@ def cmd_experiment(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from train import bench, report
-    from train.experiments import registry
+    from train import bench, report  # imported here: report imports the experiments, bench is large
 
     parser = OneLineParser(prog="python -m train", description=(
         "JAX/Flax reimplementation of a three-part deep-learning assignment, with a NumPy baseline. "
@@ -114,7 +116,6 @@ def enable_compilation_cache() -> None:
     to an empty string to turn the cache off. Every program is cached, however small: the toy
     run's are all below JAX's default 1 s threshold, yet together take ~1.5 s to compile.
     """
-    import jax
 
     path = os.environ.get("JAX_COMPILATION_CACHE_DIR",
                           str(Path(os.environ.get("JAX_CURRICULUM_CACHE", Path.home() / ".cache" / "jax_curriculum")) / "xla"))
@@ -127,7 +128,6 @@ def enable_compilation_cache() -> None:
 
 def check_jax_backend() -> None:
     """A backend JAX cannot start (JAX_PLATFORMS=cuda without a GPU or its plugin) is one line, not 50."""
-    import jax
     try:
         jax.devices()
     except (RuntimeError, AssertionError) as e:
@@ -150,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     enable_compilation_cache()
-    from data.errors import DataError
-    from train.loop import Diverged, Interrupted
     debug = bool(os.environ.get("JAX_CURRICULUM_DEBUG"))
     try:
         init_distributed(args)

@@ -15,6 +15,7 @@ checkpoint every few periods, and:
 
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 import sys
@@ -23,9 +24,11 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import jax
 import numpy as np
+from tqdm.auto import tqdm
 
-from train.results import MetricsLog, UsageError, is_writer, run_identity
+from train.results import MetricsLog, UsageError, config_digest, is_writer, run_identity
 
 
 class Diverged(RuntimeError):
@@ -42,7 +45,6 @@ class Interrupted(RuntimeError):
 
 def check_resumable(run_dir: Path, config: dict) -> None:
     """Before anything is written: --resume needs a checkpoint, and the same config as the run it continues."""
-    import json
 
     config = json.loads(json.dumps(config))  # as config.json holds it (tuples become lists)
     ckpt_dir = Path(run_dir) / "checkpoints"
@@ -64,9 +66,6 @@ def completed_summary(run_dir: Path, config: dict) -> dict | None:
     Proof of a finished run: summary.json carries the attempt id and config digest of the
     config.json beside it, and that digest is ``config``'s.
     """
-    import json
-
-    from train.results import config_digest, run_identity
 
     try:
         summary = json.loads((Path(run_dir) / "summary.json").read_text())
@@ -197,7 +196,6 @@ class _Loop:
 
     def __init__(self, backend, schedule, run_dir, *, checkpoint_every: int | None, epochs: bool,
                  checkpoints: bool) -> None:
-        import jax
 
         self.backend, self.schedule = backend, schedule
         self.multi = getattr(backend, "runs", 1) > 1
@@ -209,7 +207,7 @@ class _Loop:
         use = use and jax.process_count() == 1
         self.ckpts = None
         if use:
-            from train.checkpoint import Checkpointer
+            from train.checkpoint import Checkpointer  # orbax is slow to import: only runs that save load it
             self.ckpts = [Checkpointer(d / "checkpoints") for d in self.run_dirs]
         self.unit = "epoch" if epochs else "period"
         self.epochs = epochs
@@ -260,7 +258,6 @@ class _Loop:
         return self.elapsed0 + time.perf_counter() - self.t0
 
     def run(self, desc: str, progress: bool | None) -> None:
-        from tqdm.auto import tqdm
 
         self.t0 = time.perf_counter()
         total = getattr(self.schedule, "total_steps", None) or sum(self.per_run(p).shape[0] for p in self.schedule)

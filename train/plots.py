@@ -112,3 +112,36 @@ def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarra
     fig.suptitle(title)
     save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_grad_norms(curves: dict[str, list[float]], path, *, title: str) -> None:
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, g in curves.items():
+        ax.semilogy(np.arange(1, len(g) + 1), g, marker=".", label=label)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("mean ||dL/dh_t||")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_sweep(table: dict, path) -> None:
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (cell, rows) in enumerate(table.items()):
+        t = [r["input_length"] for r in rows]
+        m = np.array([r["mean"] for r in rows])
+        ax.plot(t, m, marker="o", color=f"C{i}", label=f"{cell} (mean)")
+        ax.fill_between(t, [r["min"] for r in rows], [r["max"] for r in rows], color=f"C{i}", alpha=0.2,
+                        label=f"{cell} (min-max over seeds)")
+    ax.axhline(0.1, color="gray", ls=":", label="chance")
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("final test accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("palindrome accuracy vs sequence length")
+    save_figure(fig, path)
+    plt.close(fig)

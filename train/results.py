@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from data import files as atomic_files
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn", "matplotlib",
@@ -101,7 +103,6 @@ def package_versions() -> dict[str, str]:
 
 
 def device_info() -> dict[str, Any]:
-    import jax
     devs = jax.devices()
     return {"platform": devs[0].platform, "device_kind": devs[0].device_kind,
             "local_device_count": jax.local_device_count(), "device_count": len(devs),
@@ -226,7 +227,6 @@ TIMING_FIELDS = ("wall_time_s", "compile_time_s", "train_time_s", "eval_time_s",
 def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict, *,
                  param_count: int, devices: int, extra: dict | None = None) -> dict:
     """summary.json's contents from the metric rows and the loop's timing."""
-    import jax
 
     def last(split):
         r = [x for x in rows if x["split"] == split]

@@ -38,6 +38,8 @@ import optax
 from flax import nnx, struct
 from jax import lax
 
+from train.results import UsageError
+
 AXIS = "batch"
 Preprocess = Callable[[jax.Array], jax.Array]
 
@@ -192,7 +194,6 @@ def select_devices(requested: int, global_batch: int) -> list:
     The global batch must split evenly over every device of every process; a
     request that cannot work is a :class:`UsageError` naming the counts that would.
     """
-    from train.results import UsageError
 
     local = jax.local_devices()
     n = len(local) if requested == 0 or jax.process_count() > 1 else requested

@@ -14,16 +14,40 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
+from data.cifar10 import channel_stats, load_cifar10
+from jax_models.cnn import CNN
+from jax_models.mlp import MLP
 from train import plots
-from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, compute_dtype, devices_setting, epochs_setting,
-                                     eval_splits, eval_train_setting, precision_setting, require_common,
-                                     require_positive, resolve_precision, seed_setting, setting, under_precision)
+from train.backends import JaxBackend, LazyPeriods, epoch_batches
+from train.driver import Run, drive
+from train.experiments.common import (
+    BATCH_HELP,
+    HIDDEN_HELP,
+    Experiment,
+    compute_dtype,
+    devices_setting,
+    epochs_setting,
+    eval_splits,
+    eval_train_setting,
+    precision_setting,
+    require_common,
+    require_positive,
+    resolve_precision,
+    seed_setting,
+    setting,
+    under_precision,
+)
 from train.results import UsageError, atomic_write_json
+from train.trainer import AXIS, select_devices
+
 
 def _build_mlp(cfg, *, dtype, axis_name, rngs):
-    from jax_models.mlp import MLP
 
     improved = cfg.variant == "improved"
     return MLP(32 * 32 * 3, cfg.hidden, 10, batch_norm=improved, dropout=cfg.dropout if improved else 0.0,
@@ -31,7 +55,6 @@ def _build_mlp(cfg, *, dtype, axis_name, rngs):
 
 
 def _build_cnn(cfg, *, dtype, axis_name, rngs):
-    from jax_models.cnn import CNN
 
     return CNN(dtype=dtype, axis_name=axis_name, rngs=rngs)
 
@@ -127,7 +150,6 @@ def _subset(x, y, n, seed):
 
 
 def load_data(cfg: CifarConfig):
-    from data.cifar10 import load_cifar10
 
     ds = load_cifar10(cfg.data, data_dir=cfg.data_dir, seed=cfg.seed)
     train_x, train_y = _subset(ds.train_x, ds.train_y, cfg.limit_train, cfg.seed)
@@ -138,7 +160,6 @@ def load_data(cfg: CifarConfig):
 
 
 def build_model(cfg: CifarConfig, *, axis_name: str | None):
-    from flax import nnx
 
     return MODELS[cfg.model].build(cfg, dtype=compute_dtype(cfg.precision), axis_name=axis_name,
                                    rngs=nnx.Rngs(cfg.seed))
@@ -146,7 +167,6 @@ def build_model(cfg: CifarConfig, *, axis_name: str | None):
 
 def make_preprocess(mean: np.ndarray, std: np.ndarray):
     """uint8 NHWC -> float32 normalised with the training set's per-channel mean and std."""
-    import jax.numpy as jnp
 
     mean = jnp.asarray(mean, jnp.float32)
     inv_std = jnp.asarray(1.0 / std, jnp.float32)
@@ -158,7 +178,6 @@ def make_preprocess(mean: np.ndarray, std: np.ndarray):
 
 def make_optimizer(cfg: CifarConfig):
     """PyTorch's AdamW (betas 0.9, 0.999, eps 1e-8, decoupled weight decay)."""
-    import optax
 
     return optax.adamw(cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay)
 
@@ -181,12 +200,6 @@ def write_figures(cfg: CifarConfig, ds, arrays: dict, backend, run_dir: Path, lo
 @under_precision
 def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int | None = None) -> dict:
-    import jax
-
-    from data.cifar10 import channel_stats
-    from train.backends import JaxBackend, LazyPeriods, epoch_batches
-    from train.driver import Run, drive
-    from train.trainer import AXIS, select_devices
 
     cfg.validate()
     devices = select_devices(cfg.devices, cfg.batch_size)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import jax
+import jax.numpy as jnp
+
+from numpy_mlp.model import parse_hidden
 from train.results import UsageError
 
 
@@ -54,18 +58,15 @@ def resolve_precision(precision: str) -> str:
     """'auto' -> bf16 on GPU (where it is native and fast), fp32 elsewhere (bf16 is emulated on CPU)."""
     if precision != "auto":
         return precision
-    import jax
     return "bf16" if jax.devices()[0].platform == "gpu" else "fp32"
 
 
 def compute_dtype(precision: str):
-    import jax.numpy as jnp
     return jnp.bfloat16 if resolve_precision(precision) == "bf16" else jnp.float32
 
 
 def precision_scope(precision: str):
     """The context in which a run traces and compiles: the matmul precision ``precision`` implies."""
-    import jax
     return jax.default_matmul_precision(MATMUL_PRECISION[resolve_precision(precision)])
 
 
@@ -92,7 +93,6 @@ def require_positive(cfg, *names: str) -> None:
 
 def require_hidden(cfg) -> None:
     """The hidden-sizes string ('20', '1024,512,...') of an MLP config parses."""
-    from numpy_mlp.model import parse_hidden
     try:
         parse_hidden(cfg.hidden)
     except ValueError as e:

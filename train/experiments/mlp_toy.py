@@ -11,13 +11,31 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
 import numpy as np
+import optax
+from flax import nnx
 
 from data.toy import DATASETS, make_toy_data
+from jax_models.mlp import MLP as JaxMLP, set_mlp_weights
+from numpy_mlp import MLP as NumpyMLP
 from train import plots
-from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devices_setting, require_common, require_positive,
-                                     seed_setting, setting, under_precision)
+from train.backends import JaxBackend, NumpyBackend, batch_stream
+from train.driver import Run, drive
+from train.experiments.common import (
+    BATCH_HELP,
+    HIDDEN_HELP,
+    Experiment,
+    devices_setting,
+    require_common,
+    require_positive,
+    seed_setting,
+    setting,
+    under_precision,
+)
+from train.loop import check_resumable
 from train.results import UsageError, atomic_write_json, is_writer
+from train.trainer import select_devices
 
 EXPERIMENT = "mlp-toy"
 FRAMEWORKS = ("numpy", "jax", "both")
@@ -61,7 +79,6 @@ def quick() -> ToyConfig:
 
 
 def schedule(cfg: ToyConfig, n_train: int) -> list[np.ndarray]:
-    from train.backends import batch_stream
 
     idx = batch_stream(n_train, cfg.batch_size, cfg.steps, cfg.seed)
     return [idx[i:i + cfg.eval_every] for i in range(0, cfg.steps, cfg.eval_every)]
@@ -69,13 +86,6 @@ def schedule(cfg: ToyConfig, n_train: int) -> list[np.ndarray]:
 
 def build_backends(cfg: ToyConfig, data) -> dict:
     """The requested backends, all starting from the NumPy model's initial weights."""
-    import optax
-    from flax import nnx
-
-    from jax_models.mlp import MLP as JaxMLP, set_mlp_weights
-    from numpy_mlp import MLP as NumpyMLP
-    from train.backends import JaxBackend, NumpyBackend
-    from train.trainer import select_devices
 
     arrays = {"train_x": data.train_x, "train_y": data.train_y, "test_x": data.test_x, "test_y": data.test_y}
     dtype = np.dtype(cfg.dtype)
@@ -107,8 +117,6 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
     saving state costs more than rerunning it. ``checkpoint_every=N`` saves every N evaluations.
     The NumPy run has no checkpoints: on ``resume`` it simply reruns.
     """
-    from train.driver import Run, drive
-    from train.loop import check_resumable
 
     cfg.validate()
     data = make_toy_data(cfg.dataset, n_samples=cfg.samples, noise=cfg.noise,
@@ -162,7 +170,6 @@ def compare(all_rows: dict[str, list[dict]], out_dir: Path, cfg: ToyConfig) -> d
 def main(cfg: ToyConfig, out: Path, **loop_kw) -> dict[str, dict]:
     """``--dataset all`` runs the three sets one after the other; float64 turns on JAX's x64 mode."""
     if cfg.dtype == "float64":
-        import jax
         jax.config.update("jax_enable_x64", True)
     result = {}
     for name in DATASETS if cfg.dataset == "all" else (cfg.dataset,):

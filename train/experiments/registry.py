@@ -123,7 +123,7 @@ def run(name: str, out: str | Path = "results", *, quick: bool = False, progress
     --out results --lr 3e-4 --epochs 5``: the same defaults, checks and results. A bad setting
     raises :class:`~train.results.UsageError` with the message the command line prints.
     """
-    from train.cli import check_jax_backend, enable_compilation_cache
+    from train.cli import check_jax_backend, enable_compilation_cache  # cli imports this module
 
     e = get(name)
     cfg = make_config(e, given, quick=quick)

@@ -11,13 +11,36 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
+from data.palindrome import make_palindrome_data
+from jax_models.rnn import RNNClassifier, grad_norms_wrt_hidden
 from train import plots
-from train.experiments.common import (BATCH_HELP, Experiment, compute_dtype, devices_setting, epochs_setting, eval_splits,
-                                     eval_train_setting, precision_setting, require_common, require_positive,
-                                     resolve_precision, seed_setting, setting, under_precision)
-from train.results import UsageError, atomic_write_json, save_figure
+from train.backends import JaxBackend, LazyPeriods, epoch_batches
+from train.driver import Run, drive
+from train.experiments.common import (
+    BATCH_HELP,
+    Experiment,
+    compute_dtype,
+    devices_setting,
+    epochs_setting,
+    eval_splits,
+    eval_train_setting,
+    precision_setting,
+    require_common,
+    require_positive,
+    resolve_precision,
+    seed_setting,
+    setting,
+    under_precision,
+)
+from train.multiseed import MultiSeedJaxBackend, vmap_supported
+from train.results import UsageError, atomic_write_json
+from train.trainer import select_devices
 
 EXPERIMENT = "rnn-palindrome"
 CELLS = ("vanilla", "lstm")
@@ -87,9 +110,6 @@ def clip_grad_norm(max_norm: float):
     per-seed vector, and XLA rewrites ``g / broadcast(norm)`` into ``g * broadcast(1 / norm)``
     there but not for a scalar norm, which differs in the last bit whenever clipping acts.
     """
-    import jax
-    import jax.numpy as jnp
-    import optax
 
     def update(updates, state, params=None):
         norm = optax.tree.norm(updates)
@@ -101,7 +121,6 @@ def clip_grad_norm(max_norm: float):
 
 def make_optimizer(cfg: RNNConfig, steps_per_epoch: int):
     """PyTorch's RMSprop (alpha 0.99, eps 1e-8 outside the sqrt) with StepLR, after PyTorch's global-norm clipping."""
-    import optax
 
     schedule = optax.exponential_decay(cfg.lr, transition_steps=cfg.lr_step * steps_per_epoch,
                                        decay_rate=cfg.lr_gamma, staircase=True)
@@ -119,27 +138,9 @@ def eval_chunk(cfg: RNNConfig) -> int:
 
 
 def _grad_norms(graphdef, host_state, x, y) -> list[float]:
-    from flax import nnx
-
-    from jax_models.rnn import grad_norms_wrt_hidden
 
     model = nnx.merge(graphdef, host_state.params, host_state.model_state)
     return [float(v) for v in np.asarray(grad_norms_wrt_hidden(model, x, y))]
-
-
-def plot_grad_norms(curves: dict[str, list[float]], path, *, title: str) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for label, g in curves.items():
-        ax.semilogy(np.arange(1, len(g) + 1), g, marker=".", label=label)
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("mean ||dL/dh_t||")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    ax.set_title(title)
-    save_figure(fig, path)
-    plt.close(fig)
 
 
 @dataclass
@@ -158,7 +159,6 @@ class _Data:
         return self.n_train // self.cfg.batch_size
 
     def epoch(self, e: int) -> np.ndarray:
-        from train.backends import epoch_batches
 
         return epoch_batches(self.n_train, self.cfg.batch_size, e, self.cfg.seed)
 
@@ -167,16 +167,12 @@ class _Data:
         return self.arrays["test_x"][: self.cfg.grad_probe], self.arrays["test_y"][: self.cfg.grad_probe]
 
     def model(self):
-        from flax import nnx
-
-        from jax_models.rnn import RNNClassifier
 
         return RNNClassifier(input_dim=10, hidden=self.cfg.hidden, num_classes=10, cell=self.cfg.cell,
                              dtype=compute_dtype(self.cfg.precision), rngs=nnx.Rngs(self.cfg.seed))
 
 
 def _load(cfg: RNNConfig) -> _Data:
-    from data.palindrome import make_palindrome_data
 
     cfg.validate()
     ds = make_palindrome_data(cfg.input_length, cfg.data_size, cfg.portion_train, seed=cfg.seed)
@@ -192,7 +188,6 @@ def _runs(data: list[_Data], workdir: Path, states) -> tuple[list, dict]:
 
     Returns (runs, grads): ``grads[seed]`` is filled with dL/dh_t at initialisation by ``measure_init``.
     """
-    from train.driver import Run
 
     grads: dict = {}
 
@@ -204,7 +199,7 @@ def _runs(data: list[_Data], workdir: Path, states) -> tuple[list, dict]:
             init = grads[cfg.seed]
             atomic_write_json(run_dir / "grad_norms.json", {"t": list(range(1, cfg.input_length + 1)),
                                                             "init": init, "trained": trained})
-            plot_grad_norms({"at initialisation": init, "after training": trained}, run_dir / "grad_norms.png",
+            plots.plot_grad_norms({"at initialisation": init, "after training": trained}, run_dir / "grad_norms.png",
                             title=f"T={cfg.input_length} {cfg.cell}: gradient reaching h_t")
             summary["grad_norm_ratio_first_to_last_trained"] = trained[0] / trained[-1]
             summary["grad_norms"] = {"init": init, "trained": trained}
@@ -225,9 +220,6 @@ def _runs(data: list[_Data], workdir: Path, states) -> tuple[list, dict]:
 @under_precision
 def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int | None = None) -> dict:
-    from train.backends import JaxBackend, LazyPeriods
-    from train.driver import drive
-    from train.trainer import select_devices
 
     cfg.validate()
     devices = select_devices(cfg.devices, cfg.batch_size)
@@ -259,10 +251,6 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
     ``rnn-palindrome --resume`` can continue alone); the metrics agree with separate runs to float
     rounding. Timing fields are the shared program's: every seed reports the same train time.
     """
-    from train.backends import LazyPeriods
-    from train.driver import drive
-    from train.multiseed import MultiSeedJaxBackend, vmap_supported
-    from train.trainer import select_devices
 
     if len(cfgs) == 1:
         return [train_and_evaluate(cfgs[0], workdir, progress=progress, resume=resume,

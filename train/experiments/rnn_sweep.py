@@ -14,12 +14,10 @@ import numpy as np
 
 from train import plots
 from train.experiments.common import Experiment, setting
-from train.experiments.rnn import (CELLS, EXPERIMENT, RNNConfig, plot_grad_norms, quick, train_and_evaluate,
-                                   train_seeds_together)
+from train.experiments.rnn import CELLS, EXPERIMENT, RNNConfig, quick, train_and_evaluate, train_seeds_together
 from train.loop import check_resumable, completed_summary
 from train.multiseed import vmap_supported
-from train.results import (UsageError, atomic_write_json, is_writer, prepare_run_dir, read_jsonl, release_run_dir,
-                           save_figure)
+from train.results import UsageError, atomic_write_json, is_writer, prepare_run_dir, read_jsonl, release_run_dir
 from train.trainer import select_devices
 
 
@@ -112,7 +110,7 @@ def tabulate(results: list[dict], cells: list[str], lengths: list[int]) -> dict:
 
 def write_figures(cfg: RNNConfig, doc: dict, workdir: Path, sweep_dir: Path) -> None:
     """Accuracy against T; per (cell, T) every seed's curves (the original's Appendix B); gradient norms."""
-    plot_sweep(doc["summary"], sweep_dir / "accuracy_vs_length.png")
+    plots.plot_sweep(doc["summary"], sweep_dir / "accuracy_vs_length.png")
     lengths, seeds = doc["lengths"], doc["seeds"]
     for cell in doc["cells"] if is_writer() else ():
         for t in lengths:
@@ -127,29 +125,8 @@ def write_figures(cfg: RNNConfig, doc: dict, workdir: Path, sweep_dir: Path) -> 
         if r["seed"] == cfg.seed and r["input_length"] in (short, long):
             for when in ("init", "trained"):
                 curves[f"{r['cell']} T={r['input_length']} {when}"] = r["grad_norms"][when]
-    plot_grad_norms(curves, sweep_dir / "grad_norms_short_vs_long.png",
+    plots.plot_grad_norms(curves, sweep_dir / "grad_norms_short_vs_long.png",
                     title="gradient norm reaching h_t: short vs long sequences")
-
-
-def plot_sweep(table: dict, path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (cell, rows) in enumerate(table.items()):
-        t = [r["input_length"] for r in rows]
-        m = np.array([r["mean"] for r in rows])
-        ax.plot(t, m, marker="o", color=f"C{i}", label=f"{cell} (mean)")
-        ax.fill_between(t, [r["min"] for r in rows], [r["max"] for r in rows], color=f"C{i}", alpha=0.2,
-                        label=f"{cell} (min-max over seeds)")
-    ax.axhline(0.1, color="gray", ls=":", label="chance")
-    ax.set_xlabel("sequence length T")
-    ax.set_ylabel("final test accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("palindrome accuracy vs sequence length")
-    save_figure(fig, path)
-    plt.close(fig)
 
 
 @dataclasses.dataclass

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from train.report import findings as F
+from train.report.markdown import _fig, _pct
 from train.report.plan import Plan
-from train.report.render import _fig, _pct
 from train.results import read_jsonl
 
 QUICK_VERDICT = "not comparable: scaled down (quick)"

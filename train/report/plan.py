@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.toy import DATASETS
+from train.experiments import cifar, mlp_toy, rnn
 from train.results import UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,9 +65,6 @@ def resolve_data(data: str) -> tuple[str, str]:
 
 
 def make_plan(quick: bool, data: str, seed: int) -> Plan:
-    from data.toy import DATASETS
-    from train.experiments import cifar, mlp_toy, rnn
-
     plan = Plan(quick=quick)
     plan.toy = [mlp_toy.ToyConfig(dataset=d, framework="both", seed=seed, devices=1) for d in DATASETS]
     if quick:

@@ -7,47 +7,10 @@ import datetime
 import os
 from pathlib import Path
 
+from train.report.claims import comparison, deviations, schedule_section
+from train.report.markdown import HEADER, _best_epoch, _fig, _pct, _summary_row
 from train.report.plan import PARTS, ROOT, Plan
-
-def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
-
-
-def _f(x, nd=3) -> str:
-    return "–" if x is None else f"{x:.{nd}f}"
-
-
-def _fig(out: Path, path: Path, alt: str, *, image: bool = True) -> str:
-    """Markdown for a figure under ``out``: shown inline (``image``) or as a link; flagged if missing."""
-    rel = os.path.relpath(path, out)
-    if not path.exists():
-        return f"*(missing figure: {rel})*"
-    return f"{'!' if image else ''}[{alt}]({rel})"
-
-
-def _summary_row(label: str, s: dict) -> str:
-    f = s["final"]
-    return (f"| {label} | {_pct(f['train_accuracy'])} | {_pct(f['test_accuracy'])} | {_pct(s['best_test_accuracy'])} "
-            f"| {_f(f['train_loss'])} | {_f(f['test_loss'])} | {s['wall_time_s']:.1f} | {s['compile_time_s']:.1f} "
-            f"| {s['examples_per_s']:,.0f} | {s['devices']} {s['platform']} |")
-
-
-HEADER = ("| run | train acc | test acc | best test acc | train loss | test loss | wall s | compile s "
-          "| train ex/s | devices |\n|---|---|---|---|---|---|---|---|---|---|")
-
-
-def _best_epoch(rows_path: Path) -> tuple[int | None, int | None]:
-    """(epoch of best test accuracy, epoch of lowest test loss) from a run's metrics.jsonl."""
-    from train.results import read_jsonl
-    try:
-        test = [r for r in read_jsonl(rows_path) if r["split"] == "test"]
-    except OSError:
-        return None, None
-    if not test:
-        return None, None
-    best = max(test, key=lambda r: r["accuracy"])
-    low = min(test, key=lambda r: r["loss"])
-    return best.get("epoch"), low.get("epoch")
+from train.results import device_info, package_versions
 
 
 def figure_map(plan: Plan, out: Path) -> list[str]:
@@ -133,8 +96,6 @@ def cnn_elsewhere(out: Path) -> str:
 
 
 def header(plan: Plan, results: dict, *, total_s: float, data_source: str, data_note: str) -> list[str]:
-    from train.results import device_info, package_versions
-
     dev = device_info()
     v = package_versions()
     kind = "QUICK run (scaled down, see below)" if plan.quick else "full run"
@@ -257,8 +218,6 @@ def rnn_section(plan: Plan, results: dict, out: Path) -> list[str]:
 
 def render(plan: Plan, results: dict, out: Path, *, total_s: float, data_source: str, data_note: str,
            log: list[str]) -> str:
-    from train.report.claims import comparison, deviations, schedule_section
-
     L = header(plan, results, total_s=total_s, data_source=data_source, data_note=data_note)
     L += toy_section(plan, results, out) + cifar_section(plan, results, out) + rnn_section(plan, results, out)
     if results["rnn"].get("ablation") is not None:

@@ -18,10 +18,14 @@ import json
 import time
 from pathlib import Path
 
+from data.toy import make_toy_data
+from train import plots
+from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
 from train.loop import check_resumable, completed_summary
 from train.report import plan as P
 from train.report.render import render
 from train.results import UsageError, atomic_write_text
+
 
 def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, progress, log: list[str]) -> dict:
     """Read back a finished run with the same settings; resume an interrupted one; else train."""
@@ -44,9 +48,6 @@ def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, p
 
 def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool = False, seed: int = 0,
                progress: bool | None = None, parts: tuple[str, ...] = P.PARTS) -> Path:
-    from data.toy import make_toy_data
-    from train import plots
-    from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
 
     t0 = time.perf_counter()
     out = Path(out)
