@@ -89,3 +89,17 @@ def _chained(restore, period, cause):
             raise RuntimeError("orbax could not open the file") from cause
         return restore(p, *a, **kw)
     return wrapped
+
+
+def test_clear_keeps_the_number_of_checkpoints_to_keep(tmp_path):
+    c = Checkpointer(tmp_path / "ck", keep=2)
+    try:
+        for p in (1, 2):
+            c.save(p, {"w": np.zeros(2, np.float32)}, {})
+        c.clear()
+        assert c.keep == 2 and c.steps() == []
+        for p in (1, 2, 3):
+            c.save(p, {"w": np.full(2, p, np.float32)}, {})
+        assert c.steps() == [2, 3]
+    finally:
+        c.close()
