@@ -26,23 +26,10 @@ from jax_models.mlp import MLP
 from train import plots
 from train.backends import JaxBackend, LazyPeriods, epoch_batches
 from train.driver import Run, drive
-from train.experiments.common import (
-    BATCH_HELP,
-    HIDDEN_HELP,
-    Experiment,
-    compute_dtype,
-    devices_setting,
-    epochs_setting,
-    eval_splits,
-    eval_train_setting,
-    precision_setting,
-    require_common,
-    require_positive,
-    resolve_precision,
-    seed_setting,
-    setting,
-    under_precision,
-)
+from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, WithPrecision, compute_dtype,
+                                      devices_setting, epochs_setting, eval_splits, eval_train_setting,
+                                      precision_setting, require_common, require_positive, seed_setting, setting,
+                                      under_precision)
 from train.results import UsageError, atomic_write_json
 from train.trainer import AXIS, select_devices
 
@@ -77,7 +64,7 @@ MODELS = {
 
 
 @dataclass
-class CifarConfig:
+class CifarConfig(WithPrecision):
     model: str = setting("mlp", "mlp or cnn (fixed by the command)")
     variant: str = setting("plain", "plain (the original) or improved (batch norm + dropout)")
     data: str = setting("tfds", "CIFAR-10 source: tfds, folder:PATH (train/<class>/*, test/<class>/*), or "
@@ -104,9 +91,6 @@ class CifarConfig:
     @property
     def run_name(self) -> str:
         return f"{MODELS[self.model].tag(self)}-{self.precision_resolved()}-s{self.seed}"
-
-    def precision_resolved(self) -> str:
-        return resolve_precision(self.precision)
 
     def validate(self) -> None:
         if self.model not in MODELS:

@@ -61,6 +61,13 @@ def resolve_precision(precision: str) -> str:
     return "bf16" if jax.devices()[0].platform == "gpu" else "fp32"
 
 
+class WithPrecision:
+    """For a config with a ``precision`` field: the precision it resolves to here ('auto' decided)."""
+
+    def precision_resolved(self) -> str:
+        return resolve_precision(self.precision)
+
+
 def compute_dtype(precision: str):
     return jnp.bfloat16 if resolve_precision(precision) == "bf16" else jnp.float32
 

@@ -22,17 +22,8 @@ from numpy_mlp import MLP as NumpyMLP
 from train import plots
 from train.backends import JaxBackend, NumpyBackend, batch_stream
 from train.driver import Run, drive
-from train.experiments.common import (
-    BATCH_HELP,
-    HIDDEN_HELP,
-    Experiment,
-    devices_setting,
-    require_common,
-    require_positive,
-    seed_setting,
-    setting,
-    under_precision,
-)
+from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devices_setting, require_common,
+                                      require_positive, seed_setting, setting, under_precision)
 from train.loop import check_resumable
 from train.results import UsageError, atomic_write_json, is_writer
 from train.trainer import select_devices

@@ -22,22 +22,9 @@ from jax_models.rnn import RNNClassifier, grad_norms_wrt_hidden
 from train import plots
 from train.backends import JaxBackend, LazyPeriods, epoch_batches
 from train.driver import Run, drive
-from train.experiments.common import (
-    BATCH_HELP,
-    Experiment,
-    compute_dtype,
-    devices_setting,
-    epochs_setting,
-    eval_splits,
-    eval_train_setting,
-    precision_setting,
-    require_common,
-    require_positive,
-    resolve_precision,
-    seed_setting,
-    setting,
-    under_precision,
-)
+from train.experiments.common import (BATCH_HELP, Experiment, WithPrecision, compute_dtype, devices_setting,
+                                      epochs_setting, eval_splits, eval_train_setting, precision_setting,
+                                      require_common, require_positive, seed_setting, setting, under_precision)
 from train.multiseed import MultiSeedJaxBackend, vmap_supported
 from train.results import UsageError, atomic_write_json
 from train.trainer import select_devices
@@ -47,7 +34,7 @@ CELLS = ("vanilla", "lstm")
 
 
 @dataclass
-class RNNConfig:
+class RNNConfig(WithPrecision):
     input_length: int = setting(19, "T: number of input digits (the palindrome has T+1 digits; the label is the last)")
     cell: str = setting("vanilla", "recurrent cell: vanilla (the original's tanh RNN) or lstm")
     hidden: int = setting(128, "hidden state size")
@@ -80,9 +67,6 @@ class RNNConfig:
     def sweep_name(self) -> str:
         """The folder of a sweep with these settings: rnn-sweep, or rnn-sweep-lrgamma1 for the constant-rate ablation."""
         return f"rnn-sweep{self.schedule_tag}"
-
-    def precision_resolved(self) -> str:
-        return resolve_precision(self.precision)
 
     def validate(self) -> None:
         if self.cell not in CELLS:
