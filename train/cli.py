@@ -91,7 +91,7 @@ def cmd_experiment(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from train import bench, report  # imported here: report imports the experiments, bench is large
+    from train import bench, compare, report  # imported here: report imports the experiments, bench is large
 
     parser = OneLineParser(prog="python -m train", description=(
         "JAX/Flax reimplementation of a three-part deep-learning assignment, with a NumPy baseline. "
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         p.set_defaults(func=cmd_experiment, experiment=e)
     report.add_parser(sub, _common)
+    compare.add_parser(sub)
     bench.add_parser(sub)
     return parser
 

@@ -1,0 +1,127 @@
+"""``python -m train compare RUN_DIR...``: any set of finished runs side by side.
+
+Overlays their curves (frameworks, seeds, precisions...) and writes ``compare.json`` and
+``compare.md``: per pair of runs the largest loss difference over the evaluations both made,
+the final and best test accuracy differences, and the examples/s and compile-time ratios.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import json
+from pathlib import Path
+
+from train import plots
+from train.results import UsageError, atomic_write_json, atomic_write_text, read_jsonl
+
+
+def load_run(path: Path) -> dict:
+    """A finished run folder: its label, summary and metric rows; a folder that is not one is a UsageError."""
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+        rows = read_jsonl(path / "metrics.jsonl")
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path} is not a finished run folder (needs summary.json and metrics.jsonl): "
+                         f"{getattr(e, 'strerror', None) or e}") from None
+    return {"label": f"{path.parent.name}/{path.name}", "path": str(path), "summary": summary, "rows": rows}
+
+
+def expand(patterns: list[str]) -> list[Path]:
+    """Run folders from paths or shell-style globs, in the order given, each once."""
+    out: list[Path] = []
+    for p in patterns:
+        # A glob keeps the finished runs it matches (not e.g. a comparison folder beside them).
+        found = [f for f in sorted(glob.glob(p)) if (Path(f) / "summary.json").is_file()] if glob.has_magic(p) else [p]
+        if not found:
+            raise UsageError(f"no finished run folder matches {p!r}")
+        out += [Path(f) for f in found if Path(f) not in out]
+    return out
+
+
+def _ratio(a, b):
+    return b / a if a and b is not None else None
+
+
+def compare_pair(a: dict, b: dict) -> dict:
+    """How run ``b`` differs from run ``a``."""
+    def by_key(rows):
+        return {(r.get("step"), r["split"]): r for r in rows}
+    ra, rb = by_key(a["rows"]), by_key(b["rows"])
+    common = sorted(set(ra) & set(rb), key=lambda k: (k[0] or 0, k[1]))
+    sa, sb = a["summary"], b["summary"]
+    return {
+        "a": a["label"], "b": b["label"], "evaluations_compared": len(common),
+        "max_abs_loss_diff": max((abs(ra[k]["loss"] - rb[k]["loss"]) for k in common), default=None),
+        "max_abs_accuracy_diff": max((abs(ra[k]["accuracy"] - rb[k]["accuracy"]) for k in common), default=None),
+        "final_test_accuracy_diff": sb["final"]["test_accuracy"] - sa["final"]["test_accuracy"],
+        "best_test_accuracy_diff": sb["best_test_accuracy"] - sa["best_test_accuracy"],
+        "examples_per_s_ratio": _ratio(sa.get("examples_per_s"), sb.get("examples_per_s")),
+        "compile_time_ratio": _ratio(sa.get("compile_time_s"), sb.get("compile_time_s")),
+    }
+
+
+def _fmt(x, spec: str) -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def markdown(runs: list[dict], pairs: list[dict]) -> str:
+    L = ["# Runs compared", "", "![curves](curves.png)", "",
+         "| run | framework | final test acc | best test acc | final test loss | ex/s | compile s |",
+         "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        s = r["summary"]
+        L.append(f"| {r['label']} | {s.get('framework', '?')} | {s['final']['test_accuracy']:.4f} | "
+                 f"{s['best_test_accuracy']:.4f} | {s['final']['test_loss']:.4g} | "
+                 f"{_fmt(s.get('examples_per_s'), ',.0f')} | {_fmt(s.get('compile_time_s'), '.2f')} |")
+    L += ["", "Each pair: b minus a (differences), b over a (ratios); loss and accuracy differences over the "
+          "evaluations both runs made (same step and split).", "",
+          "| a | b | evaluations | max abs loss diff | final test acc diff | best test acc diff | ex/s ratio "
+          "| compile ratio |", "|---|---|---|---|---|---|---|---|"]
+    for p in pairs:
+        L.append(f"| {p['a']} | {p['b']} | {p['evaluations_compared']} | {_fmt(p['max_abs_loss_diff'], '.3e')} | "
+                 f"{p['final_test_accuracy_diff']:+.4f} | {p['best_test_accuracy_diff']:+.4f} | "
+                 f"{_fmt(p['examples_per_s_ratio'], '.2f')} | {_fmt(p['compile_time_ratio'], '.2f')} |")
+    return "\n".join(L) + "\n"
+
+
+def compare(run_dirs: list[Path], out: Path) -> dict:
+    """Write ``out``/compare.json, compare.md and curves.png for these runs; return compare.json's contents."""
+    if len(run_dirs) < 2:
+        raise UsageError(f"compare needs at least two run folders, got {len(run_dirs)}")
+    runs = [load_run(Path(d)) for d in run_dirs]
+    labels = [r["label"] for r in runs]
+    if len(set(labels)) < len(labels):  # same experiment/run name under different roots: use the paths
+        for r in runs:
+            r["label"] = r["path"]
+    pairs = [compare_pair(a, b) for a, b in itertools.combinations(runs, 2)]
+    doc = {"runs": [{"label": r["label"], "path": r["path"], "framework": r["summary"].get("framework"),
+                     "final": r["summary"]["final"], "best_test_accuracy": r["summary"]["best_test_accuracy"],
+                     "examples_per_s": r["summary"].get("examples_per_s"),
+                     "compile_time_s": r["summary"].get("compile_time_s")} for r in runs],
+           "pairs": pairs}
+    x = "epoch" if all("epoch" in r["rows"][0] for r in runs if r["rows"]) else "step"
+    plots.plot_curves({r["label"]: r["rows"] for r in runs}, out / "curves.png", title="runs compared", xlabel=x)
+    atomic_write_json(out / "compare.json", doc)
+    atomic_write_text(out / "compare.md", markdown(runs, pairs))
+    return doc
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="overlay any finished runs and tabulate how far apart they are",
+                       description="Overlays the curves of finished runs (frameworks, seeds, precisions) and writes "
+                                   "<out>/compare.json, compare.md and curves.png: per pair of runs the max |loss "
+                                   "difference| over the evaluations both made, final and best test accuracy "
+                                   "differences, examples/s and compile-time ratios.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, or globs such as 'results/mlp-toy/*-s0'")
+    p.add_argument("--out", default="results/compare", help="where to write (default: results/compare)")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    out = Path(args.out)
+    doc = compare(expand(args.runs), out)
+    worst = max((p["max_abs_loss_diff"] for p in doc["pairs"] if p["max_abs_loss_diff"] is not None), default=None)
+    print(f"compare: {len(doc['runs'])} runs, {len(doc['pairs'])} pairs, max |loss diff| "
+          f"{_fmt(worst, '.3e')}; {out / 'compare.md'}")
+    return 0
