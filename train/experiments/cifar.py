@@ -123,6 +123,13 @@ def build_model(cfg: CifarConfig, *, axis_name: str | None):
                dtype=dtype, axis_name=axis_name, rngs=rngs)
 
 
+def make_optimizer(cfg: CifarConfig):
+    """AdamW with PyTorch's defaults (betas 0.9, 0.999; eps 1e-8) and ``cfg.weight_decay``."""
+    import optax
+
+    return optax.adamw(cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay)
+
+
 def make_preprocess(mean: np.ndarray, std: np.ndarray):
     """uint8 NHWC -> float32 normalised with the training set's per-channel mean and std."""
     import jax.numpy as jnp
@@ -139,7 +146,6 @@ def make_preprocess(mean: np.ndarray, std: np.ndarray):
 def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int | None = None) -> dict:
     import jax
-    import optax
 
     from data.cifar10 import channel_stats
     from train.backends import JaxBackend, LazyPeriods, epoch_batches
@@ -156,7 +162,7 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
         check_resumable(workdir / cfg.run_name, dataclasses.asdict(cfg))
     run_dir = prepare_run_dir(workdir.parent, workdir.name, cfg.run_name)
     model = build_model(cfg, axis_name=AXIS if len(devices) * jax.process_count() > 1 else None)
-    tx = optax.adamw(cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay)
+    tx = make_optimizer(cfg)
     # See Trainer: on CPU, convolutions run far faster one step per call than inside a fused scan.
     fuse = not (cfg.model == "cnn" and devices[0].platform == "cpu")
     backend = JaxBackend(model, tx, make_preprocess(mean, std), arrays, seed=cfg.seed, devices=devices,
