@@ -54,9 +54,9 @@ def _windows(clock, durations):
     return fn
 
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Timing arithmetic
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 def test_time_interleaved_runs_round_robin_with_per_function_steps():
     order, clock = [], FakeClock()
@@ -170,9 +170,9 @@ def test_budget_and_failures_become_skipped_records():
     assert timing.prepare(broken, wl, "torch", "compiled", "fp32").note == "failed: RuntimeError: no compiler"
 
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # The JAX rows are the trainer's step, with the experiments' models and optimizers
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 def _leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
@@ -229,9 +229,9 @@ def test_jax_runner_records_the_trainers_compile_and_program(tmp_path):
     assert rec.compile_s > 0
 
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # The command: output contract
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 def _run(argv):
     p = argparse.ArgumentParser()
@@ -364,9 +364,9 @@ def test_time_budget_skips_what_would_start_late(tmp_path):
     assert doc["checks"] == [] and doc["batches"] == []
 
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Batch sweeps, precisions, settings, acceptance checks
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 def test_batch_sizes_parse_per_suite_and_for_all():
     spec = batch_sizes("256, cnn:1024,rnn:128,cnn:256")
@@ -481,7 +481,8 @@ def test_gpu_acceptance_checks_compare_with_the_best_torch_at_the_same_batch():
     checks = {c["check"]: (c["value"], c["target"], c["pass"]) for c in report.acceptance_checks(recs, gpu=True)}
     assert checks == {
         "cnn: JAX fused bf16 examples/s at batch 256 (recipe)": (150_000, ">= 200,000", False),
-        "cnn: JAX fused bf16 / best PyTorch (torch compiled bf16, 60,000/s) at batch 256 (recipe)": (2.5, ">= 3", False),
+        "cnn: JAX fused bf16 / best PyTorch (torch compiled bf16, 60,000/s) at batch 256 (recipe)":
+            (2.5, ">= 3", False),
         "cnn: JAX fused bf16 examples/s at batch 1024 (best)": (250_000, ">= 200,000", True),
         "cnn: JAX fused bf16 / best PyTorch (torch eager bf16, 70,000/s) at batch 1024 (best)":
             (round(250 / 70, 4), ">= 3", True),
@@ -494,9 +495,9 @@ def test_gpu_acceptance_checks_compare_with_the_best_torch_at_the_same_batch():
     assert report.acceptance_checks(recs, gpu=False) == []
 
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # --dump-hlo, --profile
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 def test_dump_hlo_per_runner_with_its_matmul_precision(tmp_path):
     """fp32 runners are compiled under matmul precision "highest" (so their HLO says so), tf32 under the
@@ -543,9 +544,9 @@ def test_profile_traces_one_window_of_the_chosen_runners(tmp_path):
         assert b"train_period" in xplane.read_bytes()
 
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # PyTorch (skipped where it is not installed)
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 def test_torch_settings_are_recorded(tmp_path):
     torch = pytest.importorskip("torch")

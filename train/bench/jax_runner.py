@@ -4,7 +4,7 @@ Each suite's model, optimizer and preprocessing come from its experiment's facto
 (:func:`jax_setup`), the initial state from ``trainer.create_state``, and every mode is a
 ``Trainer`` whose ``train`` call is one timed window:
 
-* ``step-loop``: ``Trainer(fuse=False)``, one compiled step per call (how CPU CNN runs train);
+* ``step-loop``: ``Trainer(fuse=False)``, one compiled step per call (how the CNN trains on CPU);
 * ``fused``: ``Trainer()``, the K steps of a window in one compiled ``lax.scan``;
 * ``pmap``: ``Trainer(pmap=True)`` on 1..N local devices with the global batch split across them;
   on one device this is the pmap path that training avoids, so ``pmap_vs_jit`` shows its cost.

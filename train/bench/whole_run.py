@@ -3,7 +3,8 @@
 empty (cold) and filled by the cold run (warm).
 
 ``python -m train.bench.whole_run --whole-run-child FRAMEWORK`` is the child process; it prints
-one JSON line. Its imports are inside :func:`whole_run_child`: they are part of what it times.
+one JSON line. The child's imports (JAX's included) are inside its functions: they are part of
+what it times.
 """
 
 from __future__ import annotations
