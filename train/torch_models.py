@@ -1,8 +1,9 @@
-"""The project's architectures written the way a PyTorch user would write them, for ``python -m train bench``.
+"""The project's architectures as a PyTorch user would write them, for ``python -m train bench``.
 
 PyTorch is an optional extra (``pip install .[torch]``): nothing else in the
 project imports this module, and ``train.bench`` imports it only after
-``import torch`` succeeded. The models mirror ../shared/SEED_SPEC.md and the
+``import torch`` succeeded (``device_data`` puts a bench workload's arrays on
+the device). The models mirror ../shared/SEED_SPEC.md and the
 Flax versions in ``jax_models/``:
 
 * ``MLP``: Linear -> ReLU -> ... -> Linear (toy 2-20-2 and CIFAR 3072-...-10).
@@ -29,12 +30,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-CNN_BLOCKS: tuple[tuple[int, ...], ...] = ((64,), (128,), (256, 256), (512, 512), (512, 512))
+from jax_models.cnn import BLOCKS
+
+CNN_BLOCKS = BLOCKS  # the CNN is defined once, in jax_models/cnn.py
 
 
 class MLP(nn.Module):
@@ -61,7 +65,8 @@ class CNN(nn.Module):
         c = in_channels
         for block in CNN_BLOCKS:
             for c_out in block:
-                layers += [nn.Conv2d(c, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+                layers += [nn.Conv2d(c, c_out, 3, padding=1), nn.BatchNorm2d(c_out),
+                           nn.ReLU(inplace=True)]
                 c = c_out
             layers.append(nn.MaxPool2d(3, stride=2, padding=1))
         self.features = nn.Sequential(*layers)
@@ -72,7 +77,10 @@ class CNN(nn.Module):
 
 
 class VanillaRNN(nn.Module):
-    """h_t = tanh(W [x_t ; h_{t-1}] + b), one Linear; logits from h_T. x: one-hot (B, T, input_dim)."""
+    """h_t = tanh(W [x_t ; h_{t-1}] + b), one Linear; logits from h_T.
+
+    x: one-hot (B, T, input_dim).
+    """
 
     def __init__(self, input_dim: int = 10, hidden: int = 128, num_classes: int = 10) -> None:
         super().__init__()
@@ -88,8 +96,8 @@ class VanillaRNN(nn.Module):
 
 
 # torch.compile modes by device. On a GPU, "reduce-overhead" adds CUDA graphs to inductor's fused
-# kernels: a whole forward (and backward) becomes one graph launch, which is what a launch-bound step
-# (the RNN's 15 small time steps, the CIFAR MLP) needs; "max-autotune" would add minutes of
+# kernels: a whole forward (and backward) becomes one graph launch, which is what a launch-bound
+# step (the RNN's 15 small time steps, the CIFAR MLP) needs; "max-autotune" would add minutes of
 # autotuning per model. On CPU there are no CUDA graphs: "default".
 COMPILE_MODE = {"cuda": "reduce-overhead", "cpu": "default"}
 
@@ -121,7 +129,8 @@ def set_tf32(enabled: bool) -> None:
     """
     mode = "tf32" if enabled else "ieee"
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-    if hasattr(matmul, "fp32_precision") and hasattr(getattr(cudnn, "conv", None), "fp32_precision"):
+    new_api = hasattr(getattr(cudnn, "conv", None), "fp32_precision")
+    if hasattr(matmul, "fp32_precision") and new_api:
         matmul.fp32_precision = cudnn.conv.fp32_precision = cudnn.rnn.fp32_precision = mode
     else:
         matmul.allow_tf32 = cudnn.allow_tf32 = enabled
@@ -140,15 +149,18 @@ def compile_counters() -> dict[str, int]:
 
 
 def make_preprocess(suite: str, *, mean: np.ndarray | None = None, std: np.ndarray | None = None,
-                    device: torch.device, channels_last: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Per-batch input transform: uint8 images -> normalised float; digits -> one-hot; toy: identity."""
+                    device: torch.device, channels_last: bool = False
+                    ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Per-batch input transform: uint8 images -> normalised float; digits -> one-hot; toy:
+    identity."""
     if suite in ("mlp-cifar", "cnn"):
         # The CNN's images are NCHW (channels on axis 1); the MLP keeps NHWC and flattens.
         shape = (1, 3, 1, 1) if suite == "cnn" else (1, 1, 1, 3)
         m = torch.as_tensor(np.asarray(mean, np.float32), device=device).view(shape)
         inv = torch.as_tensor(1.0 / np.asarray(std, np.float32), device=device).view(shape)
         norm = lambda x: (x.float() * (1.0 / 255.0) - m) * inv
-        if channels_last:   # elementwise ops keep the gathered batch's layout; this states it for cuDNN
+        # Elementwise ops keep the gathered batch's layout; this states it for cuDNN.
+        if channels_last:
             return lambda x: norm(x).contiguous(memory_format=torch.channels_last)
         return norm
     if suite == "rnn":
@@ -156,21 +168,52 @@ def make_preprocess(suite: str, *, mean: np.ndarray | None = None, std: np.ndarr
     return lambda x: x
 
 
-def _adamw(params, lr: float) -> tuple[torch.optim.Optimizer, bool]:
-    """AdamW(weight_decay=0.01), fused (one kernel for all parameters) where this PyTorch supports
-    it for the parameters' device; (optimizer, fused)."""
+@dataclass
+class DeviceData:
+    """A suite's training tensors on the device and the batches of one window."""
+
+    x: torch.Tensor                  # all training inputs (images NCHW, channels_last if asked)
+    y: torch.Tensor                  # int64 labels
+    idx: list[torch.Tensor]          # K index vectors, one batch each
+    preprocess: Callable[[torch.Tensor], torch.Tensor]
+    channels_last: bool = False
+
+    def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch k, gathered on the device."""
+        return self.x[self.idx[k]], self.y[self.idx[k]]
+
+
+def device_data(suite: str, x: np.ndarray, y: np.ndarray, idx: np.ndarray, *, device: torch.device,
+                channels_last: bool = False, mean: np.ndarray | None = None,
+                std: np.ndarray | None = None) -> DeviceData:
+    """Host arrays (images NHWC uint8) and a window's batches ``idx`` [K, B] -> tensors on
+    ``device``."""
+    xt = torch.as_tensor(x).to(device)
+    if suite == "cnn":
+        # PyTorch's modules take NCHW; the permuted view of NHWC images is channels_last in memory.
+        xt = xt.permute(0, 3, 1, 2) if channels_last else xt.permute(0, 3, 1, 2).contiguous()
+    return DeviceData(xt, torch.as_tensor(y).long().to(device),
+                      [torch.as_tensor(i).long().to(device) for i in idx],
+                      make_preprocess(suite, mean=mean, std=std, device=device,
+                                      channels_last=channels_last), channels_last)
+
+
+def _adamw(params, lr: float, weight_decay: float) -> tuple[torch.optim.Optimizer, bool]:
+    """AdamW, fused (one kernel for all parameters) where this PyTorch supports it for the
+    parameters' device; (optimizer, fused)."""
     params = list(params)
     try:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=True), True
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True), True
     except (RuntimeError, ValueError):
-        return torch.optim.AdamW(params, lr=lr, weight_decay=0.01), False
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), False
 
 
-def build(suite: str, *, hidden: Sequence[int] = (), lr: float, seed: int = 0, device: str | torch.device = "cpu",
-          channels_last: bool = False) -> tuple[nn.Module, torch.optim.Optimizer, bool | None]:
+def build(suite: str, *, hidden: Sequence[int] = (), lr: float, seed: int = 0,
+          device: str | torch.device = "cpu", channels_last: bool = False,
+          weight_decay: float = 0.01) -> tuple[nn.Module, torch.optim.Optimizer, bool | None]:
     """(model on ``device``, optimizer, fused AdamW or None for the other optimizers) for a bench
-    suite, with the seed's optimizer. ``channels_last`` stores the CNN's weights NHWC (cuDNN's fast
-    layout for tensor cores)."""
+    suite, with the seed's optimizer (AdamW's ``weight_decay``: the CIFAR config's).
+    ``channels_last`` stores the CNN's weights NHWC (cuDNN's fast layout for tensor cores)."""
     torch.manual_seed(seed)
     fused = None
     if suite == "toy":
@@ -187,14 +230,15 @@ def build(suite: str, *, hidden: Sequence[int] = (), lr: float, seed: int = 0, d
     if suite == "toy":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     elif suite == "rnn":
-        # PyTorch's RMSprop defaults (alpha 0.99, eps 1e-8) are what rnn.make_optimizer mirrors in optax.
+        # PyTorch's RMSprop defaults (alpha 0.99, eps 1e-8): what rnn.make_optimizer mirrors.
         opt = torch.optim.RMSprop(model.parameters(), lr=lr)
     else:
-        opt, fused = _adamw(model.parameters(), lr)
+        opt, fused = _adamw(model.parameters(), lr, weight_decay)
     return model, opt, fused
 
 
-def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, preprocess, *, clip_norm: float | None = None,
+def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, preprocess, *,
+                    clip_norm: float | None = None,
                     autocast_dtype: torch.dtype | None = None, device_type: str = "cpu",
                     compile_mode: str | None = None):
     """step(x_batch, y_batch) -> loss tensor: one optimizer step, the textbook PyTorch way.
@@ -209,7 +253,8 @@ def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, preprocess, *,
     model.train()
 
     def loss_of(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        with torch.autocast(device_type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
             logits = model(preprocess(xb))
         return loss_fn(logits.float(), yb)
 

@@ -250,7 +250,7 @@ class Trainer:
     """
 
     def __init__(self, graphdef, tx, preprocess: Preprocess, *, devices: list | None = None,
-                 compiler_options: dict | None = None, fuse: bool = True) -> None:
+                 compiler_options: dict | None = None, fuse: bool = True, pmap: bool = False) -> None:
         self.devices = list(devices) if devices else [jax.local_devices()[0]]
         # XLA options for every compile, e.g. {"xla_backend_optimization_level": 0} for a tiny model
         # whose run is dominated by compiling (part of the persistent cache's key).
@@ -258,7 +258,8 @@ class Trainer:
         self.n = len(self.devices)                       # devices fed by this process
         self.n_proc, self.pid = jax.process_count(), jax.process_index()
         self.shards = self.n * self.n_proc               # devices in the whole job
-        self.parallel = self.shards > 1
+        # pmap=True takes the pmap path even on one device, so `bench` can time what it costs.
+        self.parallel = self.shards > 1 or pmap
         self.fns = StepFns(graphdef, tx, preprocess, AXIS if self.parallel else None)
         self._call = AotCache(self.compiler_options, run_first=self.n_proc > 1)
         if self.parallel:
@@ -326,6 +327,11 @@ class Trainer:
     @property
     def compile_time_s(self) -> float:
         return self._call.compile_time_s
+
+    def compiled(self) -> dict[str, Any]:
+        """The compiled programs by name ("train", "step", "evaluate", "eval-<split>"), each the
+        latest argument signature's (what ``bench`` dumps as HLO and sizes)."""
+        return {sig[0]: exe for sig, exe in self._call._exes.items()}
 
     def _local_evals(self, evals):
         return {s: self.shard(tuple(self.local(a) for a in plan)) for s, plan in evals.items()}

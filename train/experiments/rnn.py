@@ -151,13 +151,16 @@ class _Data:
         return self.arrays["test_x"][: self.cfg.grad_probe], self.arrays["test_y"][: self.cfg.grad_probe]
 
     def model(self):
+        return build_model(self.cfg)
 
-        return RNNClassifier(input_dim=10, hidden=self.cfg.hidden, num_classes=10, cell=self.cfg.cell,
-                             dtype=compute_dtype(self.cfg.precision), rngs=nnx.Rngs(self.cfg.seed))
+
+def build_model(cfg: RNNConfig):
+    """The recurrent classifier for ``cfg`` (vanilla or LSTM cell), initialised from ``cfg.seed``."""
+    return RNNClassifier(input_dim=10, hidden=cfg.hidden, num_classes=10, cell=cfg.cell,
+                         dtype=compute_dtype(cfg.precision), rngs=nnx.Rngs(cfg.seed))
 
 
 def _load(cfg: RNNConfig) -> _Data:
-
     cfg.validate()
     ds = make_palindrome_data(cfg.input_length, cfg.data_size, cfg.portion_train, seed=cfg.seed)
     n = len(ds.train_y)

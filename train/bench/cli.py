@@ -1,0 +1,167 @@
+"""``python -m train bench``'s flags (``add_parser``) and entry point (``cmd``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from train.bench.records import FRAMEWORKS, MODES, PRECISIONS, SUITES
+from train.bench.whole_run import WHOLE_RUN_STEPS
+from train.results import UsageError
+
+
+def _csv(choices: Sequence[str] | None = None):
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if choices is not None:
+            bad = [t for t in items if t not in choices]
+            if bad:
+                raise argparse.ArgumentTypeError(f"{', '.join(bad)} not among {', '.join(choices)}")
+        if not items:
+            raise argparse.ArgumentTypeError("empty list")
+        return items
+    return parse
+
+
+def _int_csv(text: str) -> list[int]:
+    try:
+        vals = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"device counts must be positive, got {text!r}")
+    return vals
+
+
+def _per_suite(value: Callable[[str], Any], what: str):
+    """Parser of ``--batch-sizes`` and ``--precision``: ``"256,cnn:1024"`` -> ``[(None, 256),
+    ("cnn", 1024)]``, each item for every suite or for one; ``value`` converts an item's value,
+    None if it is not one."""
+    def parse(text: str) -> list[tuple[str | None, Any]]:
+        out = []
+        for tok in (t.strip() for t in text.split(",") if t.strip()):
+            suite, _, v = tok.rpartition(":")
+            if suite and suite not in SUITES:
+                raise argparse.ArgumentTypeError(
+                    f"unknown suite {suite!r} in {tok!r}; choose from {', '.join(SUITES)}")
+            if value(v) is None:
+                raise argparse.ArgumentTypeError(f"{what}, got {tok!r}")
+            out.append((suite or None, value(v)))
+        if not out:
+            raise argparse.ArgumentTypeError("empty list")
+        return out
+    return parse
+
+
+batch_sizes = _per_suite(lambda v: int(v) if v.isdigit() and int(v) > 0 else None,
+                         "batch sizes must be positive integers")
+precisions = _per_suite(lambda v: v if v in (*PRECISIONS, "auto") else None,
+                        f"precisions are {', '.join(PRECISIONS)} or auto")
+
+
+def add_parser(subparsers) -> None:
+    """Register ``bench`` on the CLI's sub-parsers."""
+    p = subparsers.add_parser(
+        "bench", help="training-step speed: NumPy vs JAX (step loop, fused, pmap) vs PyTorch",
+        description="Times compile and steady-state training steps of each model in NumPy, JAX "
+                    "and PyTorch and writes <out>/bench/bench.json, bench.md and bench.png. For N "
+                    "simulated CPU devices start the process with "
+                    "XLA_FLAGS=--xla_force_host_platform_device_count=N.")
+    _add_selection(p)
+    _add_sizes(p)
+    _add_outputs(p)
+    p.set_defaults(func=cmd)
+
+
+def _add_selection(p) -> None:
+    p.add_argument("--suite", type=_csv(SUITES), default=list(SUITES),
+                   help=f"comma-separated suites from {', '.join(SUITES)} (default: all)")
+    p.add_argument("--frameworks", type=_csv(FRAMEWORKS), default=list(FRAMEWORKS),
+                   help="comma-separated frameworks from numpy, jax, torch (default: all; torch is "
+                        "skipped with a note when not installed)")
+    p.add_argument("--modes", type=_csv(MODES), default=list(MODES),
+                   help=f"comma-separated modes from {', '.join(MODES)} (default: all)")
+    p.add_argument("--devices", type=_int_csv, default=None,
+                   help="comma-separated device counts for the pmap mode, e.g. 1,2,4 (default: 1 "
+                        "and all local devices)")
+    p.add_argument("--precision", type=precisions, default=[(None, "auto")],
+                   help="comma-separated fp32 (full fp32), tf32 (fp32 with TF32 matmuls and "
+                        "convolutions on a GPU), bf16, or auto: fp32 on CPU (where tf32 computes "
+                        "what fp32 does and bf16 is emulated), tf32 and bf16 on a GPU; each for "
+                        "every suite, or SUITE:PRECISION for one, e.g. tf32,bf16,rnn:fp32 "
+                        "(default: auto)")
+    p.add_argument("--torch-compile", choices=("auto", "on", "recipe-bf16", "off"), default="auto",
+                   help="which PyTorch configurations to torch.compile: on (all), recipe-bf16 "
+                        "(bf16 at the recipe batch), off; auto is recipe-bf16 on a GPU, off under "
+                        "--quick on CPU, else on (default: auto)")
+    p.add_argument("--torch-compile-mode", default=None,
+                   choices=("default", "reduce-overhead", "max-autotune",
+                            "max-autotune-no-cudagraphs"),
+                   help="torch.compile mode (default: reduce-overhead on CUDA, for its CUDA "
+                        "graphs; default on CPU)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and initial weights")
+
+
+def _add_sizes(p) -> None:
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="override every selected suite's batch size")
+    p.add_argument("--batch-sizes", type=batch_sizes, default=None,
+                   help="comma-separated batch sizes to run, each B (every suite) or SUITE:B (that "
+                        "suite), e.g. cnn:256,cnn:1024,rnn:128,rnn:4096; a suite with none runs at "
+                        "its default batch. The summary reports each configuration at the recipe "
+                        "batch and at its best batch")
+    p.add_argument("--sweep-precision", type=_csv(PRECISIONS), default=None,
+                   help="precisions run at batch sizes other than the recipe's (default: all of "
+                        "--precision)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="override the steps per timed window (K)")
+    p.add_argument("--windows", type=int, default=None, help="override the number of timed windows")
+    p.add_argument("--warmup", type=int, default=None, help="override the untimed warm-up windows")
+    p.add_argument("--whole-run-steps", type=int, default=WHOLE_RUN_STEPS,
+                   help=f"steps of the toy whole-run measurement (default: {WHOLE_RUN_STEPS}, the "
+                        f"seed's)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds after which no further runner is built or compiled (those left "
+                        "out are recorded as skipped), so the run ends about one runner's time "
+                        "later; order --suite and --batch-sizes by importance (default: no limit)")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer, shorter windows and a tiny CPU CNN: under 3 minutes on 2 CPU cores")
+
+
+def _add_outputs(p) -> None:
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="after timing, trace one more window of each timed JAX runner with "
+                        "jax.profiler into DIR/<suite>-<mode>-<precision>-b<batch>/ (default: off)")
+    p.add_argument("--profile-only", type=_csv(), default=["*"], metavar="GLOBS",
+                   help="comma-separated patterns of the runs --profile traces, e.g. "
+                        "cnn-fused-bf16-b256,rnn-*-b128 (default: all)")
+    p.add_argument("--dump-hlo", default=None, metavar="DIR",
+                   help="write each compiled JAX runner's optimised HLO to "
+                        "DIR/<suite>-<mode>-<precision>-b<batch>.hlo.txt (default: off)")
+    p.add_argument("--out", default="results",
+                   help="results root; files go to <out>/bench/ (default: results)")
+
+
+def check_args(args) -> None:
+    """Bad combinations of flags, as a :class:`UsageError` naming the flag."""
+    for name in ("batch_size", "steps", "windows", "whole_run_steps"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UsageError(f"--time-budget must be positive, got {args.time_budget:g}")
+    if args.batch_size and args.batch_sizes:
+        raise UsageError("give --batch-size or --batch-sizes, not both")
+    if args.warmup is not None and args.warmup < 0:
+        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
+
+
+def cmd(args) -> int:
+    check_args(args)
+    # JAX, Flax, matplotlib and the experiments load only when bench runs, not whenever the
+    # command line builds its parsers.
+    from train.bench.run import run
+
+    return run(args)

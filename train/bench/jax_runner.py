@@ -1,0 +1,222 @@
+"""JAX: the training runs' own trainer (``train.trainer.Trainer``), models and optimizers, timed.
+
+Each suite's model, optimizer and preprocessing come from its experiment's factories
+(:func:`jax_setup`), the initial state from ``trainer.create_state``, and every mode is a
+``Trainer`` whose ``train`` call is one timed window:
+
+* ``step-loop``: ``Trainer(fuse=False)``, one compiled step per call (how the CNN trains on CPU);
+* ``fused``: ``Trainer()``, the K steps of a window in one compiled ``lax.scan``;
+* ``pmap``: ``Trainer(pmap=True)`` on 1..N local devices with the global batch split across them;
+  on one device this is the pmap path that training avoids, so ``pmap_vs_jit`` shows its cost.
+
+Compilation is the trainer's ahead-of-time compile on the first call, under the precision's
+matmul precision (``precision_scope``), timed apart from the windows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+from flax import nnx
+
+from jax_models.rnn import resolve_unroll
+from train.bench.compile_log import CompileLog
+from train.bench.records import Record, error_text, run_name, skipped
+from train.bench.timing import Budget, Runner, prepare
+from train.bench.workloads import Workload, with_precision
+from train.experiments import cifar, mlp_toy, rnn
+from train.experiments.common import precision_scope
+from train.trainer import AXIS, Trainer, create_state
+
+# Records state the matmul precision each runner was compiled under (experiments.common's
+# MATMUL_PRECISION); "default" is TF32 for float32 on a GPU.
+MATMUL_LABEL = {"fp32": "highest", "tf32": "default (TF32 on GPU)", "bf16": "default"}
+_PART_FIELD = {"trace": "trace_s", "lower": "lower_s", "compile": "xla_compile_s"}  # record.extra
+CPU_SCAN_CONV_NOTE = ("XLA:CPU compiles convolutions inside lax.scan without its fast (YNNPACK) "
+                      "kernels, so CPU training runs the CNN one step per call (step-loop)")
+
+
+@dataclass
+class JaxSetup:
+    """What a training run of one suite builds, at one precision, by its experiment's factories."""
+
+    wl: Workload
+    precision: str
+    graphdef: Any
+    graphdef_pmap: Any               # the model built for pmap (batch norm averaged over devices)
+    host_state: Any                  # create_state's TrainState on the host; each mode copies it
+    tx: Any
+    preprocess: Callable
+    compiler_options: dict | None = None
+    settings: dict = field(default_factory=dict)
+
+
+def jax_setup(wl: Workload, precision: str) -> JaxSetup:
+    """The toy MLP through ``mlp_toy.build_backends`` (its NumPy-drawn weights and compiler
+    options); the CIFAR models through ``cifar.build_model`` / ``make_optimizer`` /
+    ``make_preprocess``; the RNN as ``rnn`` builds it, with ``rnn.make_optimizer``."""
+    settings = {"matmul_precision": MATMUL_LABEL[precision]}
+    if wl.suite == "toy":
+        backend = mlp_toy.build_backends(wl.cfg, wl.data)["jax"]
+        fns, options = backend.trainer.fns, backend.trainer.compiler_options
+        return JaxSetup(wl, precision, backend.graphdef, backend.graphdef, backend.host_state(),
+                        fns.tx, fns.preprocess, options, {**settings, **(options or {})})
+    cfg = with_precision(wl.cfg, precision)
+    if wl.suite == "rnn":
+        def make_model(axis_name):  # the RNN trains on one device per program: no axis name
+            return rnn.build_model(cfg)
+        tx = rnn.make_optimizer(cfg, steps_per_epoch=max(1, len(wl.train_y) // cfg.batch_size))
+        preprocess = lambda x: x  # noqa: E731 - the RNN one-hot encodes inside the model
+        settings["scan_unroll"] = resolve_unroll(None, cfg.input_length)
+    else:
+        make_model = functools.partial(cifar.build_model, cfg)
+        tx, preprocess = cifar.make_optimizer(cfg), cifar.make_preprocess(wl.mean, wl.std)
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: make_model(axis_name=None)))
+    graphdef_pmap = nnx.graphdef(nnx.eval_shape(lambda: make_model(axis_name=AXIS)))
+    return JaxSetup(wl, precision, graphdef, graphdef_pmap,
+                    initial_state(lambda: make_model(axis_name=None), tx, cfg.seed), tx, preprocess,
+                    settings=settings)
+
+
+def initial_state(make_model: Callable[[], nnx.Module], tx, seed: int):
+    """``create_state(make_model(), tx, seed)``'s state, on the host, computed by one program
+    compiled at -O0: built eagerly, every initialiser compiles its own optimised program, which
+    for the CIFAR models takes longer than timing them (the numbers agree to float rounding)."""
+    init = jax.jit(lambda: create_state(make_model(), tx, seed)[1])
+    return jax.device_get(init.lower().compile({"xla_backend_optimization_level": 0})())
+
+
+def build_trainer(s: JaxSetup, mode: str, n: int = 1) -> tuple[Trainer, Any, Any]:
+    """``mode``'s Trainer on the first ``n`` local devices, with the state and data it trains on."""
+    pmap = mode == "pmap"
+    trainer = Trainer(s.graphdef_pmap if pmap else s.graphdef, s.tx, s.preprocess,
+                      devices=jax.local_devices()[:n], compiler_options=s.compiler_options,
+                      fuse=mode != "step-loop", pmap=pmap)
+    data = trainer.replicate({"train_x": s.wl.train_x, "train_y": s.wl.train_y})
+    return trainer, trainer.replicate(s.host_state), data
+
+
+def peak_memory(device) -> int | None:
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without the call
+        return None
+    if not stats:
+        return None
+    return int(stats.get("peak_bytes_in_use", stats.get("bytes_in_use", 0))) or None
+
+
+def program_bytes(compiled) -> int | None:
+    """Argument + output + temporary bytes of one compiled program (what it needs resident)."""
+    try:
+        m = compiled.memory_analysis()
+        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                   - m.alias_size_in_bytes)
+    except Exception:  # noqa: BLE001 - not every backend reports it
+        return None
+
+
+@dataclass
+class Artifacts:
+    """``--dump-hlo`` and ``--profile``: where each JAX runner's optimised HLO and profile go."""
+
+    hlo_dir: Path | None = None
+    profile_dir: Path | None = None
+    profile_only: Sequence[str] = ("*",)    # fnmatch patterns of run names
+
+    def save_hlo(self, rec: Record, compiled) -> None:
+        if self.hlo_dir is None:
+            return
+        path = self.hlo_dir / f"{run_name(rec)}.hlo.txt"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(compiled.as_text())
+            rec.extra["hlo"] = {"path": str(path), "bytes": path.stat().st_size}
+        except Exception as e:  # noqa: BLE001 - a dump must not cost the measurement
+            rec.extra["hlo"] = {"error": error_text(e)}
+
+    def profile(self, rec: Record, window: Callable[[], Any]) -> None:
+        """After the timed windows: one more window under ``jax.profiler.trace``, into
+        ``<profile_dir>/<run name>/`` (the trace of one window only keeps it small)."""
+        name = run_name(rec)
+        if self.profile_dir is None or not any(fnmatch.fnmatchcase(name, g)
+                                               for g in self.profile_only):
+            return
+        path = self.profile_dir / name
+        try:
+            with jax.profiler.trace(str(path)):
+                window()
+            files = [f for f in path.rglob("*") if f.is_file()]
+            rec.extra["profile"] = {"path": str(path), "steps": rec.steps_per_window,
+                                    "files": len(files),
+                                    "bytes": sum(f.stat().st_size for f in files)}
+        except Exception as e:  # noqa: BLE001
+            rec.extra["profile"] = {"error": error_text(e)}
+
+
+def jax_runner(s: JaxSetup, mode: str, n: int = 1, art: Artifacts = Artifacts()) -> Runner:
+    """One window is ``Trainer.train`` on the workload's K batches; the first call compiles."""
+    wl = s.wl
+    trainer, state, data = build_trainer(s, mode, n)
+    holder = [state]
+
+    def window():
+        holder[0], _ = trainer.train(holder[0], data, wl.idx)
+        jax.block_until_ready(holder[0])
+
+    rec = Record(wl.suite, "jax", mode, s.precision, n, wl.batch, steps_per_window=wl.steps,
+                 settings=dict(s.settings))
+    with precision_scope(s.precision), CompileLog() as log:
+        window()
+    rec.compile_s = trainer.compile_time_s
+    # The trainer's program is the costliest one compiled (the rest: small eager operations).
+    for _, parts in log.costliest(1):
+        rec.extra.update({_PART_FIELD[k]: round(v, 4) for k, v in parts.items()})
+    exe = trainer.compiled()["train" if trainer.fuse else "step"]
+    rec.extra["program_bytes"] = program_bytes(exe)
+    art.save_hlo(rec, exe)
+
+    def after(r):
+        r.peak_memory_bytes = peak_memory(trainer.devices[0])
+        art.profile(r, window)
+    return Runner(rec, window, after)
+
+
+def _pmap_skip(wl: Workload, n: int, skip_pmap: str) -> str:
+    n_local = jax.local_device_count()
+    if skip_pmap:
+        return skip_pmap
+    if n > n_local:
+        return (f"{n} devices asked for, {n_local} exist; on CPU start the process with "
+                f"XLA_FLAGS=--xla_force_host_platform_device_count={n}")
+    return f"batch {wl.batch} is not divisible by {n} devices" if wl.batch % n else ""
+
+
+def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str],
+                devices: Sequence[int], skip_pmap: str = "", budget: Budget | None = None,
+                art: Artifacts = Artifacts()) -> list[Runner | Record]:
+    cpu_cnn = wl.suite == "cnn" and jax.devices()[0].platform == "cpu"
+    out: list[Runner | Record] = []
+    for precision in precisions:
+        if precision == "bf16" and wl.suite == "toy":
+            continue  # a 2-20-2 MLP has nothing for bf16 to speed up
+        # Set up on first use, inside prepare: a failure, or a spent budget, skips it like a runner.
+        setup = functools.cache(functools.partial(jax_setup, wl, precision))
+        cells = [(m, 1) for m in ("step-loop", "fused") if m in modes]
+        cells += [("pmap", n) for n in devices] if "pmap" in modes else []
+        for mode, n in cells:
+            why = _pmap_skip(wl, n, skip_pmap) if mode == "pmap" else ""
+            out.append(skipped(wl.suite, "jax", mode, why, precision=precision, devices=n,
+                               batch_size=wl.batch) if why else
+                       prepare(lambda m=mode, n=n: jax_runner(setup(), m, n, art), wl, "jax", mode,
+                               precision, n, budget))
+    for item in out:
+        if cpu_cnn and isinstance(item, Runner) and item.record.mode in ("fused", "pmap"):
+            item.record.note = CPU_SCAN_CONV_NOTE
+    return out

@@ -1,0 +1,205 @@
+"""One ``bench`` run: which suites, batches, precisions and runners; timing them; the outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+
+from train.bench.jax_runner import Artifacts, jax_runners, peak_memory
+from train.bench.numpy_runner import numpy_runner
+from train.bench.records import NUMPY_SUITES, PRECISIONS, RECIPE_BATCH, Record
+from train.bench.report import acceptance_checks, batch_summary, compute_ratios, markdown, plot
+from train.bench.timing import Budget, Runner, measure, prepare
+from train.bench.torch_runner import NOT_INSTALLED, import_torch, torch_runners
+from train.bench.whole_run import bench_whole_run
+from train.bench.workloads import Workload, make_workload
+from train.results import (UsageError, atomic_write_json, atomic_write_text, device_info,
+                           package_versions)
+
+
+def suite_batches(suite: str, spec: Sequence[tuple[str | None, int]]) -> list[int | None]:
+    """The batch sizes to run ``suite`` at: the ``--batch-sizes`` items for it or for every suite,
+    in order, without repeats; ``[None]`` (the suite's default batch) when none applies."""
+    return list(dict.fromkeys(b for s, b in spec if s in (None, suite))) or [None]
+
+
+def resolve_precisions(spec: Sequence[tuple[str | None, str]], gpu: bool,
+                       suite: str | None = None) -> list[str]:
+    """The ``--precision`` items for ``suite`` (None: for any suite), in the order fp32, tf32,
+    bf16; ``auto`` is fp32 on CPU, tf32 and bf16 on a GPU."""
+    want = {p for s, p in spec if suite is None or s in (None, suite)}
+    auto = ("tf32", "bf16") if gpu else ("fp32",)
+    return [p for p in PRECISIONS if p in want or ("auto" in want and p in auto)]
+
+
+def run_precisions(suite: str, batch: int, precisions: Sequence[str],
+                   sweep: Sequence[str] | None) -> list[str]:
+    """Every selected precision at the suite's recipe batch; at other batches those in ``sweep``
+    (``--sweep-precision``; None: all)."""
+    return [p for p in precisions if batch == RECIPE_BATCH[suite] or sweep is None or p in sweep]
+
+
+def compile_policy(choice: str, *, gpu: bool, quick: bool) -> Callable[[Workload, str], str]:
+    """``--torch-compile`` as ``(workload, precision) -> why its compiled runner is skipped``
+    ("" to compile it).
+
+    ``auto`` is ``recipe-bf16`` on a GPU (inductor compiles for tens of seconds per model,
+    precision and batch there, and bf16 is PyTorch's fastest configuration), ``off`` under
+    --quick on CPU, else ``on``.
+    """
+    if choice == "auto":
+        choice = "recipe-bf16" if gpu else ("off" if quick else "on")
+        if choice == "off":
+            return lambda wl, p: ("torch.compile skipped under --quick on CPU: inductor compiles "
+                                  "for tens of seconds per model here; run without --quick or with "
+                                  "--torch-compile on")
+    if choice == "off":
+        return lambda wl, p: "torch.compile off (--torch-compile off)"
+    if choice == "recipe-bf16":
+        return lambda wl, p: "" if (p, wl.batch) == ("bf16", RECIPE_BATCH[wl.suite]) else (
+            f"torch.compile only for bf16 at the recipe batch {RECIPE_BATCH[wl.suite]} "
+            f"(--torch-compile recipe-bf16, the GPU default): inductor compiles for tens of "
+            f"seconds per model, precision and batch; --torch-compile on compiles every "
+            f"configuration")
+    return lambda wl, p: ""
+
+
+def machine_info() -> dict:
+    info = device_info()
+    info.update({"cpu_count": os.cpu_count(),
+                 "processor": platform.processor() or platform.machine(),
+                 "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                 # JAX preallocates most of a GPU's memory unless told not to: what PyTorch had.
+                 **{k.lower(): os.environ.get(k) for k in ("XLA_PYTHON_CLIENT_PREALLOCATE",
+                                                           "XLA_PYTHON_CLIENT_MEM_FRACTION")}})
+    info["memory_stats_available"] = peak_memory(jax.local_devices()[0]) is not None
+    return info
+
+
+def _loadavg() -> list[float] | None:
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+@dataclass
+class _Plan:
+    """What the flags resolve to on this machine."""
+
+    gpu: bool
+    devices: list[int]
+    precisions: list[str]
+    spec: list                       # --batch-sizes (or --batch-size) as [(suite or None, batch)]
+    torch_ok: bool
+    compile_skip: Callable[[Workload, str], str]
+    budget: Budget
+    art: Artifacts
+
+
+def _plan(args, t_start: float) -> _Plan:
+    gpu = jax.devices()[0].platform == "gpu"
+    # Import PyTorch only when it is benchmarked (it is slow to import, and OMP_WAIT_POLICY must
+    # be set before).
+    torch_ok = (import_torch() is not None) if "torch" in args.frameworks else \
+        importlib.util.find_spec("torch") is not None
+    spec = args.batch_sizes or ([(None, args.batch_size)] if args.batch_size else [])
+    art = Artifacts(args.dump_hlo and Path(args.dump_hlo), args.profile and Path(args.profile),
+                    args.profile_only)
+    return _Plan(gpu, args.devices or sorted({1, jax.local_device_count()}),
+                 resolve_precisions(args.precision, gpu), spec, torch_ok,
+                 compile_policy(args.torch_compile, gpu=gpu, quick=args.quick),
+                 Budget(args.time_budget, t_start), art)
+
+
+def _items(wl: Workload, args, plan: _Plan, precisions: list[str]) -> list[Runner | Record]:
+    """Every selected framework's prepared runners (or skipped records) for one workload."""
+    items: list[Runner | Record] = []
+    if "numpy" in args.frameworks and "step" in args.modes and wl.suite in NUMPY_SUITES:
+        items.append(prepare(lambda: numpy_runner(wl), wl, "numpy", "step", "fp32",
+                             budget=plan.budget))
+    if "jax" in args.frameworks:
+        # The CPU CNN compiles slowly; under --quick its pmap path is left out.
+        skip_pmap = ("pmap left out for the CPU CNN under --quick (its compilation is slow)"
+                     if args.quick and wl.suite == "cnn" and not plan.gpu and args.devices is None
+                     else "")
+        items += jax_runners(wl, precisions=precisions, modes=args.modes, devices=plan.devices,
+                             skip_pmap=skip_pmap, budget=plan.budget, art=plan.art)
+    if "torch" in args.frameworks:
+        items += torch_runners(wl, precisions=precisions, modes=args.modes, budget=plan.budget,
+                               compile_skip=plan.compile_skip, compile_mode=args.torch_compile_mode)
+    return items
+
+
+def _measure_all(args, plan: _Plan, log) -> list[Record]:
+    records: list[Record] = []
+    for suite in args.suite:
+        for batch in suite_batches(suite, plan.spec):
+            t = time.perf_counter()
+            wl = make_workload(suite, gpu=plan.gpu, quick=args.quick, seed=args.seed, batch=batch,
+                               steps=args.steps, windows=args.windows, warmup=args.warmup)
+            precs = run_precisions(suite, wl.batch,
+                                   resolve_precisions(args.precision, plan.gpu, suite),
+                                   args.sweep_precision)
+            records += measure(_items(wl, args, plan, precs), wl.windows, wl.warmup, log=log)
+            log(f"bench: {suite} at batch {wl.batch} took {time.perf_counter() - t:.1f} s")
+        if suite == "toy" and "whole-run" in args.modes:
+            records += bench_whole_run([f for f in args.frameworks if f in ("numpy", "jax")],
+                                       steps=args.whole_run_steps, log=log)
+    return records
+
+
+def _settings(args, plan: _Plan) -> dict:
+    return {"suites": args.suite, "frameworks": args.frameworks, "modes": args.modes,
+            "devices": plan.devices,
+            "precisions": {s: resolve_precisions(args.precision, plan.gpu, s) for s in args.suite},
+            "quick": args.quick, "seed": args.seed,
+            "batch_sizes": plan.spec, "sweep_precision": args.sweep_precision,
+            "torch_compile": args.torch_compile, "torch_compile_mode": args.torch_compile_mode,
+            "time_budget_s": args.time_budget, "profile": args.profile,
+            "profile_only": args.profile_only, "dump_hlo": args.dump_hlo,
+            "torch_available": plan.torch_ok}
+
+
+def run(args) -> int:
+    """Run the benchmark ``args`` asks for; write ``<out>/bench/bench.json``, ``bench.md`` and
+    ``bench.png``, and print the table."""
+    out_dir = Path(args.out) / "bench"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot write results to {out_dir}: {e.strerror or e}") from None
+    # Compile times are measured cold: a persistent compilation cache would turn them into disk
+    # loads. The toy whole-run measures the cold and the warm cache explicitly.
+    jax.config.update("jax_enable_compilation_cache", False)
+    t_start, load_start = time.perf_counter(), _loadavg()
+    plan = _plan(args, t_start)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    log(f"bench: suites {','.join(args.suite)}; frameworks {','.join(args.frameworks)}; precision "
+        f"{','.join(plan.precisions)}; pmap devices {plan.devices} of {jax.local_device_count()} "
+        f"local ({jax.devices()[0].platform})")
+    if "torch" in args.frameworks and not plan.torch_ok:
+        log(f"bench: {NOT_INSTALLED}; its records are skipped")
+    records = _measure_all(args, plan, log)
+    ratios, checks = compute_ratios(records, plan.gpu), acceptance_checks(records, plan.gpu)
+    batches = batch_summary(records)
+    # Other jobs on a shared machine: read the numbers with the load averages in mind.
+    machine = {**machine_info(), "loadavg_start": load_start, "loadavg_end": _loadavg()}
+    doc = {"machine": machine, "versions": package_versions(), "settings": _settings(args, plan),
+           "records": [dataclasses.asdict(r) for r in records], "ratios": ratios,
+           "batches": batches, "checks": checks,
+           "wall_time_s": round(time.perf_counter() - t_start, 2)}
+    atomic_write_json(out_dir / "bench.json", doc)
+    table = markdown(records, ratios, checks, machine, batches)
+    atomic_write_text(out_dir / "bench.md", table)
+    plot(records, out_dir / "bench.png", plan.gpu)
+    print()
+    print(table, end="")
+    print(f"\nwrote {out_dir / 'bench.json'}, bench.md, bench.png in {doc['wall_time_s']:.1f} s")
+    return 0
