@@ -70,4 +70,7 @@ def test_schedule_conclusions():
     assert F.schedule(step, _sweep({10: [1.0], 20: [0.8], 30: [0.12]})[0])[1].startswith("**Both.**")
     assert F.schedule(step, _sweep({10: [1.0], 20: [0.52], 30: [0.1]})[0])[1].startswith(
         "**The vanishing gradient, not the schedule.** A constant rate changes T >= 20 by at most 2.0 points")
+    worse = F.schedule(step, _sweep({10: [1.0], 20: [0.2], 30: [0.08]})[0])[1]
+    assert worse.startswith("**The vanishing gradient, not the schedule.** A constant rate does worse at T >= 20 "
+                            "(-30.0 points at T=20)")
     assert F.schedule(step, _sweep({10: [1.0]})[0])[1].startswith("No length >= 20")
