@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from numpy_mlp.layers import CrossEntropy, Linear, Module, ReLU, SoftMax
+from numpy_mlp.optim import SGD
 
 
 def parse_hidden(hidden: str | Sequence[int]) -> tuple[int, ...]:
@@ -87,10 +88,12 @@ class MLP:
 
     def sgd_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, float]:
         """One mini-batch SGD update; returns the batch's (loss, accuracy) before the update."""
+        return self.step(x, y, SGD(lr))
+
+    def step(self, x: np.ndarray, y: np.ndarray, optimizer) -> tuple[float, float]:
+        """One mini-batch update by ``optimizer`` (``numpy_mlp.optim``); the batch's (loss, accuracy) before it."""
         loss, p = self.loss_and_grads(x, y)
-        for m in self.linears:
-            for k in m.params:
-                m.params[k] -= self.dtype.type(lr) * m.grads[k]
+        optimizer.step([m.params for m in self.linears], [m.grads for m in self.linears])
         return loss, float((p.argmax(axis=1) == y).mean())
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import jax
 import numpy as np
 
+from numpy_mlp.optim import SGD
 from train.trainer import Trainer, create_state, eval_plan, param_count
 
 
@@ -65,25 +66,39 @@ class JaxBackend:
 
 
 class NumpyBackend:
-    """The hand-written NumPy MLP trained with plain mini-batch SGD."""
+    """The hand-written NumPy MLP, trained with plain mini-batch SGD (``lr``) or a ``numpy_mlp.optim`` optimizer.
+
+    ``preprocess`` maps a batch of raw inputs to the model's inputs (e.g. uint8 images to normalised
+    floats); it runs per batch, so a large split is never held as floats all at once.
+    """
 
     framework = "numpy"
     compile_time_s = 0.0
     devices = 1
 
-    def __init__(self, model, arrays: Mapping[str, np.ndarray], *, lr: float,
-                 eval_splits: Sequence[str] = ("train", "test")) -> None:
+    def __init__(self, model, arrays: Mapping[str, np.ndarray], *, lr: float | None = None, optimizer=None,
+                 preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+                 eval_splits: Sequence[str] = ("train", "test"), eval_batch: int = 4096) -> None:
+        if (lr is None) == (optimizer is None):
+            raise ValueError("NumpyBackend takes either lr (plain SGD) or an optimizer")
         self.model = model
-        self.lr = lr
-        self.arrays = {k: (v.astype(model.dtype) if k.endswith("_x") else v) for k, v in arrays.items()}
+        self.optimizer = optimizer if optimizer is not None else SGD(lr)
+        self.preprocess = preprocess or (lambda x: x)
+        cast = preprocess is None  # raw float inputs: cast once to the model's dtype
+        self.arrays = {k: (v.astype(model.dtype) if cast and k.endswith("_x") else v) for k, v in arrays.items()}
         self.eval_splits = tuple(eval_splits)
+        self.eval_batch = eval_batch
         self.param_count = model.param_count
+        self.last_predictions: dict[str, np.ndarray] = {}
+
+    def _x(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.preprocess(x), self.model.dtype)
 
     def train(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         x_all, y_all = self.arrays["train_x"], self.arrays["train_y"]
         losses, accs = [], []
         for i in idx:
-            loss, acc = self.model.sgd_step(x_all[i], y_all[i], self.lr)
+            loss, acc = self.model.step(self._x(x_all[i]), y_all[i], self.optimizer)
             losses.append(loss)
             accs.append(acc)
         return {"loss": np.asarray(losses), "accuracy": np.asarray(accs)}
@@ -91,12 +106,19 @@ class NumpyBackend:
     def evaluate(self) -> dict[str, dict]:
         ev = {}
         for s in self.eval_splits:
-            loss, acc = self.model.evaluate(self.arrays[f"{s}_x"], self.arrays[f"{s}_y"])
-            ev[s] = {"loss": loss, "accuracy": acc, "count": len(self.arrays[f"{s}_y"])}
+            x, y = self.arrays[f"{s}_x"], self.arrays[f"{s}_y"]
+            loss_sum, preds = 0.0, []
+            for a in range(0, len(y), self.eval_batch):
+                loss, p = self.model.loss(self._x(x[a:a + self.eval_batch]), y[a:a + self.eval_batch])
+                loss_sum += loss * len(p)
+                preds.append(p.argmax(axis=1))
+            self.last_predictions[s] = np.concatenate(preds).astype(np.int32)
+            ev[s] = {"loss": loss_sum / len(y), "accuracy": float((self.last_predictions[s] == y).mean()),
+                     "count": len(y)}
         return ev
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return self.model.softmax.forward(self.model.logits(x))
+        return self.model.softmax.forward(self.model.logits(self._x(x)))
 
 
 def batch_stream(n: int, batch: int, steps: int, seed: int) -> np.ndarray:

@@ -1,0 +1,193 @@
+"""PyTorch, the original's framework, behind the backends' interface (see ``train.backends``).
+
+A :class:`TorchBackend` trains an ``nn.Module`` the way a PyTorch user writes it (``zero_grad``,
+forward, ``CrossEntropyLoss``, ``backward``, ``clip_grad_norm_``, ``optimizer.step()``,
+``scheduler.step()`` once per epoch) on batches gathered on the device from the same index arrays
+the other frameworks get. Its weights come from the JAX model built with the same seed
+(``train.torch_weights``), and the optimizers below are the JAX experiments' own in PyTorch's
+spelling, so a run is the JAX run's twin. On CUDA it runs channels_last (the CNN) and under bf16
+autocast for ``bf16``; ``tf32`` turns on TF32 matmuls and convolutions, ``fp32`` keeps them off.
+
+PyTorch is optional (``pip install '.[torch]'``): :func:`require_torch` is the one place that
+imports it for the experiments, and gives a one-line error when it is missing. Checkpoints are
+not written for torch runs (``host_state`` is absent, so the loop skips them); the experiments
+refuse ``--resume`` for torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from train.results import UsageError
+
+TORCH_MISSING = "--framework torch needs PyTorch: pip install '.[torch]' (or see the README's Cross-framework studies)"
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_torch():
+    """The torch module, or a one-line UsageError naming the extra that installs it."""
+    try:
+        import torch
+    except ImportError:
+        raise UsageError(TORCH_MISSING) from None
+    return torch
+
+
+def refuse_resume(framework: str, resume: bool) -> None:
+    if resume and framework != "jax" and framework != "numpy":
+        raise UsageError(f"--resume: {framework} runs write no checkpoints; run again without --resume")
+
+
+# The optimizers of the experiments, as PyTorch spells them (make_optimizer(params) -> (optimizer, scheduler)).
+def sgd(lr: float):
+    import torch
+    return lambda params: (torch.optim.SGD(params, lr=lr), None)
+
+
+def adamw(lr: float, weight_decay: float):
+    """optax.adamw(lr, 0.9, 0.999, eps 1e-8, weight_decay): the same update, eps outside the sqrt."""
+    import torch
+    return lambda params: (torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8,
+                                             weight_decay=weight_decay), None)
+
+
+def rmsprop_steplr(lr: float, step_epochs: int, gamma: float):
+    """RMSprop (alpha 0.99, eps 1e-8 outside the sqrt) with StepLR stepped once per epoch.
+
+    The JAX schedule decays by step, ``lr * gamma ** (step // (step_epochs * steps_per_epoch))``:
+    the same rate at every step as StepLR(step_epochs) stepped at each epoch's end.
+    """
+    import torch
+
+    def make(params):
+        opt = torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-8)
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=step_epochs, gamma=gamma)
+    return make
+
+
+def pick_device(requested: str | None = None):
+    torch = require_torch()
+    return torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+class TorchBackend:
+    """An nn.Module, its optimizer and the experiment's splits on one torch device.
+
+    ``preprocess`` maps a gathered batch (a tensor of the raw inputs) to the model's input;
+    ``nchw`` stores images (NHWC arrays) as NCHW tensors, channels_last in memory on CUDA.
+    ``dtype`` overrides the parameters' dtype (the tests use float64).
+    """
+
+    framework = "torch"
+    compile_time_s = 0.0
+    devices = 1
+
+    def __init__(self, model, make_optimizer: Callable, preprocess: Callable, arrays: Mapping[str, np.ndarray], *,
+                 seed: int, steps_per_epoch: int | None = None, clip_norm: float | None = None,
+                 precision: str = "fp32", dtype=None, nchw: bool = False, eval_batch: int = 1024,
+                 eval_splits: Sequence[str] = ("train", "test"), device=None) -> None:
+        torch = self.torch = require_torch()
+        from train import torch_models
+        self.device = pick_device(device) if not hasattr(device, "type") else device
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch_models.set_tf32(precision == "tf32")
+        self.autocast = torch.bfloat16 if precision == "bf16" else None
+        self.dtype = dtype or torch.float32
+        self.channels_last = nchw and cuda
+        fmt = torch.channels_last if self.channels_last else torch.preserve_format
+        self.model = model.to(self.device, dtype=self.dtype, memory_format=fmt)
+        self.opt, self.scheduler = make_optimizer([p for p in self.model.parameters() if p.requires_grad])
+        self.preprocess, self.clip_norm, self.steps_per_epoch = preprocess, clip_norm, steps_per_epoch
+        self.data = {k: self._to_device(k, v, nchw) for k, v in arrays.items()}
+        self.eval_splits, self.eval_batch = tuple(eval_splits), eval_batch
+        self.param_count = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        self.steps = 0
+        self.generator = torch.manual_seed(seed)  # dropout masks: torch's own stream, not JAX's
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.last_predictions: dict[str, np.ndarray] = {}
+
+    def _to_device(self, key: str, a: np.ndarray, nchw: bool):
+        t = self.torch.as_tensor(np.ascontiguousarray(a)).to(self.device)
+        if key.endswith("_y"):
+            return t.long()
+        if nchw:  # the permuted view of NHWC images is channels_last in memory
+            t = t.permute(0, 3, 1, 2)
+            t = t if self.channels_last else t.contiguous()
+        return t
+
+    def _inputs(self, x):
+        x = self.preprocess(x)
+        return x.to(self.dtype) if x.is_floating_point() else x
+
+    def _logits(self, x):
+        with self.torch.autocast(self.device.type, dtype=self.autocast or self.torch.float32,
+                                 enabled=self.autocast is not None):
+            logits = self.model(self._inputs(x))
+        return logits.float() if self.autocast is not None else logits
+
+    def train(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self.torch
+        self.model.train()
+        x_all, y_all = self.data["train_x"], self.data["train_y"]
+        losses, accs = [], []
+        for i in torch.as_tensor(np.asarray(idx)).long().to(self.device):
+            xb, yb = x_all[i], y_all[i]
+            self.opt.zero_grad(set_to_none=True)
+            logits = self._logits(xb)
+            loss = self.loss_fn(logits, yb)
+            loss.backward()
+            if self.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+            self.opt.step()
+            self.steps += 1
+            if self.scheduler is not None and self.steps % self.steps_per_epoch == 0:
+                self.scheduler.step()
+            losses.append(loss.detach())
+            accs.append((logits.detach().argmax(-1) == yb).double().mean())
+        # One transfer per period, not a device sync per step.
+        return {"loss": torch.stack(losses).double().cpu().numpy(), "accuracy": torch.stack(accs).cpu().numpy()}
+
+    def evaluate(self) -> dict[str, dict]:
+        torch = self.torch
+        self.model.eval()
+        ev = {}
+        with torch.no_grad():
+            for s in self.eval_splits:
+                x, y = self.data[f"{s}_x"], self.data[f"{s}_y"]
+                loss_sum, preds = 0.0, []
+                for a in range(0, len(y), self.eval_batch):
+                    logits = self._logits(x[a:a + self.eval_batch])
+                    loss_sum += float(torch.nn.functional.cross_entropy(logits, y[a:a + self.eval_batch],
+                                                                        reduction="sum"))
+                    preds.append(logits.argmax(-1))
+                pred = torch.cat(preds)
+                self.last_predictions[s] = pred.cpu().numpy().astype(np.int32)
+                ev[s] = {"loss": loss_sum / len(y), "accuracy": float((pred == y).double().mean()), "count": len(y)}
+        return ev
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        self.model.eval()
+        with torch.no_grad():
+            logits = self._logits(torch.as_tensor(np.asarray(x)).to(self.device))
+            return torch.softmax(logits.float(), -1).cpu().numpy()
+
+    def grad_norms(self, x: np.ndarray, y: np.ndarray) -> list[float]:
+        """An RNN's mean_b ||dL/dh_t||, t = 1..T (as ``jax_models.rnn.grad_norms_wrt_hidden``)."""
+        torch = self.torch
+        self.model.eval()
+        xt = self._inputs(torch.as_tensor(np.asarray(x)).to(self.device))
+        hs = self.model.hidden_states(xt)
+        loss = self.loss_fn(self.model.out(hs[-1]), torch.as_tensor(np.asarray(y)).long().to(self.device))
+        grads = torch.autograd.grad(loss, hs)
+        return [float(g.norm(dim=-1).mean()) for g in grads]
