@@ -106,10 +106,19 @@ def clip_grad_norm(max_norm: float):
 def make_optimizer(cfg: RNNConfig, steps_per_epoch: int):
     """PyTorch's RMSprop (alpha 0.99, eps 1e-8 outside the sqrt) with StepLR, after PyTorch's global-norm clipping."""
 
-    schedule = optax.exponential_decay(cfg.lr, transition_steps=cfg.lr_step * steps_per_epoch,
-                                       decay_rate=cfg.lr_gamma, staircase=True)
     return optax.chain(clip_grad_norm(cfg.clip_norm),
-                       optax.rmsprop(schedule, decay=0.99, eps=1e-8, eps_in_sqrt=False))
+                       optax.rmsprop(step_lr(cfg.lr, cfg.lr_gamma, cfg.lr_step * steps_per_epoch), decay=0.99,
+                                     eps=1e-8, eps_in_sqrt=False))
+
+
+def step_lr(lr: float, gamma: float, every: int):
+    """PyTorch's StepLR by optimizer step: ``lr * gamma ** (step // every)``.
+
+    ``optax.exponential_decay(staircase=True)`` computes the same rate but always in float32, even
+    in a float64 run; this one keeps the parameters' precision, so a float64 run matches PyTorch's
+    StepLR (a Python float) to rounding.
+    """
+    return lambda count: lr * gamma ** (count // every)
 
 
 # Evaluation keeps every hidden state of a chunk, [chunk, T, hidden]: bound it, so memory does not grow with T.
