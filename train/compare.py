@@ -118,10 +118,17 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-def cmd_compare(args) -> int:
-    out = Path(args.out)
-    doc = compare(expand(args.runs), out)
+def compare_runs(run_dirs: list[Path], out: Path) -> dict:
+    """:func:`compare`, then one line with the largest |loss difference| (what ``--framework all`` ends with)."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    doc = compare(run_dirs, Path(out))
     worst = max((p["max_abs_loss_diff"] for p in doc["pairs"] if p["max_abs_loss_diff"] is not None), default=None)
+    doc["max_abs_loss_diff"] = worst
     print(f"compare: {len(doc['runs'])} runs, {len(doc['pairs'])} pairs, max |loss diff| "
-          f"{_fmt(worst, '.3e')}; {out / 'compare.md'}")
+          f"{_fmt(worst, '.3e')}; {Path(out) / 'compare.md'}")
+    return doc
+
+
+def cmd_compare(args) -> int:
+    compare_runs(expand(args.runs), Path(args.out))
     return 0

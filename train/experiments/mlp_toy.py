@@ -1,8 +1,10 @@
-"""Part 1, Tasks 1-2: the 2-20-2 MLP on moons, circles and blobs, in NumPy and in JAX.
+"""Part 1, Tasks 1-2: the 2-20-2 MLP on moons, circles and blobs, in NumPy, JAX and PyTorch.
 
-With ``framework="both"`` the two implementations start from the same initial
-weights (PyTorch-style uniform init, drawn once in NumPy) and see the same
-batches in the same order, so their curves coincide up to float rounding.
+Every framework starts from the same initial weights (PyTorch-style uniform init, drawn once in
+NumPy and converted) and sees the same batches in the same order, so their curves coincide up to
+float rounding. ``framework="both"`` (the default, the original's NumPy-vs-framework study) runs
+NumPy and JAX; ``all`` adds PyTorch where it is installed, and compares every pair
+(``train.compare``).
 """
 
 from __future__ import annotations
@@ -19,24 +21,28 @@ from flax import nnx
 from data.toy import DATASETS, make_toy_data
 from jax_models.mlp import MLP as JaxMLP, set_mlp_weights
 from numpy_mlp import MLP as NumpyMLP
+from numpy_mlp.model import parse_hidden
 from train import plots
 from train.backends import JaxBackend, NumpyBackend, batch_stream
+from train.compare import compare_runs
 from train.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devices_setting, require_common,
                                       require_positive, seed_setting, setting, under_precision)
 from train.loop import check_resumable
 from train.results import UsageError, atomic_write_json, is_writer
+from train.torch_backend import refuse_resume, require_torch, torch_available
 from train.trainer import select_devices
 
 EXPERIMENT = "mlp-toy"
-FRAMEWORKS = ("numpy", "jax", "both")
+FRAMEWORKS = ("numpy", "jax", "torch", "both", "all")
+CHOSEN = {"both": ("numpy", "jax"), "all": ("numpy", "jax", "torch")}
 
 
 @dataclass
 class ToyConfig:
     dataset: str = setting("moons", "toy data set: moons, circles, blobs, or all")
-    framework: str = setting("both", "implementation: numpy, jax, or both (same init, same batches, curves "
-                                     "overlaid)")
+    framework: str = setting("both", "implementation: numpy, jax, torch, both (numpy and jax) or all (every "
+                                     "one installed); same init, same batches, curves overlaid")
     samples: int = setting(1000, "number of samples drawn from scikit-learn")
     noise: float | None = setting(None, "moons/circles noise or blobs cluster std (default: 0.2 moons, "
                                         "0.1 circles, 1.0 blobs)")
@@ -83,9 +89,10 @@ def build_backends(cfg: ToyConfig, data) -> dict:
     arrays = {k: v.astype(dtype) if k.endswith("_x") else v for k, v in arrays.items()}
     np_model = NumpyMLP(2, cfg.hidden, 2, seed=cfg.seed, dtype=dtype)
     out = {}
-    if cfg.framework in ("numpy", "both"):
+    chosen = frameworks(cfg)
+    if "numpy" in chosen:
         out["numpy"] = NumpyBackend(np_model, arrays, lr=cfg.lr)
-    if cfg.framework in ("jax", "both"):
+    if "jax" in chosen or "torch" in chosen:
         # Built abstractly: the weights come from the NumPy model, and eager random initialisers
         # would compile one XLA program per parameter shape (~1 s of a ~3 s cold toy run).
         model = nnx.eval_shape(lambda: JaxMLP(2, cfg.hidden, 2, dtype=dtype, param_dtype=dtype,
@@ -94,9 +101,35 @@ def build_backends(cfg: ToyConfig, data) -> dict:
         devices = select_devices(cfg.devices, cfg.batch_size)
         # The 2-20-2 run is dominated by compiling its one period program: LLVM at -O0 halves that
         # (0.8 -> 0.5 s here) for a slightly slower step (~+15 ms over 1,500 steps).
-        out["jax"] = JaxBackend(model, optax.sgd(cfg.lr), lambda x: x, arrays, seed=cfg.seed, devices=devices,
-                                compiler_options={"xla_backend_optimization_level": 0})
-    return out
+        if "torch" in chosen:  # from the JAX model, before training moves its weights
+            out["torch"] = torch_backend(cfg, model, arrays)
+        if "jax" in chosen:
+            out["jax"] = JaxBackend(model, optax.sgd(cfg.lr), lambda x: x, arrays, seed=cfg.seed, devices=devices,
+                                    compiler_options={"xla_backend_optimization_level": 0})
+    return {fw: out[fw] for fw in ("numpy", "jax", "torch") if fw in out}
+
+
+def frameworks(cfg: ToyConfig) -> tuple[str, ...]:
+    """The frameworks ``cfg.framework`` names; ``all`` leaves out PyTorch where it is not installed."""
+    chosen = CHOSEN.get(cfg.framework, (cfg.framework,))
+    if cfg.framework == "torch":
+        require_torch()
+    return tuple(fw for fw in chosen if fw != "torch" or torch_available())
+
+
+def torch_backend(cfg: ToyConfig, jax_model, arrays):
+    """The PyTorch MLP with the JAX model's (the NumPy model's) weights, plain SGD, on the CPU."""
+    import torch  # optional: only a torch run imports it
+
+    from train import torch_models, torch_weights
+    from train.torch_backend import TorchBackend, sgd
+
+    model = torch_models.MLP(2, parse_hidden(cfg.hidden), 2)
+    dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    torch_weights.load_from_jax(model.to(dtype), jax_model)
+    # A 2-20-2 step is a few microseconds of arithmetic: a GPU's launches would only slow it down.
+    return TorchBackend(model, sgd(cfg.lr), lambda x: x, arrays, seed=cfg.seed, dtype=dtype, device="cpu",
+                        threads=1)
 
 
 @under_precision
@@ -113,14 +146,16 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
     data = make_toy_data(cfg.dataset, n_samples=cfg.samples, noise=cfg.noise,
                          test_fraction=cfg.test_fraction, seed=cfg.seed)
     periods = schedule(cfg, len(data.train_y))
+    refuse_resume("torch" if cfg.framework == "torch" else "jax", resume)
     backends = build_backends(cfg, data)
     workdir = Path(workdir)
     if resume and "jax" in backends:  # before anything is written, the NumPy run's folder included
         check_resumable(workdir / f"{cfg.dataset}-jax-s{cfg.seed}", dataclasses.asdict(cfg))
-    summaries, all_rows = {}, {}
+    summaries, all_rows, run_dirs = {}, {}, []
     for fw, backend in backends.items():
         def figures(run_dir, log, summary, fw=fw, backend=backend):
             all_rows[fw] = log.rows
+            run_dirs.append(run_dir)
             plots.plot_curves({fw: log.rows}, run_dir / "curves.png", title=f"{cfg.dataset}: {fw} MLP")
             plots.plot_decision_boundary(
                 backend.predict_proba, data, run_dir / "decision_boundary.png",
@@ -131,8 +166,11 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
                               checkpoint_every=checkpoint_every, progress=progress, epochs=False,
                               desc=f"{cfg.dataset} {fw}")[0]
     plots.plot_toy_datasets([data], workdir / f"{cfg.dataset}-data-s{cfg.seed}.png")
-    if len(backends) == 2:
-        summaries["comparison"] = compare(all_rows, workdir / f"{cfg.dataset}-compare-s{cfg.seed}", cfg)
+    out_dir = workdir / f"{cfg.dataset}-compare-s{cfg.seed}"
+    if {"numpy", "jax"} <= set(backends):
+        summaries["comparison"] = compare(all_rows, out_dir, cfg)
+    if len(backends) > 1 and cfg.framework == "all":
+        summaries["compare"] = compare_runs(run_dirs, out_dir)
     return summaries
 
 
