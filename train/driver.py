@@ -6,7 +6,6 @@ every experiment and framework, and for seeds trained side by side (one backend,
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 from train.loop import check_resumable, train_loop
 from train.results import (device_info, finish_run, make_summary, one_line, package_versions, prepare_run_dir,
-                           start_attempt)
+                           run_config, start_attempt)
 
 
 @dataclass
@@ -36,7 +35,7 @@ class Run:
 
     @property
     def config(self) -> dict:
-        return dataclasses.asdict(self.cfg)
+        return run_config(self.cfg)
 
 
 def open_runs(runs: Sequence[Run], *, resume: bool) -> list[Path]:

@@ -29,7 +29,7 @@ from train.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devices_setting, require_common,
                                       require_positive, seed_setting, setting, under_precision)
 from train.loop import check_resumable
-from train.results import UsageError, atomic_write_json, is_writer
+from train.results import UsageError, atomic_write_json, is_writer, run_config
 from train.torch_backend import refuse_resume, require_torch, torch_available
 from train.trainer import select_devices
 
@@ -150,7 +150,7 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
     backends = build_backends(cfg, data)
     workdir = Path(workdir)
     if resume and "jax" in backends:  # before anything is written, the NumPy run's folder included
-        check_resumable(workdir / f"{cfg.dataset}-jax-s{cfg.seed}", dataclasses.asdict(cfg))
+        check_resumable(workdir / f"{cfg.dataset}-jax-s{cfg.seed}", run_config(cfg))
     summaries, all_rows, run_dirs = {}, {}, []
     for fw, backend in backends.items():
         def figures(run_dir, log, summary, fw=fw, backend=backend):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,22 +22,27 @@ from data.palindrome import make_palindrome_data
 from jax_models.rnn import RNNClassifier, grad_norms_wrt_hidden
 from train import plots
 from train.backends import JaxBackend, LazyPeriods, epoch_batches
+from train.compare import compare_runs
 from train.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, Experiment, WithPrecision, compute_dtype, devices_setting,
                                       epochs_setting, eval_splits, eval_train_setting, precision_setting,
                                       require_common, require_positive, seed_setting, setting, under_precision)
 from train.multiseed import MultiSeedJaxBackend, vmap_supported
 from train.results import UsageError, atomic_write_json
+from train.torch_backend import TORCH_MISSING, TorchBackend, refuse_resume, require_torch, rmsprop_steplr, torch_available
 from train.trainer import select_devices
 
 EXPERIMENT = "rnn-palindrome"
 CELLS = ("vanilla", "lstm")
+FRAMEWORKS = ("jax", "torch", "all")
 
 
 @dataclass
 class RNNConfig(WithPrecision):
     input_length: int = setting(19, "T: number of input digits (the palindrome has T+1 digits; the label is the last)")
     cell: str = setting("vanilla", "recurrent cell: vanilla (the original's tanh RNN) or lstm")
+    framework: str = setting("jax", "jax, torch, or all (every one installed: the same initial weights and batches, "
+                                    "then compared)")
     hidden: int = setting(128, "hidden state size")
     data_size: int = setting(100_000, "distinct palindromes drawn (capped at the 10^ceil((T+1)/2) that exist)")
     portion_train: float = setting(0.8, "fraction of the data used for training")
@@ -56,7 +62,8 @@ class RNNConfig(WithPrecision):
 
     @property
     def run_name(self) -> str:
-        return f"T{self.input_length}-{self.cell}-{self.precision_resolved()}{self.schedule_tag}-s{self.seed}"
+        fw = "" if self.framework in ("jax", "all") else f"-{self.framework}"
+        return f"T{self.input_length}-{self.cell}-{self.precision_resolved()}{self.schedule_tag}{fw}-s{self.seed}"
 
     @property
     def schedule_tag(self) -> str:
@@ -69,6 +76,8 @@ class RNNConfig(WithPrecision):
         return f"rnn-sweep{self.schedule_tag}"
 
     def validate(self) -> None:
+        if self.framework not in FRAMEWORKS:
+            raise UsageError(f"--framework must be one of {', '.join(FRAMEWORKS)}, got {self.framework!r}")
         if self.cell not in CELLS:
             raise UsageError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         require_positive(self, "input_length", "hidden", "epochs", "batch_size", "lr_step", "eval_batch")
@@ -179,8 +188,8 @@ def _load(cfg: RNNConfig) -> _Data:
     return _Data(cfg, {"train_x": ds.train_x, "train_y": ds.train_y, "test_x": ds.test_x, "test_y": ds.test_y})
 
 
-def _runs(data: list[_Data], workdir: Path, states) -> tuple[list, dict]:
-    """The driver's runs for these seeds; ``states()`` gives the trained host states (one per seed) at the end.
+def _runs(data: list[_Data], workdir: Path, grad_norms, framework: str = "jax") -> tuple[list, dict]:
+    """The driver's runs for these seeds; ``grad_norms(k, x, y)``: seed k's dL/dh_t on (x, y) once trained.
 
     Returns (runs, grads): ``grads[seed]`` is filled with dL/dh_t at initialisation by ``measure_init``.
     """
@@ -190,8 +199,7 @@ def _runs(data: list[_Data], workdir: Path, states) -> tuple[list, dict]:
     def after(d: _Data, k: int):
         def write(run_dir: Path, log, summary: dict) -> None:
             cfg = d.cfg
-            graphdef, state = states(k)
-            trained = _grad_norms(graphdef, state, *d.probe())
+            trained = grad_norms(k, *d.probe())
             init = grads[cfg.seed]
             atomic_write_json(run_dir / "grad_norms.json", {"t": list(range(1, cfg.input_length + 1)),
                                                             "init": init, "trained": trained})
@@ -203,7 +211,7 @@ def _runs(data: list[_Data], workdir: Path, states) -> tuple[list, dict]:
                               title=f"palindrome T={cfg.input_length} ({cfg.cell})", xlabel="epoch")
         return write
 
-    runs = [Run(EXPERIMENT, d.cfg, workdir, d.cfg.run_name,
+    runs = [Run(EXPERIMENT, d.cfg, workdir, d.cfg.run_name, framework=framework,
                 record={"n_train": d.n_train, "n_test": len(d.arrays["test_y"])},
                 summary={"input_length": d.cfg.input_length, "cell": d.cfg.cell, "seed": d.cfg.seed,
                          "precision": d.cfg.precision_resolved(), "epochs": d.cfg.epochs,
@@ -227,7 +235,7 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
                               seed=cfg.seed, devices=devices, eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg)))
         return box[0]
 
-    runs, grads = _runs([d], Path(workdir), lambda k: (box[0].graphdef, box[0].host_state()))
+    runs, grads = _runs([d], Path(workdir), lambda k, x, y: _grad_norms(box[0].graphdef, box[0].host_state(), x, y))
 
     def measure_init(backend):
         grads[cfg.seed] = _grad_norms(backend.graphdef, backend.host_state(), *d.probe())
@@ -267,12 +275,12 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
                                        device=devices[0], eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg)))
         return box[0]
 
-    def states(k):
+    def grad_norms(k, x, y):
         if not final:
             final.extend(box[0].host_state())
-        return box[0].graphdef, final[k]
+        return _grad_norms(box[0].graphdef, final[k], x, y)
 
-    runs, grads = _runs(data, Path(workdir), states)
+    runs, grads = _runs(data, Path(workdir), grad_norms)
 
     def measure_init(backend):
         for d, st in zip(data, backend.host_state()):
@@ -285,7 +293,41 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
 
 
 def main(cfg: RNNConfig, out: Path, **loop_kw) -> dict:
-    return train_and_evaluate(cfg, Path(out) / EXPERIMENT, **loop_kw)
+    workdir = Path(out) / EXPERIMENT
+    if cfg.framework != "all":
+        return (train_torch if cfg.framework == "torch" else train_and_evaluate)(cfg, workdir, **loop_kw)
+    chosen = ["jax"] + (["torch"] if torch_available() else [])
+    if len(chosen) == 1:
+        print(f"note: --framework all: {TORCH_MISSING}; running JAX only", file=sys.stderr)
+    out = {fw: main(dataclasses.replace(cfg, framework=fw), Path(out), **loop_kw) for fw in chosen}
+    if len(chosen) > 1:
+        runs = [workdir / dataclasses.replace(cfg, framework=fw).run_name for fw in chosen]
+        out["compare"] = compare_runs(runs, workdir / f"{cfg.run_name}-compare")
+    return out
+
+
+@under_precision
+def train_torch(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None, resume: bool = False,
+                checkpoint_every: int | None = None) -> dict:
+    """The run in PyTorch: the JAX model's initial weights, the same batches, RMSprop + StepLR + clipping."""
+    torch = require_torch()
+    from train import torch_models, torch_weights  # optional: only a torch run imports them
+
+    refuse_resume("torch", resume)
+    d = _load(cfg)
+    net = (torch_models.LSTMClassifier if cfg.cell == "lstm" else torch_models.VanillaRNN)(10, cfg.hidden, 10)
+    torch_weights.load_from_jax(net, d.model())
+    backend = TorchBackend(net, rmsprop_steplr(cfg.lr, cfg.lr_step, cfg.lr_gamma),
+                           lambda x: torch.nn.functional.one_hot(x.long(), 10).float(), d.arrays, seed=cfg.seed,
+                           steps_per_epoch=d.steps_per_epoch, clip_norm=cfg.clip_norm,
+                           precision=cfg.precision_resolved(), eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg))
+    runs, grads = _runs([d], Path(workdir), lambda k, x, y: backend.grad_norms(x, y), framework="torch")
+
+    def measure_init(b):
+        grads[cfg.seed] = b.grad_norms(*d.probe())
+
+    return drive(runs, lambda: backend, LazyPeriods(d.epoch, cfg.epochs, d.steps_per_epoch), progress=progress,
+                 before=measure_init, desc=f"{EXPERIMENT} {cfg.run_name}")[0]
 
 
 SPEC = Experiment(

@@ -17,7 +17,7 @@ from train.experiments.common import Experiment, setting
 from train.experiments.rnn import CELLS, EXPERIMENT, RNNConfig, quick, train_and_evaluate, train_seeds_together
 from train.loop import check_resumable, completed_summary
 from train.multiseed import vmap_supported
-from train.results import UsageError, atomic_write_json, is_writer, prepare_run_dir, read_jsonl, release_run_dir
+from train.results import UsageError, run_config, atomic_write_json, is_writer, prepare_run_dir, read_jsonl, release_run_dir
 from train.trainer import select_devices
 
 
@@ -25,7 +25,7 @@ def _resumable(cfgs: list[RNNConfig], workdir: Path) -> bool:
     """True if every one of these runs has a checkpoint made with its exact settings."""
     try:
         for c in cfgs:
-            check_resumable(workdir / c.run_name, dataclasses.asdict(c))
+            check_resumable(workdir / c.run_name, run_config(c))
     except UsageError:
         return False
     return True
@@ -63,7 +63,7 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
             results += train_group(cfgs, out / EXPERIMENT, together=together, reuse=reuse, resume=resume,
                                    progress=progress, checkpoint_every=checkpoint_every)
     table = tabulate(results, cells, lengths)
-    doc = {"config": dataclasses.asdict(cfg), "lengths": lengths, "seeds": seeds, "cells": cells,
+    doc = {"config": run_config(cfg), "lengths": lengths, "seeds": seeds, "cells": cells,
            "summary": table, "runs": results}
     atomic_write_json(sweep_dir / "sweep.json", doc)
     write_figures(cfg, doc, out / EXPERIMENT, sweep_dir)
@@ -76,7 +76,7 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
 def train_group(cfgs: list[RNNConfig], workdir: Path, *, together: bool, reuse: bool, resume: bool,
                 **loop_kw) -> list[dict]:
     """The seeds of one (cell, T): read back, continued or trained; one result row each."""
-    summ = {c.seed: completed_summary(workdir / c.run_name, dataclasses.asdict(c)) if reuse else None for c in cfgs}
+    summ = {c.seed: completed_summary(workdir / c.run_name, run_config(c)) if reuse else None for c in cfgs}
     todo = [c for c in cfgs if summ[c.seed] is None]
     cont = bool(todo) and (reuse or resume) and _resumable(todo, workdir)
     if together and len(todo) > 1:
@@ -161,4 +161,4 @@ SPEC = Experiment(
     "rnn-sweep", "Part 3: test accuracy against sequence length, over seeds",
     "Trains rnn-palindrome for every length, seed and cell; writes <out>/rnn-sweep/sweep.json and "
     "accuracy-vs-length and gradient-norm figures.",
-    SweepConfig, lambda: SweepConfig(**dataclasses.asdict(quick())), main, fixed=("input_length", "cell"))
+    SweepConfig, lambda: SweepConfig(**dataclasses.asdict(quick())), main, fixed=("input_length", "cell", "framework"))

@@ -13,7 +13,6 @@ says so at the top of the report.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -24,13 +23,13 @@ from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
 from train.loop import check_resumable, completed_summary
 from train.report import plan as P
 from train.report.render import render
-from train.results import UsageError, atomic_write_text
+from train.results import UsageError, atomic_write_text, run_config
 
 
 def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, progress, log: list[str]) -> dict:
     """Read back a finished run with the same settings; resume an interrupted one; else train."""
     run_dir = workdir / run_name
-    config = dataclasses.asdict(cfg)
+    config = run_config(cfg)
     if not force:
         done = completed_summary(run_dir, config)
         if done is not None:
@@ -60,7 +59,7 @@ def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool 
         workdir = out / mlp_toy.EXPERIMENT
         names = [f"{cfg.dataset}-{fw}-s{cfg.seed}" for fw in ("numpy", "jax")]
         cmp_path = workdir / f"{cfg.dataset}-compare-s{cfg.seed}" / "comparison.json"
-        done = None if force else [completed_summary(workdir / n, dataclasses.asdict(cfg)) for n in names]
+        done = None if force else [completed_summary(workdir / n, run_config(cfg)) for n in names]
         if done and all(done) and cmp_path.exists():
             log.append(f"reused {workdir}/{cfg.dataset}-*")
             summ = {"numpy": done[0], "jax": done[1], "comparison": json.loads(cmp_path.read_text())}
