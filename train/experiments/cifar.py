@@ -10,8 +10,9 @@ original measured; ``eval_train`` evaluates the whole training split instead.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jax
@@ -25,12 +26,15 @@ from jax_models.cnn import CNN
 from jax_models.mlp import MLP
 from train import plots
 from train.backends import JaxBackend, LazyPeriods, epoch_batches
+from train.compare import compare_runs
 from train.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, WithPrecision, compute_dtype,
                                       devices_setting, epochs_setting, eval_splits, eval_train_setting,
                                       precision_setting, require_common, require_positive, seed_setting, setting,
                                       under_precision)
 from train.results import UsageError, atomic_write_json
+
+from train.torch_backend import TORCH_MISSING, refuse_resume, torch_available
 from train.trainer import AXIS, select_devices
 
 
@@ -67,6 +71,8 @@ MODELS = {
 class CifarConfig(WithPrecision):
     model: str = setting("mlp", "mlp or cnn (fixed by the command)")
     variant: str = setting("plain", "plain (the original) or improved (batch norm + dropout)")
+    framework: str = setting("jax", "jax, torch, numpy (the plain MLP only) or all (every one available: the same "
+                                    "initial weights and batches, then compared)")
     data: str = setting("tfds", "CIFAR-10 source: tfds, folder:PATH (train/<class>/*, test/<class>/*), or "
                                 "synthetic[:N]")
     data_dir: str | None = setting(None, "tensorflow-datasets data_dir (default: tfds' own, ~/tensorflow_datasets)")
@@ -90,13 +96,18 @@ class CifarConfig(WithPrecision):
 
     @property
     def run_name(self) -> str:
-        return f"{MODELS[self.model].tag(self)}-{self.precision_resolved()}-s{self.seed}"
+        fw = "" if self.framework in ("jax", "all") else f"-{self.framework}"
+        return f"{MODELS[self.model].tag(self)}-{self.precision_resolved()}{fw}-s{self.seed}"
 
     def validate(self) -> None:
         if self.model not in MODELS:
             raise UsageError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.variant not in ("plain", "improved"):
             raise UsageError(f"--variant must be plain or improved, got {self.variant!r}")
+        if self.framework not in ("jax", "torch", "numpy", "all"):
+            raise UsageError(f"--framework must be jax, torch, numpy or all, got {self.framework!r}")
+        if self.framework == "numpy" and (self.model, self.variant) != ("mlp", "plain"):
+            raise UsageError("--framework numpy: only the plain MLP has a NumPy model")
         require_positive(self, "epochs", "batch_size", "eval_batch")
         for name in ("limit_train", "limit_test"):
             if getattr(self, name) < 0:
@@ -193,6 +204,10 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     backends = []
 
     def make_backend():
+        if cfg.framework != "jax":
+            from train.experiments.cifar_frameworks import other_backend  # it imports this module
+            backends.append(other_backend(cfg, arrays, mean, std))
+            return backends[0]
         model = build_model(cfg, axis_name=AXIS if len(devices) * jax.process_count() > 1 else None)
         fuse = MODELS[cfg.model].fuse_on_cpu or devices[0].platform != "cpu"
         backends.append(JaxBackend(model, make_optimizer(cfg), make_preprocess(mean, std), arrays, seed=cfg.seed,
@@ -200,7 +215,8 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
                                    fuse=fuse))
         return backends[0]
 
-    run = Run(cfg.experiment, cfg, Path(workdir), cfg.run_name,
+    refuse_resume(cfg.framework, resume and cfg.framework == "torch")
+    run = Run(cfg.experiment, cfg, Path(workdir), cfg.run_name, framework=cfg.framework,
               record={"precision": cfg.precision_resolved(), "data_source": ds.source, "n_train": n,
                       "n_test": len(arrays["test_y"]), "channel_mean": mean, "channel_std": std},
               summary={"precision": cfg.precision_resolved(), "epochs": cfg.epochs, "data_source": ds.source},
@@ -211,7 +227,18 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
 
 
 def main(cfg: CifarConfig, out: Path, **loop_kw) -> dict:
-    return train_and_evaluate(cfg, Path(out) / cfg.experiment, **loop_kw)
+    workdir = Path(out) / cfg.experiment
+    if cfg.framework != "all":
+        return train_and_evaluate(cfg, workdir, **loop_kw)
+    chosen = ["jax"] + (["torch"] if torch_available() else []) + (
+        ["numpy"] if (cfg.model, cfg.variant) == ("mlp", "plain") else [])
+    if not torch_available():
+        print(f"note: --framework all: {TORCH_MISSING}; PyTorch left out", file=sys.stderr)
+    out = {fw: train_and_evaluate(replace(cfg, framework=fw), workdir, **loop_kw) for fw in chosen}
+    if len(chosen) > 1:
+        runs = [workdir / replace(cfg, framework=fw).run_name for fw in chosen]
+        out["compare"] = compare_runs(runs, workdir / f"{cfg.run_name}-compare")
+    return out
 
 
 MLP_SPEC = Experiment(
