@@ -39,10 +39,12 @@ class CNN(nnx.Module):
     """x (N, 32, 32, 3) -> logits (N, num_classes)."""
 
     def __init__(self, *, in_channels: int = 3, num_classes: int = 10, dtype=jnp.float32,
-                 axis_name: str | None = None, rngs: nnx.Rngs) -> None:
+                 axis_name: str | None = None, blocks: tuple[tuple[int, ...], ...] = BLOCKS,
+                 rngs: nnx.Rngs) -> None:
+        """``blocks``: each block's convolution widths; the seed's by default, narrower ones for cheap tests."""
         self.dtype = dtype
         layers, c = [], in_channels
-        for block in BLOCKS:
+        for block in blocks:
             convs = []
             for c_out in block:
                 convs.append(ConvBNReLU(c, c_out, dtype=dtype, axis_name=axis_name, rngs=rngs))

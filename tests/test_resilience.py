@@ -17,7 +17,7 @@ TIMING = set(TIMING_FIELDS) | {"attempt"}  # what differs between two runs of th
 
 # --checkpoint-every 1: a checkpoint after every epoch, whatever the disk's speed (the tests kill after the 2nd).
 CIFAR = ["mlp-cifar", "--data", "synthetic:1024", "--epochs", "5", "--batch-size", "64", "--variant", "improved",
-         "--checkpoint-every", "1"]
+         "--hidden", "64,32", "--checkpoint-every", "1"]
 RNN = ["rnn-palindrome", "--input-length", "6", "--data-size", "2000", "--epochs", "5", "--batch-size", "32",
        "--checkpoint-every", "1"]
 RUNS = {"cifar": (CIFAR, "mlp-cifar/improved-fp32-s0"), "rnn": (RNN, "rnn-palindrome/T6-vanilla-fp32-s0")}
@@ -49,9 +49,9 @@ def _wait_for(path: Path, proc, timeout=300):
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_sigkill_then_resume_matches_uninterrupted(cli, tmp_path, name):
+def test_sigkill_then_resume_matches_uninterrupted(cli_fast, tmp_path, name):
     args, run = RUNS[name]
-    ref = cli(*args, "--out", tmp_path / "ref", "--no-progress")
+    ref = cli_fast(*args, "--out", tmp_path / "ref", "--no-progress")
     assert ref.returncode == 0, ref.stderr
     proc = _popen(args, tmp_path / "cut")
     _wait_for(tmp_path / "cut" / run / "checkpoints" / "2" / "_CHECKPOINT_METADATA", proc)
@@ -60,7 +60,7 @@ def test_sigkill_then_resume_matches_uninterrupted(cli, tmp_path, name):
     done = sorted(p.name for p in (tmp_path / "cut" / run / "checkpoints").iterdir())
     assert "2" in done and "5" not in done, done
     assert not (tmp_path / "cut" / run / "summary.json").exists()
-    res = cli(*args, "--resume", "--out", tmp_path / "cut", "--no-progress")
+    res = cli_fast(*args, "--resume", "--out", tmp_path / "cut", "--no-progress")
     assert res.returncode == 0, res.stderr
     assert "resuming from checkpoint" in res.stdout
     a = json.loads((tmp_path / "ref" / run / "summary.json").read_text())
@@ -70,9 +70,9 @@ def test_sigkill_then_resume_matches_uninterrupted(cli, tmp_path, name):
     assert rows_without_time(tmp_path / "ref" / run / "metrics.jsonl") == rows_without_time(tmp_path / "cut" / run / "metrics.jsonl")
 
 
-def test_damaged_checkpoint_falls_back_to_previous(cli, tmp_path):
+def test_damaged_checkpoint_falls_back_to_previous(cli_fast, tmp_path):
     args, run = RUNS["rnn"]
-    ref = cli(*args, "--out", tmp_path, "--no-progress")
+    ref = cli_fast(*args, "--out", tmp_path, "--no-progress")
     assert ref.returncode == 0, ref.stderr
     ckpts = tmp_path / run / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["3", "4", "5"]
@@ -83,7 +83,7 @@ def test_damaged_checkpoint_falls_back_to_previous(cli, tmp_path):
         with open(p, "r+b") as f:
             f.truncate(max(0, p.stat().st_size // 2))
     expected = json.loads((tmp_path / run / "summary.json").read_text())
-    res = cli(*args, "--resume", "--out", tmp_path, "--no-progress")
+    res = cli_fast(*args, "--resume", "--out", tmp_path, "--no-progress")
     assert res.returncode == 0, res.stderr
     assert "checkpoint" in res.stdout and "damaged" in res.stdout
     assert "resuming from checkpoint 4" in res.stdout
@@ -91,22 +91,22 @@ def test_damaged_checkpoint_falls_back_to_previous(cli, tmp_path):
     assert strip(got) == strip(expected)
 
 
-def test_same_seed_twice_gives_identical_metrics(cli, tmp_path):
+def test_same_seed_twice_gives_identical_metrics(cli, cli_fast, tmp_path):
     args, run = RUNS["cifar"]
-    for sub in ("a", "b"):
-        r = cli(*args, "--epochs", "2", "--out", tmp_path / sub, "--no-progress")
+    for sub, run_cli in (("a", cli), ("b", cli_fast)):  # two processes: nothing rides on process state
+        r = run_cli(*args, "--epochs", "2", "--out", tmp_path / sub, "--no-progress")
         assert r.returncode == 0, r.stderr
     assert rows_without_time(tmp_path / "a" / run / "metrics.jsonl") == rows_without_time(tmp_path / "b" / run / "metrics.jsonl")
 
 
-def test_resume_without_checkpoint_is_a_one_line_error(cli, tmp_path):
-    r = cli(*RUNS["rnn"][0], "--resume", "--out", tmp_path, "--no-progress")
+def test_resume_without_checkpoint_is_a_one_line_error(cli_fast, tmp_path):
+    r = cli_fast(*RUNS["rnn"][0], "--resume", "--out", tmp_path, "--no-progress")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error: --resume: no checkpoint")
 
 
-def test_divergence_stops_with_step_and_cause(cli, tmp_path):
-    r = cli("mlp-cifar", "--data", "synthetic:512", "--epochs", "3", "--lr", "1e6", "--checkpoint-every", "1",
+def test_divergence_stops_with_step_and_cause(cli_fast, tmp_path):
+    r = cli_fast("mlp-cifar", "--data", "synthetic:512", "--epochs", "3", "--lr", "1e6", "--checkpoint-every", "1",
             "--out", tmp_path, "--no-progress")
     assert r.returncode == 3 and "Traceback" not in r.stderr
     msg = r.stderr.strip().splitlines()[-1]

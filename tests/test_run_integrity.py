@@ -75,19 +75,22 @@ def test_summary_and_checkpoints_carry_the_attempt_of_config_json(tmp_path):
 
 # -- 2. one writer per run folder ---------------------------------------------------------------
 
-def test_a_second_run_of_a_folder_in_use_fails_at_once(cli, tmp_path):
+def test_a_second_run_of_a_folder_in_use_fails_at_once(cli_fast, tmp_path):
     args, run = RUNS["cifar"]
-    args = [*args, "--data", "synthetic:4096", "--epochs", "40"]  # long enough to still run while others try
-    ref = cli(*args, "--out", tmp_path / "ref", "--no-progress")
+    ref = cli_fast(*args, "--out", tmp_path / "ref", "--no-progress")
     assert ref.returncode == 0, ref.stderr
     first = _popen(args, tmp_path / "x")
-    _wait_for(tmp_path / "x" / run / "metrics.jsonl", first)
-    for extra in ([], ["--resume"], ["--lr", "0.5"]):
-        second = cli(*args, *extra, "--out", tmp_path / "x", "--no-progress")
-        assert first.poll() is None, "the first run ended before the check: make it longer"
-        assert second.returncode == 2, second.stderr
-        line = second.stderr.strip()
-        assert "\n" not in line and "is in use by another run (pid" in line, line
+    _wait_for(tmp_path / "x" / run / "checkpoints" / "1" / "_CHECKPOINT_METADATA", first)  # --resume has one
+    # Stopped, the first run still holds its folder, for as long as the checks take, at no CPU cost.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        for extra in ([], ["--resume"], ["--lr", "0.5"]):
+            second = cli_fast(*args, *extra, "--out", tmp_path / "x", "--no-progress")
+            assert second.returncode == 2, second.stderr
+            line = second.stderr.strip()
+            assert "\n" not in line and "is in use by another run (pid" in line, line
+    finally:
+        first.send_signal(signal.SIGCONT)
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
     assert rows_without_time(tmp_path / "x" / run / "metrics.jsonl") == \
@@ -96,12 +99,12 @@ def test_a_second_run_of_a_folder_in_use_fails_at_once(cli, tmp_path):
 
 # -- 3. resume of a run whose last checkpoint is its final epoch --------------------------------
 
-def test_resume_of_a_finished_run_rewrites_its_results(cli, tmp_path):
+def test_resume_of_a_finished_run_rewrites_its_results(cli_fast, tmp_path):
     args, run = RUNS["cifar"]
-    assert cli(*args, "--out", tmp_path, "--no-progress").returncode == 0
+    assert cli_fast(*args, "--out", tmp_path, "--no-progress").returncode == 0
     before = _summary(tmp_path / run / "summary.json")
     (tmp_path / run / "summary.json").unlink()  # killed while writing the summary and figures
-    r = cli(*args, "--resume", "--out", tmp_path, "--no-progress")
+    r = cli_fast(*args, "--resume", "--out", tmp_path, "--no-progress")
     assert r.returncode == 0, r.stderr
     assert strip(_summary(tmp_path / run / "summary.json")) == strip(before)
     assert (tmp_path / run / "confusion.png").stat().st_size > 1000
@@ -121,9 +124,9 @@ def test_resume_hint(monkeypatch, argv, hint):
 
 # -- 5. SIGTERM behaves like Ctrl-C ---------------------------------------------------------------
 
-def test_sigterm_checkpoints_and_resumes_exactly(cli, tmp_path):
+def test_sigterm_checkpoints_and_resumes_exactly(cli_fast, tmp_path):
     args, run = RUNS["rnn"]
-    ref = cli(*args, "--out", tmp_path / "ref", "--no-progress")
+    ref = cli_fast(*args, "--out", tmp_path / "ref", "--no-progress")
     assert ref.returncode == 0, ref.stderr
     proc = _popen(args, tmp_path / "cut")
     _wait_for(tmp_path / "cut" / run / "checkpoints" / "1" / "_CHECKPOINT_METADATA", proc)
@@ -131,7 +134,7 @@ def test_sigterm_checkpoints_and_resumes_exactly(cli, tmp_path):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err
     assert "SIGTERM: stopped after epoch" in err and "resume with: python -m train rnn-palindrome" in err
-    res = cli(*args, "--resume", "--out", tmp_path / "cut", "--no-progress")
+    res = cli_fast(*args, "--resume", "--out", tmp_path / "cut", "--no-progress")
     assert res.returncode == 0, res.stderr
     assert strip(_summary(tmp_path / "ref" / run / "summary.json")) == \
         strip(_summary(tmp_path / "cut" / run / "summary.json"))
