@@ -99,14 +99,18 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """x (N, 3, 32, 32) -> logits (N, 10). ``flax_bn``: see :class:`MLP`."""
+    """x (N, 3, 32, 32) -> logits (N, 10). ``flax_bn``: see :class:`MLP`.
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, *, flax_bn: bool = False) -> None:
+    ``blocks``: each block's convolution widths, as ``jax_models.cnn.CNN``'s (narrower for cheap tests).
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, *, flax_bn: bool = False,
+                 blocks: Sequence[Sequence[int]] = CNN_BLOCKS) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = in_channels
         bn = FlaxBatchNorm2d if flax_bn else nn.BatchNorm2d
-        for block in CNN_BLOCKS:
+        for block in blocks:
             for c_out in block:
                 layers += [nn.Conv2d(c, c_out, 3, padding=1), bn(c_out), nn.ReLU(inplace=True)]
                 c = c_out
