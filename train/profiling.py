@@ -49,3 +49,44 @@ def dump_hlo(programs: dict, folder: str | Path, prefix: str = "") -> dict[str, 
             path.write_text(text)
             out[path.name] = path.stat().st_size
     return out
+
+
+# -- training commands: --profile DIR and --dump-hlo DIR ------------------------------------------
+# Set once per process by the command line or train.run (configure), read by the training loop.
+_WANTED: dict[str, Path | None] = {"profile": None, "dump_hlo": None}
+
+
+def configure(profile: str | Path | None = None, dump_hlo: str | Path | None = None) -> None:
+    """Where the training commands of this process write profiles and HLO (None: nowhere)."""
+    _WANTED.update(profile=Path(profile) if profile else None,
+                   dump_hlo=Path(dump_hlo) if dump_hlo else None)
+
+
+class RunArtifacts:
+    """One run's profile and HLO dump. The profiled period is the first one after the first that
+    this process trains (steady state: its programs are compiled), or the only one."""
+
+    def __init__(self, run_dir: Path, first: int, count: int) -> None:
+        self.name = Path(run_dir.parent.name) / run_dir.name     # <experiment>/<run-name>
+        self.target = first + 1 if first + 1 < count else first
+        self.info: dict = {}
+
+    @contextmanager
+    def period(self, pi: int) -> Iterator[None]:
+        if _WANTED["profile"] is None or pi != self.target:
+            yield
+            return
+        path = _WANTED["profile"] / self.name
+        with profile_to(path):
+            yield
+        files = trace_files(path)
+        self.info["profile"] = {"path": str(path), "period": pi + 1, "files": len(files),
+                                "bytes": sum(f.stat().st_size for f in files)}
+
+    def finish(self, backend) -> dict:
+        """Dump the compiled programs' HLO if asked; -> what summary.json records."""
+        trainer = getattr(backend, "trainer", None)
+        if _WANTED["dump_hlo"] is not None and hasattr(trainer, "compiled"):
+            folder = _WANTED["dump_hlo"] / self.name
+            self.info["hlo"] = {"path": str(folder), "files": dump_hlo(trainer.compiled(), folder)}
+        return self.info
