@@ -34,8 +34,9 @@ range of their per-round ratios. Several batch sizes or device counts also give 
 
 Output under ``<out>/bench/``: ``bench.json`` (``machine``, ``versions``, ``settings``,
 ``records``, ``ratios``, ``batches``, ``checks``, ``curves``), ``bench.md`` (the tables, also
-printed), ``bench.png``, and ``batch_curve.png`` / ``scaling_curve.png`` when measured, and (speed relative to NumPy on CPU, to PyTorch eager on GPU). Simulated devices on CPU:
-start the process with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+printed), ``bench.png`` (speed relative to NumPy on CPU, to PyTorch eager on GPU), and
+``batch_curve.png`` / ``scaling_curve.png`` when measured. Simulated devices on CPU: ``--devices``
+beyond the local count runs the pmap records in a child process that has them.
 """
 
 from train.bench.cli import add_parser, cmd
