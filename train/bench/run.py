@@ -229,11 +229,14 @@ def run(args) -> int:
         f"local ({jax.devices()[0].platform})")
     if "torch" in args.frameworks and not plan.torch_ok:
         log(f"bench: {NOT_INSTALLED}; its records are skipped")
+    peaks = Peaks()
+    peaks.get("fp32")   # measured before the runs and again after them (on CPU): the higher counts
     records = _measure_all(args, plan, log)
+    peaks.remeasure()
     if plan.child_devices:
         records = scaling.merge(records, scaling.pmap_in_child(args, plan.spec, plan.devices,
                                                                plan.child_devices, log))
-    annotate(records, Peaks())
+    annotate(records, peaks)
     ratios, checks = compute_ratios(records, plan.gpu), acceptance_checks(records, plan.gpu)
     batches = batch_summary(records)
     curve = {"batch": curves.batch_curves(records), "scaling": curves.scaling_curves(records)}
