@@ -22,7 +22,7 @@ from train.loop import train_loop
 # periods elsewhere.
 CASES = {
     "mlp-toy": ({"steps": 90, "samples": 200, "framework": "jax"}, {"train_period": 1, "evaluate": 1}),
-    "mlp-cifar": ({"data": "synthetic:192", "epochs": 3, "batch_size": 64, "limit_test": 64},
+    "mlp-cifar": ({"data": "synthetic:192", "epochs": 3, "batch_size": 64, "limit_test": 64, "hidden": "32,16"},
                   {"train_period": 1, "evaluate": 1}),
     "cnn-cifar": ({"data": "synthetic:48", "epochs": 2, "batch_size": 16, "limit_test": 16, "eval_batch": 16},
                   {"train_period": 1, "evaluate": 1}),
