@@ -2,7 +2,8 @@
 # One prepared run on a GPU machine, in two stages that each fit a short device window.
 #
 #   scripts/device_run.sh check  [--dry-run] [OUTDIR]   devices, versions, bench (JAX vs PyTorch,
-#                                                        fp32 and bf16), the test suite with GPU settings
+#                                                        fp32, tf32 and bf16, FLOPs and MFU), the test
+#                                                        suite with GPU settings
 #   scripts/device_run.sh report [--dry-run] [OUTDIR]   the full-recipe report (REPORT.md, figures)
 #   scripts/device_run.sh --dry-run [OUTDIR]             both stages on this machine at tiny sizes
 #
@@ -26,7 +27,7 @@ for a in "$@"; do
   case "$a" in
     check|report) stage="$a" ;;
     --dry-run) dry=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) echo "error: unknown option $a (see $0 --help)" >&2; exit 2 ;;
     *) outdir="$a" ;;
   esac
@@ -97,11 +98,12 @@ EOF
            --dump-hlo "$work/hlo" --time-budget 120 --quick --steps 1 --windows 1 --warmup 0 --out "$work"
       step 0 tests "$PY" scripts/parallel_pytest.py 2 "$work/tests" tests/test_numpy_layers.py tests/test_toy_data.py
     else
-      # The headline figures first (CNN at the recipe batch 256 in tf32 and bf16 and at 1024 in bf16, RNN at
-      # 8192 in bf16 and at 128 in fp32, tf32 and bf16; ~125 s); --time-budget stops starting new runners
-      # after 115 s (the MLP, last), recording them as skipped. Profiles: one window each, ~1-3 MB.
+      # The headline figures first (CNN at the recipe batch 256 in fp32, tf32 and bf16, JAX and PyTorch, each
+      # with its FLOPs and MFU against the H100/H200 data-sheet peak, and at 1024 in bf16; RNN at 8192 in bf16
+      # and at 128 in fp32, tf32 and bf16); --time-budget stops starting new runners after 115 s (the MLP,
+      # last), recording them as skipped. Profiles: one window each, ~1-3 MB.
       step 150 bench "$PY" -m train bench --suite cnn,rnn,mlp-cifar --frameworks jax,torch \
-           --precision tf32,bf16,rnn:fp32 --modes fused,eager,compiled \
+           --precision tf32,bf16,cnn:fp32,rnn:fp32 --modes fused,eager,compiled \
            --batch-sizes cnn:256,cnn:1024,rnn:8192,rnn:128 --sweep-precision bf16 --torch-compile recipe-bf16 \
            --profile "$work/profile" --profile-only 'cnn-fused-bf16-b256,rnn-fused-*-b128' --dump-hlo "$work/hlo" \
            --time-budget 115 --out "$work"

@@ -19,6 +19,7 @@ from jax_models.cnn import BLOCKS, CNN
 from jax_models.mlp import MLP
 from jax_models.rnn import RNNClassifier
 from train.backends import JaxBackend, epoch_batches
+from train.cli import enable_compilation_cache
 from train.trainer import AXIS
 
 
@@ -52,6 +53,7 @@ def case(name, make_model, tx, arrays, batch, steps, n_dev, periods=2, preproces
 
 def main(n_dev):
     assert jax.local_device_count() >= n_dev, jax.local_devices()
+    enable_compilation_cache()  # as every training command does: a rerun loads its programs
     rng = np.random.default_rng(0)
     report = {}
     xt = rng.normal(size=(64, 2)).astype(np.float32)

@@ -29,11 +29,14 @@ from train.trainer import StepFns, Trainer, create_state
 # bench.json's contract: what readers of old files rely on.
 RECORD_FIELDS = ["suite", "framework", "mode", "precision", "devices", "batch_size", "compile_s",
                  "step_s", "examples_per_s", "steps_per_window", "windows", "window_step_s", "total_s",
-                 "peak_memory_bytes", "skipped", "note", "settings", "extra"]
-TOP_KEYS = {"machine", "versions", "settings", "records", "ratios", "batches", "checks", "wall_time_s"}
+                 "peak_memory_bytes", "skipped", "note", "settings", "extra",
+                 # added with the work, memory and spread columns
+                 "step_s_q1", "step_s_q3", "flops_per_step", "bytes_accessed_per_step", "flops_per_s",
+                 "peak_flops_per_s", "utilisation", "memory"]
+TOP_KEYS = {"machine", "versions", "settings", "records", "ratios", "batches", "checks", "wall_time_s", "curves"}
 SETTINGS_KEYS = {"suites", "frameworks", "modes", "devices", "precisions", "quick", "seed", "batch_sizes",
                  "sweep_precision", "torch_compile", "torch_compile_mode", "time_budget_s", "profile",
-                 "profile_only", "dump_hlo", "torch_available"}
+                 "profile_only", "dump_hlo", "torch_available", "scaling", "pmap_child_devices"}
 
 
 class FakeClock:
@@ -268,12 +271,20 @@ def test_bench_json_schema_and_table(tiny_run):
         # Each record is a row of the table, with its compile time and speedup.
         row = (f"| toy | {r['framework']} | {r['mode']} | fp32 | 1 | 30 | {r['compile_s']:.3f} | "
                f"{report.fmt_time(r['step_s'])} | {r['examples_per_s']:,.0f} | "
-               f"{r['extra']['speedup_vs_baseline']:.2f}x | {report.settings_text(r['settings'])} |")
+               f"{r['extra']['speedup_vs_baseline']:.2f}x{report._range(r['extra']['speedup_range'])} | "
+               f"{report.settings_text(r['settings'])} |")
         assert row in table, row
     pm = doc["records"][3]
     assert pm["devices"] == 1 and doc["ratios"]["toy/fp32/b30"]["pmap_vs_jit"] == pm["extra"]["pmap_vs_jit"]
     assert set(doc["ratios"]["toy/fp32/b30"]) == {"baseline", "speedup", "pmap_vs_jit", "pmap_vs_jit_of_medians",
-                                                  "fused_vs_step_loop"}
+                                                  "fused_vs_step_loop", "speedup_range", "pmap_vs_jit_range",
+                                                  "fused_vs_step_loop_range"}
+    # Work, memory and compile columns: every JAX record has XLA's counts, every record a utilisation.
+    for r in doc["records"]:
+        assert r["flops_per_step"] > 0 and 0 < r["utilisation"] < 1 and r["step_s_q1"] <= r["step_s"] <= r["step_s_q3"]
+        if r["framework"] == "jax":
+            assert r["memory"]["argument_bytes"] > 0 and r["extra"]["persistent_cache"] == "off"
+    assert "| GFLOP/step | TFLOP/s | peak TFLOP/s | utilisation |" in table
     assert [c["check"] for c in doc["checks"]] == ["toy: JAX fused speed / NumPy"]
     assert f"| toy: JAX fused speed / NumPy | {doc['checks'][0]['value']} | >= 5 |" in table
     assert doc["batches"] == [

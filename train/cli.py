@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 
 from data.errors import DataError
+from train import profiling
 from train.experiments import registry
 from train.loop import Diverged, Interrupted
 from train.results import UsageError, set_writer
@@ -47,6 +48,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--distributed", action="store_true",
                    help="join a job whose settings a cluster launcher provides (SLURM, Open MPI, ...): "
                         "jax.distributed.initialize() detects them (JAX_DISTRIBUTED=1)")
+
+
+def _artifacts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="trace one steady-state period (the second this process trains) with the JAX profiler "
+                        "into DIR/<experiment>/<run-name>/ (open in ui.perfetto.dev or TensorBoard's profile plugin)")
+    p.add_argument("--dump-hlo", default=None, metavar="DIR",
+                   help="write each compiled training and evaluation program's optimised HLO to "
+                        "DIR/<experiment>/<run-name>/<program>.hlo.txt")
 
 
 def init_distributed(args) -> None:
@@ -85,6 +95,7 @@ def cmd_experiment(args) -> int:
     e = args.experiment
     given = {f.name: getattr(args, f.name) for f in registry.settings(e) if getattr(args, f.name, None) is not None}
     cfg = registry.make_config(e, given, quick=args.quick)
+    profiling.configure(args.profile, args.dump_hlo)
     e.main(cfg, Path(args.out), **registry.loop_settings(e, progress=False if args.no_progress else None,
                                                          resume=args.resume, checkpoint_every=args.checkpoint_every))
     return 0
@@ -103,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(e.name, help=e.help, description=e.description)
         registry.add_flags(p, e)
         _common(p)
+        _artifacts(p)
         p.set_defaults(func=cmd_experiment, experiment=e)
     report.add_parser(sub, _common)
     compare.add_parser(sub)

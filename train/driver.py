@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from train.compile_log import CompileLog
 from train.loop import check_resumable, train_loop
 from train.results import (device_info, finish_run, make_summary, one_line, package_versions, prepare_run_dir,
                            run_config, start_attempt)
@@ -62,13 +63,16 @@ def drive(runs: Sequence[Run], make_backend: Callable[[], Any], schedule, *, res
     something at initialisation).
     """
     run_dirs = open_runs(runs, resume=resume)
-    backend = make_backend()
-    write_configs(runs, run_dirs, resume=resume)
-    if before is not None:
-        before(backend)
+    with CompileLog() as setup:   # building the model, its initial state, measurements before training
+        backend = make_backend()
+        write_configs(runs, run_dirs, resume=resume)
+        if before is not None:
+            before(backend)
     multi = len(runs) > 1
     out = train_loop(backend, schedule, run_dirs if multi else run_dirs[0], resume=resume,
                      checkpoint_every=checkpoint_every, epochs=epochs, desc=desc, progress=progress)
+    for _, timing in (out if multi else [out]):
+        timing["compilations"]["setup"] = setup.compiles
     return [close_run(r, d, log, timing, backend)
             for r, d, (log, timing) in zip(runs, run_dirs, out if multi else [out])]
 

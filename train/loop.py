@@ -28,6 +28,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from train.compile_log import CompileLog
+from train.profiling import RunArtifacts
 from train.results import MetricsLog, UsageError, config_digest, is_writer, run_identity
 
 
@@ -263,14 +265,20 @@ class _Loop:
         total = getattr(self.schedule, "total_steps", None) or sum(self.per_run(p).shape[0] for p in self.schedule)
         bar = tqdm(total=total, initial=self.step, desc=desc, unit="step", leave=False,
                    disable=(None if progress is None else not progress))
+        # Every program built from here on (the recompilation guard: after the first period, none).
+        self.compiles, self.after_first = CompileLog(), None
+        self.artifacts = RunArtifacts(self.run_dirs[0], self.start_period, len(self.schedule))
         try:
-            with stop_on_signals() as sig:
+            with stop_on_signals() as sig, self.compiles:
                 # Rewritten here, inside the signal handling: drops rows a crash left beyond the checkpoint,
                 # and a Ctrl-C that comes once the file exists finds the handler installed.
                 for log in self.logs:
                     log.add([])
                 for pi in range(self.start_period, len(self.schedule)):
-                    evs, k = self._period(pi)
+                    with self.artifacts.period(pi):
+                        evs, k = self._period(pi)
+                    if pi == self.start_period:
+                        self.after_first = self.compiles.compiles
                     self._checkpoint(pi + 1, final=pi + 1 == len(self.schedule) or sig["stop"] is not None)
                     bar.update(k)
                     bar.set_postfix({f"{s}_acc": f"{m['accuracy']:.3f}" for s, m in evs[0].items()})
@@ -340,4 +348,7 @@ class _Loop:
         return {"wall_time_s": self.now(), "train_time_s": t["train_s"], "eval_time_s": t["eval_s"],
                 "checkpoint_time_s": t["ckpt_s"], "checkpoints_skipped": self.skipped,
                 "train_examples": int(self.examples), "steps": self.step, "resumed_from": self.resumed_from,
-                "compile_time_s": self.prior_compile + self.backend.compile_time_s}
+                "compile_time_s": self.prior_compile + self.backend.compile_time_s,
+                "compilations": {**self.compiles.summary(),
+                                 "after_first_period": self.compiles.compiles - (self.after_first or 0)},
+                **self.artifacts.finish(self.backend)}

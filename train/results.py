@@ -234,7 +234,8 @@ class MetricsLog:
 # summary.json fields that measure time: they differ from run to run, everything else must not.
 TIMING_FIELDS = ("wall_time_s", "compile_time_s", "train_time_s", "eval_time_s", "checkpoint_time_s",
                  "checkpoints_skipped", "examples_per_s", "time_per_epoch_s", "resumed_from_period",
-                 "trained_together")  # the last: how many runs shared this one's program and times
+                 "trained_together",  # how many runs shared this one's program and times
+                 "compilations", "profile", "hlo")  # how this process ran: its compiles, its artifacts
 
 
 def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict, *,
@@ -269,6 +270,8 @@ def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict
         "devices": int(devices),
         "platform": jax.devices()[0].platform if framework == "jax" else "cpu",
     }
+    # Programs built by this process (the recompilation guard) and --profile / --dump-hlo output.
+    out.update({k: timing[k] for k in ("compilations", "profile", "hlo") if k in timing})
     out.update(extra or {})
     return out
 

@@ -25,10 +25,18 @@ which); ``--dump-hlo DIR`` writes each compiled JAX program's optimised HLO; bot
 ``batches`` in ``bench.json`` gives each configuration's throughput at the recipe batch and at its
 best batch.
 
+Each record also explains itself (:mod:`train.bench.cost`, :mod:`train.bench.explain`): FLOPs and
+bytes per step from XLA's cost analysis, achieved FLOP/s and utilisation against the device's
+peak (a data-sheet table, or a matmul measured in the run on CPU), XLA's memory analysis, the
+trace / lower / compile breakdown, and the interquartile range of its windows; ratios carry the
+range of their per-round ratios. Several batch sizes or device counts also give curves
+(:mod:`train.bench.curves`; pmap scaling, strong and weak, :mod:`train.bench.scaling`).
+
 Output under ``<out>/bench/``: ``bench.json`` (``machine``, ``versions``, ``settings``,
-``records``, ``ratios``, ``batches``, ``checks``), ``bench.md`` (the table, also printed) and
-``bench.png`` (speed relative to NumPy on CPU, to PyTorch eager on GPU). Simulated devices on CPU:
-start the process with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+``records``, ``ratios``, ``batches``, ``checks``, ``curves``), ``bench.md`` (the tables, also
+printed), ``bench.png`` (speed relative to NumPy on CPU, to PyTorch eager on GPU), and
+``batch_curve.png`` / ``scaling_curve.png`` when measured. Simulated devices on CPU: ``--devices``
+beyond the local count runs the pmap records in a child process that has them.
 """
 
 from train.bench.cli import add_parser, cmd

@@ -86,6 +86,11 @@ def _add_selection(p) -> None:
     p.add_argument("--devices", type=_int_csv, default=None,
                    help="comma-separated device counts for the pmap mode, e.g. 1,2,4 (default: 1 "
                         "and all local devices)")
+    p.add_argument("--scaling", type=_csv(("strong", "weak")), default=["strong", "weak"],
+                   help="with several --devices: strong scaling (the global batch split over N "
+                        "devices) and/or weak (N times the batch on N devices); on a CPU with fewer "
+                        "devices, the pmap records run in a child process with simulated devices "
+                        "(default: strong,weak)")
     p.add_argument("--precision", type=precisions, default=[(None, "auto")],
                    help="comma-separated fp32 (full fp32), tf32 (fp32 with TF32 matmuls and "
                         "convolutions on a GPU), bf16, or auto: fp32 on CPU (where tf32 computes "

@@ -23,15 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 from flax import nnx
 
 from jax_models.rnn import resolve_unroll
-from train.bench.compile_log import CompileLog
+from train.bench.cost import cost_of, memory_of, per_step_cost
 from train.bench.records import Record, error_text, run_name, skipped
 from train.bench.timing import Budget, Runner, prepare
 from train.bench.workloads import Workload, with_precision
+from train.compile_log import CompileLog
 from train.experiments import cifar, mlp_toy, rnn
 from train.experiments.common import precision_scope
+from train.profiling import profile_to, trace_files
 from train.trainer import AXIS, Trainer, create_state
 
 # Records state the matmul precision each runner was compiled under (experiments.common's
@@ -112,16 +115,6 @@ def peak_memory(device) -> int | None:
     return int(stats.get("peak_bytes_in_use", stats.get("bytes_in_use", 0))) or None
 
 
-def program_bytes(compiled) -> int | None:
-    """Argument + output + temporary bytes of one compiled program (what it needs resident)."""
-    try:
-        m = compiled.memory_analysis()
-        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-                   - m.alias_size_in_bytes)
-    except Exception:  # noqa: BLE001 - not every backend reports it
-        return None
-
-
 @dataclass
 class Artifacts:
     """``--dump-hlo`` and ``--profile``: where each JAX runner's optimised HLO and profile go."""
@@ -150,14 +143,49 @@ class Artifacts:
             return
         path = self.profile_dir / name
         try:
-            with jax.profiler.trace(str(path)):
+            with profile_to(path):
                 window()
-            files = [f for f in path.rglob("*") if f.is_file()]
+            files = trace_files(path)
             rec.extra["profile"] = {"path": str(path), "steps": rec.steps_per_window,
                                     "files": len(files),
                                     "bytes": sum(f.stat().st_size for f in files)}
         except Exception as e:  # noqa: BLE001
             rec.extra["profile"] = {"error": error_text(e)}
+
+
+def one_step_cost(trainer: Trainer, state, data, idx) -> dict | None:
+    """XLA's cost analysis of the trainer's one-step program, lowered (not compiled) on the first
+    batch of ``idx``: the reference that says how the compiled fused program counts its loop."""
+    split = trainer.local(trainer.split_batches(np.asarray(idx, np.int32)))
+    try:
+        return cost_of(trainer._step.lower(state, data, trainer.shard(split[:, 0])))
+    except Exception:  # noqa: BLE001 - a missing figure must not cost the measurement
+        return None
+
+
+def record_program(rec: Record, s: JaxSetup, trainer: Trainer, state, data, log: CompileLog) -> Any:
+    """The compile breakdown, the work per step and the memory of the runner's compiled program,
+    into ``rec``; returns the compiled program."""
+    # The trainer's program is the costliest one compiled (the rest: small eager operations).
+    for _, parts in log.costliest(1):
+        rec.extra.update({_PART_FIELD[k]: round(v, 4) for k, v in parts.items()})
+    # bench turns JAX's persistent cache off, so compile times are cold; say so, or what it did.
+    enabled = jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir
+    rec.extra["persistent_cache"] = ("off" if not enabled else
+                                     "hit" if log.cache_hits else "miss")
+    exe = trainer.compiled()["train" if trainer.fuse else "step"]
+    rec.memory = memory_of(exe)
+    rec.extra["program_bytes"] = rec.memory["total_bytes"] if rec.memory else None
+    with precision_scope(s.precision):
+        one = (cost_of(exe) if not trainer.fuse
+               else one_step_cost(trainer, state, data, s.wl.idx))
+    per_device = per_step_cost(cost_of(exe), one, s.wl.steps if trainer.fuse else 1)
+    if per_device:
+        # Under pmap the program is one device's share of the global batch.
+        rec.flops_per_step = per_device["flops"] * trainer.n
+        rec.bytes_accessed_per_step = per_device["bytes_accessed"] * trainer.n
+        rec.extra["flops_source"] = per_device["source"]
+    return exe
 
 
 def jax_runner(s: JaxSetup, mode: str, n: int = 1, art: Artifacts = Artifacts()) -> Runner:
@@ -175,11 +203,7 @@ def jax_runner(s: JaxSetup, mode: str, n: int = 1, art: Artifacts = Artifacts())
     with precision_scope(s.precision), CompileLog() as log:
         window()
     rec.compile_s = trainer.compile_time_s
-    # The trainer's program is the costliest one compiled (the rest: small eager operations).
-    for _, parts in log.costliest(1):
-        rec.extra.update({_PART_FIELD[k]: round(v, 4) for k, v in parts.items()})
-    exe = trainer.compiled()["train" if trainer.fuse else "step"]
-    rec.extra["program_bytes"] = program_bytes(exe)
+    exe = record_program(rec, s, trainer, holder[0], data, log)
     art.save_hlo(rec, exe)
 
     def after(r):

@@ -40,6 +40,18 @@ class Record:
     # speed-relevant choices: layout, fusion, TF32, compile mode...
     settings: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    # The spread of the timed windows' per-step times: first and third quartiles (step_s: median).
+    step_s_q1: float | None = None
+    step_s_q3: float | None = None
+    # Work per training step (XLA's cost analysis; PyTorch and NumPy: the JAX program's count) and
+    # what the step achieved against the device's peak (peak_flops_per_s: all devices used).
+    flops_per_step: float | None = None
+    bytes_accessed_per_step: float | None = None
+    flops_per_s: float | None = None
+    peak_flops_per_s: float | None = None
+    utilisation: float | None = None
+    # XLA's memory analysis of the compiled program (cost.memory_of), bytes
+    memory: dict | None = None
 
 
 def skipped(suite: str, framework: str, mode: str, note: str, **kw) -> Record:

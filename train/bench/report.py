@@ -14,7 +14,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from train.bench.records import RECIPE_BATCH, SUITES, Record, fmt_time  # noqa: E402
-from train.bench.timing import paired_ratio  # noqa: E402
+from train.bench.timing import paired_ratio, ratio_range  # noqa: E402
 from train.results import save_figure  # noqa: E402
 
 # GPU targets: JAX fused bf16 examples/s and, for the CNN, its speed over the best PyTorch record
@@ -72,7 +72,10 @@ def compute_ratios(records: list[Record], gpu: bool) -> dict:
                                  "speedup": {}})
         if base:
             r.extra["speedup_vs_baseline"] = round(paired_ratio(base, r), 3)
+            r.extra["speedup_range"] = ratio_range(base, r)
             d["speedup"][f"{r.framework} {r.mode} d{r.devices}"] = r.extra["speedup_vs_baseline"]
+            d.setdefault("speedup_range", {})[f"{r.framework} {r.mode} d{r.devices}"] = \
+                r.extra["speedup_range"]
         if r.framework == "jax":
             _jax_ratios(records, r, d)
     return out
@@ -84,12 +87,15 @@ def _jax_ratios(records: list[Record], r: Record, d: dict) -> None:
     if r.mode == "pmap" and r.devices == 1 and (jit := same("fused")):
         # Throughput of the pmap path as a fraction of plain jit's (same fused steps, 1 device).
         r.extra["pmap_vs_jit"] = d["pmap_vs_jit"] = round(paired_ratio(jit, r), 3)
+        d["pmap_vs_jit_range"] = ratio_range(jit, r)
         d["pmap_vs_jit_of_medians"] = round(jit.step_s / r.step_s, 3)
     if r.mode == "pmap" and r.devices > 1 and (one := same("pmap", devices=1)):
         # Data-parallel scaling: throughput on N devices over throughput on one (same global batch).
         d.setdefault("pmap_scaling", {})[str(r.devices)] = round(paired_ratio(one, r), 3)
+        d.setdefault("pmap_scaling_range", {})[str(r.devices)] = ratio_range(one, r)
     if r.mode == "fused" and (loop := same("step-loop")):
         d["fused_vs_step_loop"] = round(paired_ratio(loop, r), 3)
+        d["fused_vs_step_loop_range"] = ratio_range(loop, r)
 
 
 def batch_summary(records: list[Record]) -> list[dict]:
@@ -194,7 +200,8 @@ _INTRO = (
     "(JAX compiled under matmul precision highest, PyTorch with TF32 off); tf32 is fp32 storage "
     "with TF32 matmuls and convolutions (JAX's default on a GPU, PyTorch with TF32 on); bf16 is "
     "bf16 compute (bf16 JAX models, PyTorch bf16 autocast with TF32 on). On a CPU, tf32 computes "
-    "what fp32 does. Whole-run rows: total seconds for the 1,500-step toy run in a fresh process.")
+    "what fp32 does. Whole-run rows: total seconds for the 1,500-step toy run in a fresh process. "
+    "Ratios in brackets: the lowest and highest per-round ratio.")
 
 
 def markdown(records: list[Record], ratios: dict, checks: list[dict], machine: dict,
@@ -224,8 +231,9 @@ def _records_table(records: list[Record]) -> list[str]:
         comp = f"{r.compile_s:.3f}" if r.compile_s is not None else "-"
         step = f"total {r.total_s:.3f} s" if r.total_s is not None else fmt_time(r.step_s)
         sp = r.extra.get("speedup_vs_baseline")
+        sp_text = "" if sp is None else f"{sp:.2f}x{_range(r.extra.get('speedup_range'))}"
         lines.append(head + f"| {comp} | {step} | {r.examples_per_s:,.0f} | "
-                     f"{'' if sp is None else f'{sp:.2f}x'} | {settings_text(r.settings)} | "
+                     f"{sp_text} | {settings_text(r.settings)} | "
                      f"{_note(r)} |")
     return lines
 
@@ -235,10 +243,18 @@ def _ratios_table(ratios: dict) -> list[str]:
              "pmap N devices / 1 |", "|---|---|---:|---:|---|"]
     for key, d in ratios.items():
         pj, fs = d.get("pmap_vs_jit"), d.get("fused_vs_step_loop")
-        sc = ", ".join(f"{n}: {v:.2f}x" for n, v in d.get("pmap_scaling", {}).items()) or "-"
-        lines.append(f"| {key} | {d['baseline'] or '-'} | {'-' if pj is None else f'{pj:.3f}'} | "
-                     f"{'-' if fs is None else f'{fs:.2f}x'} | {sc} |")
+        sc = ", ".join(f"{n}: {v:.2f}x{_range(d.get('pmap_scaling_range', {}).get(n))}"
+                       for n, v in d.get("pmap_scaling", {}).items()) or "-"
+        lines.append(f"| {key} | {d['baseline'] or '-'} | "
+                     f"{'-' if pj is None else f'{pj:.3f}'}{_range(d.get('pmap_vs_jit_range'))} | "
+                     f"{'-' if fs is None else f'{fs:.2f}x'}"
+                     f"{_range(d.get('fused_vs_step_loop_range'))} | {sc} |")
     return lines
+
+
+def _range(r) -> str:
+    """" (lo-hi)": the range of the per-round ratios behind a median ratio."""
+    return f" ({r[0]:.2f}-{r[1]:.2f})" if r else ""
 
 
 def _batches_table(batches: list[dict]) -> list[str]:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import jax
 
+from train.bench import curves, explain, scaling
+from train.bench.cost import Peaks, annotate
 from train.bench.jax_runner import Artifacts, jax_runners, peak_memory
 from train.bench.numpy_runner import numpy_runner
 from train.bench.records import NUMPY_SUITES, PRECISIONS, RECIPE_BATCH, Record
@@ -101,6 +103,7 @@ class _Plan:
     compile_skip: Callable[[Workload, str], str]
     budget: Budget
     art: Artifacts
+    child_devices: int = 0           # >0: the pmap records run in a child with this many devices
 
 
 def _plan(args, t_start: float) -> _Plan:
@@ -112,10 +115,10 @@ def _plan(args, t_start: float) -> _Plan:
     spec = args.batch_sizes or ([(None, args.batch_size)] if args.batch_size else [])
     art = Artifacts(args.dump_hlo and Path(args.dump_hlo), args.profile and Path(args.profile),
                     args.profile_only)
-    return _Plan(gpu, args.devices or sorted({1, jax.local_device_count()}),
-                 resolve_precisions(args.precision, gpu), spec, torch_ok,
+    devices = args.devices or sorted({1, jax.local_device_count()})
+    return _Plan(gpu, devices, resolve_precisions(args.precision, gpu), spec, torch_ok,
                  compile_policy(args.torch_compile, gpu=gpu, quick=args.quick),
-                 Budget(args.time_budget, t_start), art)
+                 Budget(args.time_budget, t_start), art, scaling.child_devices(args, devices))
 
 
 def _items(wl: Workload, args, plan: _Plan, precisions: list[str]) -> list[Runner | Record]:
@@ -124,12 +127,13 @@ def _items(wl: Workload, args, plan: _Plan, precisions: list[str]) -> list[Runne
     if "numpy" in args.frameworks and "step" in args.modes and wl.suite in NUMPY_SUITES:
         items.append(prepare(lambda: numpy_runner(wl), wl, "numpy", "step", "fp32",
                              budget=plan.budget))
+    modes = [m for m in args.modes if not (m == "pmap" and plan.child_devices)]
     if "jax" in args.frameworks:
         # The CPU CNN compiles slowly; under --quick its pmap path is left out.
         skip_pmap = ("pmap left out for the CPU CNN under --quick (its compilation is slow)"
                      if args.quick and wl.suite == "cnn" and not plan.gpu and args.devices is None
                      else "")
-        items += jax_runners(wl, precisions=precisions, modes=args.modes, devices=plan.devices,
+        items += jax_runners(wl, precisions=precisions, modes=modes, devices=plan.devices,
                              skip_pmap=skip_pmap, budget=plan.budget, art=plan.art)
     if "torch" in args.frameworks:
         items += torch_runners(wl, precisions=precisions, modes=args.modes, budget=plan.budget,
@@ -149,10 +153,32 @@ def _measure_all(args, plan: _Plan, log) -> list[Record]:
                                    args.sweep_precision)
             records += measure(_items(wl, args, plan, precs), wl.windows, wl.warmup, log=log)
             log(f"bench: {suite} at batch {wl.batch} took {time.perf_counter() - t:.1f} s")
+            records += _weak_scaling(wl, args, plan, precs, suite_batches(suite, plan.spec), log)
         if suite == "toy" and "whole-run" in args.modes:
             records += bench_whole_run([f for f in args.frameworks if f in ("numpy", "jax")],
                                        steps=args.whole_run_steps, log=log)
     return records
+
+
+def _weak_scaling(wl: Workload, args, plan: _Plan, precs: list[str], batches, log) -> list[Record]:
+    """pmap at N times the batch on N devices (N > 1), for the weak-scaling curve; batches that
+    the run measures anyway are left to it."""
+    if ("weak" not in args.scaling or "pmap" not in args.modes or "jax" not in args.frameworks
+            or plan.child_devices):
+        return []
+    out: list[Record] = []
+    for batch, n in scaling.weak_batches(wl.batch, plan.devices):
+        if batch in batches or n > jax.local_device_count():
+            continue
+        w = make_workload(wl.suite, gpu=plan.gpu, quick=args.quick, seed=args.seed, batch=batch,
+                          steps=args.steps, windows=args.windows, warmup=args.warmup)
+        items = jax_runners(w, precisions=precs, modes=["pmap"], devices=[n], budget=plan.budget,
+                            art=plan.art)
+        for item in items:
+            if isinstance(item, Runner):
+                item.record.extra["scaling"] = "weak"
+        out += measure(items, w.windows, w.warmup, log=log)
+    return out
 
 
 def _settings(args, plan: _Plan) -> dict:
@@ -164,7 +190,24 @@ def _settings(args, plan: _Plan) -> dict:
             "torch_compile": args.torch_compile, "torch_compile_mode": args.torch_compile_mode,
             "time_budget_s": args.time_budget, "profile": args.profile,
             "profile_only": args.profile_only, "dump_hlo": args.dump_hlo,
-            "torch_available": plan.torch_ok}
+            "torch_available": plan.torch_ok, "scaling": args.scaling,
+            "pmap_child_devices": plan.child_devices}
+
+
+def _document(records, ratios, checks, machine, batches, curve) -> str:
+    """bench.md: the speed table, ratios, batches and checks; then work, memory and compile; then
+    the curves."""
+    text = markdown(records, ratios, checks, machine, batches)
+    extra = ["", explain.INTRO, "", *explain.work_table(records),
+             *curves.markdown(curve["batch"], curve["scaling"])]
+    return text + "\n".join(extra) + "\n"
+
+
+def _plot_curves(curve: dict, out_dir: Path) -> None:
+    if curve["batch"]:
+        curves.plot_batch(curve["batch"], out_dir / "batch_curve.png")
+    if curve["scaling"]:
+        curves.plot_scaling(curve["scaling"], out_dir / "scaling_curve.png")
 
 
 def run(args) -> int:
@@ -186,19 +229,28 @@ def run(args) -> int:
         f"local ({jax.devices()[0].platform})")
     if "torch" in args.frameworks and not plan.torch_ok:
         log(f"bench: {NOT_INSTALLED}; its records are skipped")
+    peaks = Peaks()
+    peaks.get("fp32")   # measured before the runs and again after them (on CPU): the higher counts
     records = _measure_all(args, plan, log)
+    peaks.remeasure()
+    if plan.child_devices:
+        records = scaling.merge(records, scaling.pmap_in_child(args, plan.spec, plan.devices,
+                                                               plan.child_devices, log))
+    annotate(records, peaks)
     ratios, checks = compute_ratios(records, plan.gpu), acceptance_checks(records, plan.gpu)
     batches = batch_summary(records)
+    curve = {"batch": curves.batch_curves(records), "scaling": curves.scaling_curves(records)}
     # Other jobs on a shared machine: read the numbers with the load averages in mind.
     machine = {**machine_info(), "loadavg_start": load_start, "loadavg_end": _loadavg()}
     doc = {"machine": machine, "versions": package_versions(), "settings": _settings(args, plan),
            "records": [dataclasses.asdict(r) for r in records], "ratios": ratios,
-           "batches": batches, "checks": checks,
+           "batches": batches, "checks": checks, "curves": curve,
            "wall_time_s": round(time.perf_counter() - t_start, 2)}
     atomic_write_json(out_dir / "bench.json", doc)
-    table = markdown(records, ratios, checks, machine, batches)
+    table = _document(records, ratios, checks, machine, batches, curve)
     atomic_write_text(out_dir / "bench.md", table)
     plot(records, out_dir / "bench.png", plan.gpu)
+    _plot_curves(curve, out_dir)
     print()
     print(table, end="")
     print(f"\nwrote {out_dir / 'bench.json'}, bench.md, bench.png in {doc['wall_time_s']:.1f} s")

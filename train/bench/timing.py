@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from train.bench.records import Record, error_text, line, skipped
 from train.bench.workloads import Workload
 
@@ -65,18 +67,37 @@ def finish(rec: Record, windows: list[float]) -> Record:
     rec.window_step_s = [float(w) for w in windows]
     rec.windows = len(windows)
     rec.step_s = float(statistics.median(windows))
+    rec.step_s_q1, rec.step_s_q3 = quartiles(windows)
     rec.examples_per_s = rec.batch_size / rec.step_s if rec.step_s > 0 else None
     return rec
+
+
+def quartiles(xs: Sequence[float]) -> tuple[float, float]:
+    """First and third quartiles (linear interpolation; one value: that value twice)."""
+    q1, q3 = np.percentile(np.asarray(xs, float), [25, 75])
+    return float(q1), float(q3)
+
+
+def round_ratios(base: Record, other: Record) -> list[float]:
+    """Per-round ratios base window / other window (empty when the windows do not pair up)."""
+    b, o = base.window_step_s, other.window_step_s
+    if b and len(b) == len(o) and all(v > 0 for v in o):
+        return [x / y for x, y in zip(b, o)]
+    return []
+
+
+def ratio_range(base: Record, other: Record) -> list[float] | None:
+    """[lowest, highest] per-round ratio of a paired ratio; None when unpaired."""
+    rs = round_ratios(base, other)
+    return [round(min(rs), 3), round(max(rs), 3)] if rs else None
 
 
 def paired_ratio(base: Record, other: Record) -> float:
     """How many times faster ``other`` is than ``base``: the median over rounds of the ratio of
     their per-step window times; records with different window counts fall back to the ratio of
     medians."""
-    b, o = base.window_step_s, other.window_step_s
-    if b and len(b) == len(o) and all(v > 0 for v in o):
-        return float(statistics.median(x / y for x, y in zip(b, o)))
-    return base.step_s / other.step_s
+    rs = round_ratios(base, other)
+    return float(statistics.median(rs)) if rs else base.step_s / other.step_s
 
 
 def measure(items: Sequence[Runner | Record], windows: int, warmup: int, log=print) -> list[Record]:

@@ -55,7 +55,7 @@ def whole_run_child(framework: str, cache_dir: str | None, steps: int) -> dict:
     if cache_dir:
         _use_cache(cache_dir)
     from data.toy import make_toy_data
-    from train.bench.compile_log import CompileLog
+    from train.compile_log import CompileLog
     from train.experiments import mlp_toy
     from train.loop import train_loop
 

@@ -15,6 +15,7 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 
+from train import profiling
 from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
 from train.experiments.common import Experiment
 from train.results import UsageError
@@ -116,12 +117,14 @@ def loop_settings(e: Experiment, *, progress, resume: bool, checkpoint_every: in
 
 
 def run(name: str, out: str | Path = "results", *, quick: bool = False, progress: bool | None = False,
-        resume: bool = False, checkpoint_every: int | None = None, **given):
+        resume: bool = False, checkpoint_every: int | None = None, profile: str | Path | None = None,
+        dump_hlo: str | Path | None = None, **given):
     """Train experiment ``name`` with these settings; return its summary (a dict, as summary.json).
 
     ``train.run("mlp-cifar", out="results", lr=3e-4, epochs=5)`` is ``python -m train mlp-cifar
     --out results --lr 3e-4 --epochs 5``: the same defaults, checks and results. A bad setting
     raises :class:`~train.results.UsageError` with the message the command line prints.
+    ``profile`` and ``dump_hlo`` are the ``--profile`` and ``--dump-hlo`` folders.
     """
     from train.cli import check_jax_backend, enable_compilation_cache  # cli imports this module
 
@@ -130,4 +133,8 @@ def run(name: str, out: str | Path = "results", *, quick: bool = False, progress
     kw = loop_settings(e, progress=progress, resume=resume, checkpoint_every=checkpoint_every)
     enable_compilation_cache()
     check_jax_backend()
-    return e.main(cfg, Path(out), **kw)
+    profiling.configure(profile, dump_hlo)
+    try:
+        return e.main(cfg, Path(out), **kw)
+    finally:
+        profiling.configure()
