@@ -33,7 +33,7 @@ def test_a_sweep_of_one_setting_tabulates(tmp_path):
 
 
 @pytest.mark.parametrize("name, given, message", [
-    ("mlp-cifar", {"learning_rate": 0.1}, "mlp-cifar has no setting 'learning_rate'; its settings: variant, data"),
+    ("mlp-cifar", {"learning_rate": 0.1}, "mlp-cifar has no setting 'learning_rate'; its settings: variant, framework, data"),
     ("cnn-cifar", {"hidden": "10"}, "cnn-cifar has no setting 'hidden'"),   # fixed by the experiment
     ("mlp-toy", {"steps": 0}, "--steps must be positive, got 0"),           # the same check as the flag's
     ("mlp-toy", {"steps": "many"}, "mlp-toy: --steps: invalid literal for int()"),

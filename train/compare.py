@@ -95,6 +95,7 @@ def compare(run_dirs: list[Path], out: Path) -> dict:
         for r in runs:
             r["label"] = r["path"]
     pairs = [compare_pair(a, b) for a, b in itertools.combinations(runs, 2)]
+    out.mkdir(parents=True, exist_ok=True)  # only once the runs are known good: bad input leaves nothing behind
     doc = {"runs": [{"label": r["label"], "path": r["path"], "framework": r["summary"].get("framework"),
                      "final": r["summary"]["final"], "best_test_accuracy": r["summary"]["best_test_accuracy"],
                      "examples_per_s": r["summary"].get("examples_per_s"),
@@ -120,7 +121,6 @@ def add_parser(sub) -> None:
 
 def compare_runs(run_dirs: list[Path], out: Path) -> dict:
     """:func:`compare`, then one line with the largest |loss difference| (what ``--framework all`` ends with)."""
-    Path(out).mkdir(parents=True, exist_ok=True)
     doc = compare(run_dirs, Path(out))
     worst = max((p["max_abs_loss_diff"] for p in doc["pairs"] if p["max_abs_loss_diff"] is not None), default=None)
     doc["max_abs_loss_diff"] = worst
