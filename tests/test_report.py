@@ -10,9 +10,10 @@ from train.experiments import cifar, mlp_toy, rnn
 
 
 def tiny_plan(quick, data, seed):
-    plan = report.Plan(quick=True)
-    plan.toy = [mlp_toy.ToyConfig(dataset=d, steps=60, samples=200, seed=seed, devices=1)
-                for d in ("moons", "circles", "blobs")]
+    plan = report.Plan(quick=True, torch=True)
+    # moons in every framework (PyTorch too), the others NumPy and JAX: both toy layouts, cheaply.
+    plan.toy = [mlp_toy.ToyConfig(dataset=d, steps=60, samples=200, seed=seed, devices=1,
+                                  framework="all" if d == "moons" else "both") for d in ("moons", "circles", "blobs")]
     plan.cifar = [cifar.mlp_config(data="synthetic:256", epochs=2, batch_size=64, hidden="32,16", seed=seed),
                   cifar.mlp_config(data="synthetic:256", variant="improved", epochs=2, batch_size=64, hidden="32,16",
                                    seed=seed)]
@@ -20,6 +21,7 @@ def tiny_plan(quick, data, seed):
     plan.sweep = {"cfg": rnn.RNNConfig(data_size=512, epochs=2, batch_size=64, hidden=16, seed=seed),
                   "lengths": [3, 5], "seeds": 1, "cells": ["vanilla", "lstm"]}
     plan.ablation = {**plan.sweep, "cfg": dataclasses.replace(plan.sweep["cfg"], lr_gamma=1.0), "cells": ["vanilla"]}
+    plan.twins = [dataclasses.replace(plan.rnn_t19, framework="torch")]  # T=19's PyTorch twin
     plan.scaled = ["everything is tiny (test)"]
     return plan
 
@@ -65,6 +67,15 @@ def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
     for rel in re.findall(r"\]\(([^)]+)\)", fig_map):
         assert (tmp_path / rel).exists(), rel
     assert _log(text) and all(x.startswith("ran ") for x in _log(text))
+    # Cross-framework: moons in three frameworks (three pairs), T=19 against its PyTorch twin.
+    cross = text.split("## Cross-framework: JAX vs PyTorch (vs NumPy)")[1].split("## The original's results")[0]
+    assert "### Part 1, Tasks 1-2 (toy MLP): moons" in cross and "### Part 3 (vanilla RNN, T=19)" in cross
+    assert "circles" not in cross
+    pairs = re.findall(r"^\| (numpy|jax|torch) \| (numpy|jax|torch) \| ([\d.e+-]+) \|", cross, re.M)
+    assert [p[:2] for p in pairs] == [("numpy", "jax"), ("numpy", "torch"), ("jax", "torch"), ("jax", "torch")]
+    assert all(float(p[2]) < 1e-4 for p in pairs)  # float32 for 60 steps (toy) and 2 epochs (T=19)
+    assert re.search(r"^\| torch \| [\d,]+ \| [\d.]+ \| [\d.]+ \| [\d.]+% \|$", cross, re.M)
+    assert "cross-framework/t19/curves.png" in cross and "mlp-toy/moons-compare-s0/curves.png" in cross
 
     mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("summary.json")}
     again = report.run_report(True, tmp_path, data="synthetic:256", progress=False).read_text()
@@ -104,7 +115,13 @@ def test_report_parts_leave_the_rest_out(tiny, tmp_path):
     assert "Part 1, Tasks 1-2" in text and "## Part 3" in text and "Part 1, Task 3" not in text
     assert "Part 3: sweep" not in text and "*(missing figure" not in text
     assert not (tmp_path / "mlp-cifar").exists() and not (tmp_path / "rnn-sweep").exists()
-    assert len(_log(text)) == 4  # three toy sets and T=19
+    assert len(_log(text)) == 5  # three toy sets, T=19 and its PyTorch twin
+
+
+def test_report_without_torch_says_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(report.frameworks, "torch_available", lambda: False)
+    text = "\n".join(report.frameworks.section(report.Plan(quick=True), {"toy": {}, "frameworks": {}}, tmp_path))
+    assert "**PyTorch is not installed here**" in text and "pip install '.[torch]'" in text
 
 
 @pytest.mark.parametrize("parts, skip, message", [

@@ -9,6 +9,7 @@ from pathlib import Path
 from data.toy import DATASETS
 from train.experiments import cifar, mlp_toy, rnn
 from train.results import UsageError
+from train.torch_backend import torch_available
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg"
@@ -45,6 +46,9 @@ class Plan:
     ablation: dict = field(default_factory=dict)   # the sweep at a constant learning rate (StepLR factor 1)
     scaled: list[str] = field(default_factory=list)
     parts: tuple[str, ...] = PARTS
+    # PyTorch twins of JAX runs (same initial weights and batches), compared with them; none without torch.
+    torch: bool = False
+    twins: list = field(default_factory=list)
 
 
 def resolve_data(data: str) -> tuple[str, str]:
@@ -65,8 +69,10 @@ def resolve_data(data: str) -> tuple[str, str]:
 
 
 def make_plan(quick: bool, data: str, seed: int) -> Plan:
-    plan = Plan(quick=quick)
-    plan.toy = [mlp_toy.ToyConfig(dataset=d, framework="both", seed=seed, devices=1) for d in DATASETS]
+    plan = Plan(quick=quick, torch=torch_available())
+    # Toy: NumPy and JAX (the original's comparison), and PyTorch where installed.
+    toy_fw = "all" if plan.torch else "both"
+    plan.toy = [mlp_toy.ToyConfig(dataset=d, framework=toy_fw, seed=seed, devices=1) for d in DATASETS]
     if quick:
         plan.cifar = [
             cifar.mlp_config(data=data, variant="plain", epochs=4, limit_train=10000, seed=seed),
@@ -96,7 +102,15 @@ def make_plan(quick: bool, data: str, seed: int) -> Plan:
         plan.sweep = {"cfg": rnn.RNNConfig(seed=seed), "lengths": [5, 10, 15, 20, 25, 30], "seeds": 3,
                       "cells": ["vanilla", "lstm"]}
         plan.ablation = {**plan.sweep, "cfg": rnn.RNNConfig(seed=seed, lr_gamma=1.0), "cells": ["vanilla"]}
+    if plan.torch:  # the plain MLP and T=19 have cheap PyTorch twins on a CPU; the CNN's would take hours
+        plan.twins = [dataclasses.replace(plan.cifar[0], framework="torch"),
+                      dataclasses.replace(plan.rnn_t19, framework="torch")]
     return plan
+
+
+def twin_part(cfg) -> str:
+    """The report part a PyTorch twin belongs to: mlp (the plain CIFAR MLP) or t19."""
+    return "t19" if isinstance(cfg, rnn.RNNConfig) else "mlp"
 
 
 def select_parts(plan: Plan, parts: tuple[str, ...]) -> Plan:
@@ -106,4 +120,5 @@ def select_parts(plan: Plan, parts: tuple[str, ...]) -> Plan:
         plan, parts=parts, toy=plan.toy if "toy" in parts else [],
         cifar=[c for c in plan.cifar if c.model in parts],  # the parts mlp and cnn are the models
         rnn_t19=plan.rnn_t19 if "t19" in parts else None, sweep={**plan.sweep, "cells": cells} if cells else {},
-        ablation=plan.ablation if "schedule" in parts else {})
+        ablation=plan.ablation if "schedule" in parts else {},
+        twins=[c for c in plan.twins if twin_part(c) in parts])

@@ -7,6 +7,7 @@ import datetime
 import os
 from pathlib import Path
 
+from train.report import frameworks
 from train.report.claims import comparison, deviations, schedule_section
 from train.report.markdown import HEADER, _best_epoch, _fig, _pct, _summary_row
 from train.report.plan import PARTS, ROOT, Plan
@@ -74,8 +75,9 @@ def figure_map(plan: Plan, out: Path) -> list[str]:
 
 def runs_wall_s(results: dict) -> float:
     """The summed wall time of every run in ``results`` (toy frameworks, CIFAR runs, T=19, the sweep)."""
-    total = sum(s[fw]["wall_time_s"] for s in results["toy"].values() for fw in ("numpy", "jax"))
+    total = sum(s[fw]["wall_time_s"] for s in results["toy"].values() for fw in TOY_FRAMEWORKS if fw in s)
     total += sum(s["wall_time_s"] for s in results["cifar"].values())
+    total += sum(p["runs"]["torch"]["wall_time_s"] for p in results.get("frameworks", {}).values())
     total += results["rnn"]["t19"]["wall_time_s"] if "t19" in results["rnn"] else 0.0
     # Seeds trained side by side each report their shared program's time: count it once.
     total += sum(r["wall_time_s"] / r.get("trained_together", 1)
@@ -84,6 +86,8 @@ def runs_wall_s(results: dict) -> float:
 
 
 GPU_REFERENCE = ROOT / "results" / "reference-gpu"
+TOY_FRAMEWORKS = ("numpy", "jax", "torch")
+NAMES = {"numpy": "NumPy", "jax": "JAX", "torch": "PyTorch"}
 
 
 def cnn_elsewhere(out: Path) -> str:
@@ -99,11 +103,12 @@ def header(plan: Plan, results: dict, *, total_s: float, data_source: str, data_
     dev = device_info()
     v = package_versions()
     kind = "QUICK run (scaled down, see below)" if plan.quick else "full run"
-    L = ["# Report: the original assignment, reproduced in JAX/Flax and NumPy", "",
+    also = f", PyTorch {v['torch']}" if plan.torch and v.get("torch") else ""
+    L = [f"# Report: the original assignment, reproduced in JAX/Flax and NumPy{' (and PyTorch)' if also else ''}", "",
          f"**{kind}**, generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by "
          f"`python -m train report{' --quick' if plan.quick else ''}` in {total_s / 60:.1f} min on "
          f"{dev['local_device_count']} {dev['platform']} device(s) ({dev['device_kind']}); "
-         f"jax {v.get('jax')}, flax {v.get('flax')}, optax {v.get('optax')}, numpy {v.get('numpy')}. "
+         f"jax {v.get('jax')}, flax {v.get('flax')}, optax {v.get('optax')}, numpy {v.get('numpy')}{also}. "
          f"The runs it shows took {runs_wall_s(results) / 60:.1f} min of wall time in all, reused ones "
          f"included.", "",
          f"CIFAR-10 source: `{data_source}`.", ""]
@@ -126,11 +131,13 @@ def toy_section(plan: Plan, results: dict, out: Path) -> list[str]:
     if not results["toy"]:
         return []
     seed, toy = plan.toy[0].seed, out / "mlp-toy"
+    fws = [fw for fw in TOY_FRAMEWORKS if any(fw in s for s in results["toy"].values())]
     L = ["## Part 1, Tasks 1-2: NumPy MLP vs JAX MLP on toy data", "",
          "Linear(2 -> 20) + ReLU + Linear(20 -> 2), SGD lr 0.01, 1,500 steps, batch 30, evaluation every 30 "
-         "steps. NumPy and JAX start from the same weights and see the same batches, so their curves coincide.",
+         f"steps. {', '.join(NAMES[fw] for fw in fws)} start from the same weights and see the same batches, so their curves coincide "
+         "(PyTorch's comparison: the cross-framework section below).",
          "", _fig(out, toy / f"datasets-s{seed}.png", "the three toy data sets"), "", HEADER]
-    L += [_summary_row(f"{name} {fw}", s[fw]) for name, s in results["toy"].items() for fw in ("numpy", "jax")]
+    L += [_summary_row(f"{name} {fw}", s[fw]) for name, s in results["toy"].items() for fw in fws if fw in s]
     L += ["", "| data set | max abs loss difference NumPy vs JAX (all evaluations) | final test acc difference |",
           "|---|---|---|"]
     for name, s in results["toy"].items():
@@ -140,7 +147,7 @@ def toy_section(plan: Plan, results: dict, out: Path) -> list[str]:
     for name in results["toy"]:
         def figs(file, what):
             return " ".join(_fig(out, toy / f"{name}-{fw}-s{seed}" / file, f"{name} {fw} {what}")
-                            for fw in ("numpy", "jax"))
+                            for fw in fws if fw in results["toy"][name])
         L += [f"### {name}", "", _fig(out, toy / f"{name}-compare-s{seed}" / "curves_overlay.png", f"{name} overlay"),
               "", figs("curves.png", "curves"), "", figs("decision_boundary.png", "decision boundary"), ""]
     return L
@@ -222,6 +229,7 @@ def render(plan: Plan, results: dict, out: Path, *, total_s: float, data_source:
     L += toy_section(plan, results, out) + cifar_section(plan, results, out) + rnn_section(plan, results, out)
     if results["rnn"].get("ablation") is not None:
         L += schedule_section(plan, results, out)
+    L += frameworks.section(plan, results, out)
     L += comparison(plan, results, out, sweep=results["rnn"].get("sweep"),
                     ratios=init_grad_ratios(results["rnn"].get("sweep")))
     L += ["", *deviations(plan, data_source), "", *figure_map(plan, out)]

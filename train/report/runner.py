@@ -21,7 +21,7 @@ from data.toy import make_toy_data
 from train import plots
 from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
 from train.loop import check_resumable, completed_summary
-from train.report import plan as P
+from train.report import frameworks, plan as P
 from train.report.render import render
 from train.results import UsageError, atomic_write_text, run_config
 
@@ -45,6 +45,21 @@ def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, p
     return train_fn(cfg, workdir, progress=progress)
 
 
+def _toy_run_or_reuse(cfg, workdir: Path, *, force: bool, progress, log: list[str]) -> dict:
+    """A toy set's runs (every framework of ``cfg``) and comparisons, read back if all are there."""
+    names = {fw: f"{cfg.dataset}-{fw}-s{cfg.seed}" for fw in mlp_toy.frameworks(cfg)}
+    cmp_dir = workdir / f"{cfg.dataset}-compare-s{cfg.seed}"
+    files = {"comparison": cmp_dir / "comparison.json"}
+    if len(names) > 2:  # --framework all: every pair, by train.compare
+        files["compare"] = cmp_dir / "compare.json"
+    done = None if force else {fw: completed_summary(workdir / n, run_config(cfg)) for fw, n in names.items()}
+    if done and all(done.values()) and all(p.exists() for p in files.values()):
+        log.append(f"reused {workdir}/{cfg.dataset}-*")
+        return {**done, **{k: json.loads(p.read_text()) for k, p in files.items()}}
+    log.append(f"ran {workdir}/{cfg.dataset}-*")
+    return mlp_toy.train_and_evaluate(cfg, workdir, progress=progress)
+
+
 def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool = False, seed: int = 0,
                progress: bool | None = None, parts: tuple[str, ...] = P.PARTS) -> Path:
 
@@ -53,20 +68,11 @@ def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool 
     source, data_note = P.resolve_data(data)
     plan = P.select_parts(P.make_plan(quick, source, seed), parts)
     log: list[str] = []
-    results: dict = {"toy": {}, "cifar": {}, "rnn": {}}
+    results: dict = {"toy": {}, "cifar": {}, "rnn": {}, "frameworks": {}}
 
     for cfg in plan.toy:
-        workdir = out / mlp_toy.EXPERIMENT
-        names = [f"{cfg.dataset}-{fw}-s{cfg.seed}" for fw in ("numpy", "jax")]
-        cmp_path = workdir / f"{cfg.dataset}-compare-s{cfg.seed}" / "comparison.json"
-        done = None if force else [completed_summary(workdir / n, run_config(cfg)) for n in names]
-        if done and all(done) and cmp_path.exists():
-            log.append(f"reused {workdir}/{cfg.dataset}-*")
-            summ = {"numpy": done[0], "jax": done[1], "comparison": json.loads(cmp_path.read_text())}
-        else:
-            log.append(f"ran {workdir}/{cfg.dataset}-*")
-            summ = mlp_toy.train_and_evaluate(cfg, workdir, progress=progress)
-        results["toy"][cfg.dataset] = summ
+        results["toy"][cfg.dataset] = _toy_run_or_reuse(cfg, out / mlp_toy.EXPERIMENT, force=force,
+                                                        progress=progress, log=log)
     if plan.toy:
         plots.plot_toy_datasets([make_toy_data(c.dataset, n_samples=c.samples, seed=c.seed) for c in plan.toy],
                                 out / mlp_toy.EXPERIMENT / f"datasets-s{seed}.png")
@@ -80,6 +86,8 @@ def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool 
     if cfg is not None:
         results["rnn"]["t19"] = _run_or_reuse(rnn.train_and_evaluate, cfg, out / rnn.EXPERIMENT, cfg.run_name,
                                               force=force, progress=progress, log=log)
+    frameworks.run_twins(plan, results, out, lambda fn, c, workdir, name: _run_or_reuse(
+        fn, c, workdir, name, force=force, progress=progress, log=log))
     sw = plan.sweep
     if sw:
         results["rnn"]["sweep"] = rnn_sweep.sweep(sw["cfg"], sw["lengths"], sw["seeds"], sw["cells"], out,

@@ -1,0 +1,83 @@
+"""The report's cross-framework part: PyTorch twins of JAX runs, their comparison, and its section.
+
+A twin starts from the JAX run's initial weights and sees its batches (``--framework torch``), so
+the two curves should lie on each other up to float32 rounding; ``train.compare`` measures how far
+apart they are. The toy runs compare NumPy, JAX and PyTorch themselves (``mlp-toy --framework all``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from train.compare import compare_runs
+from train.experiments import cifar, rnn
+from train.report.markdown import _f, _fig
+from train.report.plan import Plan, twin_part
+from train.torch_backend import TORCH_MISSING, torch_available
+
+LABELS = {"toy": "Part 1, Tasks 1-2 (toy MLP)", "mlp": "Part 1, Task 3 (CIFAR MLP, plain)",
+          "t19": "Part 3 (vanilla RNN, T=19)"}
+
+
+def run_twins(plan: Plan, results: dict, out: Path, run_or_reuse) -> None:
+    """Train (or reuse) each PyTorch twin and compare it with its JAX run: ``results["frameworks"][part]``."""
+    for cfg in plan.twins:
+        part = twin_part(cfg)
+        jax_cfg = dataclasses.replace(cfg, framework="jax")
+        if part == "t19":
+            fn, workdir, jax_summary = rnn.train_torch, out / rnn.EXPERIMENT, results["rnn"].get("t19")
+        else:
+            fn, workdir = cifar.train_and_evaluate, out / cfg.experiment
+            jax_summary = results["cifar"].get(f"{cfg.experiment}/{jax_cfg.run_name}")
+        summary = run_or_reuse(fn, cfg, workdir, cfg.run_name)
+        doc = compare_runs([workdir / jax_cfg.run_name, workdir / cfg.run_name], out / "cross-framework" / part)
+        results["frameworks"][part] = {"runs": {"jax": jax_summary, "torch": summary}, "compare": doc,
+                                       "dir": out / "cross-framework" / part}
+
+
+def _toy_parts(results: dict, out: Path) -> dict:
+    """The toy sets' three-way comparisons in the shape of ``results["frameworks"]`` entries."""
+    parts = {}
+    for name, s in results["toy"].items():
+        if "compare" in s:
+            runs = {fw: s[fw] for fw in ("numpy", "jax", "torch") if fw in s}
+            seed = s["jax"].get("seed", 0)
+            parts[f"toy {name}"] = {"runs": runs, "compare": s["compare"],
+                                    "dir": out / "mlp-toy" / f"{name}-compare-s{seed}"}
+    return parts
+
+
+def _e(x) -> str:
+    return "–" if x is None else f"{x:.2e}"
+
+
+def section(plan: Plan, results: dict, out: Path) -> list[str]:
+    """Per part: the overlay, the agreement table (every pair) and the speed of each framework."""
+    L = ["## Cross-framework: JAX vs PyTorch (vs NumPy)", ""]
+    if not torch_available():
+        return L + [f"**PyTorch is not installed here**, so this report has no PyTorch runs ({TORCH_MISSING}). "
+                    "The toy sets still compare NumPy with JAX (Part 1 above).", ""]
+    parts = {**_toy_parts(results, out), **results.get("frameworks", {})}
+    if not parts:
+        return []
+    L += ["Each PyTorch run starts from its JAX twin's initial weights (converted) and trains on the same batches "
+          "with the same optimizer, in float32 on this machine; the curves should coincide up to rounding, which "
+          "grows with the number of steps (the README's *Cross-framework studies* says what to expect where). "
+          "Differences are b minus a; the loss difference is the largest over every evaluation both runs made.", ""]
+    for key, p in parts.items():
+        title = LABELS.get(key.split()[0], key) + (f": {key.split()[1]}" if " " in key else "")
+        L += [f"### {title}", "", _fig(out, p["dir"] / "curves.png", f"{key} overlay"), "",
+              "| a | b | max abs loss diff | final test acc diff | ex/s ratio (b / a) |", "|---|---|---|---|---|"]
+        fw = {r["label"]: r.get("framework") or r["label"] for r in p["compare"]["runs"]}
+        for pr in p["compare"]["pairs"]:
+            L.append(f"| {fw[pr['a']]} | {fw[pr['b']]} | {_e(pr['max_abs_loss_diff'])} "
+                     f"| {100 * pr['final_test_accuracy_diff']:+.2f} points | {_f(pr['examples_per_s_ratio'], 2)} |")
+        L += ["", "| framework | train ex/s | wall s | compile s | final test acc |", "|---|---|---|---|---|"]
+        for fw, s in p["runs"].items():
+            if s is None:
+                continue
+            L.append(f"| {fw} | {s['examples_per_s']:,.0f} | {s['wall_time_s']:.1f} | {s['compile_time_s']:.1f} "
+                     f"| {100 * s['final']['test_accuracy']:.1f}% |")
+        L.append("")
+    return L
