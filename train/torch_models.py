@@ -1,20 +1,23 @@
-"""The project's architectures as a PyTorch user would write them, for ``python -m train bench``.
+"""The project's architectures as a PyTorch user would write them: ``--framework torch`` and ``python -m train bench``.
 
-PyTorch is an optional extra (``pip install .[torch]``): nothing else in the
-project imports this module, and ``train.bench`` imports it only after
-``import torch`` succeeded (``device_data`` puts a bench workload's arrays on
-the device). The models mirror ../shared/SEED_SPEC.md and the
-Flax versions in ``jax_models/``:
+PyTorch is an optional extra (``pip install '.[torch]'``): only the torch code paths import this
+module (``train.torch_backend`` and ``train.torch_weights`` for the experiments' ``--framework
+torch``, ``train.bench`` after ``import torch`` succeeded). The models mirror
+../shared/SEED_SPEC.md and the Flax versions in ``jax_models/``, whose initial weights
+``train.torch_weights`` copies in for the experiments:
 
-* ``MLP``: Linear -> ReLU -> ... -> Linear (toy 2-20-2 and CIFAR 3072-...-10).
+* ``MLP``: Linear -> [BatchNorm1d] -> ReLU -> [Dropout] -> ... -> Linear (toy 2-20-2 and CIFAR
+  3072-...-10, plain or improved).
 * ``CNN``: five blocks of 3x3 conv + BatchNorm2d + ReLU, each ending in
-  MaxPool2d(3, 2, 1); Linear(512 -> 10). NCHW logically; on a GPU the bench
-  stores weights and images channels_last (NHWC in memory), cuDNN's fast layout.
+  MaxPool2d(3, 2, 1); Linear(512 -> 10) (``blocks`` narrows it for cheap tests). NCHW logically;
+  on a GPU weights and images are stored channels_last (NHWC in memory), cuDNN's fast layout.
 * ``VanillaRNN``: one nn.Linear(input + hidden -> hidden) applied to
   ``cat([x_t, h_{t-1}])`` with tanh, a Python loop over time (as in the
-  original assignment), Linear(hidden -> 10) on the last state.
+  original assignment), Linear(hidden -> 10) on the last state; ``LSTMClassifier``: nn.LSTM.
+* ``FlaxBatchNorm1d/2d``: PyTorch's batch norm with the running variance averaged as Flax does
+  (biased), for the cross-framework runs.
 
-Training is the idiomatic loop: ``zero_grad``, forward, ``CrossEntropyLoss``,
+The bench's training (``make_train_step``) is the idiomatic loop: ``zero_grad``, forward, ``CrossEntropyLoss``,
 ``backward``, (clip), ``optimizer.step()``, with the optimizers of the seed
 (SGD for the toy MLP, AdamW(weight_decay=0.01) for the CIFAR models,
 RMSprop + global-norm clipping for the RNN). Batches are gathered from

@@ -41,8 +41,10 @@ CHOSEN = {"both": ("numpy", "jax"), "all": ("numpy", "jax", "torch")}
 @dataclass
 class ToyConfig:
     dataset: str = setting("moons", "toy data set: moons, circles, blobs, or all")
-    framework: str = setting("both", "implementation: numpy, jax, torch, both (numpy and jax) or all (every "
-                                     "one installed); same init, same batches, curves overlaid")
+    # Default both, not jax as elsewhere: Part 1's point is the NumPy-vs-framework comparison.
+    framework: str = setting("both", "implementation: numpy, jax, torch, both (numpy and jax: the original's "
+                                     "comparison, the default) or all (every one installed); same init, same "
+                                     "batches, curves overlaid")
     samples: int = setting(1000, "number of samples drawn from scikit-learn")
     noise: float | None = setting(None, "moons/circles noise or blobs cluster std (default: 0.2 moons, "
                                         "0.1 circles, 1.0 blobs)")
