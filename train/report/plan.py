@@ -105,6 +105,9 @@ def make_plan(quick: bool, data: str, seed: int) -> Plan:
     if plan.torch:  # the plain MLP and T=19 have cheap PyTorch twins on a CPU; the CNN's would take hours
         plan.twins = [dataclasses.replace(plan.cifar[0], framework="torch"),
                       dataclasses.replace(plan.rnn_t19, framework="torch")]
+        if quick:
+            plan.scaled.append("PyTorch: the toy sets, the plain CIFAR MLP and T=19 at the settings above; "
+                               "no PyTorch CNN (hours on a CPU).")
     return plan
 
 

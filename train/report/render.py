@@ -134,8 +134,8 @@ def toy_section(plan: Plan, results: dict, out: Path) -> list[str]:
     fws = [fw for fw in TOY_FRAMEWORKS if any(fw in s for s in results["toy"].values())]
     L = ["## Part 1, Tasks 1-2: NumPy MLP vs JAX MLP on toy data", "",
          "Linear(2 -> 20) + ReLU + Linear(20 -> 2), SGD lr 0.01, 1,500 steps, batch 30, evaluation every 30 "
-         f"steps. {', '.join(NAMES[fw] for fw in fws)} start from the same weights and see the same batches, so their curves coincide "
-         "(PyTorch's comparison: the cross-framework section below).",
+         f"steps. {', '.join(NAMES[fw] for fw in fws)} start from the same weights and see the same batches, so "
+         "their curves coincide (the comparison with PyTorch: the cross-framework section below).",
          "", _fig(out, toy / f"datasets-s{seed}.png", "the three toy data sets"), "", HEADER]
     L += [_summary_row(f"{name} {fw}", s[fw]) for name, s in results["toy"].items() for fw in fws if fw in s]
     L += ["", "| data set | max abs loss difference NumPy vs JAX (all evaluations) | final test acc difference |",
