@@ -18,7 +18,7 @@ from train.backends import LazyPeriods
 from train.cli import main
 from train.experiments import cifar, rnn
 from train.loop import completed_summary, train_loop
-from train.results import atomic_write_text, read_jsonl
+from train.results import atomic_write_text, read_jsonl, run_config
 
 
 def _summary(path):
@@ -52,7 +52,7 @@ def test_an_interrupted_attempt_leaves_no_summary_and_the_report_does_not_reuse_
     assert not (run / "summary.json").exists()  # the 1-epoch summary went when the new attempt began
     # Even a stale copy put back is not the report's result: its attempt is not config.json's.
     (run / "summary.json").write_text(json.dumps({**one, "attempt": "someoneelse"}))
-    assert completed_summary(run, t19.__dict__) is None
+    assert completed_summary(run, run_config(t19)) is None
     text = report.run_report(True, tmp_path, data="synthetic:256", progress=False,
                              parts=("t19",)).read_text()
     assert f"resumed {run}" in text
@@ -67,8 +67,8 @@ def test_summary_and_checkpoints_carry_the_attempt_of_config_json(tmp_path):
     run = tmp_path / cfg.run_name
     config = _summary(run / "config.json")
     assert s["attempt"] == config["attempt"] and s["config_digest"] == config["config_digest"]
-    assert completed_summary(run, cfg.__dict__) == s
-    assert completed_summary(run, {**cfg.__dict__, "epochs": 3}) is None
+    assert completed_summary(run, run_config(cfg)) == s
+    assert completed_summary(run, {**run_config(cfg), "epochs": 3}) is None
     again = cifar.train_and_evaluate(cfg, tmp_path, progress=False)  # a new attempt: a new id
     assert again["attempt"] != s["attempt"] and again["config_digest"] == s["config_digest"]
 
