@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/python -m train report --quick --out results
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder -q
 
 clean:
 	rm -rf $(VENV) .cache

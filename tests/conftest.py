@@ -29,6 +29,12 @@ from train.cli import enable_compilation_cache  # noqa: E402 - after the setting
 enable_compilation_cache()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first: with two workers they start early and the short ones fill in around them,
+    rather than one of them running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def on_gpu() -> bool:
     """True where JAX (and so every CLI subprocess) computes on a GPU."""
     import jax

@@ -342,6 +342,7 @@ def test_torch_missing_is_skipped_cleanly(tmp_path, monkeypatch):
     assert "skipped" in (tmp_path / "bench" / "bench.md").read_text()
 
 
+@pytest.mark.slow
 def test_whole_run_child_runs_the_project_path():
     r = whole_run.whole_run("jax", None, steps=60)
     assert r["steps"] == 60 and r["total_s"] == pytest.approx(r["build_s"] + r["run_s"], abs=1e-6)

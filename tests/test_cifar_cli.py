@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 
 from train.results import read_jsonl
 
@@ -28,6 +29,7 @@ def test_mlp_cifar_improved_synthetic(cli, tmp_path):
     assert cfg["config"]["lr"] == 1e-3 and cfg["precision"] == "fp32"
 
 
+@pytest.mark.slow
 def test_cnn_cifar_tiny(cli, tmp_path):
     r = cli("cnn-cifar", "--data", "synthetic:64", "--epochs", "1", "--batch-size", "16", "--limit-test", "16",
             "--eval-batch", "16", "--out", tmp_path, "--no-progress")

@@ -28,6 +28,7 @@ def _env(n_devices):
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}"}
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device():
     r = subprocess.run([sys.executable, str(ROOT / "tests" / "pmap_equivalence.py"), "4"], env=_env(4),
                        capture_output=True, text=True, timeout=900)
@@ -48,6 +49,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     script = str(ROOT / "tests" / "multiprocess_equivalence.py")
     single = subprocess.run([sys.executable, script, str(tmp_path / "single.json")], env=_env(2),
@@ -77,6 +79,7 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     assert a["predictions"] == b["predictions"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,run", [
     (["mlp-toy", "--dataset", "moons", "--framework", "jax", "--steps", "60", "--batch-size", "32"],
      "mlp-toy/moons-jax-s0"),
@@ -96,6 +99,7 @@ def test_cli_runs_on_four_devices(cli, tmp_path, args, run):
     assert (tmp_path / run / "metrics.jsonl").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_multiprocess_cli_only_process_zero_writes(cli, tmp_path):
     port = str(_free_port())
     env = _env(1)

@@ -226,6 +226,12 @@ def test_rnn_train_step_is_bit_identical_under_vmap(cell):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[s])
 
 
+# The tests that share sweep_and_separate run on one worker (make test's --dist loadgroup), which builds it once.
+SHARES_THE_SWEEP = pytest.mark.xdist_group("sweep_and_separate")
+
+
+@pytest.mark.slow
+@SHARES_THE_SWEEP
 def test_sweep_seeds_equal_separate_runs(sweep_and_separate):
     sweep, alone = sweep_and_separate
     worst_metric = worst_grad = 0.0
@@ -250,6 +256,7 @@ def test_sweep_seeds_equal_separate_runs(sweep_and_separate):
     assert [r["seed"] for r in doc["runs"]] == list(range(SEEDS)) and doc["summary"]["vanilla"][0]["n"] == SEEDS
 
 
+@SHARES_THE_SWEEP
 def test_each_seed_folder_resumes_alone_and_finished_runs_are_reused(sweep_and_separate, tmp_path):
     """A seed's folder from the vmapped sweep is a single run's: `rnn-palindrome --resume` continues it."""
     from train.experiments.rnn_sweep import sweep
@@ -299,6 +306,8 @@ sweep(cfg, [%d], %d, ["vanilla"], sys.argv[-1], progress=False, resume=True, che
 """ % (DATA, BATCH, EPOCHS, T, SEEDS)
 
 
+@pytest.mark.slow
+@SHARES_THE_SWEEP
 def test_sigkilled_multiseed_sweep_resumes_to_identical_summaries(sweep_and_separate, tmp_path):
     ref = sweep_and_separate[0]
     r = _run(SWEEP, tmp_path, code=KILLER)

@@ -40,6 +40,7 @@ def _figures(text):
     return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
 
 
+@pytest.mark.slow
 def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
     path = report.run_report(True, tmp_path, data="synthetic:256", progress=False)
     text = path.read_text()
@@ -92,6 +93,7 @@ def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
         tmp_path / cfg.experiment / cfg.run_name / "summary.json"]
 
 
+@pytest.mark.slow
 def test_report_resumes_an_interrupted_run(tiny, tmp_path):
     plan = tiny_plan(True, "synthetic:256", 0)
     cfg = plan.cifar[0]
@@ -106,6 +108,7 @@ def test_report_resumes_an_interrupted_run(tiny, tmp_path):
     assert (run / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_report_parts_leave_the_rest_out(tiny, tmp_path):
     text = report.run_report(True, tmp_path, data="synthetic:256", progress=False,
                              parts=report.parse_parts("toy,t19,mlp", "mlp")).read_text()

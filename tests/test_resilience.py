@@ -48,6 +48,7 @@ def _wait_for(path: Path, proc, timeout=300):
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_sigkill_then_resume_matches_uninterrupted(cli_fast, tmp_path, name):
     args, run = RUNS[name]
