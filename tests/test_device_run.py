@@ -47,5 +47,5 @@ def test_device_run_report_dry_run(tmp_path):
         names = {n.removeprefix("./") for n in t.getnames()}
         report = t.extractfile("./results/REPORT.md").read().decode()
     assert not any("checkpoints" in n for n in names)
-    assert "## Part 1, Tasks 1-2" in report and "## Part 3" in report and "**left out**: cnn, sweep, lstm, schedule" in report
+    assert "## Part 1, Tasks 1-2" in report and "## Part 3" in report and "**left out**: cnn, sweep, lstm, schedule, torch" in report
     assert "results/mlp-cifar/plain-fp32-s0/summary.json" in names

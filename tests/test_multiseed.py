@@ -89,10 +89,21 @@ def _run(args, out, code=None):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
+_BUILT: dict[str, tuple] = {}
+
+
+@pytest.fixture
 def sweep_and_separate(tmp_path_factory):
-    """One `rnn-sweep --seeds 2` and the same two seeds, each run alone with `rnn-palindrome`."""
-    root = tmp_path_factory.mktemp("multiseed")
+    """One `rnn-sweep --seeds 2` and the same two seeds, each run alone with `rnn-palindrome`.
+
+    Built once per test process: a module-scoped fixture would be rebuilt whenever the worker
+    runs another module's test in between; the tests only read it."""
+    if "runs" not in _BUILT:
+        _BUILT["runs"] = _build_sweep_and_separate(tmp_path_factory.mktemp("multiseed"))
+    return _BUILT["runs"]
+
+
+def _build_sweep_and_separate(root):
     r = _run(SWEEP, root / "sweep")
     assert r.returncode == 0, r.stderr
     assert "one after the other" not in r.stderr  # the vmapped path ran, not the fallback

@@ -103,7 +103,8 @@ def test_report_resumes_an_interrupted_run(tiny, tmp_path):
     (run / "summary.json").unlink()
     import shutil
     shutil.rmtree(run / "checkpoints" / "2")
-    text = report.run_report(True, tmp_path, data="synthetic:256", progress=False).read_text()
+    text = report.run_report(True, tmp_path, data="synthetic:256", progress=False,
+                             parts=report.parse_parts("mlp")).read_text()
     assert f"resumed {run}" in text
     assert (run / "summary.json").exists()
 
@@ -111,7 +112,7 @@ def test_report_resumes_an_interrupted_run(tiny, tmp_path):
 @pytest.mark.slow
 def test_report_parts_leave_the_rest_out(tiny, tmp_path):
     text = report.run_report(True, tmp_path, data="synthetic:256", progress=False,
-                             parts=report.parse_parts("toy,t19,mlp", "mlp")).read_text()
+                             parts=report.parse_parts("toy,t19,mlp,torch", "mlp")).read_text()
     assert "**left out**: mlp, cnn, sweep, lstm, schedule" in text
     assert "| 8, 9 | CNN: accuracy, loss | left out of this report" in text
     assert "**Part 2 (the CNN) is not in this report**" in text
@@ -128,7 +129,7 @@ def test_report_without_torch_says_so(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("parts, skip, message", [
-    ("toy,gan", None, "unknown report part(s) gan; choose from toy, mlp, cnn, t19, sweep, lstm, schedule"),
+    ("toy,gan", None, "unknown report part(s) gan; choose from toy, mlp, cnn, t19, sweep, lstm, schedule, torch"),
     ("toy", "toy", "--parts/--skip leave no part to run"),
 ])
 def test_report_parts_bad_input(parts, skip, message):

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg"
 
 
-# sweep: the vanilla RNN over lengths; lstm: the same sweep with an LSTM; schedule: the sweep at a constant rate.
-PARTS = ("toy", "mlp", "cnn", "t19", "sweep", "lstm", "schedule")
+# sweep: the vanilla RNN over lengths; lstm: the same sweep with an LSTM; schedule: the sweep at a constant rate;
+# torch: the PyTorch twins of the plain CIFAR MLP and T=19 (of those parts that run).
+PARTS = ("toy", "mlp", "cnn", "t19", "sweep", "lstm", "schedule", "torch")
 
 
 def parse_parts(text: str | None, skip: str | None = None) -> tuple[str, ...]:
@@ -124,4 +125,4 @@ def select_parts(plan: Plan, parts: tuple[str, ...]) -> Plan:
         cifar=[c for c in plan.cifar if c.model in parts],  # the parts mlp and cnn are the models
         rnn_t19=plan.rnn_t19 if "t19" in parts else None, sweep={**plan.sweep, "cells": cells} if cells else {},
         ablation=plan.ablation if "schedule" in parts else {},
-        twins=[c for c in plan.twins if twin_part(c) in parts])
+        twins=[c for c in plan.twins if "torch" in parts and twin_part(c) in parts])
