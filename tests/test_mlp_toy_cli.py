@@ -44,9 +44,9 @@ def test_float64_runs_agree_to_rounding(cli, tmp_path):
     assert cmp["max_abs_loss_diff"] <= 1e-10
 
 
-def test_same_seed_same_metrics(cli, tmp_path):
-    for sub in ("a", "b"):
-        r = cli("mlp-toy", "--dataset", "blobs", "--framework", "jax", "--steps", "90", "--out", tmp_path / sub, "--no-progress")
+def test_same_seed_same_metrics(cli, cli_fast, tmp_path):
+    for sub, run_cli in (("a", cli), ("b", cli_fast)):  # two processes: nothing rides on process state
+        r = run_cli("mlp-toy", "--dataset", "blobs", "--framework", "jax", "--steps", "90", "--out", tmp_path / sub, "--no-progress")
         assert r.returncode == 0, r.stderr
     strip = lambda rows: [{k: v for k, v in x.items() if k != "time_s"} for x in rows]  # noqa: E731
     a = strip(read_jsonl(tmp_path / "a/mlp-toy/blobs-jax-s0/metrics.jsonl"))
