@@ -1,4 +1,4 @@
-"""End to end on synthetic CIFAR-shaped data (fast); loading the shared real copy is tested in test_cifar10_data.py."""
+"""End to end on synthetic CIFAR-shaped data (fast); loading the shared real copy is tested in test_cifar10_folder.py."""
 
 import json
 
