@@ -18,6 +18,13 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 # - GPU scatters (gather gradients, max-pool backward) use atomics, whose order varies from run to
 #   run; the bit-exact resume and determinism tests need XLA's deterministic kernels.
+# - Under pytest-xdist every CPU core already runs a worker: one compute thread per process (XLA's
+#   CPU backend, PyTorch's OpenMP pool) spares the cores the switching between oversubscribed threads.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "intra_op_parallelism_threads" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                                   " intra_op_parallelism_threads=1").strip()
 if Path("/dev/nvidiactl").exists() and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
 
