@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from numpy_mlp.optim import SGD
 from train.trainer import Trainer, create_state, eval_plan, param_count
 
 
@@ -66,7 +65,7 @@ class JaxBackend:
 
 
 class NumpyBackend:
-    """The hand-written NumPy MLP, trained with plain mini-batch SGD (``lr``) or a ``numpy_mlp.optim`` optimizer.
+    """The hand-written NumPy MLP, trained by a ``numpy_mlp.optim`` optimizer (SGD or AdamW).
 
     ``preprocess`` maps a batch of raw inputs to the model's inputs (e.g. uint8 images to normalised
     floats); it runs per batch, so a large split is never held as floats all at once.
@@ -76,13 +75,11 @@ class NumpyBackend:
     compile_time_s = 0.0
     devices = 1
 
-    def __init__(self, model, arrays: Mapping[str, np.ndarray], *, lr: float | None = None, optimizer=None,
+    def __init__(self, model, arrays: Mapping[str, np.ndarray], *, optimizer,
                  preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
                  eval_splits: Sequence[str] = ("train", "test"), eval_batch: int = 4096) -> None:
-        if (lr is None) == (optimizer is None):
-            raise ValueError("NumpyBackend takes either lr (plain SGD) or an optimizer")
         self.model = model
-        self.optimizer = optimizer if optimizer is not None else SGD(lr)
+        self.optimizer = optimizer
         self.preprocess = preprocess or (lambda x: x)
         cast = preprocess is None  # raw float inputs: cast once to the model's dtype
         self.arrays = {k: (v.astype(model.dtype) if cast and k.endswith("_x") else v) for k, v in arrays.items()}

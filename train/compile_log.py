@@ -35,8 +35,12 @@ class CompileLog:
     def __init__(self) -> None:
         self.programs: dict[str, dict[str, float]] = {}   # program name -> {part: seconds}
         self.counts: dict[str, int] = {}                  # program name -> executables built
-        self.compiles = 0
         self.cache_hits = 0
+
+    @property
+    def compiles(self) -> int:
+        """Executables built, all programs together."""
+        return sum(self.counts.values())
 
     def _on_duration(self, name: str, secs: float, fun_name: str = "?", **_) -> None:
         part = self.PARTS.get(name.rsplit("/", 1)[-1])
@@ -45,7 +49,6 @@ class CompileLog:
             prog = self.programs.setdefault(key, {})
             prog[part] = prog.get(part, 0.0) + secs
             if part == "compile":
-                self.compiles += 1
                 self.counts[key] = self.counts.get(key, 0) + 1
 
     def _on_event(self, name: str, **_) -> None:

@@ -8,14 +8,16 @@ the other frameworks get. Its weights come from the JAX model built with the sam
 spelling, so a run is the JAX run's twin. On CUDA it runs channels_last (the CNN) and under bf16
 autocast for ``bf16``; ``tf32`` turns on TF32 matmuls and convolutions, ``fp32`` keeps them off.
 
-PyTorch is optional (``pip install '.[torch]'``): :func:`require_torch` is the one place that
-imports it for the experiments, and gives a one-line error when it is missing. Checkpoints are
+PyTorch is optional (``pip install '.[torch]'``): :func:`import_torch` is the one place that
+imports it, and :func:`require_torch` gives a one-line error when it is missing. Checkpoints are
 not written for torch runs (``host_state`` is absent, so the loop skips them); the experiments
 refuse ``--resume`` for torch.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -25,25 +27,37 @@ from train.results import UsageError
 TORCH_MISSING = "--framework torch needs PyTorch: pip install '.[torch]' (or see the README's Cross-framework studies)"
 
 
-def torch_available() -> bool:
+def import_torch():
+    """``torch`` or None: PyTorch is an optional extra. The one place the project imports it.
+
+    Before the first import, OMP_WAIT_POLICY defaults to PASSIVE (unless the user set it):
+    PyTorch's OpenMP threads otherwise spin while waiting, and on a machine shared with other
+    jobs a spinning thread whose core is taken slows a tiny step many times over. Passive
+    waiting costs nothing measurable when the cores are free.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        import torch
+    except Exception:  # noqa: BLE001 - ImportError, or a broken install
+        return None
+    return torch
+
+
+def torch_available() -> bool:
+    return import_torch() is not None
 
 
 def require_torch():
     """The torch module, or a one-line UsageError naming the extra that installs it."""
-    try:
-        import torch
-    except ImportError:
-        raise UsageError(TORCH_MISSING) from None
+    torch = import_torch()
+    if torch is None:
+        raise UsageError(TORCH_MISSING)
     return torch
 
 
 def refuse_resume(framework: str, resume: bool) -> None:
-    if resume and framework != "jax" and framework != "numpy":
+    if resume and framework not in ("jax", "numpy"):
         raise UsageError(f"--resume: {framework} runs write no checkpoints; run again without --resume")
 
 
@@ -116,7 +130,7 @@ class TorchBackend:
         self.eval_splits, self.eval_batch = tuple(eval_splits), eval_batch
         self.param_count = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.steps = 0
-        self.generator = torch.manual_seed(seed)  # dropout masks: torch's own stream, not JAX's
+        torch.manual_seed(seed)  # dropout masks: torch's own stream, not JAX's
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.last_predictions: dict[str, np.ndarray] = {}
 

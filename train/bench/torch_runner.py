@@ -1,7 +1,7 @@
 """PyTorch: ``train.torch_models`` trained eagerly and under ``torch.compile``.
 
 PyTorch is an optional extra: ``torch``, and ``train.torch_models`` which needs it, are imported
-only here, inside :func:`import_torch` and after it succeeded, so the rest of the bench runs
+only here, through :func:`train.torch_backend.import_torch` and after it succeeded, so the rest of the bench runs
 without them (its records are then skipped with a note). On a GPU the runners use PyTorch's own
 speed recipe (channels_last, ``cudnn.benchmark``, fused AdamW, bf16 autocast); every such choice
 is in each record's ``settings``.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,25 +19,9 @@ from typing import Any
 from train.bench.records import TORCH_MODES, Record, skipped
 from train.bench.timing import Budget, Runner, prepare
 from train.bench.workloads import Workload
+from train.torch_backend import import_torch
 
 NOT_INSTALLED = "PyTorch not installed (optional extra: pip install .[torch])"
-
-
-def import_torch():
-    """``torch`` or None: PyTorch is an optional extra.
-
-    Before the first import, OMP_WAIT_POLICY defaults to PASSIVE (unless the user set it):
-    PyTorch's OpenMP threads otherwise spin while waiting, and on a machine shared with other
-    jobs a spinning thread whose core is taken slows a tiny step many times over. Passive
-    waiting costs nothing measurable when the cores are free.
-    """
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        import torch
-    except Exception:  # noqa: BLE001 - ImportError, or a broken install
-        return None
-    return torch
 
 
 @dataclass

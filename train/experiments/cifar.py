@@ -10,9 +10,8 @@ original measured; ``eval_train`` evaluates the whole training split instead.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -26,15 +25,14 @@ from jax_models.cnn import CNN
 from jax_models.mlp import MLP
 from train import plots
 from train.backends import JaxBackend, LazyPeriods, epoch_batches
-from train.compare import compare_runs
 from train.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, WithPrecision, compute_dtype,
                                       devices_setting, epochs_setting, eval_splits, eval_train_setting,
                                       precision_setting, require_common, require_positive, seed_setting, setting,
-                                      under_precision)
+                                      train_each_framework, under_precision)
 from train.results import UsageError, atomic_write_json
 
-from train.torch_backend import TORCH_MISSING, refuse_resume, torch_available
+from train.torch_backend import refuse_resume
 from train.trainer import AXIS, select_devices
 
 
@@ -230,15 +228,8 @@ def main(cfg: CifarConfig, out: Path, **loop_kw) -> dict:
     workdir = Path(out) / cfg.experiment
     if cfg.framework != "all":
         return train_and_evaluate(cfg, workdir, **loop_kw)
-    chosen = ["jax"] + (["torch"] if torch_available() else []) + (
-        ["numpy"] if (cfg.model, cfg.variant) == ("mlp", "plain") else [])
-    if not torch_available():
-        print(f"note: --framework all: {TORCH_MISSING}; PyTorch left out", file=sys.stderr)
-    out = {fw: train_and_evaluate(replace(cfg, framework=fw), workdir, **loop_kw) for fw in chosen}
-    if len(chosen) > 1:
-        runs = [workdir / replace(cfg, framework=fw).run_name for fw in chosen]
-        out["compare"] = compare_runs(runs, workdir / f"{cfg.run_name}-compare")
-    return out
+    candidates = ("jax", "torch") + (("numpy",) if (cfg.model, cfg.variant) == ("mlp", "plain") else ())
+    return train_each_framework(cfg, candidates, lambda c: train_and_evaluate(c, workdir, **loop_kw), workdir)
 
 
 MLP_SPEC = Experiment(

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 from numpy_mlp.model import parse_hidden
+from train.compare import compare_runs
 from train.results import UsageError
+from train.torch_backend import TORCH_MISSING, torch_available
 
 
 def setting(default, help: str, **kw):
@@ -140,3 +145,16 @@ class Experiment:
     main: object
     fixed: tuple[str, ...] = ()
     checkpoint_every: int | None = None   # the default: None = every epoch the writer is free; 0 = off
+
+
+def train_each_framework(cfg, candidates: tuple[str, ...], train: Callable, workdir: Path) -> dict:
+    """``--framework all``: ``train(cfg)`` once per framework of ``candidates`` (PyTorch only where it is
+    installed, with a note), then compare their run folders; returns {framework: summary, "compare": doc}."""
+    chosen = [fw for fw in candidates if fw != "torch" or torch_available()]
+    if len(chosen) < len(candidates):
+        print(f"note: --framework all: {TORCH_MISSING}; PyTorch left out", file=sys.stderr)
+    out = {fw: train(dataclasses.replace(cfg, framework=fw)) for fw in chosen}
+    if len(chosen) > 1:
+        runs = [workdir / dataclasses.replace(cfg, framework=fw).run_name for fw in chosen]
+        out["compare"] = compare_runs(runs, workdir / f"{cfg.run_name}-compare")
+    return out

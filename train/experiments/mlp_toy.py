@@ -22,6 +22,7 @@ from data.toy import DATASETS, make_toy_data
 from jax_models.mlp import MLP as JaxMLP, set_mlp_weights
 from numpy_mlp import MLP as NumpyMLP
 from numpy_mlp.model import parse_hidden
+from numpy_mlp.optim import SGD
 from train import plots
 from train.backends import JaxBackend, NumpyBackend, batch_stream
 from train.compare import compare_runs
@@ -30,7 +31,7 @@ from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devic
                                       require_positive, seed_setting, setting, under_precision)
 from train.loop import check_resumable
 from train.results import UsageError, atomic_write_json, is_writer, run_config
-from train.torch_backend import refuse_resume, require_torch, torch_available
+from train.torch_backend import TorchBackend, refuse_resume, require_torch, sgd, torch_available
 from train.trainer import select_devices
 
 EXPERIMENT = "mlp-toy"
@@ -93,7 +94,7 @@ def build_backends(cfg: ToyConfig, data) -> dict:
     out = {}
     chosen = frameworks(cfg)
     if "numpy" in chosen:
-        out["numpy"] = NumpyBackend(np_model, arrays, lr=cfg.lr)
+        out["numpy"] = NumpyBackend(np_model, arrays, optimizer=SGD(cfg.lr))
     if "jax" in chosen or "torch" in chosen:
         # Built abstractly: the weights come from the NumPy model, and eager random initialisers
         # would compile one XLA program per parameter shape (~1 s of a ~3 s cold toy run).
@@ -121,10 +122,8 @@ def frameworks(cfg: ToyConfig) -> tuple[str, ...]:
 
 def torch_backend(cfg: ToyConfig, jax_model, arrays):
     """The PyTorch MLP with the JAX model's (the NumPy model's) weights, plain SGD, on the CPU."""
-    import torch  # optional: only a torch run imports it
-
-    from train import torch_models, torch_weights
-    from train.torch_backend import TorchBackend, sgd
+    torch = require_torch()
+    from train import torch_models, torch_weights  # optional: only a torch run imports them
 
     model = torch_models.MLP(2, parse_hidden(cfg.hidden), 2)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32

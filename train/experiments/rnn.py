@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,14 +21,14 @@ from data.palindrome import make_palindrome_data
 from jax_models.rnn import RNNClassifier, grad_norms_wrt_hidden
 from train import plots
 from train.backends import JaxBackend, LazyPeriods, epoch_batches
-from train.compare import compare_runs
 from train.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, Experiment, WithPrecision, compute_dtype, devices_setting,
                                       epochs_setting, eval_splits, eval_train_setting, precision_setting,
-                                      require_common, require_positive, seed_setting, setting, under_precision)
+                                      require_common, require_positive, seed_setting, setting, train_each_framework,
+                                      under_precision)
 from train.multiseed import MultiSeedJaxBackend, vmap_supported
 from train.results import UsageError, atomic_write_json
-from train.torch_backend import TORCH_MISSING, TorchBackend, refuse_resume, require_torch, rmsprop_steplr, torch_available
+from train.torch_backend import TorchBackend, refuse_resume, require_torch, rmsprop_steplr
 from train.trainer import select_devices
 
 EXPERIMENT = "rnn-palindrome"
@@ -296,14 +295,7 @@ def main(cfg: RNNConfig, out: Path, **loop_kw) -> dict:
     workdir = Path(out) / EXPERIMENT
     if cfg.framework != "all":
         return (train_torch if cfg.framework == "torch" else train_and_evaluate)(cfg, workdir, **loop_kw)
-    chosen = ["jax"] + (["torch"] if torch_available() else [])
-    if len(chosen) == 1:
-        print(f"note: --framework all: {TORCH_MISSING}; running JAX only", file=sys.stderr)
-    out = {fw: main(dataclasses.replace(cfg, framework=fw), Path(out), **loop_kw) for fw in chosen}
-    if len(chosen) > 1:
-        runs = [workdir / dataclasses.replace(cfg, framework=fw).run_name for fw in chosen]
-        out["compare"] = compare_runs(runs, workdir / f"{cfg.run_name}-compare")
-    return out
+    return train_each_framework(cfg, ("jax", "torch"), lambda c: main(c, out, **loop_kw), workdir)
 
 
 @under_precision

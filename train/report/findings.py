@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
+from train.report.markdown import _pct
 
 
 def test_rows(rows: list[dict]) -> list[dict]:

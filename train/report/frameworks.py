@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from train.compare import compare_runs
+from train.compare import _fmt, compare_runs
 from train.experiments import cifar, rnn
 from train.report.markdown import _f, _fig
 from train.report.plan import Plan, twin_part
@@ -48,10 +48,6 @@ def _toy_parts(results: dict, out: Path) -> dict:
     return parts
 
 
-def _e(x) -> str:
-    return "–" if x is None else f"{x:.2e}"
-
-
 def section(plan: Plan, results: dict, out: Path) -> list[str]:
     """Per part: the overlay, the agreement table (every pair) and the speed of each framework."""
     L = ["## Cross-framework: JAX vs PyTorch (vs NumPy)", ""]
@@ -65,17 +61,16 @@ def section(plan: Plan, results: dict, out: Path) -> list[str]:
           "with the same optimizer, in float32 on this machine; the curves should coincide up to rounding, which "
           "grows with the number of steps (the README's *Cross-framework studies* says what to expect where). "
           "Differences are b minus a; the loss difference is the largest over every evaluation both runs made. "
-          "Where training passes through an instability the rounding is amplified to differences the size of "
-          "seed-to-seed spread: the quick T=19 runs agree to 1e-6 in loss for their first ~70 steps, until the "
-          "gradient spike with which the vanilla RNN leaves its plateau; the float64 tests "
-          "(`tests/test_cross_framework.py`) show that the two still compute the same thing.", ""]
+          "Where training passes through an instability (the gradient spike with which the vanilla RNN leaves "
+          "its plateau) the rounding is amplified to differences the size of seed-to-seed spread; the float64 "
+          "tests (`tests/test_cross_framework.py`) show that the two still compute the same thing.", ""]
     for key, p in parts.items():
         title = LABELS.get(key.split()[0], key) + (f": {key.split()[1]}" if " " in key else "")
         L += [f"### {title}", "", _fig(out, p["dir"] / "curves.png", f"{key} overlay"), "",
               "| a | b | max abs loss diff | final test acc diff | ex/s ratio (b / a) |", "|---|---|---|---|---|"]
         fw = {r["label"]: r.get("framework") or r["label"] for r in p["compare"]["runs"]}
         for pr in p["compare"]["pairs"]:
-            L.append(f"| {fw[pr['a']]} | {fw[pr['b']]} | {_e(pr['max_abs_loss_diff'])} "
+            L.append(f"| {fw[pr['a']]} | {fw[pr['b']]} | {_fmt(pr['max_abs_loss_diff'], '.2e')} "
                      f"| {100 * pr['final_test_accuracy_diff']:+.2f} points | {_f(pr['examples_per_s_ratio'], 2)} |")
         L += ["", "| framework | train ex/s | wall s | compile s | final test acc |", "|---|---|---|---|---|"]
         for fw, s in p["runs"].items():
