@@ -17,6 +17,7 @@ metrics of these short runs), so the tolerance there is 1e-5 and the bit-identit
 are CPU-only.
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -89,18 +90,24 @@ def _run(args, out, code=None):
                           capture_output=True, text=True, timeout=300)
 
 
-_BUILT: dict[str, tuple] = {}
-
-
 @pytest.fixture
 def sweep_and_separate(tmp_path_factory):
     """One `rnn-sweep --seeds 2` and the same two seeds, each run alone with `rnn-palindrome`.
 
-    Built once per test process: a module-scoped fixture would be rebuilt whenever the worker
-    runs another module's test in between; the tests only read it."""
-    if "runs" not in _BUILT:
-        _BUILT["runs"] = _build_sweep_and_separate(tmp_path_factory.mktemp("multiseed"))
-    return _BUILT["runs"]
+    Built once per test session, whichever process needs it first: under pytest-xdist the workers'
+    temporary folders share a parent that is this session's, and a lock makes the others wait for
+    the first build (a module-scoped fixture would be built again by every worker, and again when a
+    worker runs another module's test in between). The tests only read it."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "multiseed-sweep"
+    with open(f"{root}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "built").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            _build_sweep_and_separate(root)
+            (root / "built").touch()
+    return root / "sweep", root / "alone"
 
 
 def _build_sweep_and_separate(root):
@@ -237,7 +244,7 @@ def test_rnn_train_step_is_bit_identical_under_vmap(cell):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[s])
 
 
-# The tests that share sweep_and_separate run on one worker (make test's --dist loadgroup), which builds it once.
+# The tests that share sweep_and_separate, kept on one worker where make test's --dist loadgroup can.
 SHARES_THE_SWEEP = pytest.mark.xdist_group("sweep_and_separate")
 
 
