@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup clean
+.PHONY: run test test-matrix setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder -q
+
+# The suite under settings that change the arithmetic as another machine would (threads, ISA caps,
+# XLA fast math); not part of `make test`. The table goes to .cache/test-matrix/matrix.md.
+test-matrix: $(STAMP)
+	$(BIN)/python scripts/test_matrix.py
 
 clean:
 	rm -rf $(VENV) .cache

@@ -20,11 +20,11 @@ os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 #   run; the bit-exact resume and determinism tests need XLA's deterministic kernels.
 # - Under pytest-xdist every CPU core already runs a worker: one compute thread per process (XLA's
 #   CPU backend, PyTorch's OpenMP pool) spares the cores the switching between oversubscribed threads.
+#   A caller that sets XLA's threading itself (scripts/test_matrix.py) keeps its setting.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if "intra_op_parallelism_threads" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                                   " intra_op_parallelism_threads=1").strip()
+    if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 if Path("/dev/nvidiactl").exists() and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
 
@@ -40,6 +40,12 @@ def pytest_collection_modifyitems(config, items):
     """Slow tests first: with two workers they start early and the short ones fill in around them,
     rather than one of them running alone at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def xla_flags(*extra: str) -> str:
+    """This process's XLA_FLAGS plus ``extra``, for a subprocess that needs a flag of its own (simulated
+    devices) and must keep the ones the suite runs under (scripts/test_matrix.py's settings)."""
+    return " ".join([os.environ.get("XLA_FLAGS", ""), *extra]).strip()
 
 
 def on_gpu() -> bool:

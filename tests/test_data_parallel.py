@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, xla_flags
 
 TOL = 1e-5
 # The CNN case is ill-conditioned on purpose-built small inputs: its last blocks batch-normalise 1x1 maps
@@ -25,7 +25,7 @@ PARAMS_TOL = {"cnn": 1e-3}
 
 def _env(n_devices):
     return {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}"}
+            "XLA_FLAGS": xla_flags(f"--xla_force_host_platform_device_count={n_devices}")}
 
 
 @pytest.mark.slow
@@ -92,7 +92,7 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
 ])
 def test_cli_runs_on_four_devices(cli, tmp_path, args, run):
     r = cli(*args, "--devices", "4", "--out", tmp_path, "--no-progress",
-            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"})
+            env={"XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=4"), "JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / run / "summary.json").read_text())
     assert summary["devices"] == 4
