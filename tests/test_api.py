@@ -4,6 +4,8 @@ import json
 import os
 import signal
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 import train
@@ -88,3 +90,16 @@ def test_an_interrupted_run_names_the_call_that_resumes_it(tmp_path, monkeypatch
                     f"resume=True)")
     summary = eval(hint, {"train": train})  # noqa: S307 - the hint is meant to be pasted and run
     assert summary["resumed_from_period"] == 1 and summary["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_a_float64_run_leaves_the_next_run_as_it_would_be_alone(tmp_path):
+    """A study that trains the toy MLP in float64, then the CIFAR MLP: the latter's numbers are those
+    of the same run before it, to the bit, and the process is back in 32-bit mode."""
+    tiny = {"data": "synthetic:256", "hidden": "32", "epochs": 1, "batch_size": 64, "eval_train": False}
+    train.run("mlp-cifar", out=tmp_path / "alone", **tiny)
+    train.run("mlp-toy", out=tmp_path / "toy", framework="jax", steps=60, dtype="float64")
+    train.run("mlp-cifar", out=tmp_path / "after", **tiny)
+    assert not jax.config.jax_enable_x64 and jnp.asarray(1.0).dtype == jnp.float32
+    run = "mlp-cifar/plain-fp32-s0"
+    assert rows(tmp_path / "after" / run / "metrics.jsonl") == rows(tmp_path / "alone" / run / "metrics.jsonl")
