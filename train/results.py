@@ -154,6 +154,10 @@ def require_writable(folder: Path, what: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe", delete=True)
         probe.close()
+    except (FileExistsError, NotADirectoryError) as e:
+        blocker = next((p for p in (folder, *folder.parents) if p.is_symlink() or p.exists()), None)
+        reason = f"{blocker} is not a folder" if blocker is not None and not blocker.is_dir() else e.strerror
+        raise UsageError(f"cannot write {what} to {folder}: {reason}") from None
     except OSError as e:
         raise UsageError(f"cannot write {what} to {folder}: {e.strerror or e}") from None
 
