@@ -1,11 +1,16 @@
 """The Python API, ``train.run(name, **settings)``: the command line's runs and checks, from Python."""
 
 import json
+import os
+import signal
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 import train
 from train.experiments import registry
+from train.loop import Interrupted
 from train.results import UsageError, read_jsonl
 
 
@@ -59,3 +64,42 @@ def test_every_setting_has_help_text():
     for e in registry.EXPERIMENTS.values():
         for f in registry.settings(e):
             assert len(f.metadata.get("help", "")) > 10, (e.name, f.name)
+
+
+def ctrl_c_after_first_period(monkeypatch) -> None:
+    """Every JAX training call is followed by a Ctrl-C: the loop saves a checkpoint after its first
+    period and stops (``monkeypatch.undo()`` lets the resumed run go on)."""
+    from train.backends import JaxBackend
+    real = JaxBackend.train
+
+    def train_then_ctrl_c(self, idx):
+        out = real(self, idx)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(JaxBackend, "train", train_then_ctrl_c)
+
+
+def test_an_interrupted_run_names_the_call_that_resumes_it(tmp_path, monkeypatch):
+    ctrl_c_after_first_period(monkeypatch)
+    with pytest.raises(Interrupted) as stopped:
+        train.run("rnn-palindrome", out=tmp_path, quick=True, epochs=2, lr="0.002")
+    monkeypatch.undo()
+    hint = str(stopped.value).split("; resume with: ")[-1]
+    assert hint == (f"train.run('rnn-palindrome', out={str(tmp_path)!r}, quick=True, epochs=2, lr='0.002', "
+                    f"resume=True)")
+    summary = eval(hint, {"train": train})  # noqa: S307 - the hint is meant to be pasted and run
+    assert summary["resumed_from_period"] == 1 and summary["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_a_float64_run_leaves_the_next_run_as_it_would_be_alone(tmp_path):
+    """A study that trains the toy MLP in float64, then the CIFAR MLP: the latter's numbers are those
+    of the same run before it, to the bit, and the process is back in 32-bit mode."""
+    tiny = {"data": "synthetic:256", "hidden": "32", "epochs": 1, "batch_size": 64, "eval_train": False}
+    train.run("mlp-cifar", out=tmp_path / "alone", **tiny)
+    train.run("mlp-toy", out=tmp_path / "toy", framework="jax", steps=60, dtype="float64")
+    train.run("mlp-cifar", out=tmp_path / "after", **tiny)
+    assert not jax.config.jax_enable_x64 and jnp.asarray(1.0).dtype == jnp.float32
+    run = "mlp-cifar/plain-fp32-s0"
+    assert rows(tmp_path / "after" / run / "metrics.jsonl") == rows(tmp_path / "alone" / run / "metrics.jsonl")

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import stat
-import sys
 
 import numpy as np
 import pytest
@@ -117,9 +116,19 @@ def test_resume_of_a_finished_run_rewrites_its_results(cli_fast, tmp_path):
     (["rnn-sweep", "--seeds", "3", "--resume"], "python -m train rnn-sweep --seeds 3 --resume"),
     (["mlp-cifar", "--out", "a b"], "python -m train mlp-cifar --out 'a b' --resume"),
 ])
-def test_resume_hint(monkeypatch, argv, hint):
-    monkeypatch.setattr(sys, "argv", ["train", *argv])
-    assert loop.resume_hint() == hint
+def test_resume_hint(argv, hint):
+    assert loop.command_hint(argv) == hint
+
+
+def test_the_hint_is_the_command_given_not_the_process_arguments(tmp_path, monkeypatch, capsys):
+    """main(argv) called in a process of its own (here pytest's): the hint repeats argv."""
+    from test_api import ctrl_c_after_first_period
+    ctrl_c_after_first_period(monkeypatch)
+    args = ["rnn-palindrome", "--quick", "--epochs", "2", "--out", str(tmp_path / "a b"), "--no-progress"]
+    assert main(args) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"; resume with: python -m train rnn-palindrome --quick --epochs 2 --out '{tmp_path}/a b' "
+        f"--no-progress --resume")
 
 
 # -- 5. SIGTERM behaves like Ctrl-C ---------------------------------------------------------------

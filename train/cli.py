@@ -19,7 +19,7 @@ import jax
 from data.errors import DataError
 from train import profiling
 from train.experiments import registry
-from train.loop import Diverged, Interrupted
+from train.loop import Diverged, Interrupted, command_hint, resumable_as
 from train.results import UsageError, set_writer
 
 
@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         init_distributed(args)
         check_jax_backend()
-        return args.func(args)
+        with resumable_as(command_hint(sys.argv[1:] if argv is None else argv)):
+            return args.func(args)
     except Interrupted as e:
         print(str(e), file=sys.stderr)
         return e.exit_code

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import jax
@@ -80,10 +81,30 @@ def completed_summary(run_dir: Path, config: dict) -> dict | None:
     return summary
 
 
-def resume_hint() -> str:
-    """The command that continues this one, shell-quoted: ``report`` resumes by itself, the others
-    take ``--resume``."""
-    args = [a for a in sys.argv[1:] if a != "--resume"]
+# What resumes the run in progress, named when it is interrupted: the command line sets the shell
+# command (train.cli.main), train.run the Python call (train.experiments.registry.run).
+_RESUME_HINT: ContextVar[str | None] = ContextVar("resume_hint", default=None)
+
+
+@contextmanager
+def resumable_as(hint: str | None):
+    """Within: an interrupted run says ``resume with: <hint>``."""
+    token = _RESUME_HINT.set(hint)
+    try:
+        yield
+    finally:
+        _RESUME_HINT.reset(token)
+
+
+def resume_hint() -> str | None:
+    """What resumes the run in progress (see ``resumable_as``); None for a caller that named nothing."""
+    return _RESUME_HINT.get()
+
+
+def command_hint(argv: Sequence[str]) -> str:
+    """The command that continues ``python -m train *argv``, shell-quoted: ``report`` resumes by
+    itself, the others take ``--resume``."""
+    args = [a for a in argv if a != "--resume"]
     if not (args and args[0] == "report"):
         args.append("--resume")
     return shlex.join(["python", "-m", "train", *args])
@@ -340,8 +361,9 @@ class _Loop:
         where = f"; checkpoint saved in {self.ckpts[0].directory}/{done}" if self.ckpts else ""
         for c in self.ckpts or []:
             c.wait()
+        hint = resume_hint()
         raise Interrupted(f"{STOP_SIGNALS[signum]}: stopped after {self.unit} {done} of "
-                          f"{len(self.schedule)}{where}; resume with: {resume_hint()}", signum)
+                          f"{len(self.schedule)}{where}" + (f"; resume with: {hint}" if hint else ""), signum)
 
     def timing(self) -> dict:
         t = self.timer.t

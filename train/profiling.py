@@ -15,6 +15,8 @@ from pathlib import Path
 
 import jax
 
+from train.results import is_writer, require_writable
+
 
 @contextmanager
 def profile_to(path: str | Path) -> Iterator[Path]:
@@ -57,9 +59,16 @@ _WANTED: dict[str, Path | None] = {"profile": None, "dump_hlo": None}
 
 
 def configure(profile: str | Path | None = None, dump_hlo: str | Path | None = None) -> None:
-    """Where the training commands of this process write profiles and HLO (None: nowhere)."""
-    _WANTED.update(profile=Path(profile) if profile else None,
-                   dump_hlo=Path(dump_hlo) if dump_hlo else None)
+    """Where the training commands of this process write profiles and HLO (None: nowhere).
+
+    A folder that cannot be written is a UsageError now, before any run starts, not after its
+    first period.
+    """
+    wanted = {"profile": Path(profile) if profile else None, "dump_hlo": Path(dump_hlo) if dump_hlo else None}
+    for name, folder in wanted.items():
+        if folder is not None and is_writer():
+            require_writable(folder, f"--{name.replace('_', '-')} output")
+    _WANTED.update(wanted)
 
 
 class RunArtifacts:

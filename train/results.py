@@ -130,31 +130,47 @@ def device_info() -> dict[str, Any]:
 
 
 def prepare_run_dir(out: str | os.PathLike, experiment: str, run_name: str) -> Path:
-    """Create (or reuse) the run folder and lock it for this process (see ``lock_run_dir``).
+    """Create (or reuse) the run folder and lock it for this process (see ``claim_dir``)."""
+    return claim_dir(Path(out) / experiment / run_name)
 
-    A folder we cannot write to, or one that another run holds, is a UsageError.
+
+def claim_dir(folder: str | os.PathLike, *, user: str = "run") -> Path:
+    """Create (or reuse) ``folder`` and lock it for this process, the ``user`` (a run, a report) of it.
+
+    A folder we cannot write to, or one that another process holds, is a UsageError.
     """
-    run_dir = Path(out) / experiment / run_name
+    folder = Path(folder)
     if not _WRITER:
-        return run_dir
+        return folder
+    require_writable(folder, "results")
+    lock_run_dir(folder, user=user)
+    return folder
+
+
+def require_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` (if need be) and write a file in it, or raise a UsageError saying why not
+    (a read-only file system, a file where a folder should be, a name too long)."""
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=run_dir, prefix=".probe", delete=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe", delete=True)
         probe.close()
+    except (FileExistsError, NotADirectoryError) as e:
+        blocker = next((p for p in (folder, *folder.parents) if p.is_symlink() or p.exists()), None)
+        reason = f"{blocker} is not a folder" if blocker is not None and not blocker.is_dir() else e.strerror
+        raise UsageError(f"cannot write {what} to {folder}: {reason}") from None
     except OSError as e:
-        raise UsageError(f"cannot write results to {run_dir}: {e.strerror or e}") from None
-    lock_run_dir(run_dir)
-    return run_dir
+        raise UsageError(f"cannot write {what} to {folder}: {e.strerror or e}") from None
 
 
 # -- one writer per run folder ----------------------------------------------------------------
 _LOCKS: dict[Path, int] = {}  # run folder -> the open lock file this process holds
 
 
-def lock_run_dir(run_dir: Path) -> None:
+def lock_run_dir(run_dir: Path, *, user: str = "run") -> None:
     """Take ``run_dir/.lock`` (an OS lock: a process that dies, even by SIGKILL, releases it).
 
-    A second run of the same folder, or a ``--resume`` of a run still going, fails at once.
+    A second run of the same folder (or report of the same results), or a ``--resume`` of a run
+    still going, fails at once.
     """
     run_dir = Path(run_dir).absolute()
     if run_dir in _LOCKS:
@@ -166,7 +182,7 @@ def lock_run_dir(run_dir: Path) -> None:
     except BlockingIOError:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise UsageError(f"{run_dir} is in use by another run ({holder}); wait for it to finish, "
+        raise UsageError(f"{run_dir} is in use by another {user} ({holder}); wait for it to finish, "
                          f"or write to another --out") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {platform.node()}, since "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import sys
@@ -82,13 +83,20 @@ def precision_scope(precision: str):
     return jax.default_matmul_precision(MATMUL_PRECISION[resolve_precision(precision)])
 
 
+def x64_scope(dtype: str | None):
+    """JAX's 64-bit mode for a float64 run, and for that run only: its arrays and programs, and no
+    other run's (JAX keys its compiled programs by this mode too, so none is shared across it)."""
+    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
+
+
 def under_precision(train_fn):
     """Decorator: run ``train_fn(cfg, ...)`` in ``precision_scope(cfg.precision)`` (a config without a
-    precision, e.g. the toy MLP's, is fp32; for a list of configs, the first one's)."""
+    precision, e.g. the toy MLP's, is fp32; for a list of configs, the first one's) and, for a
+    ``dtype="float64"`` config, in ``x64_scope``."""
     @functools.wraps(train_fn)
     def run(cfg, *args, **kwargs):
         first = cfg[0] if isinstance(cfg, list) else cfg
-        with precision_scope(getattr(first, "precision", "fp32")):
+        with precision_scope(getattr(first, "precision", "fp32")), x64_scope(getattr(first, "dtype", None)):
             return train_fn(cfg, *args, **kwargs)
     return run
 

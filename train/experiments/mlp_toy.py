@@ -13,7 +13,6 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import numpy as np
 import optax
 from flax import nnx
@@ -56,8 +55,8 @@ class ToyConfig:
     batch_size: int = setting(30, BATCH_HELP)
     eval_every: int = setting(30, "evaluate train and test loss/accuracy every this many steps")
     seed: int = seed_setting()
-    dtype: str = setting("float32", "float dtype of parameters and data: float32 or float64 (float64 enables "
-                                    "jax_enable_x64)")
+    dtype: str = setting("float32", "float dtype of parameters and data: float32 or float64 (float64 trains "
+                                    "in JAX's x64 mode, for this run only)")
     devices: int = devices_setting()
 
     def validate(self) -> None:
@@ -198,9 +197,8 @@ def compare(all_rows: dict[str, list[dict]], out_dir: Path, cfg: ToyConfig) -> d
 
 
 def main(cfg: ToyConfig, out: Path, **loop_kw) -> dict[str, dict]:
-    """``--dataset all`` runs the three sets one after the other; float64 turns on JAX's x64 mode."""
-    if cfg.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
+    """``--dataset all`` runs the three sets one after the other; a float64 run trains in JAX's x64
+    mode (``train_and_evaluate`` turns it on for the run only)."""
     result = {}
     for name in DATASETS if cfg.dataset == "all" else (cfg.dataset,):
         run_cfg = dataclasses.replace(cfg, dataset=name)

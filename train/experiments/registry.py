@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import os
 import types
 import typing
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from pathlib import Path
 from train import profiling
 from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
 from train.experiments.common import Experiment
+from train.loop import resumable_as
 from train.results import UsageError
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
@@ -134,7 +137,19 @@ def run(name: str, out: str | Path = "results", *, quick: bool = False, progress
     enable_compilation_cache()
     check_jax_backend()
     profiling.configure(profile, dump_hlo)
+    options = {"quick": quick, "progress": progress, "checkpoint_every": checkpoint_every, "profile": profile,
+               "dump_hlo": dump_hlo}
     try:
-        return e.main(cfg, Path(out), **kw)
+        with resumable_as(resume_call(name, out, options, given)):
+            return e.main(cfg, Path(out), **kw)
     finally:
         profiling.configure()
+
+
+def resume_call(name: str, out, options: dict, given: dict) -> str:
+    """The ``train.run`` call that resumes a run: its own arguments (those not left at their
+    defaults), then ``resume=True``."""
+    defaults = {p.name: p.default for p in inspect.signature(run).parameters.values()}
+    shown = {"out": out, **{k: v for k, v in options.items() if v != defaults[k]}, **given, "resume": True}
+    literal = lambda v: repr(os.fspath(v) if isinstance(v, os.PathLike) else v)  # noqa: E731
+    return f"train.run({name!r}, {', '.join(f'{k}={literal(v)}' for k, v in shown.items())})"

@@ -23,7 +23,7 @@ from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
 from train.loop import check_resumable, completed_summary
 from train.report import frameworks, plan as P
 from train.report.render import render
-from train.results import UsageError, atomic_write_text, run_config
+from train.results import UsageError, atomic_write_text, claim_dir, release_run_dir, run_config
 
 
 def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, progress, log: list[str]) -> dict:
@@ -67,6 +67,15 @@ def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool 
     out = Path(out)
     source, data_note = P.resolve_data(data)
     plan = P.select_parts(P.make_plan(quick, source, seed), parts)
+    claim_dir(out, user="report")  # a second report of these results would replace runs this one reads back
+    try:
+        return _run_plan(plan, out, source, data_note, force=force, seed=seed, progress=progress, t0=t0)
+    finally:
+        release_run_dir(out)
+
+
+def _run_plan(plan: P.Plan, out: Path, source: str, data_note: str, *, force: bool, seed: int, progress,
+              t0: float) -> Path:
     log: list[str] = []
     results: dict = {"toy": {}, "cifar": {}, "rnn": {}, "frameworks": {}}
 
