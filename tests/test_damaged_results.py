@@ -83,7 +83,7 @@ def test_a_glob_leaves_out_damaged_and_running_runs_with_a_note(toy, tmp_path):
     assert r.returncode == 0, r.stderr
     notes = [x for x in r.stderr.splitlines() if x.startswith("note: left out")]
     assert len(notes) == 2
-    assert f"{damaged} is damaged: its metrics.jsonl was changed" in notes[0]
+    assert f"{damaged} is damaged (metrics.jsonl: changed after the run finished" in notes[0]
     assert f"{running} is still running (pid" in notes[1]
     doc = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert [run["path"] for run in doc["runs"]] == [str(good_b), str(good_a)]  # sorted names: jax, numpy
@@ -120,3 +120,57 @@ def test_runs_of_different_tasks_are_compared_with_a_note(toy, tmp_path):
     same = run_cli_in_process("compare", *copy_runs(toy, tmp_path / "same", "moons-numpy-s0", "moons-jax-s0"),
                               "--out", tmp_path / "same-cmp")
     assert same.returncode == 0 and "note:" not in same.stderr
+
+
+def test_the_report_redoes_a_finished_run_whose_results_were_damaged(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report.plan, "make_plan", tiny_plan)
+    cfg = tiny_plan(True, "", 0).cifar[0]
+    run = tmp_path / cfg.experiment / cfg.run_name
+    report.run_report(True, tmp_path, data="synthetic:256", progress=False, parts=("mlp",))
+    rows = read_jsonl(run / "metrics.jsonl")
+    cut_mid_line(run / "metrics.jsonl")
+    (run / "confusion.png").unlink()
+    capsys.readouterr()
+    text = report.run_report(True, tmp_path, data="synthetic:256", progress=False, parts=("mlp",)).read_text()
+    # Resumed from its final checkpoint, which holds every row: nothing is trained again.
+    why = ("confusion.png: missing (deleted after the run finished); metrics.jsonl: changed after the run "
+           "finished (cut short, emptied or rewritten)")
+    assert f"resumed {run} (damaged: {why})" in text
+    assert f"note: {run} finished, but its results were damaged since ({why}); redoing it" in capsys.readouterr().err
+    assert read_jsonl(run / "metrics.jsonl") == rows
+    assert (run / "confusion.png").stat().st_size > 1000
+    summary = json.loads((run / "summary.json").read_text())
+    assert damage(run, summary) is None and completed_summary(run, run_config(cfg)) == summary
+
+
+def test_the_report_redoes_toy_runs_whose_comparison_was_damaged(toy, tmp_path, capsys):
+    work = tmp_path / mlp_toy.EXPERIMENT
+    copy_runs(toy, work, "moons-numpy-s0", "moons-jax-s0", "moons-compare-s0")
+    comparison = work / "moons-compare-s0" / "comparison.json"
+    cut_mid_line(comparison)
+    log = []
+    got = report.runner._toy_run_or_reuse(TOY, work, force=False, progress=False, log=log)
+    assert log == [f"ran {work}/moons-*"]
+    assert f"note: {comparison} cannot be read (not JSON: cut short?)" in capsys.readouterr().err
+    assert json.loads(comparison.read_text()) == got["comparison"]
+    assert got["comparison"] == json.loads((toy / "moons-compare-s0" / "comparison.json").read_text())
+
+
+def test_resume_redoes_the_damaged_results_of_a_finished_run(tmp_path):
+    cfg = tiny_plan(True, "", 0).cifar[0]
+    first = cifar.train_and_evaluate(cfg, tmp_path, progress=False)
+    run = tmp_path / cfg.run_name
+    rows = read_jsonl(run / "metrics.jsonl")
+    (run / "metrics.jsonl").write_text("")
+    (run / "misclassified.png").unlink()
+    again = cifar.train_and_evaluate(cfg, tmp_path, progress=False, resume=True)
+    assert read_jsonl(run / "metrics.jsonl") == rows and again["final"] == first["final"]
+    assert (run / "misclassified.png").stat().st_size > 1000 and damage(run, again) is None
+
+
+def test_resume_of_a_toy_run_without_checkpoints_is_a_one_line_error(toy, tmp_path):
+    (run,) = copy_runs(toy, tmp_path / mlp_toy.EXPERIMENT, "moons-jax-s0")
+    (run / "metrics.jsonl").unlink()
+    r = run_cli_in_process("mlp-toy", "--dataset", "moons", "--steps", "60", "--samples", "200", "--devices", "1",
+                           "--out", tmp_path, "--resume", "--no-progress")
+    assert r.returncode == 2 and r.stderr == f"error: --resume: no checkpoint to resume from in {run / 'checkpoints'}\n"

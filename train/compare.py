@@ -35,9 +35,9 @@ def load_run(path: Path) -> dict:
                          f"{e.strerror or e}") from None
     except ValueError:
         raise UsageError(f"{path / 'summary.json'} is damaged (not JSON: cut short?)") from None
-    why = damage(path, summary, ("metrics.jsonl",)) if isinstance(summary, dict) else "summary.json is not a summary"
+    why = damage(path, summary, ("metrics.jsonl",)) if isinstance(summary, dict) else "summary.json: not a summary"
     if why:
-        raise UsageError(f"{path} is damaged: its {why}")
+        raise UsageError(f"{path} is damaged ({why})")
     try:
         rows = read_jsonl(path / "metrics.jsonl")
     except OSError as e:

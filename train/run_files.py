@@ -31,20 +31,30 @@ def _metrics_problem(path: Path) -> str | None:
     try:
         text = path.read_text()
     except OSError as e:
-        return f"{path.name} cannot be read ({e.strerror or e})"
+        return f"{path.name}: cannot be read ({e.strerror or e})"
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        return f"{path.name} is empty"
+        return f"{path.name}: empty"
     for n, line in enumerate(lines, 1):
         try:
             json.loads(line)
         except ValueError:
-            return f"{path.name} is damaged at line {n} (not a JSON row: cut short?)"
+            return f"{path.name}: line {n} is not a JSON row (cut short?)"
     return None
 
 
+def _file_problem(path: Path, digest: str) -> str | None:
+    if not path.is_file():
+        return f"{path.name}: missing (deleted after the run finished)"
+    try:
+        same = file_digest(path) == digest
+    except OSError as e:
+        return f"{path.name}: cannot be read ({e.strerror or e})"
+    return None if same else f"{path.name}: changed after the run finished (cut short, emptied or rewritten)"
+
+
 def damage(run_dir: Path, summary: dict, names: tuple[str, ...] | None = None) -> str | None:
-    """The first damaged result file of a finished run, in words naming it; None if all are intact.
+    """Every damaged result file of a finished run, as 'name: what; ...'; None if all are intact.
 
     ``names`` limits the check to those files. A summary written before digests were recorded is
     checked as far as it can be: its metrics.jsonl must hold rows that parse.
@@ -52,20 +62,10 @@ def damage(run_dir: Path, summary: dict, names: tuple[str, ...] | None = None) -
     run_dir = Path(run_dir)
     recorded = summary.get("files")
     if not isinstance(recorded, dict):
-        return _metrics_problem(run_dir / "metrics.jsonl") if names is None or "metrics.jsonl" in names else None
-    for name, digest in recorded.items():
-        if names is not None and name not in names:
-            continue
-        path = run_dir / name
-        if not path.is_file():
-            return f"{name} is missing (deleted after the run finished)"
-        try:
-            same = file_digest(path) == digest
-        except OSError as e:
-            return f"{name} cannot be read ({e.strerror or e})"
-        if not same:
-            return f"{name} was changed after the run finished (cut short, emptied or rewritten)"
-    return None
+        recorded = {"metrics.jsonl": None}
+    problems = [_metrics_problem(run_dir / name) if digest is None else _file_problem(run_dir / name, digest)
+                for name, digest in recorded.items() if names is None or name in names]
+    return "; ".join(p for p in problems if p) or None
 
 
 def finished_run_damage(run_dir: Path) -> str | None:
@@ -76,9 +76,9 @@ def finished_run_damage(run_dir: Path) -> str | None:
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        return f"summary.json cannot be read ({getattr(e, 'strerror', None) or 'not JSON: cut short?'})"
+        return f"summary.json: cannot be read ({getattr(e, 'strerror', None) or 'not JSON: cut short?'})"
     if not isinstance(summary, dict):
-        return "summary.json is not a run summary"
+        return "summary.json: not a run summary"
     return damage(run_dir, summary)
 
 
@@ -87,5 +87,5 @@ def damage_note(*run_dirs: Path) -> str:
     since, each also said on stderr; '' if none was."""
     found = [(d, why) for d in run_dirs if (why := finished_run_damage(d))]
     for d, why in found:
-        print(f"note: {d} finished, but its {why}; redoing it", file=sys.stderr)
+        print(f"note: {d} finished, but its results were damaged since ({why}); redoing it", file=sys.stderr)
     return "".join(f" (damaged: {why})" for _, why in found)
