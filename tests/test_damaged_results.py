@@ -122,25 +122,33 @@ def test_runs_of_different_tasks_are_compared_with_a_note(toy, tmp_path):
     assert same.returncode == 0 and "note:" not in same.stderr
 
 
-def test_the_report_redoes_a_finished_run_whose_results_were_damaged(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(report.plan, "make_plan", tiny_plan)
+@pytest.mark.slow
+def test_the_report_and_resume_redo_the_damaged_results_of_a_finished_run(tmp_path, capsys):
     cfg = tiny_plan(True, "", 0).cifar[0]
-    run = tmp_path / cfg.experiment / cfg.run_name
-    report.run_report(True, tmp_path, data="synthetic:256", progress=False, parts=("mlp",))
+    run = tmp_path / cfg.run_name
+    log = []
+    first = report._run_or_reuse(cifar.train_and_evaluate, cfg, tmp_path, cfg.run_name, force=False,
+                                 progress=False, log=log)
     rows = read_jsonl(run / "metrics.jsonl")
     cut_mid_line(run / "metrics.jsonl")
     (run / "confusion.png").unlink()
     capsys.readouterr()
-    text = report.run_report(True, tmp_path, data="synthetic:256", progress=False, parts=("mlp",)).read_text()
-    # Resumed from its final checkpoint, which holds every row: nothing is trained again.
+    report._run_or_reuse(cifar.train_and_evaluate, cfg, tmp_path, cfg.run_name, force=False, progress=False, log=log)
     why = ("confusion.png: missing (deleted after the run finished); metrics.jsonl: changed after the run "
            "finished (cut short, emptied or rewritten)")
-    assert f"resumed {run} (damaged: {why})" in text
+    # Resumed from its final checkpoint, which holds every row: nothing is trained again.
+    assert log == [f"ran {run}", f"resumed {run} (damaged: {why})"]
     assert f"note: {run} finished, but its results were damaged since ({why}); redoing it" in capsys.readouterr().err
     assert read_jsonl(run / "metrics.jsonl") == rows
     assert (run / "confusion.png").stat().st_size > 1000
     summary = json.loads((run / "summary.json").read_text())
     assert damage(run, summary) is None and completed_summary(run, run_config(cfg)) == summary
+    # --resume does the same.
+    (run / "metrics.jsonl").write_text("")
+    (run / "misclassified.png").unlink()
+    again = cifar.train_and_evaluate(cfg, tmp_path, progress=False, resume=True)
+    assert read_jsonl(run / "metrics.jsonl") == rows and again["final"] == first["final"]
+    assert (run / "misclassified.png").stat().st_size > 1000 and damage(run, again) is None
 
 
 def test_the_report_redoes_toy_runs_whose_comparison_was_damaged(toy, tmp_path, capsys):
@@ -154,18 +162,6 @@ def test_the_report_redoes_toy_runs_whose_comparison_was_damaged(toy, tmp_path, 
     assert f"note: {comparison} cannot be read (not JSON: cut short?)" in capsys.readouterr().err
     assert json.loads(comparison.read_text()) == got["comparison"]
     assert got["comparison"] == json.loads((toy / "moons-compare-s0" / "comparison.json").read_text())
-
-
-def test_resume_redoes_the_damaged_results_of_a_finished_run(tmp_path):
-    cfg = tiny_plan(True, "", 0).cifar[0]
-    first = cifar.train_and_evaluate(cfg, tmp_path, progress=False)
-    run = tmp_path / cfg.run_name
-    rows = read_jsonl(run / "metrics.jsonl")
-    (run / "metrics.jsonl").write_text("")
-    (run / "misclassified.png").unlink()
-    again = cifar.train_and_evaluate(cfg, tmp_path, progress=False, resume=True)
-    assert read_jsonl(run / "metrics.jsonl") == rows and again["final"] == first["final"]
-    assert (run / "misclassified.png").stat().st_size > 1000 and damage(run, again) is None
 
 
 def test_resume_of_a_toy_run_without_checkpoints_is_a_one_line_error(toy, tmp_path):
