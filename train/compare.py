@@ -26,7 +26,7 @@ def load_run(path: Path) -> dict:
     """
     path = Path(path)
     holder = lock_holder(path)
-    if holder and not (path / "summary.json").exists():
+    if holder:  # any summary.json there is an earlier attempt's, which this one is about to remove
         raise UsageError(f"{path} is still running ({holder}); compare it once it has finished")
     try:
         summary = json.loads((path / "summary.json").read_text())
@@ -102,7 +102,7 @@ def _fmt(x, spec: str) -> str:
 def _task(summary: dict) -> str:
     """What a run learned: its experiment and, where the summary names it, its data."""
     data = summary.get("dataset") or summary.get("data_source")
-    return f"{summary.get('experiment', '?')}" + (f" on {data}" if data else "")
+    return str(summary.get("experiment", "?")) + (f" on {data}" if data else "")
 
 
 def mixed_note(runs: list[dict]) -> str | None:
