@@ -78,8 +78,12 @@ def test_a_glob_leaves_out_damaged_and_running_runs_with_a_note(toy, tmp_path):
     lock_run_dir(running)
     try:
         r = run_cli_in_process("compare", tmp_path / "moons-*", "--out", tmp_path / "cmp")
+        none = run_cli_in_process("compare", tmp_path / "moons-[dr]*", "--out", tmp_path / "none")
     finally:
         release_run_dir(running)
+    assert none.returncode == 2 and not (tmp_path / "none").exists()
+    assert none.stderr.splitlines()[-1] == f"error: no finished run folder matches '{tmp_path / 'moons-[dr]*'}'"
+    assert [x.split(":")[0] for x in none.stderr.splitlines()] == ["note", "note", "error"]
     assert r.returncode == 0, r.stderr
     notes = [x for x in r.stderr.splitlines() if x.startswith("note: left out")]
     assert len(notes) == 2
