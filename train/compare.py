@@ -10,33 +10,67 @@ from __future__ import annotations
 import glob
 import itertools
 import json
+import sys
 from pathlib import Path
 
 from train import plots
-from train.results import UsageError, atomic_write_json, atomic_write_text, read_jsonl
+from train.results import UsageError, atomic_write_json, atomic_write_text, lock_holder, read_jsonl
+from train.run_files import damage
 
 
 def load_run(path: Path) -> dict:
-    """A finished run folder: its label, summary and metric rows; a folder that is not one is a UsageError."""
+    """A finished run folder: its label, summary and metric rows.
+
+    A folder that is not one (still running, stopped early, not a run) or whose summary.json or
+    metrics.jsonl was damaged after it finished is a UsageError naming the folder and the file.
+    """
+    path = Path(path)
+    holder = lock_holder(path)
+    if holder:  # any summary.json there is an earlier attempt's, which this one is about to remove
+        raise UsageError(f"{path} is still running ({holder}); compare it once it has finished")
     try:
         summary = json.loads((path / "summary.json").read_text())
-        rows = read_jsonl(path / "metrics.jsonl")
-    except (OSError, ValueError) as e:
+    except OSError as e:
         raise UsageError(f"{path} is not a finished run folder (needs summary.json and metrics.jsonl): "
-                         f"{getattr(e, 'strerror', None) or e}") from None
+                         f"{e.strerror or e}") from None
+    except ValueError:
+        raise UsageError(f"{path / 'summary.json'} is damaged (not JSON: cut short?)") from None
+    why = damage(path, summary, ("metrics.jsonl",)) if isinstance(summary, dict) else "summary.json: not a summary"
+    if why:
+        raise UsageError(f"{path} is damaged ({why})")
+    try:
+        rows = read_jsonl(path / "metrics.jsonl")
+    except OSError as e:
+        raise UsageError(f"{path / 'metrics.jsonl'} cannot be read: {e.strerror or e}") from None
     return {"label": f"{path.parent.name}/{path.name}", "path": str(path), "summary": summary, "rows": rows}
 
 
 def expand(patterns: list[str]) -> list[Path]:
-    """Run folders from paths or shell-style globs, in the order given, each once."""
+    """Run folders from paths or shell-style globs, in the order given, each once.
+
+    A glob keeps the finished runs it matches (not e.g. a comparison folder beside them); a run
+    folder it matches that is not usable (still running, stopped early, damaged) is left out with
+    a note saying why.
+    """
     out: list[Path] = []
     for p in patterns:
-        # A glob keeps the finished runs it matches (not e.g. a comparison folder beside them).
-        found = [f for f in sorted(glob.glob(p)) if (Path(f) / "summary.json").is_file()] if glob.has_magic(p) else [p]
+        found = [Path(f) for f in sorted(glob.glob(p)) if _usable(Path(f))] if glob.has_magic(p) else [Path(p)]
         if not found:
             raise UsageError(f"no finished run folder matches {p!r}")
-        out += [Path(f) for f in found if Path(f) not in out]
+        out += [f for f in found if f not in out]
     return out
+
+
+def _usable(path: Path) -> bool:
+    """Whether a folder a glob matched is a finished run to compare; a run folder that is not says so."""
+    if not any((path / name).is_file() for name in ("summary.json", "config.json")):
+        return False  # not a run folder
+    try:
+        load_run(path)
+    except UsageError as e:
+        print(f"note: left out of the comparison: {e}", file=sys.stderr)
+        return False
+    return True
 
 
 def _ratio(a, b):
@@ -65,8 +99,23 @@ def _fmt(x, spec: str) -> str:
     return "–" if x is None else format(x, spec)
 
 
-def markdown(runs: list[dict], pairs: list[dict]) -> str:
-    L = ["# Runs compared", "", "![curves](curves.png)", "",
+def _task(summary: dict) -> str:
+    """What a run learned: its experiment and, where the summary names it, its data."""
+    data = summary.get("dataset") or summary.get("data_source")
+    return str(summary.get("experiment", "?")) + (f" on {data}" if data else "")
+
+
+def mixed_note(runs: list[dict]) -> str | None:
+    """A warning when the runs learned different tasks, whose losses and accuracies differ by design."""
+    tasks = list(dict.fromkeys(_task(r["summary"]) for r in runs))
+    if len(tasks) < 2:
+        return None
+    return (f"these runs learned different tasks ({'; '.join(tasks)}): their differences are between "
+            f"tasks, not a measure of how far two runs of one task agree")
+
+
+def markdown(runs: list[dict], pairs: list[dict], note: str | None = None) -> str:
+    L = ["# Runs compared", "", *([f"**Note:** {note}.", ""] if note else []), "![curves](curves.png)", "",
          "| run | framework | final test acc | best test acc | final test loss | ex/s | compile s |",
          "|---|---|---|---|---|---|---|"]
     for r in runs:
@@ -90,6 +139,8 @@ def compare(run_dirs: list[Path], out: Path) -> dict:
     if len(run_dirs) < 2:
         raise UsageError(f"compare needs at least two run folders, got {len(run_dirs)}")
     runs = [load_run(Path(d)) for d in run_dirs]
+    if any((Path(out) / name).exists() for name in ("summary.json", "config.json")):
+        raise UsageError(f"--out {out} is a run folder: its curves.png would be overwritten; write to another folder")
     labels = [r["label"] for r in runs]
     if len(set(labels)) < len(labels):  # same experiment/run name under different roots: use the paths
         for r in runs:
@@ -100,11 +151,11 @@ def compare(run_dirs: list[Path], out: Path) -> dict:
                      "final": r["summary"]["final"], "best_test_accuracy": r["summary"]["best_test_accuracy"],
                      "examples_per_s": r["summary"].get("examples_per_s"),
                      "compile_time_s": r["summary"].get("compile_time_s")} for r in runs],
-           "pairs": pairs}
+           "pairs": pairs, "note": mixed_note(runs)}
     x = "epoch" if all("epoch" in r["rows"][0] for r in runs if r["rows"]) else "step"
     plots.plot_curves({r["label"]: r["rows"] for r in runs}, out / "curves.png", title="runs compared", xlabel=x)
     atomic_write_json(out / "compare.json", doc)
-    atomic_write_text(out / "compare.md", markdown(runs, pairs))
+    atomic_write_text(out / "compare.md", markdown(runs, pairs, doc["note"]))
     return doc
 
 
@@ -122,6 +173,8 @@ def add_parser(sub) -> None:
 def compare_runs(run_dirs: list[Path], out: Path) -> dict:
     """:func:`compare`, then one line with the largest |loss difference| (what ``--framework all`` ends with)."""
     doc = compare(run_dirs, Path(out))
+    if doc["note"]:
+        print(f"note: {doc['note']}", file=sys.stderr)
     worst = max((p["max_abs_loss_diff"] for p in doc["pairs"] if p["max_abs_loss_diff"] is not None), default=None)
     doc["max_abs_loss_diff"] = worst
     print(f"compare: {len(doc['runs'])} runs, {len(doc['pairs'])} pairs, max |loss diff| "

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from train.compile_log import CompileLog
 from train.profiling import RunArtifacts
 from train.results import MetricsLog, UsageError, config_digest, is_writer, run_identity
+from train.run_files import damage
 
 
 class Diverged(RuntimeError):
@@ -67,7 +68,8 @@ def completed_summary(run_dir: Path, config: dict) -> dict | None:
     """The summary of a finished run in ``run_dir`` made with exactly ``config``, else None (rerun it).
 
     Proof of a finished run: summary.json carries the attempt id and config digest of the
-    config.json beside it, and that digest is ``config``'s.
+    config.json beside it, that digest is ``config``'s, and its result files are as summary.json
+    recorded them (``train.run_files.damage``).
     """
 
     try:
@@ -78,7 +80,7 @@ def completed_summary(run_dir: Path, config: dict) -> dict | None:
     mine = {k: summary.get(k) for k in ("attempt", "config_digest")}
     if not identity or mine != identity or identity["config_digest"] != config_digest(config):
         return None
-    return summary
+    return None if damage(run_dir, summary) else summary
 
 
 # What resumes the run in progress, named when it is interrupted: the command line sets the shell

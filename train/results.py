@@ -27,6 +27,7 @@ import jax
 from PIL import Image
 
 from data import files as atomic_files
+from train.run_files import result_digests
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn", "matplotlib",
             "orbax-checkpoint", "tensorflow-datasets", "pillow", "torch")
@@ -180,7 +181,7 @@ def lock_run_dir(run_dir: Path, *, user: str = "run") -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        holder = _holder(fd)
         os.close(fd)
         raise UsageError(f"{run_dir} is in use by another {user} ({holder}); wait for it to finish, "
                          f"or write to another --out") from None
@@ -188,6 +189,25 @@ def lock_run_dir(run_dir: Path, *, user: str = "run") -> None:
     os.pwrite(fd, f"pid {os.getpid()} on {platform.node()}, since "
                   f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}".encode(), 0)
     _LOCKS[run_dir] = fd
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """Who holds ``run_dir/.lock`` now ("pid N on HOST, since ..."): a run still going; else None."""
+    try:
+        fd = os.open(Path(run_dir) / ".lock", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return _holder(fd)
+    finally:
+        os.close(fd)  # closing the file releases a lock taken here
 
 
 def release_run_dir(run_dir: Path) -> None:
@@ -248,8 +268,10 @@ def run_identity(run_dir: Path) -> dict:
 
 
 def finish_run(run_dir: Path, summary: dict) -> dict:
-    """Write summary.json stamped with the attempt's identity, then release the run folder."""
-    summary = {**summary, **run_identity(run_dir)}
+    """Write summary.json stamped with the attempt's identity and the digests of the run's result
+    files (see ``train.run_files``), then release the run folder."""
+    files = result_digests(run_dir) if _WRITER else {}
+    summary = {**summary, **run_identity(run_dir), "files": files}
     atomic_write_json(Path(run_dir) / "summary.json", summary)
     release_run_dir(run_dir)
     return summary
@@ -271,7 +293,8 @@ class MetricsLog:
 TIMING_FIELDS = ("wall_time_s", "compile_time_s", "train_time_s", "eval_time_s", "checkpoint_time_s",
                  "checkpoints_skipped", "examples_per_s", "time_per_epoch_s", "resumed_from_period",
                  "trained_together",  # how many runs shared this one's program and times
-                 "compilations", "profile", "hlo")  # how this process ran: its compiles, its artifacts
+                 "compilations", "profile", "hlo",  # how this process ran: its compiles, its artifacts
+                 "files")  # the result files' digests: metrics.jsonl holds the evaluations' times
 
 
 def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict, *,

@@ -5,7 +5,8 @@ names in both splits.  Labels are class indices in sorted-name order (for CIFAR-
 that is also the official label order, see :data:`~data.cifar10.CLASS_NAMES`).  Row order, which
 tests and users can rely on: within a split, rows are grouped by class in label order and, within
 a class, follow the sorted file names; so ``train/cat/0000.jpg`` of a 5,000-per-class tree is
-train row ``3 * 5000 + 0``.  Hidden entries and files with other extensions are ignored.
+train row ``3 * 5000 + 0``.  Hidden entries, subfolders and files with other extensions are
+ignored; a link named like an image whose target is gone is an error.
 
 Images are decoded in parallel processes (threads once a JAX backend runs, see
 :func:`_make_executor`) and converted to RGB; each must be 32x32.  Grey, 1-bit, palette, CMYK
@@ -143,7 +144,11 @@ def _scan_class(class_dir: Path) -> _ClassFiles:
     total_size = newest = 0
     for e in scandir(class_dir):
         name = e.name
-        if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS) or not e.is_file():
+        if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+            continue
+        if not e.is_file():
+            if e.is_symlink() and not e.is_dir():  # an image linked in, whose target is gone: not to be lost quietly
+                raise DataError(f"image {e.path} is a link to {os.readlink(e.path)}, which cannot be opened")
             continue
         st = e.stat()
         names.append(name)

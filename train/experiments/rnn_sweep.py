@@ -16,6 +16,7 @@ from train import plots
 from train.experiments.common import Experiment, setting
 from train.experiments.rnn import CELLS, EXPERIMENT, RNNConfig, quick, train_and_evaluate, train_seeds_together
 from train.loop import check_resumable, completed_summary
+from train.run_files import damage_note
 from train.multiseed import vmap_supported
 from train.results import UsageError, run_config, atomic_write_json, is_writer, prepare_run_dir, read_jsonl, release_run_dir
 from train.trainer import select_devices
@@ -78,6 +79,8 @@ def train_group(cfgs: list[RNNConfig], workdir: Path, *, together: bool, reuse: 
     """The seeds of one (cell, T): read back, continued or trained; one result row each."""
     summ = {c.seed: completed_summary(workdir / c.run_name, run_config(c)) if reuse else None for c in cfgs}
     todo = [c for c in cfgs if summ[c.seed] is None]
+    if reuse:
+        damage_note(*(workdir / c.run_name for c in todo))
     cont = bool(todo) and (reuse or resume) and _resumable(todo, workdir)
     if together and len(todo) > 1:
         summ.update(zip([c.seed for c in todo], train_seeds_together(todo, workdir, resume=cont, **loop_kw)))

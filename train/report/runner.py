@@ -14,6 +14,7 @@ says so at the top of the report.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,24 +25,27 @@ from train.loop import check_resumable, completed_summary
 from train.report import frameworks, plan as P
 from train.report.render import render
 from train.results import UsageError, atomic_write_text, claim_dir, release_run_dir, run_config
+from train.run_files import damage_note
 
 
 def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, progress, log: list[str]) -> dict:
     """Read back a finished run with the same settings; resume an interrupted one; else train."""
     run_dir = workdir / run_name
     config = run_config(cfg)
+    why = ""
     if not force:
         done = completed_summary(run_dir, config)
         if done is not None:
             log.append(f"reused {run_dir}")
             return done
+        why = damage_note(run_dir)
         try:
             check_resumable(run_dir, config)
-            log.append(f"resumed {run_dir}")
+            log.append(f"resumed {run_dir}{why}")
             return train_fn(cfg, workdir, progress=progress, resume=True)
         except UsageError:
             pass
-    log.append(f"ran {run_dir}")
+    log.append(f"ran {run_dir}{why}")
     return train_fn(cfg, workdir, progress=progress)
 
 
@@ -53,11 +57,27 @@ def _toy_run_or_reuse(cfg, workdir: Path, *, force: bool, progress, log: list[st
     if len(names) > 2:  # --framework all: every pair, by train.compare
         files["compare"] = cmp_dir / "compare.json"
     done = None if force else {fw: completed_summary(workdir / n, run_config(cfg)) for fw, n in names.items()}
-    if done and all(done.values()) and all(p.exists() for p in files.values()):
+    comparisons = None if force else _read_json_files(files)
+    if done and all(done.values()) and comparisons is not None:
         log.append(f"reused {workdir}/{cfg.dataset}-*")
-        return {**done, **{k: json.loads(p.read_text()) for k, p in files.items()}}
-    log.append(f"ran {workdir}/{cfg.dataset}-*")
+        return {**done, **comparisons}
+    why = "" if force else damage_note(*(workdir / n for n in names.values()))
+    log.append(f"ran {workdir}/{cfg.dataset}-*{why}")
     return mlp_toy.train_and_evaluate(cfg, workdir, progress=progress)
+
+
+def _read_json_files(files: dict[str, Path]) -> dict | None:
+    """{key: contents} of these JSON files; None if any is missing or damaged (then they are made again)."""
+    out = {}
+    for k, p in files.items():
+        try:
+            out[k] = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            if p.exists():
+                print(f"note: {p} cannot be read ({getattr(e, 'strerror', None) or 'not JSON: cut short?'}); "
+                      f"redoing its runs", file=sys.stderr)
+            return None
+    return out
 
 
 def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool = False, seed: int = 0,
