@@ -73,6 +73,26 @@ def test_an_out_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"], "nothing may be written"
 
 
+@pytest.fixture(scope="module")
+def two_toy_runs(tmp_path_factory) -> list[str]:
+    out = tmp_path_factory.mktemp("runs")
+    assert main([*TOY, "--framework", "both", "--out", str(out)]) == 0
+    return [str(out / "mlp-toy" / f"moons-{f}-s0") for f in ("numpy", "jax")]
+
+
+@pytest.mark.parametrize("case", sorted(BAD_OUT))
+def test_a_comparison_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys, two_toy_runs, case):
+    (tmp_path / "file").write_text("not a folder")
+    read_only_below(tmp_path / "ro", monkeypatch)
+    out, reason = BAD_OUT[case][0], BAD_OUT[case][1].format(root=tmp_path)
+    capsys.readouterr()
+    assert main(["compare", *two_toy_runs, "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot write the comparison to {tmp_path / out}") and err.endswith(reason), err
+    assert "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"], "nothing may be written"
+
+
 @pytest.mark.parametrize("flag", ["--profile", "--dump-hlo"])
 @pytest.mark.parametrize("case, reason", [("ro/traces", "Read-only file system"),
                                           ("file", "{root}/file is not a folder")])

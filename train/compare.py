@@ -10,11 +10,12 @@ from __future__ import annotations
 import glob
 import itertools
 import json
+import os
 import sys
 from pathlib import Path
 
 from train import plots
-from train.results import UsageError, atomic_write_json, atomic_write_text, lock_holder, read_jsonl
+from train.results import UsageError, atomic_write_json, atomic_write_text, lock_holder, read_jsonl, require_writable
 from train.run_files import damage
 
 
@@ -139,14 +140,14 @@ def compare(run_dirs: list[Path], out: Path) -> dict:
     if len(run_dirs) < 2:
         raise UsageError(f"compare needs at least two run folders, got {len(run_dirs)}")
     runs = [load_run(Path(d)) for d in run_dirs]
-    if any((Path(out) / name).exists() for name in ("summary.json", "config.json")):
+    if any(os.path.lexists(Path(out) / name) for name in ("summary.json", "config.json")):  # no OSError on odd paths
         raise UsageError(f"--out {out} is a run folder: its curves.png would be overwritten; write to another folder")
     labels = [r["label"] for r in runs]
     if len(set(labels)) < len(labels):  # same experiment/run name under different roots: use the paths
         for r in runs:
             r["label"] = r["path"]
     pairs = [compare_pair(a, b) for a, b in itertools.combinations(runs, 2)]
-    out.mkdir(parents=True, exist_ok=True)  # only once the runs are known good: bad input leaves nothing behind
+    require_writable(Path(out), "the comparison")  # only once the runs are known good: bad input leaves nothing behind
     doc = {"runs": [{"label": r["label"], "path": r["path"], "framework": r["summary"].get("framework"),
                      "final": r["summary"]["final"], "best_test_accuracy": r["summary"]["best_test_accuracy"],
                      "examples_per_s": r["summary"].get("examples_per_s"),
