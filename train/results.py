@@ -259,7 +259,7 @@ TIMING_FIELDS = ("wall_time_s", "compile_time_s", "train_time_s", "eval_time_s",
 
 
 def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict, *,
-                 param_count: int, devices: int, extra: dict | None = None) -> dict:
+                 param_count: int, devices: int, platform: str, extra: dict | None = None) -> dict:
     """summary.json's contents from the metric rows and the loop's timing."""
 
     def last(split):
@@ -288,7 +288,7 @@ def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict
         "examples_per_s": round(timing["train_examples"] / train_time, 1),
         "param_count": int(param_count),
         "devices": int(devices),
-        "platform": jax.devices()[0].platform if framework == "jax" else "cpu",
+        "platform": platform,  # the backend's: cuda for a PyTorch run on a GPU, cpu for NumPy
     }
     # Programs built by this process (the recompilation guard) and --profile / --dump-hlo output.
     out.update({k: timing[k] for k in ("compilations", "profile", "hlo") if k in timing})
