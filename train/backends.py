@@ -10,12 +10,12 @@ batches in the same order.
 
 from __future__ import annotations
 
-import platform as host
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 
+from train.results import own_device_info
 from train.trainer import Trainer, create_state, eval_plan, param_count
 
 
@@ -121,8 +121,7 @@ class NumpyBackend:
         return self.model.softmax.forward(self.model.logits(self._x(x)))
 
     def device_info(self) -> dict:
-        return {"platform": self.platform, "device_kind": host.processor() or "cpu", "device_count": 1,
-                "host": host.node()}
+        return own_device_info(self.platform)
 
     def host_state(self) -> dict:
         """Weights and optimizer state (AdamW's step and moments), as copies: the next step updates in place."""

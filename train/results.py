@@ -129,6 +129,12 @@ def device_info() -> dict[str, Any]:
             "process_count": jax.process_count(), "host": platform.node()}
 
 
+def own_device_info(platform_name: str, device_kind: str | None = None) -> dict[str, Any]:
+    """config.json's ``devices`` for a backend on one device of its own (PyTorch's, or NumPy's CPU)."""
+    return {"platform": platform_name, "device_kind": device_kind or platform.processor() or "cpu",
+            "device_count": 1, "host": platform.node()}
+
+
 def prepare_run_dir(out: str | os.PathLike, experiment: str, run_name: str) -> Path:
     """Create (or reuse) the run folder and lock it for this process (see ``lock_run_dir``).
 

@@ -20,13 +20,12 @@ one on a GPU), as NumPy arrays (``train.torch_state``). The data position is the
 from __future__ import annotations
 
 import os
-import platform as host
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from train.results import UsageError
+from train.results import UsageError, own_device_info
 
 TORCH_MISSING = "--framework torch needs PyTorch: pip install '.[torch]' (or see the README's Cross-framework studies)"
 
@@ -103,8 +102,8 @@ class TorchBackend:
     framework = "torch"
     compile_time_s = 0.0
     devices = 1
-    # Op by op, as a PyTorch user runs it: no torch.compile graphs. summary.json's compilation
-    # counts are XLA programs (the JAX model that supplies the initial weights), none in training.
+    # Op by op, as a PyTorch user runs it, without torch.compile: summary.json's compilation counts
+    # are XLA programs only (JAX builds the initial weights), and training builds none.
     compiler = "torch-eager"
 
     def __init__(self, model, make_optimizer: Callable, preprocess: Callable, arrays: Mapping[str, np.ndarray], *,
@@ -140,12 +139,12 @@ class TorchBackend:
     def platform(self) -> str:
         return self.device.type  # cpu, cuda, ...
 
-    def device_kind(self) -> str:
-        return self.torch.cuda.get_device_name(self.device) if self.platform == "cuda" else host.processor() or "cpu"
+    def device_kind(self) -> str | None:
+        return self.torch.cuda.get_device_name(self.device) if self.platform == "cuda" else None
 
     def device_info(self) -> dict:
         """config.json's ``devices``: the device this run trains on (JAX's would say where JAX runs)."""
-        return {"platform": self.platform, "device_kind": self.device_kind(), "device_count": 1, "host": host.node()}
+        return own_device_info(self.platform, self.device_kind())
 
     def _generators(self) -> dict:
         """{name: (get_state, set_state)} of the random generators this run draws from."""
