@@ -15,6 +15,13 @@ class SGD:
     def __init__(self, lr: float) -> None:
         self.lr = lr
 
+    def state_dict(self, params: Sequence[dict]) -> dict:
+        """The state a checkpoint keeps: none, plain SGD carries nothing from step to step."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def step(self, params: Sequence[dict], grads: Sequence[dict]) -> None:
         for p, g in zip(params, grads):
             for k in p:
@@ -39,10 +46,21 @@ class AdamW:
         self.m: list[dict] | None = None
         self.v: list[dict] | None = None
 
+    def state_dict(self, params: Sequence[dict]) -> dict:
+        """Step count and moments as arrays (copies); before the first step, the zeros it starts from."""
+        moments = {"m": self.m, "v": self.v} if self.m is not None else {"m": _zeros(params), "v": _zeros(params)}
+        return {"t": np.asarray(self.t, np.int64),
+                **{name: {str(i): {k: a.copy() for k, a in d.items()} for i, d in enumerate(ms)}
+                   for name, ms in moments.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t = int(state["t"])
+        self.m, self.v = ([{k: np.array(a) for k, a in state[name][str(i)].items()} for i in range(len(state[name]))]
+                          for name in ("m", "v"))
+
     def step(self, params: Sequence[dict], grads: Sequence[dict]) -> None:
         if self.m is None:
-            self.m = [{k: np.zeros_like(a) for k, a in p.items()} for p in params]
-            self.v = [{k: np.zeros_like(a) for k, a in p.items()} for p in params]
+            self.m, self.v = _zeros(params), _zeros(params)
         self.t += 1
         bc1, bc2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
         for p, g, m, v in zip(params, grads, self.m, self.v):
@@ -52,3 +70,7 @@ class AdamW:
                 v[k] = t(self.b2) * v[k] + t(1 - self.b2) * g[k] * g[k]
                 update = (m[k] / t(bc1)) / (np.sqrt(v[k] / t(bc2)) + t(self.eps)) + t(self.weight_decay) * p[k]
                 p[k] -= t(self.lr) * update
+
+
+def _zeros(params: Sequence[dict]) -> list[dict]:
+    return [{k: np.zeros_like(a) for k, a in p.items()} for p in params]

@@ -15,12 +15,16 @@ from train.results import TIMING_FIELDS, read_jsonl
 
 TIMING = set(TIMING_FIELDS) | {"attempt"}  # what differs between two runs of the same settings
 
-# --checkpoint-every 1: a checkpoint after every epoch, whatever the disk's speed (the tests kill after the 2nd).
+# --checkpoint-every 1: a checkpoint after every epoch, whatever the disk's speed (the tests kill mid-run).
 CIFAR = ["mlp-cifar", "--data", "synthetic:1024", "--epochs", "5", "--batch-size", "64", "--variant", "improved",
          "--hidden", "64,32", "--checkpoint-every", "1"]
 RNN = ["rnn-palindrome", "--input-length", "6", "--data-size", "2000", "--epochs", "5", "--batch-size", "32",
        "--checkpoint-every", "1"]
-RUNS = {"cifar": (CIFAR, "mlp-cifar/improved-fp32-s0"), "rnn": (RNN, "rnn-palindrome/T6-vanilla-fp32-s0")}
+# The PyTorch twin (RMSprop + StepLR, clipping); test_torch_resume.py resumes the others in-process.
+RNN_TORCH = ["rnn-palindrome", "--framework", "torch", "--input-length", "10", "--epochs", "3", "--data-size", "2000",
+             "--batch-size", "64", "--hidden", "64", "--checkpoint-every", "1"]
+RUNS = {"cifar": (CIFAR, "mlp-cifar/improved-fp32-s0"), "rnn": (RNN, "rnn-palindrome/T6-vanilla-fp32-s0"),
+        "rnn-torch": (RNN_TORCH, "rnn-palindrome/T10-vanilla-fp32-torch-s0")}
 
 
 def strip(summary):
@@ -52,21 +56,23 @@ def _wait_for(path: Path, proc, timeout=300):
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_sigkill_then_resume_matches_uninterrupted(cli_fast, tmp_path, name):
     args, run = RUNS[name]
+    epochs = int(args[args.index("--epochs") + 1])
+    kill_after = epochs // 2
     ref = cli_fast(*args, "--out", tmp_path / "ref", "--no-progress")
     assert ref.returncode == 0, ref.stderr
     proc = _popen(args, tmp_path / "cut")
-    _wait_for(tmp_path / "cut" / run / "checkpoints" / "2" / "_CHECKPOINT_METADATA", proc)
+    _wait_for(tmp_path / "cut" / run / "checkpoints" / str(kill_after) / "_CHECKPOINT_METADATA", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = sorted(p.name for p in (tmp_path / "cut" / run / "checkpoints").iterdir())
-    assert "2" in done and "5" not in done, done
+    assert str(kill_after) in done and str(epochs) not in done, done
     assert not (tmp_path / "cut" / run / "summary.json").exists()
     res = cli_fast(*args, "--resume", "--out", tmp_path / "cut", "--no-progress")
     assert res.returncode == 0, res.stderr
     assert "resuming from checkpoint" in res.stdout
     a = json.loads((tmp_path / "ref" / run / "summary.json").read_text())
     b = json.loads((tmp_path / "cut" / run / "summary.json").read_text())
-    assert b["resumed_from_period"] >= 2
+    assert b["resumed_from_period"] >= kill_after
     assert strip(a) == strip(b)
     assert rows_without_time(tmp_path / "ref" / run / "metrics.jsonl") == rows_without_time(tmp_path / "cut" / run / "metrics.jsonl")
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import jax
 import numpy as np
 
+from train.results import own_device_info
 from train.trainer import Trainer, create_state, eval_plan, param_count
 
 
@@ -74,6 +75,8 @@ class NumpyBackend:
     framework = "numpy"
     compile_time_s = 0.0
     devices = 1
+    platform = "cpu"
+    compiler = "numpy"  # nothing is compiled: summary.json's compilation counts are JAX's, none in training
 
     def __init__(self, model, arrays: Mapping[str, np.ndarray], *, optimizer,
                  preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -116,6 +119,21 @@ class NumpyBackend:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return self.model.softmax.forward(self.model.logits(self._x(x)))
+
+    def device_info(self) -> dict:
+        return own_device_info(self.platform)
+
+    def host_state(self) -> dict:
+        """Weights and optimizer state (AdamW's step and moments), as copies: the next step updates in place."""
+        params = [m.params for m in self.model.linears]
+        opt = self.optimizer.state_dict(params)
+        return {"params": {str(i): {k: a.copy() for k, a in p.items()} for i, p in enumerate(params)},
+                **({"optimizer": opt} if opt else {})}
+
+    def load_state(self, state) -> None:
+        for i, m in enumerate(self.model.linears):
+            m.params.update({k: np.array(a) for k, a in state["params"][str(i)].items()})
+        self.optimizer.load_state_dict(state.get("optimizer", {}))
 
 
 def batch_stream(n: int, batch: int, steps: int, seed: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Checkpoints with orbax: the training state plus everything needed to resume exactly.
 
-A checkpoint holds the :class:`~train.trainer.TrainState` (parameters, batch
-statistics, optimizer state, step, dropout key) and a JSON record: the number
+A checkpoint holds a backend's host state (for JAX the :class:`~train.trainer.TrainState`:
+parameters, batch statistics, optimizer state, step, dropout key; for PyTorch and NumPy a
+pytree of NumPy arrays holding the same) and a JSON record: the number
 of periods done (the data order is a pure function of seed and period, so
 this is the data position), the metric rows so far, elapsed time, and a
 SHA-256 of the state's bytes. Orbax writes each checkpoint to a temporary
@@ -123,7 +124,8 @@ class Checkpointer:
     def restore_latest(self, template, *, max_period: int | None = None) -> tuple[int, Any, dict] | None:
         """(period, state, meta) of the newest intact checkpoint (at or before ``max_period``), or None.
 
-        ``template`` is a host TrainState of the right structure (a freshly initialised one).
+        ``template`` is a host state of the right structure (a freshly initialised one), or None to
+        read the state back as it was saved (arrays of their saved dtypes).
         Damage is a state whose digest does not match, or a checkpoint that cannot be read while an
         older one can: those are removed and the older one is used. Anything else deletes nothing and
         raises :class:`CheckpointReadError`: a permission error, or no checkpoint readable at all

@@ -47,9 +47,14 @@ def open_runs(runs: Sequence[Run], *, resume: bool) -> list[Path]:
     return [prepare_run_dir(r.workdir.parent, r.workdir.name, r.run_name) for r in runs]
 
 
-def write_configs(runs: Sequence[Run], run_dirs: Sequence[Path], *, resume: bool) -> None:
+def backend_devices(backend) -> dict:
+    """Where ``backend`` trains: its own record (a PyTorch run on CUDA, a NumPy run on the CPU), else JAX's devices."""
+    return backend.device_info() if hasattr(backend, "device_info") else device_info()
+
+
+def write_configs(runs: Sequence[Run], run_dirs: Sequence[Path], backend, *, resume: bool) -> None:
+    devices = backend_devices(backend)
     for r, d in zip(runs, run_dirs):
-        devices = device_info() if r.framework == "jax" else {"platform": "cpu"}
         start_attempt(d, {"experiment": r.experiment, "framework": r.framework, "config": r.config, **r.record,
                           "versions": package_versions(), "devices": devices}, resume=resume)
 
@@ -65,14 +70,15 @@ def drive(runs: Sequence[Run], make_backend: Callable[[], Any], schedule, *, res
     run_dirs = open_runs(runs, resume=resume)
     with CompileLog() as setup:   # building the model, its initial state, measurements before training
         backend = make_backend()
-        write_configs(runs, run_dirs, resume=resume)
+        write_configs(runs, run_dirs, backend, resume=resume)
         if before is not None:
             before(backend)
     multi = len(runs) > 1
     out = train_loop(backend, schedule, run_dirs if multi else run_dirs[0], resume=resume,
                      checkpoint_every=checkpoint_every, epochs=epochs, desc=desc, progress=progress)
     for _, timing in (out if multi else [out]):
-        timing["compilations"]["setup"] = setup.compiles
+        # The counts are XLA programs; ``compiler`` says how the backend itself runs (torch-eager, numpy).
+        timing["compilations"].update(setup=setup.compiles, compiler=getattr(backend, "compiler", "xla"))
     return [close_run(r, d, log, timing, backend)
             for r, d, (log, timing) in zip(runs, run_dirs, out if multi else [out])]
 
@@ -80,7 +86,8 @@ def drive(runs: Sequence[Run], make_backend: Callable[[], Any], schedule, *, res
 def close_run(run: Run, run_dir: Path, log, timing: dict, backend) -> dict:
     """summary.json (after the run's figures and files), and the one-line result on stdout."""
     summary = make_summary(run.experiment, run.framework, log.rows, timing, param_count=backend.param_count,
-                           devices=backend.devices, extra=dict(run.summary))
+                           devices=backend.devices, platform=backend_devices(backend)["platform"],
+                           extra=dict(run.summary))
     if run.after is not None:
         run.after(run_dir, log, summary)
     summary = finish_run(run_dir, summary)

@@ -264,7 +264,9 @@ class _Loop:
         self.step, self.examples = sum(p.shape[0] for p in done_before), sum(p.size for p in done_before)
 
     def _restore(self) -> list[list[dict]]:
-        restored = _restore_common(self.ckpts, self.as_list(self.backend.host_state())) if self.ckpts else None
+        # The structure to restore into: a fresh state, or None (as saved) where the backend's grows as it trains.
+        template = getattr(self.backend, "restore_template", self.backend.host_state)()
+        restored = _restore_common(self.ckpts, self.as_list(template)) if self.ckpts else None
         if restored is None:
             raise UsageError(f"--resume: no checkpoint to resume from in {self.run_dirs[0] / 'checkpoints'}")
         start, states, metas = restored

@@ -130,6 +130,12 @@ def device_info() -> dict[str, Any]:
             "process_count": jax.process_count(), "host": platform.node()}
 
 
+def own_device_info(platform_name: str, device_kind: str | None = None) -> dict[str, Any]:
+    """config.json's ``devices`` for a backend on one device of its own (PyTorch's, or NumPy's CPU)."""
+    return {"platform": platform_name, "device_kind": device_kind or platform.processor() or "cpu",
+            "device_count": 1, "host": platform.node()}
+
+
 def prepare_run_dir(out: str | os.PathLike, experiment: str, run_name: str) -> Path:
     """Create (or reuse) the run folder and lock it for this process (see ``claim_dir``)."""
     return claim_dir(Path(out) / experiment / run_name)
@@ -298,7 +304,7 @@ TIMING_FIELDS = ("wall_time_s", "compile_time_s", "train_time_s", "eval_time_s",
 
 
 def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict, *,
-                 param_count: int, devices: int, extra: dict | None = None) -> dict:
+                 param_count: int, devices: int, platform: str, extra: dict | None = None) -> dict:
     """summary.json's contents from the metric rows and the loop's timing."""
 
     def last(split):
@@ -327,7 +333,7 @@ def make_summary(experiment: str, framework: str, rows: list[dict], timing: dict
         "examples_per_s": round(timing["train_examples"] / train_time, 1),
         "param_count": int(param_count),
         "devices": int(devices),
-        "platform": jax.devices()[0].platform if framework == "jax" else "cpu",
+        "platform": platform,  # the backend's: cuda for a PyTorch run on a GPU, cpu for NumPy
     }
     # Programs built by this process (the recompilation guard) and --profile / --dump-hlo output.
     out.update({k: timing[k] for k in ("compilations", "profile", "hlo") if k in timing})

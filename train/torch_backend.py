@@ -9,9 +9,12 @@ spelling, so a run is the JAX run's twin. On CUDA it runs channels_last (the CNN
 autocast for ``bf16``; ``tf32`` turns on TF32 matmuls and convolutions, ``fp32`` keeps them off.
 
 PyTorch is optional (``pip install '.[torch]'``): :func:`import_torch` is the one place that
-imports it, and :func:`require_torch` gives a one-line error when it is missing. Checkpoints are
-not written for torch runs (``host_state`` is absent, so the loop skips them); the experiments
-refuse ``--resume`` for torch.
+imports it, and :func:`require_torch` gives a one-line error when it is missing.
+
+Checkpoints hold what an uninterrupted run would carry on with: the model's ``state_dict``
+(parameters and batch-norm buffers), the optimizer's and the scheduler's, the step count and the
+random generators (torch's CPU generator, which draws the dropout masks on the CPU, and the CUDA
+one on a GPU), as NumPy arrays (``train.torch_state``). The data position is the loop's period count.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from train.results import UsageError
+from train.results import UsageError, own_device_info
 
 TORCH_MISSING = "--framework torch needs PyTorch: pip install '.[torch]' (or see the README's Cross-framework studies)"
 
@@ -54,11 +57,6 @@ def require_torch():
     if torch is None:
         raise UsageError(TORCH_MISSING)
     return torch
-
-
-def refuse_resume(framework: str, resume: bool) -> None:
-    if resume and framework not in ("jax", "numpy"):
-        raise UsageError(f"--resume: {framework} runs write no checkpoints; run again without --resume")
 
 
 # The optimizers of the experiments, as PyTorch spells them (make_optimizer(params) -> (optimizer, scheduler)).
@@ -104,6 +102,9 @@ class TorchBackend:
     framework = "torch"
     compile_time_s = 0.0
     devices = 1
+    # Op by op, as a PyTorch user runs it, without torch.compile: summary.json's compilation counts
+    # are XLA programs only (JAX builds the initial weights), and training builds none.
+    compiler = "torch-eager"
 
     def __init__(self, model, make_optimizer: Callable, preprocess: Callable, arrays: Mapping[str, np.ndarray], *,
                  seed: int, steps_per_epoch: int | None = None, clip_norm: float | None = None,
@@ -133,6 +134,50 @@ class TorchBackend:
         torch.manual_seed(seed)  # dropout masks: torch's own stream, not JAX's
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.last_predictions: dict[str, np.ndarray] = {}
+
+    @property
+    def platform(self) -> str:
+        return self.device.type  # cpu, cuda, ...
+
+    def device_kind(self) -> str | None:
+        return self.torch.cuda.get_device_name(self.device) if self.platform == "cuda" else None
+
+    def device_info(self) -> dict:
+        """config.json's ``devices``: the device this run trains on (JAX's would say where JAX runs)."""
+        return own_device_info(self.platform, self.device_kind())
+
+    def _generators(self) -> dict:
+        """{name: (get_state, set_state)} of the random generators this run draws from."""
+        torch = self.torch
+        out = {"cpu": (torch.get_rng_state, torch.set_rng_state)}
+        if self.platform == "cuda":
+            out["cuda"] = (lambda: torch.cuda.get_rng_state(self.device),
+                           lambda s: torch.cuda.set_rng_state(s, self.device))
+        return out
+
+    def host_state(self) -> dict:
+        """Everything training carries from one period to the next, as a pytree of NumPy arrays."""
+        from train.torch_state import optimizer_to_tree, to_tree
+        tree = {"model": to_tree(self.model.state_dict()), "optimizer": optimizer_to_tree(self.opt),
+                "steps": to_tree(self.steps), "rng": {k: to_tree(get()) for k, (get, _) in self._generators().items()}}
+        if self.scheduler is not None:
+            tree["scheduler"] = to_tree(self.scheduler.state_dict())
+        return tree
+
+    def restore_template(self) -> None:
+        """None: checkpoints are read back as saved. The optimizer's per-parameter state appears at its
+        first step, so a fresh backend's host_state lacks it (see train.torch_state)."""
+        return None
+
+    def load_state(self, tree) -> None:
+        from train.torch_state import from_tree, optimizer_from_tree
+        self.model.load_state_dict(from_tree(self.model.state_dict(), tree["model"]))
+        self.opt.load_state_dict(optimizer_from_tree(self.opt, tree["optimizer"]))
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(from_tree(self.scheduler.state_dict(), tree["scheduler"]))
+        self.steps = int(tree["steps"])
+        for name, (get, set_state) in self._generators().items():
+            set_state(from_tree(get(), tree["rng"][name]))
 
     def _to_device(self, key: str, a: np.ndarray, nchw: bool):
         t = self.torch.as_tensor(np.ascontiguousarray(a)).to(self.device)

@@ -31,8 +31,6 @@ from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, WithP
                                       precision_setting, require_common, require_positive, seed_setting, setting,
                                       train_each_framework, under_precision)
 from train.results import UsageError, atomic_write_json
-
-from train.torch_backend import refuse_resume
 from train.trainer import AXIS, select_devices
 
 
@@ -213,7 +211,6 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
                                    fuse=fuse))
         return backends[0]
 
-    refuse_resume(cfg.framework, resume and cfg.framework == "torch")
     run = Run(cfg.experiment, cfg, Path(workdir), cfg.run_name, framework=cfg.framework,
               record={"precision": cfg.precision_resolved(), "data_source": ds.source, "n_train": n,
                       "n_test": len(arrays["test_y"]), "channel_mean": mean, "channel_std": std},

@@ -30,7 +30,7 @@ from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devic
                                       require_positive, seed_setting, setting, under_precision)
 from train.loop import check_resumable
 from train.results import UsageError, atomic_write_json, is_writer, run_config
-from train.torch_backend import TorchBackend, refuse_resume, require_torch, sgd, torch_available
+from train.torch_backend import TorchBackend, require_torch, sgd, torch_available
 from train.trainer import select_devices
 
 EXPERIMENT = "mlp-toy"
@@ -139,18 +139,17 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
 
     Checkpoints are off by default (``checkpoint_every=0``): the whole run takes about a second, and
     saving state costs more than rerunning it. ``checkpoint_every=N`` saves every N evaluations.
-    The NumPy run has no checkpoints: on ``resume`` it simply reruns.
     """
 
     cfg.validate()
     data = make_toy_data(cfg.dataset, n_samples=cfg.samples, noise=cfg.noise,
                          test_fraction=cfg.test_fraction, seed=cfg.seed)
     periods = schedule(cfg, len(data.train_y))
-    refuse_resume("torch" if cfg.framework == "torch" else "jax", resume)
     backends = build_backends(cfg, data)
     workdir = Path(workdir)
-    if resume and "jax" in backends:  # before anything is written, the NumPy run's folder included
-        check_resumable(workdir / f"{cfg.dataset}-jax-s{cfg.seed}", run_config(cfg))
+    if resume:  # every framework's folder, before any of them is written
+        for fw in backends:
+            check_resumable(workdir / f"{cfg.dataset}-{fw}-s{cfg.seed}", run_config(cfg))
     summaries, all_rows, run_dirs = {}, {}, []
     for fw, backend in backends.items():
         def figures(run_dir, log, summary, fw=fw, backend=backend):
@@ -162,7 +161,7 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
                 title=f"{cfg.dataset}: {fw} MLP, test acc {summary['final']['test_accuracy']:.3f}")
         run = Run(EXPERIMENT, cfg, workdir, f"{cfg.dataset}-{fw}-s{cfg.seed}", framework=fw,
                   summary={"dataset": cfg.dataset, "seed": cfg.seed}, after=figures)
-        summaries[fw] = drive([run], lambda backend=backend: backend, periods, resume=resume and fw == "jax",
+        summaries[fw] = drive([run], lambda backend=backend: backend, periods, resume=resume,
                               checkpoint_every=checkpoint_every, progress=progress, epochs=False,
                               desc=f"{cfg.dataset} {fw}")[0]
     plots.plot_toy_datasets([data], workdir / f"{cfg.dataset}-data-s{cfg.seed}.png")

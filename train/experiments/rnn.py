@@ -28,7 +28,7 @@ from train.experiments.common import (BATCH_HELP, Experiment, WithPrecision, com
                                       under_precision)
 from train.multiseed import MultiSeedJaxBackend, vmap_supported
 from train.results import UsageError, atomic_write_json
-from train.torch_backend import TorchBackend, refuse_resume, require_torch, rmsprop_steplr
+from train.torch_backend import TorchBackend, require_torch, rmsprop_steplr
 from train.trainer import select_devices
 
 EXPERIMENT = "rnn-palindrome"
@@ -305,7 +305,6 @@ def train_torch(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = 
     torch = require_torch()
     from train import torch_models, torch_weights  # optional: only a torch run imports them
 
-    refuse_resume("torch", resume)
     d = _load(cfg)
     net = (torch_models.LSTMClassifier if cfg.cell == "lstm" else torch_models.VanillaRNN)(10, cfg.hidden, 10)
     torch_weights.load_from_jax(net, d.model())
@@ -318,8 +317,9 @@ def train_torch(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = 
     def measure_init(b):
         grads[cfg.seed] = b.grad_norms(*d.probe())
 
-    return drive(runs, lambda: backend, LazyPeriods(d.epoch, cfg.epochs, d.steps_per_epoch), progress=progress,
-                 before=measure_init, desc=f"{EXPERIMENT} {cfg.run_name}")[0]
+    return drive(runs, lambda: backend, LazyPeriods(d.epoch, cfg.epochs, d.steps_per_epoch), resume=resume,
+                 checkpoint_every=checkpoint_every, progress=progress, before=measure_init,
+                 desc=f"{EXPERIMENT} {cfg.run_name}")[0]
 
 
 SPEC = Experiment(
