@@ -14,6 +14,7 @@ U32 = float(np.finfo(np.float32).eps) / 2  # 5.96e-8
 U64 = float(np.finfo(np.float64).eps) / 2  # 1.11e-16
 # TF32, which GPUs use for float32 matmuls unless told otherwise (tests/conftest.py tells them): 10 mantissa bits.
 U_TF32 = 2.0 ** -11
+U_BF16 = 2.0 ** -9  # bfloat16: 8 significant bits
 
 # A measured floor times this: the quantity compared is a maximum over many entries (weights, steps),
 # whose ratio to the floor's maximum stays within a few units; 10 leaves room for another summation order
@@ -60,11 +61,12 @@ def nudge(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.nextafter(a, direction)
 
 
-def run_bound(u: float, n: int, steps: int = 1, scale: float = 1.0) -> float:
-    """A gap two implementations of the same run may show from rounding alone, times FLOOR_MULTIPLE.
+def run_bound(u: float, n: int, steps: int = 1, scale: float = 1.0, margin: float = FLOOR_MULTIPLE) -> float:
+    """A gap two implementations of the same run may show from rounding alone, times ``margin`` (1 where the
+    two differ only in the order of the sums counted, FLOOR_MULTIPLE where their kernels differ too).
 
     Each step's longest reduction sums n terms of magnitude <= scale, in an order of each
     implementation's own (sum_rel_error); the steps' errors add (these runs are short, with learning
     rates small enough that a step does not amplify an earlier error: |1 - lr H| <= 1).
     """
-    return FLOOR_MULTIPLE * steps * sum_rel_error(n, u) * scale
+    return margin * steps * sum_rel_error(n, u) * scale
