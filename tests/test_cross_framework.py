@@ -14,7 +14,6 @@ from flax import nnx
 
 from data.toy import make_toy_data
 from jax_models.cnn import CNN
-from jax_models.mlp import MLP as JaxMLP
 from jax_models.rnn import RNNClassifier, grad_norms_wrt_hidden
 from numpy_mlp import MLP as NumpyMLP
 from numpy_mlp.optim import AdamW

@@ -12,18 +12,16 @@ import numpy as np
 # Unit roundoff u = eps / 2: a correctly rounded operation's relative error is at most u.
 U32 = float(np.finfo(np.float32).eps) / 2  # 5.96e-8
 U64 = float(np.finfo(np.float64).eps) / 2  # 1.11e-16
-# TF32, which GPUs use for float32 matmuls unless told otherwise (tests/conftest.py tells them): 10 mantissa bits.
-U_TF32 = 2.0 ** -11
+# GPUs would compute float32 matmuls in TF32 (u = 2^-11), far above U32: tests/conftest.py turns it off,
+# so these bounds hold there too. A GPU's atomics sum in a run-dependent order: bounds for sums in any
+# order (sum_rel_error) cover that.
 U_BF16 = 2.0 ** -9  # bfloat16: 8 significant bits
 
 # A measured floor times this: the quantity compared is a maximum over many entries (weights, steps),
 # whose ratio to the floor's maximum stays within a few units; 10 leaves room for another summation order
 # (another CPU's vector width, a GPU's kernels) without letting a real change (>= 100x the floor) through.
+# run_bound's default margin for two implementations whose kernels differ, for the same reason.
 FLOOR_MULTIPLE = 10.0
-
-
-def unit_roundoff(dtype) -> float:
-    return float(np.finfo(dtype).eps) / 2
 
 
 def sum_rel_error(n: int, u: float) -> float:
