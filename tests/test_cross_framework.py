@@ -278,8 +278,8 @@ def test_cnn_jax_torch_float32_with_batch_norm():
     the first run's as one rounding would; JAX and torch round differently at every operation, so their
     gaps are of that floor's order, and a real change (a hyper-parameter, a weight left unconverted) is
     orders above it. The eval-mode loss is compared with the pre-BN conv biases aligned (align_biases):
-    unaligned, it carries the biases' AdamW-amplified noise (up to ~lr a step in each run, a gap that
-    measured 1e-5 on one CPU and 1.3e-4 on another), which no rounding analysis bounds tightly.
+    unaligned, it carries the biases' AdamW-amplified noise (up to ~lr a step in each run, whatever the
+    rounding: adam_drift_bound), which shifts the eval-mode output by amounts no rounding analysis bounds.
     """
     lr, steps = 1e-4, 5
     jb, tb, tb_nudged = cnn_twins(jnp.float32, lr=lr, nudge_seed=0)
