@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import pytest
 
+from tolerances import U32, run_bound
 from train import bench
 from train.bench import report, timing, whole_run
 from train.bench.jax_runner import Artifacts, build_trainer, jax_runner, jax_setup
@@ -196,9 +197,12 @@ def test_jax_modes_train_as_the_toy_experiment_does():
         assert (trainer.fuse, trainer.parallel) == (mode != "step-loop", mode == "pmap")
         state, metrics = trainer.train(state, data, wl.idx)
         got = trainer.host_step_metrics(metrics)
-        np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-6)
+        # The same program but for its loop (and pmap's sums over one device): at worst each step's sums over
+        # the 30 examples reordered, in float32 (loss ~0.7, weights <= 1).
+        bound = run_bound(U32, n=30, steps=len(wl.idx), margin=1)
+        np.testing.assert_allclose(got["loss"], want["loss"], rtol=bound)
         for a, b in zip(_leaves(trainer.unreplicate(state).params), _leaves(ref.host_state().params)):
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(a, b, rtol=0, atol=bound)
 
 
 def test_jax_cifar_setup_is_the_experiments_model_and_optimizer():
@@ -212,10 +216,11 @@ def test_jax_cifar_setup_is_the_experiments_model_and_optimizer():
     assert graphdef == setup.graphdef
     assert [x.shape for x in _leaves(setup.host_state.params)] == [(16,), (3072, 16), (10,), (16, 10)]
     # The same tree (the optimizer's moments and counts too); the bench computes it in one
-    # program, so equal to float rounding.
+    # program, whose fusion may round an initialiser's few elementwise operations (scale, shift: <= 4)
+    # differently, each by at most u of the values' magnitude.
     assert jax.tree.structure(state) == jax.tree.structure(setup.host_state)
     for a, b in zip(_leaves(setup.host_state), _leaves(state)):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(a, b, rtol=0, atol=4 * U32 * max(np.abs(b).max(), 1e-30))
 
 
 def test_jax_runner_records_the_trainers_compile_and_program(tmp_path):
@@ -265,6 +270,7 @@ def test_bench_json_schema_and_table(tiny_run):
         assert list(r) == RECORD_FIELDS and not r["skipped"], r["note"]
         assert r["suite"] == "toy" and r["batch_size"] == 30 and r["steps_per_window"] == 5
         assert len(r["window_step_s"]) == r["windows"] == 2
+        # The record's own float64 arithmetic redone: equal but for a last-bit rounding (approx's rel 1e-6).
         assert r["step_s"] == pytest.approx(statistics.median(r["window_step_s"]))
         assert r["examples_per_s"] == pytest.approx(30 / r["step_s"])
         # Each record is a row of the table, with its compile time and speedup.
@@ -344,6 +350,7 @@ def test_torch_missing_is_skipped_cleanly(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_whole_run_child_runs_the_project_path():
     r = whole_run.whole_run("jax", None, steps=60)
+    # (t3 - t2) + (t4 - t3) against t4 - t2 in float64: a few ulps of a clock reading (< 1e-10 s) apart.
     assert r["steps"] == 60 and r["total_s"] == pytest.approx(r["build_s"] + r["run_s"], abs=1e-6)
     assert r["programs_compiled"] >= 1 and r["backend_compile_s"] > 0 and r["cache_hits"] == 0
     # The toy run's trainer compiles its train period; the costliest programs are listed by name.

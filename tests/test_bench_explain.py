@@ -36,6 +36,7 @@ def cnn_training_flops_per_image(in_bounds: bool) -> float:
 
 
 def test_cnn_flops_per_image_match_the_analytic_count():
+    # Integer arithmetic, against the figure quoted to three digits (0.913e9 rounds to it within 1%).
     assert cnn_training_flops_per_image(False) == pytest.approx(0.915e9, rel=0.01)
     wl = make_workload("cnn", gpu=False, quick=True, seed=0, batch=4, steps=1)
     trainer, state, data = build_trainer(jax_setup(wl, "fp32"), "fused")
@@ -43,7 +44,8 @@ def test_cnn_flops_per_image_match_the_analytic_count():
     # per-step update of the 4.6M parameters (as much as ~20 MFLOP per image at batch 2).
     cost4, cost2 = (one_step_cost(trainer, state, data, wl.idx[:, :b]) for b in (4, 2))
     per_image = (cost4["flops"] - cost2["flops"]) / 2
-    # Batch norm, ReLU, pooling and the loss add about a percent to the convolutions' in-bounds work.
+    # Not rounding but a model's accuracy: batch norm, ReLU, pooling and the loss add about a percent to the
+    # convolutions' in-bounds work, and 10% still tells the in-bounds count from the dense one (20-30% apart).
     assert per_image == pytest.approx(cnn_training_flops_per_image(True), rel=0.10)
     # Against the dense count: the padding taps (4/9 of the 2x2 maps' taps) are not work to XLA.
     assert 0.70 < per_image / cnn_training_flops_per_image(False) < 0.85
@@ -62,6 +64,7 @@ def test_per_step_cost_whether_xla_counts_the_loop_once_or_per_trip():
 
 
 def test_peak_table_and_utilisation():
+    # Data-sheet figures, looked up: exact but for the literal's float rounding.
     assert table_peak("NVIDIA H100 80GB HBM3", "bf16") == pytest.approx(989.4e12)
     assert table_peak("NVIDIA H100 PCIe", "tf32") == pytest.approx(378e12)
     assert table_peak("NVIDIA H200", "fp32") == pytest.approx(66.9e12)
@@ -79,6 +82,7 @@ def test_peak_table_and_utilisation():
     other_batch = _rec("torch", "eager", 128, 1280.0)
     annotate([jx, pt, other_batch], FakePeaks())
     # 1e10 FLOP per step of 0.1 s: 1e11 FLOP/s, 10% of 1 TFLOP/s; PyTorch has half the speed, the same count.
+    # Made-up figures: the arithmetic is exact but for float rounding (approx's rel 1e-6).
     assert jx.flops_per_s == pytest.approx(1e11) and jx.utilisation == pytest.approx(0.10)
     assert pt.flops_per_step == 1e10 and pt.utilisation == pytest.approx(0.05)
     assert other_batch.flops_per_step is None and other_batch.utilisation is None
@@ -104,7 +108,7 @@ def test_batch_and_scaling_curves_of_made_up_records():
         r.extra["scaling"] = "weak"
     (bc,) = curves.batch_curves(recs)
     assert (bc["mode"], [p["batch"] for p in bc["points"]]) == ("fused", [64, 256])
-    assert bc["points"][1]["examples_per_s"] == pytest.approx(3000.0)
+    assert bc["points"][1]["examples_per_s"] == pytest.approx(3000.0)  # made-up figures: exact arithmetic
     strong, weak = curves.scaling_curves(recs)
     assert (strong["kind"], weak["kind"]) == ("strong", "weak")
     # Efficiency = throughput(N) / (N x throughput(1)), throughput(1) = 2,000/s.

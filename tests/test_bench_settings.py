@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tolerances import U32, sum_rel_error
 from train.bench import report, run as bench_run
 from train.bench.cli import batch_sizes, precisions
 from train.bench.records import RECIPE_BATCH, Record, run_name, skipped
@@ -114,6 +115,7 @@ def test_batch_summary_recipe_and_best():
     recs = [_rec("cnn", "jax", "fused", "bf16", 256, 150_000), _rec("cnn", "jax", "fused", "bf16", 1024, 250_000),
             _rec("cnn", "jax", "fused", "bf16", 4096, 240_000), _rec("rnn", "torch", "eager", "fp32", 512, 9_000),
             skipped("cnn", "torch", "compiled", "off", precision="bf16", batch_size=1024)]
+    # Made-up figures passed through: approx only for float rounding.
     assert report.batch_summary(recs) == [
         {"suite": "cnn", "framework": "jax", "mode": "fused", "precision": "bf16", "devices": 1,
          "batches": [256, 1024, 4096], "recipe_batch": 256, "recipe_examples_per_s": pytest.approx(150_000),
@@ -227,8 +229,11 @@ def test_torch_device_data_gathers_the_windows_batches():
     x, y = d.batch(1)
     np.testing.assert_array_equal(x.numpy(), wl.train_x[wl.idx[1]].transpose(0, 3, 1, 2))   # NCHW
     np.testing.assert_array_equal(y.numpy(), wl.train_y[wl.idx[1]])
-    np.testing.assert_allclose(d.preprocess(x)[:, 0].mean().item(),
-                               ((x[:, 0].float() / 255 - wl.mean[0]) / wl.std[0]).mean().item(), rtol=1e-5)
+    want = (x[:, 0].float() / 255 - wl.mean[0]) / wl.std[0]
+    # float32: each value a few roundings (<= 4) apart, then a mean of n = 4 x 32 x 32 of them in any order,
+    # relative to the mean of their magnitudes (the mean itself may be near 0).
+    np.testing.assert_allclose(d.preprocess(x)[:, 0].mean().item(), want.mean().item(), rtol=0,
+                               atol=(4 * U32 + 2 * sum_rel_error(want.numel(), U32)) * want.abs().mean().item())
 
 
 def test_torch_tf32_switch():
@@ -269,6 +274,7 @@ def test_torch_channels_last_and_fused_adamw_train_like_the_plain_step():
         losses.append(float(step(x if cl else x.contiguous(), y).detach()))   # the step leaves its gradients
         assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last) == cl
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]).numpy())
-    # Same initial weights and batch: the layout changes the memory order, not the result.
-    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
-    np.testing.assert_allclose(grads[1], grads[0], atol=1e-4 * np.abs(grads[0]).max())
+    # Same initial weights and batch: the layout changes the memory order, so at worst the order of every
+    # sum: a convolution's 3 x 3 x 512 taps forward, a weight gradient's 8 x 32 x 32 positions backward (float32).
+    assert losses[1] == pytest.approx(losses[0], rel=sum_rel_error(9 * 512, U32))
+    np.testing.assert_allclose(grads[1], grads[0], atol=sum_rel_error(8 * 32 * 32, U32) * np.abs(grads[0]).max())

@@ -24,6 +24,7 @@ def test_compare_numpy_and_jax_matches_the_experiment_own_comparison(toy_runs, t
     own = json.loads((toy_runs / "moons-compare-s0" / "comparison.json").read_text())
     (pair,) = doc["pairs"]
     assert {pair["a"], pair["b"]} == {"mlp-toy/moons-jax-s0", "mlp-toy/moons-numpy-s0"}
+    # The same float64 differences, recomputed from the metrics files: approx only for their printed digits.
     assert pair["max_abs_loss_diff"] == pytest.approx(own["max_abs_loss_diff"], rel=1e-12)
     assert pair["evaluations_compared"] == 2 * own["evaluations"]
     assert pair["final_test_accuracy_diff"] == 0.0 and pair["examples_per_s_ratio"] > 0
@@ -41,6 +42,7 @@ def test_pair_differences_on_made_up_runs():
     p = compare.compare_pair(run("a", [1.0, 0.5, 0.4], [0.5, 0.7, 0.8], 100.0),
                              run("b", [1.0, 0.75, 0.3], [0.5, 0.6, 0.9], 300.0))
     assert p["max_abs_loss_diff"] == 0.25 and p["evaluations_compared"] == 3
+    # Made-up figures: 0.9 - 0.8 is 0.1 but for float rounding.
     assert p["final_test_accuracy_diff"] == pytest.approx(0.1) and p["examples_per_s_ratio"] == 3.0
     assert p["compile_time_ratio"] == 1.0
 

@@ -38,6 +38,7 @@ def test_train_row_is_the_mean_of_the_periods_steps(tmp_path):
     log, timing = train_loop(Scripted(), SCHEDULE, tmp_path, epochs=True, progress=False)
     rows = read_jsonl(tmp_path / "metrics.jsonl")
     assert [(r["epoch"], r["split"]) for r in rows] == [(1, "train"), (1, "test"), (2, "train"), (2, "test")]
+    # Means of scripted small integers (and hundredths): exact but for float rounding.
     assert rows[0]["loss"] == pytest.approx(3.0) and rows[0]["accuracy"] == pytest.approx(0.3)
     assert rows[2]["loss"] == pytest.approx(5.0) and rows[2]["accuracy"] == pytest.approx(0.6)
     assert rows[1]["loss"] == 9.0

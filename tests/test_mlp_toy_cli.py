@@ -2,7 +2,7 @@
 
 import json
 
-
+from tolerances import U32, U64, run_bound
 from train.results import read_jsonl
 
 
@@ -27,11 +27,15 @@ def test_both_frameworks_agree_and_write_the_contract(cli, tmp_path):
             assert key in s, key
         assert s["param_count"] == 2 * 20 + 20 + 20 * 2 + 2
         assert set(s["final"]) == {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}
+    # float32, NumPy's and XLA's kernels: each of the 300 steps' widest sums (the batch of 30) in each run's
+    # own order (run_bound, margin 2). The float64 twin below checks the same code to 1e-11.
+    bound = run_bound(U32, n=30, steps=300, margin=2)
     for a, b in zip(rows["numpy"], rows["jax"]):
         assert (a["step"], a["split"]) == (b["step"], b["split"])
-        assert abs(a["loss"] - b["loss"]) <= 1e-3
+        assert abs(a["loss"] - b["loss"]) <= bound
     cmp = json.loads((root / "circles-compare-s0" / "comparison.json").read_text())
-    assert cmp["max_abs_loss_diff"] <= 1e-3 and cmp["final_test_accuracy_diff"] <= 0.01
+    # The accuracy is discrete: 0.01 is 2 of the 200 test points, ones whose logit margin is within the gap.
+    assert cmp["max_abs_loss_diff"] <= bound and cmp["final_test_accuracy_diff"] <= 0.01
     assert (root / "circles-compare-s0" / "curves_overlay.png").exists()
     assert (root / "circles-data-s0.png").exists()
     assert "test acc" in r.stdout
@@ -41,7 +45,7 @@ def test_float64_runs_agree_to_rounding(cli, tmp_path):
     r = cli("mlp-toy", "--dataset", "moons", "--steps", "120", "--dtype", "float64", "--out", tmp_path, "--no-progress")
     assert r.returncode == 0, r.stderr
     cmp = json.loads((tmp_path / "mlp-toy" / "moons-compare-s0" / "comparison.json").read_text())
-    assert cmp["max_abs_loss_diff"] <= 1e-10
+    assert cmp["max_abs_loss_diff"] <= run_bound(U64, n=30, steps=120)  # float64: batch sums of 30, 120 steps
 
 
 def test_same_seed_same_metrics(cli, cli_fast, tmp_path):

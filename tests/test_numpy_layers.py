@@ -5,6 +5,11 @@ import pytest
 
 from numpy_mlp import MLP, CrossEntropy, Linear, ReLU, SoftMax, parse_hidden
 
+from tolerances import U64, run_bound
+
+# Central differences with step h = 1e-5 in float64 err by the truncation h^2 |f'''| / 6 (1.7e-11 |f'''|) and
+# the rounding u |f| / h (1.1e-11 |f|): ~1e-10 of these O(1) losses and gradients. 1e-7 leaves a factor 1e3
+# for third derivatives up to ~1e3 (the softmax of logits scaled by 3); a wrong backward errs by O(1).
 TOL = 1e-7
 
 
@@ -64,13 +69,14 @@ def test_softmax_backward(rng):
     f = lambda: float((layer.forward(z) * dp).sum())  # noqa: E731
     layer.forward(z)
     assert rel_error(layer.backward(dp), numeric_grad(f, z)) < TOL
-    np.testing.assert_allclose(layer.forward(z).sum(1), 1.0, rtol=1e-12)
+    # Five probabilities, each an exp and a division (a few u), summed: well under 10 x 5 u.
+    np.testing.assert_allclose(layer.forward(z).sum(1), 1.0, rtol=run_bound(U64, n=5))
 
 
 def test_softmax_large_logits_are_finite():
     p = SoftMax().forward(np.array([[1000.0, 0.0], [-1000.0, 1000.0]]))
     assert np.isfinite(p).all()
-    np.testing.assert_allclose(p, [[1, 0], [0, 1]], atol=1e-12)
+    np.testing.assert_allclose(p, [[1, 0], [0, 1]], atol=1e-12)  # exp(-1000) underflows to 0: exact but for it
 
 
 def test_cross_entropy_backward(rng):
@@ -81,7 +87,8 @@ def test_cross_entropy_backward(rng):
     f = lambda: float(layer.forward(p, y))  # noqa: E731
     layer.forward(p, y)
     assert rel_error(layer.backward(1.0), numeric_grad(f, p)) < TOL
-    assert f() == pytest.approx(-np.log(p[np.arange(6), y]).mean(), rel=1e-14)
+    # The same six logs (a few u each) and their mean: within 10 x 6 u = 6.7e-15.
+    assert f() == pytest.approx(-np.log(p[np.arange(6), y]).mean(), rel=run_bound(U64, n=6))
 
 
 @pytest.mark.parametrize("hidden", ["20", "8, 6"])
@@ -105,6 +112,8 @@ def test_sgd_step_moves_against_gradient(rng):
     grads = [(m.grads["W"].copy(), m.grads["b"].copy()) for m in model.linears]
     model.sgd_step(x, y, lr=0.1)
     for (w0, b0), (gw, gb), (w1, b1) in zip(before, grads, model.get_weights()):
+        # One product and one difference, each rounded (2u), perhaps in another order; rtol ~1e3 u: a wrong
+        # step (lr, sign) errs by O(1).
         np.testing.assert_allclose(w1, w0 - 0.1 * gw, rtol=1e-13)
         np.testing.assert_allclose(b1, b0 - 0.1 * gb, rtol=1e-13)
 
