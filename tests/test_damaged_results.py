@@ -171,6 +171,6 @@ def test_the_report_redoes_toy_runs_whose_comparison_was_damaged(toy, tmp_path, 
 def test_resume_of_a_toy_run_without_checkpoints_is_a_one_line_error(toy, tmp_path):
     (run,) = copy_runs(toy, tmp_path / mlp_toy.EXPERIMENT, "moons-jax-s0")
     (run / "metrics.jsonl").unlink()
-    r = run_cli_in_process("mlp-toy", "--dataset", "moons", "--steps", "60", "--samples", "200", "--devices", "1",
-                           "--out", tmp_path, "--resume", "--no-progress")
+    r = run_cli_in_process("mlp-toy", "--dataset", "moons", "--framework", "jax", "--steps", "60", "--samples", "200",
+                           "--devices", "1", "--out", tmp_path, "--resume", "--no-progress")
     assert r.returncode == 2 and r.stderr == f"error: --resume: no checkpoint to resume from in {run / 'checkpoints'}\n"
