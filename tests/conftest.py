@@ -3,6 +3,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,38 @@ def xla_flags(*extra: str) -> str:
     """This process's XLA_FLAGS plus ``extra``, for a subprocess that needs a flag of its own (simulated
     devices) and must keep the ones the suite runs under (scripts/test_matrix.py's settings)."""
     return " ".join([os.environ.get("XLA_FLAGS", ""), *extra]).strip()
+
+
+@contextlib.contextmanager
+def killed_in_period(backend_cls, n: int):
+    """Within: ``backend_cls.train`` raises RuntimeError("killed") on its ``n``-th call, a run dying mid-way
+    in this process; the block must raise it."""
+    train, calls = backend_cls.train, []
+
+    def dies(self, idx):
+        calls.append(1)
+        if len(calls) == n:
+            raise RuntimeError("killed")
+        return train(self, idx)
+
+    backend_cls.train = dies
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            yield
+    finally:
+        backend_cls.train = train
+
+
+def wait_until(done, proc, what: str, timeout: float = 300) -> None:
+    """Poll ``done()`` while the subprocess ``proc`` runs; fail the test if it ends first or time runs out."""
+    t = time.time()
+    while not done():
+        if proc.poll() is not None:
+            pytest.fail(f"the process ended before {what}: {proc.stderr.read()[-2000:]}")
+        if time.time() - t > timeout:
+            proc.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 def on_gpu() -> bool:

@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, wait_until
 from train.cli import main
 from train.report import runner
 from train.results import UsageError
@@ -126,14 +125,7 @@ def held_locks(folder: Path) -> list[Path]:
 
 
 def wait_for_a_lock(folder: Path, proc, timeout=300) -> None:
-    t = time.time()
-    while not held_locks(folder):
-        if proc.poll() is not None:
-            pytest.fail(f"the report ended before taking a lock: {proc.stderr.read()[-2000:]}")
-        if time.time() - t > timeout:
-            proc.kill()
-            pytest.fail(f"no lock under {folder}")
-        time.sleep(0.02)
+    wait_until(lambda: held_locks(folder), proc, f"a lock under {folder}", timeout)
 
 
 @pytest.mark.slow

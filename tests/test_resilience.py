@@ -5,12 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, wait_until
 from train.results import TIMING_FIELDS, read_jsonl
 
 TIMING = set(TIMING_FIELDS) | {"attempt"}  # what differs between two runs of the same settings
@@ -42,14 +41,7 @@ def _popen(args, out):
 
 
 def _wait_for(path: Path, proc, timeout=300):
-    t = time.time()
-    while not path.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"run ended before {path} appeared: {proc.stderr.read()[-2000:]}")
-        if time.time() - t > timeout:
-            proc.kill()
-            pytest.fail(f"timed out waiting for {path}")
-        time.sleep(0.02)
+    wait_until(path.exists, proc, f"{path} appeared", timeout)
 
 
 @pytest.mark.slow

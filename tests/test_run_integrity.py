@@ -10,7 +10,7 @@ import stat
 import numpy as np
 import pytest
 
-from conftest import on_gpu
+from conftest import killed_in_period, on_gpu
 from test_resilience import RUNS, _popen, _wait_for, rows_without_time, strip
 from train import loop, report
 from train.backends import LazyPeriods
@@ -36,18 +36,8 @@ def test_an_interrupted_attempt_leaves_no_summary_and_the_report_does_not_reuse_
     run = work / t19.run_name
     # ...then the report's run started in the same folder and died after its first epoch.
     from train.backends import JaxBackend
-    train, calls = JaxBackend.train, []
-
-    def dies_in_epoch_2(self, idx):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("killed")
-        return train(self, idx)
-
-    monkeypatch.setattr(JaxBackend, "train", dies_in_epoch_2)
-    with pytest.raises(RuntimeError, match="killed"):
+    with killed_in_period(JaxBackend, 2):
         rnn.train_and_evaluate(t19, work, progress=False, checkpoint_every=1)
-    monkeypatch.setattr(JaxBackend, "train", train)
     assert not (run / "summary.json").exists()  # the 1-epoch summary went when the new attempt began
     # Even a stale copy put back is not the report's result: its attempt is not config.json's.
     (run / "summary.json").write_text(json.dumps({**one, "attempt": "someoneelse"}))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import killed_in_period
 from test_resilience import rows_without_time, strip
 from train.backends import NumpyBackend
 from train.driver import Run, drive
@@ -32,22 +33,12 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_a_run_that_dies_resumes_to_the_uninterrupted_metrics(cli_fast, tmp_path, monkeypatch, name):
+def test_a_run_that_dies_resumes_to_the_uninterrupted_metrics(cli_fast, tmp_path, name):
     args, run, backend_cls = CASES[name]
     ref = cli_fast(*args, "--out", tmp_path / "ref", "--no-progress")
     assert ref.returncode == 0, ref.stderr
-    train, calls = backend_cls.train, []
-
-    def dies_in_period_3(self, idx):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("killed")
-        return train(self, idx)
-
-    monkeypatch.setattr(backend_cls, "train", dies_in_period_3)
-    with pytest.raises(RuntimeError, match="killed"):
+    with killed_in_period(backend_cls, 3):
         cli_fast(*args, "--out", tmp_path / "cut", "--no-progress")
-    monkeypatch.setattr(backend_cls, "train", train)
     cut = tmp_path / "cut" / run
     assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["1", "2"]
     assert not (cut / "summary.json").exists()
