@@ -103,3 +103,17 @@ def test_a_float64_run_leaves_the_next_run_as_it_would_be_alone(tmp_path):
     assert not jax.config.jax_enable_x64 and jnp.asarray(1.0).dtype == jnp.float32
     run = "mlp-cifar/plain-fp32-s0"
     assert rows(tmp_path / "after" / run / "metrics.jsonl") == rows(tmp_path / "alone" / run / "metrics.jsonl")
+
+
+def test_a_torch_toy_run_leaves_the_process_thread_count_as_it_was(tmp_path):
+    """The toy's PyTorch backend computes on one thread; the process keeps its own count, which sets the
+    order of every parallel sum in the next run (a resumed run must see the count its first attempt saw)."""
+    from train.torch_backend import import_torch
+    torch = import_torch()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train.run("mlp-toy", out=tmp_path, framework="torch", steps=30, progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

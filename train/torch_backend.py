@@ -19,6 +19,7 @@ one on a GPU), as NumPy arrays (``train.torch_state``). The data position is the
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -91,12 +92,28 @@ def pick_device(requested: str | None = None):
     return torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def _own_threads(method):
+    """Run ``method`` with the backend's torch thread count (if it has one), then restore the process's."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        if self.threads is None:
+            return method(self, *args, **kwargs)
+        before = self.torch.get_num_threads()
+        self.torch.set_num_threads(self.threads)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.torch.set_num_threads(before)
+    return run
+
+
 class TorchBackend:
     """An nn.Module, its optimizer and the experiment's splits on one torch device.
 
     ``preprocess`` maps a gathered batch (a tensor of the raw inputs) to the model's input;
     ``nchw`` stores images (NHWC arrays) as NCHW tensors, channels_last in memory on CUDA.
-    ``dtype`` overrides the parameters' dtype (the tests use float64); ``threads`` sets torch's CPU threads.
+    ``dtype`` overrides the parameters' dtype (the tests use float64); ``threads`` sets torch's CPU threads
+    while this backend computes.
     """
 
     framework = "torch"
@@ -113,10 +130,10 @@ class TorchBackend:
         torch = self.torch = require_torch()
         from train import torch_models
         self.device = pick_device(device) if not hasattr(device, "type") else device
-        if threads and self.device.type == "cpu":
-            # Process-wide. For a tiny model, OpenMP's hand-offs between threads cost more than the
-            # arithmetic (the 2-20-2 step: 11 ms on 2 busy cores, 0.6 ms on one thread).
-            torch.set_num_threads(threads)
+        # For a tiny model, OpenMP's hand-offs between threads cost more than the arithmetic. torch's
+        # thread count is process-wide, and it sets the order of every parallel sum: it is set for this
+        # backend's own calls only (``_own_threads``), so a run leaves the next run's numbers as they were.
+        self.threads = threads if threads and self.device.type == "cpu" else None
         cuda = self.device.type == "cuda"
         if cuda:
             torch_models.set_tf32(precision == "tf32")
@@ -198,6 +215,7 @@ class TorchBackend:
             logits = self.model(self._inputs(x))
         return logits.float() if self.autocast is not None else logits
 
+    @_own_threads
     def train(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         torch = self.torch
         self.model.train()
@@ -220,6 +238,7 @@ class TorchBackend:
         # One transfer per period, not a device sync per step.
         return {"loss": torch.stack(losses).double().cpu().numpy(), "accuracy": torch.stack(accs).cpu().numpy()}
 
+    @_own_threads
     def evaluate(self) -> dict[str, dict]:
         torch = self.torch
         self.model.eval()
@@ -238,6 +257,7 @@ class TorchBackend:
                 ev[s] = {"loss": loss_sum / len(y), "accuracy": float((pred == y).double().mean()), "count": len(y)}
         return ev
 
+    @_own_threads
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         torch = self.torch
         self.model.eval()
@@ -245,6 +265,7 @@ class TorchBackend:
             logits = self._logits(torch.as_tensor(np.asarray(x)).to(self.device))
             return torch.softmax(logits.float(), -1).cpu().numpy()
 
+    @_own_threads
     def grad_norms(self, x: np.ndarray, y: np.ndarray) -> list[float]:
         """An RNN's mean_b ||dL/dh_t||, t = 1..T (as ``jax_models.rnn.grad_norms_wrt_hidden``)."""
         torch = self.torch
