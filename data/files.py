@@ -10,7 +10,7 @@ the temporary entry.  Nothing is fsync'ed: results files are rewritten after eve
 where a sync each time would dominate short runs, and only a power cut could lose the newest
 version.
 
-This module lives in ``data`` (the lowest layer); ``train.results`` re-exports it.
+This module lives in ``data`` (the lowest layer); ``train.engine.results`` re-exports it.
 """
 
 from __future__ import annotations

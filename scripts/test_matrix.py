@@ -67,7 +67,7 @@ def probe() -> dict[str, str]:
     conv = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     out = {"xla matmul": a @ jnp.asarray(b), "xla conv": conv, "xla tanh": jnp.tanh(a),
            "xla exp-sum": jnp.exp(jnp.asarray(a)).sum(1), "numpy matmul": a @ b}
-    from train.torch_backend import import_torch
+    from train.backends.torch_backend import import_torch
     torch = import_torch()
     if torch is not None:
         out["torch matmul"] = torch.from_numpy(a) @ torch.from_numpy(b)

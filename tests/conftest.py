@@ -32,7 +32,7 @@ if Path("/dev/nvidiactl").exists() and "xla_gpu_deterministic_ops" not in os.env
 
 # JAX's persistent compilation cache, as every training command uses it (and so the CLI subprocesses
 # here): many tests build the same small programs, and a rerun of the suite loads them from disk.
-from train.cli import enable_compilation_cache  # noqa: E402 - after the settings above, which JAX reads
+from train.runtime import enable_compilation_cache  # noqa: E402 - after the settings above, which JAX reads
 
 enable_compilation_cache()
 

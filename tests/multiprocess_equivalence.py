@@ -20,8 +20,9 @@ import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from jax_models.mlp import MLP  # noqa: E402
-from train.backends import JaxBackend, epoch_batches  # noqa: E402
-from train.trainer import AXIS, select_devices  # noqa: E402
+from train.backends.jax_backend import JaxBackend  # noqa: E402
+from train.engine.schedule import epoch_batches
+from train.backends.jax_trainer import AXIS, select_devices  # noqa: E402
 
 
 def main(out):

@@ -18,9 +18,10 @@ from flax import nnx
 from jax_models.cnn import BLOCKS, CNN
 from jax_models.mlp import MLP
 from jax_models.rnn import RNNClassifier
-from train.backends import JaxBackend, epoch_batches
-from train.cli import enable_compilation_cache
-from train.trainer import AXIS
+from train.backends.jax_backend import JaxBackend
+from train.engine.schedule import epoch_batches
+from train.runtime import enable_compilation_cache
+from train.backends.jax_trainer import AXIS
 
 
 def max_diff(a, b):

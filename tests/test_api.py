@@ -10,8 +10,9 @@ import pytest
 
 import train
 from train.experiments import registry
-from train.loop import Interrupted
-from train.results import UsageError, read_jsonl
+from train.engine.loop import Interrupted
+from train.engine.results import read_jsonl
+from train.errors import UsageError
 
 
 def rows(path):
@@ -69,7 +70,7 @@ def test_every_setting_has_help_text():
 def ctrl_c_after_first_period(monkeypatch) -> None:
     """Every JAX training call is followed by a Ctrl-C: the loop saves a checkpoint after its first
     period and stops (``monkeypatch.undo()`` lets the resumed run go on)."""
-    from train.backends import JaxBackend
+    from train.backends.jax_backend import JaxBackend
     real = JaxBackend.train
 
     def train_then_ctrl_c(self, idx):
@@ -108,7 +109,7 @@ def test_a_float64_run_leaves_the_next_run_as_it_would_be_alone(tmp_path):
 def test_a_torch_toy_run_leaves_the_process_thread_count_as_it_was(tmp_path):
     """The toy's PyTorch backend computes on one thread; the process keeps its own count, which sets the
     order of every parallel sum in the next run (a resumed run must see the count its first attempt saw)."""
-    from train.torch_backend import import_torch
+    from train.backends.torch_backend import import_torch
     torch = import_torch()
     before = torch.get_num_threads()
     torch.set_num_threads(2)

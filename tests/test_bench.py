@@ -23,8 +23,8 @@ from train.bench.records import Record, run_name, skipped
 from train.bench.torch_runner import import_torch
 from train.bench.workloads import make_workload
 from train.experiments import cifar, mlp_toy
-from train.results import UsageError
-from train.trainer import StepFns, Trainer, create_state
+from train.errors import UsageError
+from train.backends.jax_trainer import StepFns, Trainer, create_state
 
 # bench.json's contract: what readers of old files rely on.
 RECORD_FIELDS = ["suite", "framework", "mode", "precision", "devices", "batch_size", "compile_s",

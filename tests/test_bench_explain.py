@@ -11,7 +11,7 @@ from train.bench.cost import Peaks, annotate, per_step_cost, table_peak
 from train.bench.jax_runner import build_trainer, jax_setup, one_step_cost
 from train.bench.records import Record
 from train.bench.workloads import make_workload
-from train.profiling import trace_events
+from train.backends.jax_profiling import trace_events
 
 
 def _rec(framework, mode, batch, per_s, devices=1, **kw):

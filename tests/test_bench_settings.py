@@ -13,7 +13,7 @@ from train.bench.cli import batch_sizes, precisions
 from train.bench.records import RECIPE_BATCH, Record, run_name, skipped
 from train.bench.workloads import GPU_TRAIN_IMAGES, make_workload
 from train.experiments import cifar
-from train.results import UsageError
+from train.errors import UsageError
 
 from test_bench import _rec, _run, _windows
 
@@ -220,7 +220,7 @@ def test_torch_settings_are_recorded(tmp_path):
 
 def test_torch_device_data_gathers_the_windows_batches():
     torch = pytest.importorskip("torch")
-    from train import torch_models as tm
+    from train.backends import torch_models as tm
 
     wl = make_workload("cnn", gpu=False, quick=True, seed=0, steps=2)
     d = tm.device_data("cnn", wl.train_x, wl.train_y, wl.idx, device=torch.device("cpu"), mean=wl.mean,
@@ -238,7 +238,7 @@ def test_torch_device_data_gathers_the_windows_batches():
 
 def test_torch_tf32_switch():
     torch = pytest.importorskip("torch")
-    from train import torch_models as tm
+    from train.backends import torch_models as tm
 
     m, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     new_api = hasattr(m, "fp32_precision") and hasattr(getattr(cudnn, "conv", None), "fp32_precision")
@@ -259,7 +259,7 @@ def test_torch_tf32_switch():
 
 def test_torch_channels_last_and_fused_adamw_train_like_the_plain_step():
     torch = pytest.importorskip("torch")
-    from train import torch_models as tm
+    from train.backends import torch_models as tm
 
     rng = np.random.default_rng(0)
     x = torch.as_tensor(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)).permute(0, 3, 1, 2)

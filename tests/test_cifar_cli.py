@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from train.results import read_jsonl
+from train.engine.results import read_jsonl
 
 
 def _check_run(run, epochs):

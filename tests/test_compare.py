@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from train import compare
+from train.analysis import compare
 
 
 @pytest.fixture(scope="module")

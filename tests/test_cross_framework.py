@@ -17,10 +17,12 @@ from jax_models.cnn import CNN
 from jax_models.rnn import RNNClassifier, grad_norms_wrt_hidden
 from numpy_mlp import MLP as NumpyMLP
 from numpy_mlp.optim import AdamW
-from train import torch_models as tm, torch_weights
-from train.backends import JaxBackend, NumpyBackend, batch_stream
+from train.backends import torch_models as tm, torch_weights
+from train.backends.jax_backend import JaxBackend
+from train.backends.numpy_backend import NumpyBackend
+from train.engine.schedule import batch_stream
 from train.experiments import cifar, mlp_toy, rnn
-from train.torch_backend import TorchBackend, adamw, rmsprop_steplr
+from train.backends.torch_backend import TorchBackend, adamw, rmsprop_steplr
 
 from tolerances import FLOOR_MULTIPLE, U32, U64, adam_drift_bound, nudge, run_bound, sum_rel_error
 

@@ -10,9 +10,9 @@ from conftest import run_cli_in_process
 from test_report import tiny_plan
 from train import report
 from train.experiments import cifar, mlp_toy
-from train.loop import completed_summary
-from train.results import lock_run_dir, read_jsonl, release_run_dir, run_config
-from train.run_files import damage
+from train.engine.loop import completed_summary
+from train.engine.results import lock_run_dir, read_jsonl, release_run_dir, run_config
+from train.engine.run_files import damage
 
 TOY = mlp_toy.ToyConfig(dataset="moons", steps=60, samples=200, devices=1, framework="both")
 

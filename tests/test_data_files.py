@@ -1,4 +1,4 @@
-"""Tests for data/files.py, the project's one atomic-write helper (train.results re-exports it)."""
+"""Tests for data/files.py, the project's one atomic-write helper (train.engine.results re-exports it)."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_a_failed_directory_leaves_the_old_one_and_no_temporary_folder(tmp_path)
 
 
 def test_train_results_writes_through_this_helper_in_the_writing_process_only(tmp_path):
-    import train.results as results
+    import train.engine.results as results
 
     assert results.atomic_files.atomic_write_bytes is atomic_write_bytes
     results.atomic_write_text(tmp_path / "a.json", "{}")

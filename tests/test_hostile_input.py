@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT, wait_until
 from train.cli import main
 from train.report import runner
-from train.results import UsageError
+from train.errors import UsageError
 
 TOY = ["mlp-toy", "--framework", "jax", "--steps", "30", "--no-progress"]
 REPORT = ["report", "--quick", "--data", "synthetic:256", "--parts", "toy", "--no-progress"]

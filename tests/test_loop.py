@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from train.experiments import cifar
-from train.loop import train_loop
-from train.results import read_jsonl
+from train.engine.loop import train_loop
+from train.engine.results import read_jsonl
 
 
 class Scripted:
@@ -101,7 +101,7 @@ class WithState(Scripted):
 
 @pytest.mark.parametrize("every, skipped", [(None, True), (1, False)])
 def test_auto_checkpoints_skip_periods_while_the_writer_is_busy(tmp_path, monkeypatch, every, skipped):
-    from train.checkpoint import Checkpointer
+    from train.engine.checkpoint import Checkpointer
 
     write = Checkpointer._write
 

@@ -3,7 +3,7 @@
 import json
 
 from tolerances import U32, U64, run_bound
-from train.results import read_jsonl
+from train.engine.results import read_jsonl
 
 
 def test_both_frameworks_agree_and_write_the_contract(cli, tmp_path):

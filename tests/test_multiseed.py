@@ -1,4 +1,4 @@
-"""Seeds side by side in one compiled program (train/multiseed.py, ``rnn-sweep --seeds K``).
+"""Seeds side by side in one compiled program (train/backends/jax_multiseed.py, ``rnn-sweep --seeds K``).
 
 K seeds trained by one ``jax.vmap``-ed program must give what K separate runs give.
 
@@ -30,7 +30,7 @@ import pytest
 
 from conftest import ROOT, on_gpu
 from tolerances import U32, run_bound, sum_rel_error
-from train.results import TIMING_FIELDS, read_jsonl
+from train.engine.results import TIMING_FIELDS, read_jsonl
 
 cpu_only = pytest.mark.skipif(on_gpu(), reason="batched GEMMs on a GPU may round unlike single ones (see above)")
 T, DATA, BATCH, EPOCHS, SEEDS = 5, 1000, 32, 4, 2   # 800 training sequences: 25 steps an epoch
@@ -143,9 +143,9 @@ def _seed_data(seeds):
 
 def test_vmapped_backend_matches_each_seed_alone():
     """Function level: MultiSeedJaxBackend vs the single-run pure functions (StepFns), seed by seed."""
-    from train.backends import epoch_batches
-    from train.multiseed import MultiSeedJaxBackend
-    from train.trainer import StepFns, create_state, eval_plan
+    from train.engine.schedule import epoch_batches
+    from train.backends.jax_multiseed import MultiSeedJaxBackend
+    from train.backends.jax_trainer import StepFns, create_state, eval_plan
 
     seeds = [3, 7]
     arrays, n, tx, model = _seed_data(seeds)
@@ -232,8 +232,8 @@ def test_rnn_train_step_is_bit_identical_under_vmap(cell):
 
     from jax_models.rnn import RNNClassifier
     from train.experiments.rnn import make_optimizer
-    from train.multiseed import stack_trees
-    from train.trainer import StepFns, create_state
+    from train.backends.jax_multiseed import stack_trees
+    from train.backends.jax_trainer import StepFns, create_state
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 10, (3, BATCH, T)).astype(np.uint8)
@@ -304,7 +304,7 @@ def test_each_seed_folder_resumes_alone_and_finished_runs_are_reused(sweep_and_s
 
 KILLER = """
 import os, signal, sys
-from train import multiseed
+from train.backends import jax_multiseed as multiseed
 train, calls = multiseed.MultiSeedJaxBackend.train, []
 def killing_train(self, idx):
     calls.append(1)
@@ -319,7 +319,7 @@ sys.exit(main(sys.argv[1:]))
 
 RESUME = """
 import sys
-from train.cli import enable_compilation_cache
+from train.runtime import enable_compilation_cache
 from train.experiments.rnn import RNNConfig
 from train.experiments.rnn_sweep import sweep
 enable_compilation_cache()

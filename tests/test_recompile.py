@@ -14,8 +14,8 @@ from flax import nnx
 import train
 from jax_models.mlp import MLP
 from conftest import on_gpu
-from train.backends import JaxBackend
-from train.loop import train_loop
+from train.backends.jax_backend import JaxBackend
+from train.engine.loop import train_loop
 
 # Per experiment: tiny multi-epoch settings and the programs its training loop builds, each once.
 # CIFAR and the RNN drop an epoch's partial last batch, so every epoch has the same shape; the CNN

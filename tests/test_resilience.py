@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, wait_until
-from train.results import TIMING_FIELDS, read_jsonl
+from train.engine.results import TIMING_FIELDS, read_jsonl
 
 TIMING = set(TIMING_FIELDS) | {"attempt"}  # what differs between two runs of the same settings
 

@@ -12,12 +12,13 @@ import pytest
 
 from conftest import killed_in_period, on_gpu
 from test_resilience import RUNS, _popen, _wait_for, rows_without_time, strip
-from train import loop, report
-from train.backends import LazyPeriods
+from train.engine import loop
+from train import report
+from train.engine.schedule import LazyPeriods
 from train.cli import main
 from train.experiments import cifar, rnn
-from train.loop import completed_summary, train_loop
-from train.results import atomic_write_text, read_jsonl, run_config
+from train.engine.loop import completed_summary, train_loop
+from train.engine.results import atomic_write_text, read_jsonl, run_config
 
 
 def _summary(path):
@@ -35,7 +36,7 @@ def test_an_interrupted_attempt_leaves_no_summary_and_the_report_does_not_reuse_
     one = rnn.train_and_evaluate(rnn.RNNConfig(**{**t19.__dict__, "epochs": 1}), work, progress=False)
     run = work / t19.run_name
     # ...then the report's run started in the same folder and died after its first epoch.
-    from train.backends import JaxBackend
+    from train.backends.jax_backend import JaxBackend
     with killed_in_period(JaxBackend, 2):
         rnn.train_and_evaluate(t19, work, progress=False, checkpoint_every=1)
     assert not (run / "summary.json").exists()  # the 1-epoch summary went when the new attempt began
@@ -149,7 +150,7 @@ def _no_space(*_args, **_kwargs):
 
 def test_full_disk_while_writing_results(tmp_path, monkeypatch, capsys):
     args, run = RUNS["cifar"]
-    import train.results as results
+    import train.engine.results as results
     real = os.replace
     monkeypatch.setattr(results.os, "replace",
                         lambda a, b: _no_space() if str(b).endswith("metrics.jsonl") else real(a, b))
@@ -238,7 +239,7 @@ def test_an_undeletable_old_checkpoint_folder_names_the_cause(tmp_path, monkeypa
     args, run = RUNS["cifar"]
     assert main([*args, "--epochs", "1", "--out", str(tmp_path), "--no-progress"]) == 0
     capsys.readouterr()
-    import train.checkpoint as checkpoint
+    import train.engine.checkpoint as checkpoint
 
     def refuses(path, *a, **k):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))

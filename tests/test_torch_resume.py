@@ -14,9 +14,9 @@ import torch
 
 from conftest import killed_in_period
 from test_resilience import rows_without_time, strip
-from train.backends import NumpyBackend
-from train.driver import Run, drive
-from train.torch_backend import TorchBackend
+from train.backends.numpy_backend import NumpyBackend
+from train.engine.driver import Run, drive
+from train.backends.torch_backend import TorchBackend
 
 TOY = ["mlp-toy", "--steps", "150", "--samples", "400", "--checkpoint-every", "1"]
 CIFAR = ["mlp-cifar", "--data", "synthetic:512", "--epochs", "4", "--batch-size", "64", "--hidden", "32,16",
@@ -74,7 +74,7 @@ def _same(a, b) -> None:
     lambda p: torch.optim.SGD(p, lr=0.1),
 ])
 def test_optimizer_and_scheduler_state_round_trip_through_numpy_exactly(make):
-    from train.torch_state import from_tree, optimizer_from_tree, optimizer_to_tree, to_tree
+    from train.backends.torch_state import from_tree, optimizer_from_tree, optimizer_to_tree, to_tree
 
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 2).double()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from train import results
+from train.engine import results
 from train.experiments import rnn
 from train.experiments.rnn_sweep import sweep
 

@@ -14,13 +14,12 @@ import os
 import sys
 from pathlib import Path
 
-import jax
 
 from data.errors import DataError
-from train import profiling
+from train import runtime
 from train.experiments import registry
-from train.loop import Diverged, Interrupted, command_hint, resumable_as
-from train.results import UsageError, set_writer
+from train.engine.loop import Diverged, Interrupted, command_hint, resumable_as
+from train.errors import UsageError
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -59,50 +58,20 @@ def _artifacts(p: argparse.ArgumentParser) -> None:
                         "DIR/<experiment>/<run-name>/<program>.hlo.txt")
 
 
-def init_distributed(args) -> None:
-    """Join a multi-process job when asked to, before anything touches a JAX device.
-
-    Every process trains on its own local devices and feeds them its own shard of each global
-    batch; gradients are averaged over all devices of all processes; only process 0 writes results.
-    """
-    env = os.environ
-    coord = getattr(args, "coordinator", None) or env.get("JAX_COORDINATOR_ADDRESS")
-    nproc = getattr(args, "num_processes", None) or (int(env["JAX_NUM_PROCESSES"]) if env.get("JAX_NUM_PROCESSES") else None)
-    pid = getattr(args, "process_id", None)
-    if pid is None and env.get("JAX_PROCESS_ID"):
-        pid = int(env["JAX_PROCESS_ID"])
-    auto = getattr(args, "distributed", False) or env.get("JAX_DISTRIBUTED", "") in ("1", "true")
-    if not (coord or nproc or auto):
-        return
-    if not auto and (coord is None or nproc is None or pid is None):
-        raise UsageError("a multi-process run needs --coordinator, --num-processes and --process-id "
-                         "(or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
-    if nproc is not None and (nproc < 1 or pid is None or not 0 <= pid < nproc):
-        raise UsageError(f"--process-id must be in [0, {nproc}), got {pid}")
-
-    # CPU collectives across processes need gloo; GPUs use NCCL on their own.
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    if auto and coord is None:
-        jax.distributed.initialize()
-    else:
-        jax.distributed.initialize(coordinator_address=coord, num_processes=nproc, process_id=pid)
-    set_writer(jax.process_index() == 0)
-
-
 def cmd_experiment(args) -> int:
     """Any experiment of the registry: its defaults (or --quick variant) overridden by the flags given."""
 
     e = args.experiment
     given = {f.name: getattr(args, f.name) for f in registry.settings(e) if getattr(args, f.name, None) is not None}
     cfg = registry.make_config(e, given, quick=args.quick)
-    profiling.configure(args.profile, args.dump_hlo)
     e.main(cfg, Path(args.out), **registry.loop_settings(e, progress=False if args.no_progress else None,
                                                          resume=args.resume, checkpoint_every=args.checkpoint_every))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from train import bench, compare, report  # imported here: report imports the experiments, bench is large
+    from train import bench, report  # imported here: report imports the experiments, bench is large
+    from train.analysis import compare
 
     parser = OneLineParser(prog="python -m train", description=(
         "JAX/Flax reimplementation of a three-part deep-learning assignment, with a NumPy baseline. "
@@ -122,34 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def enable_compilation_cache() -> None:
-    """JAX's persistent compilation cache, on by default: a rerun loads its XLA programs from disk.
-
-    $JAX_COMPILATION_CACHE_DIR picks the folder (default ~/.cache/jax_curriculum/xla); set it
-    to an empty string to turn the cache off. Every program is cached, however small: the toy
-    run's are all below JAX's default 1 s threshold, yet together take ~1.5 s to compile.
-    """
-
-    path = os.environ.get("JAX_COMPILATION_CACHE_DIR",
-                          str(Path(os.environ.get("JAX_CURRICULUM_CACHE", Path.home() / ".cache" / "jax_curriculum")) / "xla"))
-    if not path:
-        return
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
-
-def check_jax_backend() -> None:
-    """A backend JAX cannot start (JAX_PLATFORMS=cuda without a GPU or its plugin) is one line, not 50."""
-    try:
-        jax.devices()
-    except (RuntimeError, AssertionError) as e:
-        detail = str(e).splitlines()[0][:200] if str(e) else "no detail given"
-        raise UsageError(f"JAX could not start a backend (JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS') or 'unset'}: "
-                         f"{type(e).__name__}: {detail}); check JAX_PLATFORMS, and for a GPU its driver and "
-                         f"jax's CUDA plugin") from None
-
-
 def describe_os_error(e: OSError) -> str:
     """'<path>: <cause>' for an I/O error (a full disk, a permission), else the error's own text."""
     if e.filename and e.strerror:
@@ -162,12 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     130 / 143 stopped by Ctrl-C / SIGTERM after saving a checkpoint."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    enable_compilation_cache()
     debug = bool(os.environ.get("JAX_CURRICULUM_DEBUG"))
     try:
-        init_distributed(args)
-        check_jax_backend()
-        with resumable_as(command_hint(sys.argv[1:] if argv is None else argv)):
+        dist = {k: getattr(args, k, None) for k in ("coordinator", "num_processes", "process_id")}
+        with runtime.session(profile=getattr(args, "profile", None), dump_hlo=getattr(args, "dump_hlo", None),
+                             distributed=getattr(args, "distributed", False), **dist), \
+                resumable_as(command_hint(sys.argv[1:] if argv is None else argv)):
             return args.func(args)
     except Interrupted as e:
         print(str(e), file=sys.stderr)

@@ -10,7 +10,7 @@ What is timed is what training runs: the JAX rows are the project's ``Trainer`` 
 one compiled step per call; ``fused``: K steps in one ``lax.scan``; ``pmap``: the data-parallel
 path on 1..N devices) with each experiment's model, optimizer and initial state
 (:mod:`train.bench.jax_runner`); NumPy is the hand-written MLP under ``NumpyBackend``; PyTorch (an
-optional extra) runs ``train.torch_models`` eagerly and under ``torch.compile``
+optional extra) runs ``train.backends.torch_models`` eagerly and under ``torch.compile``
 (:mod:`train.bench.torch_runner`). The toy suite also times the *whole* 1,500-step run in fresh
 processes (:mod:`train.bench.whole_run`).
 

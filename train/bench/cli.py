@@ -8,7 +8,7 @@ from typing import Any
 
 from train.bench.records import FRAMEWORKS, MODES, PRECISIONS, SUITES
 from train.bench.whole_run import WHOLE_RUN_STEPS
-from train.results import UsageError
+from train.errors import UsageError
 
 
 def _csv(choices: Sequence[str] | None = None):

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from train.bench.records import Record  # noqa: E402
 from train.bench.report import steady  # noqa: E402
-from train.results import save_figure  # noqa: E402
+from train.engine.results import save_figure  # noqa: E402
 
 
 def batch_curves(records: list[Record]) -> list[dict]:

@@ -1,4 +1,4 @@
-"""JAX: the training runs' own trainer (``train.trainer.Trainer``), models and optimizers, timed.
+"""JAX: the training runs' own trainer (``train.backends.jax_trainer.Trainer``), models and optimizers, timed.
 
 Each suite's model, optimizer and preprocessing come from its experiment's factories
 (:func:`jax_setup`), the initial state from ``trainer.create_state``, and every mode is a
@@ -31,11 +31,11 @@ from train.bench.cost import cost_of, memory_of, per_step_cost
 from train.bench.records import Record, error_text, run_name, skipped
 from train.bench.timing import Budget, Runner, prepare
 from train.bench.workloads import Workload, with_precision
-from train.compile_log import CompileLog
+from train.backends.jax_compile_log import CompileLog
 from train.experiments import cifar, mlp_toy, rnn
 from train.experiments.common import precision_scope
-from train.profiling import profile_to, trace_files
-from train.trainer import AXIS, Trainer, create_state
+from train.backends.jax_profiling import profile_to, trace_files
+from train.backends.jax_trainer import AXIS, Trainer, create_state
 
 # Records state the matmul precision each runner was compiled under (experiments.common's
 # MATMUL_PRECISION); "default" is TF32 for float32 on a GPU.

@@ -8,7 +8,7 @@ import numpy as np
 
 from numpy_mlp import MLP
 from numpy_mlp.optim import SGD
-from train.backends import NumpyBackend
+from train.backends.numpy_backend import NumpyBackend
 from train.bench.records import Record
 from train.bench.timing import Runner
 from train.bench.workloads import Workload

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 
 from train.bench.records import RECIPE_BATCH, SUITES, Record, fmt_time  # noqa: E402
 from train.bench.timing import paired_ratio, ratio_range  # noqa: E402
-from train.results import save_figure  # noqa: E402
+from train.engine.results import save_figure  # noqa: E402
 
 # GPU targets: JAX fused bf16 examples/s and, for the CNN, its speed over the best PyTorch record
 # at the same batch; each at the recipe batch and at the throughput-maximising batch.

@@ -24,8 +24,8 @@ from train.bench.timing import Budget, Runner, measure, prepare
 from train.bench.torch_runner import NOT_INSTALLED, import_torch, torch_runners
 from train.bench.whole_run import bench_whole_run
 from train.bench.workloads import Workload, make_workload
-from train.results import (UsageError, atomic_write_json, atomic_write_text, device_info,
-                           package_versions)
+from train.engine.results import atomic_write_json, atomic_write_text, device_info, package_versions
+from train.errors import UsageError
 
 
 def suite_batches(suite: str, spec: Sequence[tuple[str | None, int]]) -> list[int | None]:

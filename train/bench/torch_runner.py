@@ -1,7 +1,7 @@
-"""PyTorch: ``train.torch_models`` trained eagerly and under ``torch.compile``.
+"""PyTorch: ``train.backends.torch_models`` trained eagerly and under ``torch.compile``.
 
-PyTorch is an optional extra: ``torch``, and ``train.torch_models`` which needs it, are imported
-only here, through :func:`train.torch_backend.import_torch` and after it succeeded, so the rest of the bench runs
+PyTorch is an optional extra: ``torch``, and ``train.backends.torch_models`` which needs it, are imported
+only here, through :func:`train.backends.torch_backend.import_torch` and after it succeeded, so the rest of the bench runs
 without them (its records are then skipped with a note). On a GPU the runners use PyTorch's own
 speed recipe (channels_last, ``cudnn.benchmark``, fused AdamW, bf16 autocast); every such choice
 is in each record's ``settings``.
@@ -19,7 +19,7 @@ from typing import Any
 from train.bench.records import TORCH_MODES, Record, skipped
 from train.bench.timing import Budget, Runner, prepare
 from train.bench.workloads import Workload
-from train.torch_backend import import_torch
+from train.backends.torch_backend import import_torch
 
 NOT_INSTALLED = "PyTorch not installed (optional extra: pip install .[torch])"
 
@@ -29,7 +29,7 @@ class _Setup:
     """One workload's tensors on the device and the process-wide PyTorch settings."""
 
     torch: Any
-    tm: Any                          # train.torch_models
+    tm: Any                          # train.backends.torch_models
     wl: Workload
     device: Any
     data: Any                        # torch_models.DeviceData
@@ -56,7 +56,7 @@ def torch_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[st
     if torch is None:
         return [skipped(wl.suite, "torch", m, NOT_INSTALLED, batch_size=wl.batch)
                 for m in TORCH_MODES if m in modes]
-    from train import torch_models as tm   # imports torch: only once import_torch succeeded
+    from train.backends import torch_models as tm   # imports torch: only once import_torch succeeded
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     channels_last = device.type == "cuda" and wl.suite == "cnn"   # cuDNN's fast layout

@@ -1,5 +1,5 @@
 """The toy's whole 1,500-step run, timed in fresh processes through the project's own path
-(``mlp_toy.build_backends`` + ``train.loop.train_loop``), with JAX's persistent compilation cache
+(``mlp_toy.build_backends`` + ``train.engine.loop.train_loop``), with JAX's persistent compilation cache
 empty (cold) and filled by the cold run (warm).
 
 ``python -m train.bench.whole_run --whole-run-child FRAMEWORK`` is the child process; it prints
@@ -55,9 +55,9 @@ def whole_run_child(framework: str, cache_dir: str | None, steps: int) -> dict:
     if cache_dir:
         _use_cache(cache_dir)
     from data.toy import make_toy_data
-    from train.compile_log import CompileLog
+    from train.backends.jax_compile_log import CompileLog
     from train.experiments import mlp_toy
-    from train.loop import train_loop
+    from train.engine.loop import train_loop
 
     with CompileLog() as compiles:
         t1 = time.perf_counter()

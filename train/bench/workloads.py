@@ -18,10 +18,10 @@ from data.cifar10 import channel_stats
 from data.palindrome import make_palindrome_data
 from data.toy import make_toy_data
 from numpy_mlp.model import parse_hidden
-from train.backends import batch_stream
+from train.engine.schedule import batch_stream
 from train.bench.records import SUITES
 from train.experiments import cifar, mlp_toy, rnn
-from train.results import UsageError
+from train.errors import UsageError
 
 
 @dataclass

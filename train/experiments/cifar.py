@@ -23,15 +23,17 @@ from flax import nnx
 from data.cifar10 import channel_stats, load_cifar10
 from jax_models.cnn import CNN
 from jax_models.mlp import MLP
-from train import plots
-from train.backends import JaxBackend, LazyPeriods, epoch_batches
-from train.driver import Run, drive
+from train.analysis import plots
+from train.backends.jax_backend import JaxBackend
+from train.engine.schedule import LazyPeriods, epoch_batches
+from train.engine.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, WithPrecision, compute_dtype,
                                       devices_setting, epochs_setting, eval_splits, eval_train_setting,
                                       precision_setting, require_common, require_positive, seed_setting, setting,
                                       train_each_framework, under_precision)
-from train.results import UsageError, atomic_write_json
-from train.trainer import AXIS, select_devices
+from train.engine.results import atomic_write_json
+from train.errors import UsageError
+from train.backends.jax_trainer import AXIS, select_devices
 
 
 def _build_mlp(cfg, *, dtype, axis_name, rngs):

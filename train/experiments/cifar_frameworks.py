@@ -12,9 +12,9 @@ import numpy as np
 from numpy_mlp import MLP as NumpyMLP
 from numpy_mlp.model import parse_hidden
 from numpy_mlp.optim import AdamW
-from train.backends import NumpyBackend
+from train.backends.numpy_backend import NumpyBackend
 from train.experiments.common import eval_splits
-from train.torch_backend import TorchBackend, adamw, require_torch
+from train.backends.torch_backend import TorchBackend, adamw, require_torch
 
 
 def _constants(mean, std):
@@ -36,7 +36,7 @@ def numpy_backend(cfg, arrays, jax_model, mean, std) -> NumpyBackend:
 def torch_backend(cfg, arrays, jax_model, mean, std) -> TorchBackend:
     """The PyTorch MLP or CNN (batch norm with Flax's running variance, see torch_models) on the GPU if any."""
     torch = require_torch()
-    from train import torch_models, torch_weights  # optional: only a torch run imports them
+    from train.backends import torch_models, torch_weights  # optional: only a torch run imports them
 
     cnn = cfg.model == "cnn"
     if cnn:

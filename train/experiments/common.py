@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from numpy_mlp.model import parse_hidden
-from train.compare import compare_runs
-from train.results import UsageError
-from train.torch_backend import TORCH_MISSING, torch_available
+from train.analysis.compare import compare_runs
+from train.errors import UsageError
+from train.backends.torch_backend import TORCH_MISSING, torch_available
 
 
 def setting(default, help: str, **kw):

@@ -4,7 +4,7 @@ Every framework starts from the same initial weights (PyTorch-style uniform init
 NumPy and converted) and sees the same batches in the same order, so their curves coincide up to
 float rounding. ``framework="both"`` (the default, the original's NumPy-vs-framework study) runs
 NumPy and JAX; ``all`` adds PyTorch where it is installed, and compares every pair
-(``train.compare``).
+(``train.analysis.compare``).
 """
 
 from __future__ import annotations
@@ -22,16 +22,19 @@ from jax_models.mlp import MLP as JaxMLP, set_mlp_weights
 from numpy_mlp import MLP as NumpyMLP
 from numpy_mlp.model import parse_hidden
 from numpy_mlp.optim import SGD
-from train import plots
-from train.backends import JaxBackend, NumpyBackend, batch_stream
-from train.compare import compare_runs
-from train.driver import Run, drive
+from train.analysis import plots
+from train.backends.jax_backend import JaxBackend
+from train.backends.numpy_backend import NumpyBackend
+from train.engine.schedule import batch_stream
+from train.analysis.compare import compare_runs
+from train.engine.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devices_setting, require_common,
                                       require_positive, seed_setting, setting, under_precision)
-from train.loop import check_resumable
-from train.results import UsageError, atomic_write_json, is_writer, run_config
-from train.torch_backend import TorchBackend, require_torch, sgd, torch_available
-from train.trainer import select_devices
+from train.engine.loop import check_resumable
+from train.engine.results import atomic_write_json, is_writer, run_config
+from train.errors import UsageError
+from train.backends.torch_backend import TorchBackend, require_torch, sgd, torch_available
+from train.backends.jax_trainer import select_devices
 
 EXPERIMENT = "mlp-toy"
 FRAMEWORKS = ("numpy", "jax", "torch", "both", "all")
@@ -122,7 +125,7 @@ def frameworks(cfg: ToyConfig) -> tuple[str, ...]:
 def torch_backend(cfg: ToyConfig, jax_model, arrays):
     """The PyTorch MLP with the JAX model's (the NumPy model's) weights, plain SGD, on the CPU."""
     torch = require_torch()
-    from train import torch_models, torch_weights  # optional: only a torch run imports them
+    from train.backends import torch_models, torch_weights  # optional: only a torch run imports them
 
     model = torch_models.MLP(2, parse_hidden(cfg.hidden), 2)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32

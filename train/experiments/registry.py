@@ -17,11 +17,11 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 
-from train import profiling
+from train import runtime
 from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
 from train.experiments.common import Experiment
-from train.loop import resumable_as
-from train.results import UsageError
+from train.engine.loop import resumable_as
+from train.errors import UsageError
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     mlp_toy.SPEC,
@@ -126,24 +126,16 @@ def run(name: str, out: str | Path = "results", *, quick: bool = False, progress
 
     ``train.run("mlp-cifar", out="results", lr=3e-4, epochs=5)`` is ``python -m train mlp-cifar
     --out results --lr 3e-4 --epochs 5``: the same defaults, checks and results. A bad setting
-    raises :class:`~train.results.UsageError` with the message the command line prints.
+    raises :class:`~train.engine.results.UsageError` with the message the command line prints.
     ``profile`` and ``dump_hlo`` are the ``--profile`` and ``--dump-hlo`` folders.
     """
-    from train.cli import check_jax_backend, enable_compilation_cache  # cli imports this module
-
     e = get(name)
     cfg = make_config(e, given, quick=quick)
     kw = loop_settings(e, progress=progress, resume=resume, checkpoint_every=checkpoint_every)
-    enable_compilation_cache()
-    check_jax_backend()
-    profiling.configure(profile, dump_hlo)
     options = {"quick": quick, "progress": progress, "checkpoint_every": checkpoint_every, "profile": profile,
                "dump_hlo": dump_hlo}
-    try:
-        with resumable_as(resume_call(name, out, options, given)):
-            return e.main(cfg, Path(out), **kw)
-    finally:
-        profiling.configure()
+    with runtime.session(profile=profile, dump_hlo=dump_hlo), resumable_as(resume_call(name, out, options, given)):
+        return e.main(cfg, Path(out), **kw)
 
 
 def resume_call(name: str, out, options: dict, given: dict) -> str:

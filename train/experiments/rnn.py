@@ -19,17 +19,19 @@ from flax import nnx
 
 from data.palindrome import make_palindrome_data
 from jax_models.rnn import RNNClassifier, grad_norms_wrt_hidden
-from train import plots
-from train.backends import JaxBackend, LazyPeriods, epoch_batches
-from train.driver import Run, drive
+from train.analysis import plots
+from train.backends.jax_backend import JaxBackend
+from train.engine.schedule import LazyPeriods, epoch_batches
+from train.engine.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, Experiment, WithPrecision, compute_dtype, devices_setting,
                                       epochs_setting, eval_splits, eval_train_setting, precision_setting,
                                       require_common, require_positive, seed_setting, setting, train_each_framework,
                                       under_precision)
-from train.multiseed import MultiSeedJaxBackend, vmap_supported
-from train.results import UsageError, atomic_write_json
-from train.torch_backend import TorchBackend, require_torch, rmsprop_steplr
-from train.trainer import select_devices
+from train.backends.jax_multiseed import MultiSeedJaxBackend, vmap_supported
+from train.engine.results import atomic_write_json
+from train.errors import UsageError
+from train.backends.torch_backend import TorchBackend, require_torch, rmsprop_steplr
+from train.backends.jax_trainer import select_devices
 
 EXPERIMENT = "rnn-palindrome"
 CELLS = ("vanilla", "lstm")
@@ -303,7 +305,7 @@ def train_torch(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = 
                 checkpoint_every: int | None = None) -> dict:
     """The run in PyTorch: the JAX model's initial weights, the same batches, RMSprop + StepLR + clipping."""
     torch = require_torch()
-    from train import torch_models, torch_weights  # optional: only a torch run imports them
+    from train.backends import torch_models, torch_weights  # optional: only a torch run imports them
 
     d = _load(cfg)
     net = (torch_models.LSTMClassifier if cfg.cell == "lstm" else torch_models.VanillaRNN)(10, cfg.hidden, 10)

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from train import plots
+from train.analysis import plots
 from train.experiments.common import Experiment, setting
 from train.experiments.rnn import CELLS, EXPERIMENT, RNNConfig, quick, train_and_evaluate, train_seeds_together
-from train.loop import check_resumable, completed_summary
-from train.run_files import damage_note
-from train.multiseed import vmap_supported
-from train.results import UsageError, run_config, atomic_write_json, is_writer, prepare_run_dir, read_jsonl, release_run_dir
-from train.trainer import select_devices
+from train.engine.loop import check_resumable, completed_summary
+from train.engine.run_files import damage_note
+from train.backends.jax_multiseed import vmap_supported
+from train.engine.results import (run_config, atomic_write_json, is_writer, prepare_run_dir, read_jsonl,
+                                  release_run_dir)
+from train.errors import UsageError
+from train.backends.jax_trainer import select_devices
 
 
 def _resumable(cfgs: list[RNNConfig], workdir: Path) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 from train.report import findings as F
 from train.report.markdown import _fig, _pct
 from train.report.plan import Plan
-from train.results import read_jsonl
+from train.engine.results import read_jsonl
 
 QUICK_VERDICT = "not comparable: scaled down (quick)"
 

@@ -1,7 +1,7 @@
 """The report's cross-framework part: PyTorch twins of JAX runs, their comparison, and its section.
 
 A twin starts from the JAX run's initial weights and sees its batches (``--framework torch``), so
-the two curves should lie on each other up to float32 rounding; ``train.compare`` measures how far
+the two curves should lie on each other up to float32 rounding; ``train.analysis.compare`` measures how far
 apart they are. The toy runs compare NumPy, JAX and PyTorch themselves (``mlp-toy --framework all``).
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from train.compare import _fmt, compare_runs
+from train.analysis.compare import _fmt, compare_runs
 from train.experiments import cifar, rnn
 from train.report.markdown import _f, _fig
 from train.report.plan import Plan, twin_part
-from train.torch_backend import TORCH_MISSING, torch_available
+from train.backends.torch_backend import TORCH_MISSING, torch_available
 
 LABELS = {"toy": "Part 1, Tasks 1-2 (toy MLP)", "mlp": "Part 1, Task 3 (CIFAR MLP, plain)",
           "t19": "Part 3 (vanilla RNN, T=19)"}

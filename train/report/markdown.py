@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from train.results import read_jsonl
+from train.engine.results import read_jsonl
 
 
 def _pct(x) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from data.toy import DATASETS
 from train.experiments import cifar, mlp_toy, rnn
-from train.results import UsageError
-from train.torch_backend import torch_available
+from train.errors import UsageError
+from train.backends.torch_backend import torch_available
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg"

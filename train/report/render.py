@@ -11,7 +11,7 @@ from train.report import frameworks
 from train.report.claims import comparison, deviations, schedule_section
 from train.report.markdown import HEADER, _best_epoch, _fig, _pct, _summary_row
 from train.report.plan import PARTS, ROOT, Plan
-from train.results import device_info, package_versions
+from train.engine.results import device_info, package_versions
 
 
 def figure_map(plan: Plan, out: Path) -> list[str]:

@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 
 from data.toy import make_toy_data
-from train import plots
+from train.analysis import plots
 from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
-from train.loop import check_resumable, completed_summary
+from train.engine.loop import check_resumable, completed_summary
 from train.report import frameworks, plan as P
 from train.report.render import render
-from train.results import UsageError, atomic_write_text, claim_dir, release_run_dir, run_config
-from train.run_files import damage_note
+from train.engine.results import atomic_write_text, claim_dir, release_run_dir, run_config
+from train.errors import UsageError
+from train.engine.run_files import damage_note
 
 
 def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, progress, log: list[str]) -> dict:
@@ -54,7 +55,7 @@ def _toy_run_or_reuse(cfg, workdir: Path, *, force: bool, progress, log: list[st
     names = {fw: f"{cfg.dataset}-{fw}-s{cfg.seed}" for fw in mlp_toy.frameworks(cfg)}
     cmp_dir = workdir / f"{cfg.dataset}-compare-s{cfg.seed}"
     files = {"comparison": cmp_dir / "comparison.json"}
-    if len(names) > 2:  # --framework all: every pair, by train.compare
+    if len(names) > 2:  # --framework all: every pair, by train.analysis.compare
         files["compare"] = cmp_dir / "compare.json"
     done = None if force else {fw: completed_summary(workdir / n, run_config(cfg)) for fw, n in names.items()}
     comparisons = None if force else _read_json_files(files)

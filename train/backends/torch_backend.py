@@ -4,7 +4,7 @@ A :class:`TorchBackend` trains an ``nn.Module`` the way a PyTorch user writes it
 forward, ``CrossEntropyLoss``, ``backward``, ``clip_grad_norm_``, ``optimizer.step()``,
 ``scheduler.step()`` once per epoch) on batches gathered on the device from the same index arrays
 the other frameworks get. Its weights come from the JAX model built with the same seed
-(``train.torch_weights``), and the optimizers below are the JAX experiments' own in PyTorch's
+(``train.backends.torch_weights``), and the optimizers below are the JAX experiments' own in PyTorch's
 spelling, so a run is the JAX run's twin. On CUDA it runs channels_last (the CNN) and under bf16
 autocast for ``bf16``; ``tf32`` turns on TF32 matmuls and convolutions, ``fp32`` keeps them off.
 
@@ -14,7 +14,7 @@ imports it, and :func:`require_torch` gives a one-line error when it is missing.
 Checkpoints hold what an uninterrupted run would carry on with: the model's ``state_dict``
 (parameters and batch-norm buffers), the optimizer's and the scheduler's, the step count and the
 random generators (torch's CPU generator, which draws the dropout masks on the CPU, and the CUDA
-one on a GPU), as NumPy arrays (``train.torch_state``). The data position is the loop's period count.
+one on a GPU), as NumPy arrays (``train.backends.torch_state``). The data position is the loop's period count.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from train.results import UsageError, own_device_info
+from train.engine.results import own_device_info
+from train.errors import UsageError
 
 TORCH_MISSING = "--framework torch needs PyTorch: pip install '.[torch]' (or see the README's Cross-framework studies)"
 
@@ -128,7 +129,7 @@ class TorchBackend:
                  precision: str = "fp32", dtype=None, nchw: bool = False, eval_batch: int = 1024,
                  eval_splits: Sequence[str] = ("train", "test"), device=None, threads: int | None = None) -> None:
         torch = self.torch = require_torch()
-        from train import torch_models
+        from train.backends import torch_models
         self.device = pick_device(device) if not hasattr(device, "type") else device
         # For a tiny model, OpenMP's hand-offs between threads cost more than the arithmetic. torch's
         # thread count is process-wide, and it sets the order of every parallel sum: it is set for this
@@ -174,7 +175,7 @@ class TorchBackend:
 
     def host_state(self) -> dict:
         """Everything training carries from one period to the next, as a pytree of NumPy arrays."""
-        from train.torch_state import optimizer_to_tree, to_tree
+        from train.backends.torch_state import optimizer_to_tree, to_tree
         tree = {"model": to_tree(self.model.state_dict()), "optimizer": optimizer_to_tree(self.opt),
                 "steps": to_tree(self.steps), "rng": {k: to_tree(get()) for k, (get, _) in self._generators().items()}}
         if self.scheduler is not None:
@@ -183,11 +184,11 @@ class TorchBackend:
 
     def restore_template(self) -> None:
         """None: checkpoints are read back as saved. The optimizer's per-parameter state appears at its
-        first step, so a fresh backend's host_state lacks it (see train.torch_state)."""
+        first step, so a fresh backend's host_state lacks it (see train.backends.torch_state)."""
         return None
 
     def load_state(self, tree) -> None:
-        from train.torch_state import from_tree, optimizer_from_tree
+        from train.backends.torch_state import from_tree, optimizer_from_tree
         self.model.load_state_dict(from_tree(self.model.state_dict(), tree["model"]))
         self.opt.load_state_dict(optimizer_from_tree(self.opt, tree["optimizer"]))
         if self.scheduler is not None:

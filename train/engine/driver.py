@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from train.compile_log import CompileLog
-from train.loop import check_resumable, train_loop
-from train.results import (device_info, finish_run, make_summary, one_line, package_versions, prepare_run_dir,
+from train.backends.jax_compile_log import CompileLog
+from train.engine.loop import check_resumable, train_loop
+from train.engine.results import (device_info, finish_run, make_summary, one_line, package_versions, prepare_run_dir,
                            run_config, start_attempt)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from train import torch_models as tm
+from train.backends import torch_models as tm
 
 Pair = tuple[str, torch.Tensor, np.ndarray]
 

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from train.results import save_figure  # noqa: E402
+from train.engine.results import save_figure  # noqa: E402
 
 SPLIT_STYLE = {"train": "-", "test": "--"}
 

@@ -5,7 +5,7 @@ training S seeds one after the other costs S times one seed's time for work
 that could run at once. :class:`MultiSeedJaxBackend` builds each seed's model,
 optimizer state and data exactly as :class:`train.backends.JaxBackend` would
 for that seed alone, stacks them on a leading seed axis, and compiles
-``jax.vmap`` of the same pure :class:`train.trainer.StepFns` (the fused
+``jax.vmap`` of the same pure :class:`train.backends.jax_trainer.StepFns` (the fused
 ``lax.scan`` of train steps, and the masked evaluation): one program trains
 every seed on its own data in its own order.
 
@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from train.trainer import AotCache, StepFns, create_state, eval_plan, param_count
+from train.backends.jax_trainer import AotCache, StepFns, create_state, eval_plan, param_count
 
 
 def vmap_supported(devices: Sequence) -> bool:

@@ -14,9 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-from train import plots
-from train.results import UsageError, atomic_write_json, atomic_write_text, lock_holder, read_jsonl, require_writable
-from train.run_files import damage
+from train.analysis import plots
+from train.engine.results import atomic_write_json, atomic_write_text, lock_holder, read_jsonl, require_writable
+from train.errors import UsageError
+from train.engine.run_files import damage
 
 
 def load_run(path: Path) -> dict:

@@ -27,14 +27,11 @@ import jax
 from PIL import Image
 
 from data import files as atomic_files
-from train.run_files import result_digests
+from train.engine.run_files import result_digests
+from train.errors import UsageError
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn", "matplotlib",
             "orbax-checkpoint", "tensorflow-datasets", "pillow", "torch")
-
-
-class UsageError(ValueError):
-    """A problem with what the user asked for: reported as one line, exit code 2."""
 
 
 # In a multi-process job every process runs the same program; only process 0 writes results.
@@ -275,7 +272,7 @@ def run_identity(run_dir: Path) -> dict:
 
 def finish_run(run_dir: Path, summary: dict) -> dict:
     """Write summary.json stamped with the attempt's identity and the digests of the run's result
-    files (see ``train.run_files``), then release the run folder."""
+    files (see ``train.engine.run_files``), then release the run folder."""
     files = result_digests(run_dir) if _WRITER else {}
     summary = {**summary, **run_identity(run_dir), "files": files}
     atomic_write_json(Path(run_dir) / "summary.json", summary)

@@ -1,6 +1,6 @@
 """Checkpoints with orbax: the training state plus everything needed to resume exactly.
 
-A checkpoint holds a backend's host state (for JAX the :class:`~train.trainer.TrainState`:
+A checkpoint holds a backend's host state (for JAX the :class:`~train.backends.jax_trainer.TrainState`:
 parameters, batch statistics, optimizer state, step, dropout key; for PyTorch and NumPy a
 pytree of NumPy arrays holding the same) and a JSON record: the number
 of periods done (the data order is a pure function of seed and period, so

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jax
 
-from train.results import is_writer, require_writable
+from train.engine.results import is_writer, require_writable
 
 
 @contextmanager

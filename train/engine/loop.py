@@ -29,10 +29,11 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from train.compile_log import CompileLog
-from train.profiling import RunArtifacts
-from train.results import MetricsLog, UsageError, config_digest, is_writer, run_identity
-from train.run_files import damage
+from train.backends.jax_compile_log import CompileLog
+from train.backends.jax_profiling import RunArtifacts
+from train.engine.results import MetricsLog, config_digest, is_writer, run_identity
+from train.errors import UsageError
+from train.engine.run_files import damage
 
 
 class Diverged(RuntimeError):
@@ -69,7 +70,7 @@ def completed_summary(run_dir: Path, config: dict) -> dict | None:
 
     Proof of a finished run: summary.json carries the attempt id and config digest of the
     config.json beside it, that digest is ``config``'s, and its result files are as summary.json
-    recorded them (``train.run_files.damage``).
+    recorded them (``train.engine.run_files.damage``).
     """
 
     try:
@@ -232,7 +233,7 @@ class _Loop:
         use = use and jax.process_count() == 1
         self.ckpts = None
         if use:
-            from train.checkpoint import Checkpointer  # orbax is slow to import: only runs that save load it
+            from train.engine.checkpoint import Checkpointer  # orbax is slow to import: only runs that save load it
             self.ckpts = [Checkpointer(d / "checkpoints") for d in self.run_dirs]
         self.unit = "epoch" if epochs else "period"
         self.epochs = epochs

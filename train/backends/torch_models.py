@@ -1,10 +1,10 @@
 """The project's architectures as a PyTorch user would write them: ``--framework torch`` and ``python -m train bench``.
 
 PyTorch is an optional extra (``pip install '.[torch]'``): only the torch code paths import this
-module (``train.torch_backend`` and ``train.torch_weights`` for the experiments' ``--framework
+module (``train.backends.torch_backend`` and ``train.backends.torch_weights`` for the experiments' ``--framework
 torch``, ``train.bench`` after ``import torch`` succeeded). The models mirror
 ../shared/SEED_SPEC.md and the Flax versions in ``jax_models/``, whose initial weights
-``train.torch_weights`` copies in for the experiments:
+``train.backends.torch_weights`` copies in for the experiments:
 
 * ``MLP``: Linear -> [BatchNorm1d] -> ReLU -> [Dropout] -> ... -> Linear (toy 2-20-2 and CIFAR
   3072-...-10, plain or improved).

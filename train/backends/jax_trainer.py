@@ -38,7 +38,7 @@ import optax
 from flax import nnx, struct
 from jax import lax
 
-from train.results import UsageError
+from train.errors import UsageError
 
 AXIS = "batch"
 Preprocess = Callable[[jax.Array], jax.Array]

@@ -1,0 +1,1 @@
+"""One backend per framework (JAX, NumPy, PyTorch) behind the interface in ``base``."""
