@@ -67,8 +67,8 @@ def enable_compilation_cache() -> None:
     """JAX's persistent compilation cache, on by default: a rerun loads its XLA programs from disk.
 
     $JAX_COMPILATION_CACHE_DIR picks the folder (default ~/.cache/jax_curriculum/xla); set it
-    to an empty string to turn the cache off. Every program is cached, however small: the toy
-    run's are all below JAX's default 1 s threshold, yet together take ~1.5 s to compile.
+    to an empty string to turn the cache off. Every program is cached, however small: a short run's
+    programs each fall below JAX's default threshold, yet together dominate its time.
     """
 
     path = os.environ.get("JAX_COMPILATION_CACHE_DIR",
