@@ -92,9 +92,11 @@ except Exception as e:  # no GPU tools here: fine on a CPU dry run
     print(f"nvidia-smi: {e}")
 EOF
     if (( dry )); then
-      step 0 bench "$PY" -m train bench --suite cnn,rnn,mlp-cifar --frameworks jax,torch --precision fp32,rnn:tf32 \
-           --modes fused,eager,compiled --batch-sizes cnn:8,rnn:512,rnn:128,mlp-cifar:64 --sweep-precision fp32 \
-           --torch-compile recipe-bf16 --profile "$work/profile" --profile-only 'cnn-fused-*-b8,rnn-fused-*-b128' \
+      step 0 bench "$PY" -m train bench --suite cnn-cifar,rnn-palindrome,mlp-cifar --frameworks jax,torch \
+           --precision fp32,rnn-palindrome:tf32 --modes fused,eager,compiled \
+           --batch-sizes cnn-cifar:8,rnn-palindrome:512,rnn-palindrome:128,mlp-cifar:64 --sweep-precision fp32 \
+           --torch-compile recipe-bf16 --profile "$work/profile" \
+           --profile-only 'cnn-cifar-fused-*-b8,rnn-palindrome-fused-*-b128' \
            --dump-hlo "$work/hlo" --time-budget 120 --quick --steps 1 --windows 1 --warmup 0 --out "$work"
       step 0 tests "$PY" scripts/parallel_pytest.py 2 "$work/tests" tests/test_numpy_layers.py tests/test_toy_data.py
     else
@@ -102,10 +104,11 @@ EOF
       # with its FLOPs and MFU against the H100/H200 data-sheet peak, and at 1024 in bf16; RNN at 8192 in bf16
       # and at 128 in fp32, tf32 and bf16); --time-budget stops starting new runners after 115 s (the MLP,
       # last), recording them as skipped. Profiles: one window each, ~1-3 MB.
-      step 150 bench "$PY" -m train bench --suite cnn,rnn,mlp-cifar --frameworks jax,torch \
-           --precision tf32,bf16,cnn:fp32,rnn:fp32 --modes fused,eager,compiled \
-           --batch-sizes cnn:256,cnn:1024,rnn:8192,rnn:128 --sweep-precision bf16 --torch-compile recipe-bf16 \
-           --profile "$work/profile" --profile-only 'cnn-fused-bf16-b256,rnn-fused-*-b128' --dump-hlo "$work/hlo" \
+      step 150 bench "$PY" -m train bench --suite cnn-cifar,rnn-palindrome,mlp-cifar --frameworks jax,torch \
+           --precision tf32,bf16,cnn-cifar:fp32,rnn-palindrome:fp32 --modes fused,eager,compiled \
+           --batch-sizes cnn-cifar:256,cnn-cifar:1024,rnn-palindrome:8192,rnn-palindrome:128 --sweep-precision bf16 \
+           --torch-compile recipe-bf16 --profile "$work/profile" \
+           --profile-only 'cnn-cifar-fused-bf16-b256,rnn-palindrome-fused-*-b128' --dump-hlo "$work/hlo" \
            --time-budget 115 --out "$work"
       step 5 tests "$PY" scripts/parallel_pytest.py 14 "$work/tests"
     fi

@@ -88,7 +88,7 @@ def test_finish_takes_the_median_window_and_its_throughput():
     ((first, times),) = timing.time_interleaved([_windows(clock, [5.0, 1.0, 3.0, 2.0, 10.0, 4.0])], 5,
                                                 steps_per_window=2, warmup=1, clock=clock)
     assert first == 5.0 and times == [0.5, 1.5, 1.0, 5.0, 2.0]
-    rec = timing.finish(Record("toy", "jax", "fused", batch_size=30), times)
+    rec = timing.finish(Record("mlp-toy", "jax", "fused", batch_size=30), times)
     # The 10 s outlier window does not move the median.
     assert (rec.step_s, rec.windows, rec.window_step_s) == (1.5, 5, times)
     assert rec.examples_per_s == 20.0
@@ -116,15 +116,15 @@ def _rec(suite, framework, mode, precision, batch, per_s=None, windows=None, dev
 
 
 def test_ratios_of_made_up_windows():
-    recs = [_rec("toy", "numpy", "step", "fp32", 30, windows=[10.0, 20.0, 10.0]),
-            _rec("toy", "jax", "step-loop", "fp32", 30, windows=[20.0, 40.0, 20.0]),
-            _rec("toy", "jax", "fused", "fp32", 30, windows=[1.0, 4.0, 2.0]),
-            _rec("toy", "jax", "pmap", "fp32", 30, windows=[2.0, 4.0, 2.0]),
-            _rec("toy", "jax", "pmap", "fp32", 30, windows=[1.0, 2.0, 2.0], devices=2),
-            skipped("toy", "torch", "eager", "not installed", batch_size=30)]
+    recs = [_rec("mlp-toy", "numpy", "step", "fp32", 30, windows=[10.0, 20.0, 10.0]),
+            _rec("mlp-toy", "jax", "step-loop", "fp32", 30, windows=[20.0, 40.0, 20.0]),
+            _rec("mlp-toy", "jax", "fused", "fp32", 30, windows=[1.0, 4.0, 2.0]),
+            _rec("mlp-toy", "jax", "pmap", "fp32", 30, windows=[2.0, 4.0, 2.0]),
+            _rec("mlp-toy", "jax", "pmap", "fp32", 30, windows=[1.0, 2.0, 2.0], devices=2),
+            skipped("mlp-toy", "torch", "eager", "not installed", batch_size=30)]
     ratios = report.compute_ratios(recs, gpu=False)
-    assert list(ratios) == ["toy/fp32/b30"]
-    d = ratios["toy/fp32/b30"]
+    assert list(ratios) == ["mlp-toy/fp32/b30"]
+    d = ratios["mlp-toy/fp32/b30"]
     assert d["baseline"] == "numpy step"
     assert d["speedup"] == {"numpy step d1": 1.0, "jax step-loop d1": 0.5, "jax fused d1": 5.0,
                             "jax pmap d1": 5.0, "jax pmap d2": 10.0}
@@ -136,7 +136,7 @@ def test_ratios_of_made_up_windows():
     assert recs[3].extra["pmap_vs_jit"] == 1.0
     # The toy check: JAX fused over NumPy, paired.
     assert report.acceptance_checks(recs, gpu=False) == [
-        {"check": "toy: JAX fused speed / NumPy", "value": 5.0, "target": ">= 5", "pass": True}]
+        {"check": "mlp-toy: JAX fused speed / NumPy", "value": 5.0, "target": ">= 5", "pass": True}]
 
 
 def test_measure_drops_a_failing_runner_and_passes_skipped_records():
@@ -145,10 +145,10 @@ def test_measure_drops_a_failing_runner_and_passes_skipped_records():
     def bad():
         raise ValueError("boom\nsecond line")
 
-    ok = timing.Runner(Record("toy", "jax", "fused", batch_size=30, steps_per_window=3),
+    ok = timing.Runner(Record("mlp-toy", "jax", "fused", batch_size=30, steps_per_window=3),
                        lambda: calls.append(1), after=lambda r: after.append(r.mode))
-    failing = timing.Runner(Record("toy", "jax", "pmap", batch_size=30, steps_per_window=3), bad)
-    left_out = skipped("toy", "torch", "eager", "not installed", batch_size=30)
+    failing = timing.Runner(Record("mlp-toy", "jax", "pmap", batch_size=30, steps_per_window=3), bad)
+    left_out = skipped("mlp-toy", "torch", "eager", "not installed", batch_size=30)
     lines = []
     out = timing.measure([ok, left_out, failing], windows=3, warmup=1, log=lines.append)
     assert [r.mode for r in out] == ["fused", "eager", "pmap"] and len(lines) == 3
@@ -159,14 +159,14 @@ def test_measure_drops_a_failing_runner_and_passes_skipped_records():
 
 
 def test_budget_and_failures_become_skipped_records():
-    wl = argparse.Namespace(suite="rnn", batch=128)
+    wl = argparse.Namespace(suite="rnn-palindrome", batch=128)
     assert timing.Budget(None).spent() == "" and timing.Budget(60.0).spent() == ""
     spent = timing.Budget(5.0, start=-1e9)
     assert "--time-budget 5 s was spent" in spent.spent()
     built = []
     rec = timing.prepare(lambda: built.append(1), wl, "jax", "fused", "bf16", budget=spent)
     assert built == [] and rec.skipped and "--time-budget" in rec.note
-    assert (rec.suite, rec.framework, rec.mode, rec.precision, rec.batch_size) == ("rnn", "jax", "fused", "bf16", 128)
+    assert (rec.suite, rec.framework, rec.mode, rec.precision, rec.batch_size) == ("rnn-palindrome", "jax", "fused", "bf16", 128)
 
     def broken():
         raise RuntimeError("no compiler")
@@ -184,7 +184,7 @@ def _leaves(tree):
 def test_jax_modes_train_as_the_toy_experiment_does():
     """Every JAX mode is a Trainer built from what mlp_toy builds, and one window trains exactly as
     the toy experiment's own backend trains on the same batches."""
-    wl = make_workload("toy", gpu=False, quick=True, seed=0, steps=4)
+    wl = make_workload("mlp-toy", gpu=False, quick=True, seed=0, steps=4)
     setup = jax_setup(wl, "fp32")
     ref = mlp_toy.build_backends(wl.cfg, wl.data)["jax"]
     assert setup.compiler_options == ref.trainer.compiler_options == {"xla_backend_optimization_level": 0}
@@ -224,7 +224,7 @@ def test_jax_cifar_setup_is_the_experiments_model_and_optimizer():
 
 
 def test_jax_runner_records_the_trainers_compile_and_program(tmp_path):
-    wl = make_workload("toy", gpu=False, quick=True, seed=0, steps=2)
+    wl = make_workload("mlp-toy", gpu=False, quick=True, seed=0, steps=2)
     setup = jax_setup(wl, "fp32")
     runner = jax_runner(setup, "fused", art=Artifacts(hlo_dir=tmp_path))
     rec = runner.record
@@ -251,7 +251,7 @@ def _run(argv):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    rc = _run(["--suite", "toy", "--frameworks", "numpy,jax", "--steps", "5", "--windows", "2", "--warmup", "1",
+    rc = _run(["--suite", "mlp-toy", "--frameworks", "numpy,jax", "--steps", "5", "--windows", "2", "--warmup", "1",
                "--modes", "step,step-loop,fused,pmap", "--out", str(out)])
     return rc, out / "bench"
 
@@ -268,20 +268,20 @@ def test_bench_json_schema_and_table(tiny_run):
     table = (d / "bench.md").read_text()
     for r in doc["records"]:
         assert list(r) == RECORD_FIELDS and not r["skipped"], r["note"]
-        assert r["suite"] == "toy" and r["batch_size"] == 30 and r["steps_per_window"] == 5
+        assert r["suite"] == "mlp-toy" and r["batch_size"] == 30 and r["steps_per_window"] == 5
         assert len(r["window_step_s"]) == r["windows"] == 2
         # The record's own float64 arithmetic redone: equal but for a last-bit rounding (approx's rel 1e-6).
         assert r["step_s"] == pytest.approx(statistics.median(r["window_step_s"]))
         assert r["examples_per_s"] == pytest.approx(30 / r["step_s"])
         # Each record is a row of the table, with its compile time and speedup.
-        row = (f"| toy | {r['framework']} | {r['mode']} | fp32 | 1 | 30 | {r['compile_s']:.3f} | "
+        row = (f"| mlp-toy | {r['framework']} | {r['mode']} | fp32 | 1 | 30 | {r['compile_s']:.3f} | "
                f"{report.fmt_time(r['step_s'])} | {r['examples_per_s']:,.0f} | "
                f"{r['extra']['speedup_vs_baseline']:.2f}x{report._range(r['extra']['speedup_range'])} | "
                f"{report.settings_text(r['settings'])} |")
         assert row in table, row
     pm = doc["records"][3]
-    assert pm["devices"] == 1 and doc["ratios"]["toy/fp32/b30"]["pmap_vs_jit"] == pm["extra"]["pmap_vs_jit"]
-    assert set(doc["ratios"]["toy/fp32/b30"]) == {"baseline", "speedup", "pmap_vs_jit", "pmap_vs_jit_of_medians",
+    assert pm["devices"] == 1 and doc["ratios"]["mlp-toy/fp32/b30"]["pmap_vs_jit"] == pm["extra"]["pmap_vs_jit"]
+    assert set(doc["ratios"]["mlp-toy/fp32/b30"]) == {"baseline", "speedup", "pmap_vs_jit", "pmap_vs_jit_of_medians",
                                                   "fused_vs_step_loop", "speedup_range", "pmap_vs_jit_range",
                                                   "fused_vs_step_loop_range"}
     # Work, memory and compile columns: every JAX record has XLA's counts, every record a utilisation.
@@ -290,34 +290,34 @@ def test_bench_json_schema_and_table(tiny_run):
         if r["framework"] == "jax":
             assert r["memory"]["argument_bytes"] > 0 and r["extra"]["persistent_cache"] == "off"
     assert "| GFLOP/step | TFLOP/s | peak TFLOP/s | utilisation |" in table
-    assert [c["check"] for c in doc["checks"]] == ["toy: JAX fused speed / NumPy"]
-    assert f"| toy: JAX fused speed / NumPy | {doc['checks'][0]['value']} | >= 5 |" in table
+    assert [c["check"] for c in doc["checks"]] == ["mlp-toy: JAX fused speed / NumPy"]
+    assert f"| mlp-toy: JAX fused speed / NumPy | {doc['checks'][0]['value']} | >= 5 |" in table
     assert doc["batches"] == [
-        {"suite": "toy", "framework": r["framework"], "mode": r["mode"], "precision": "fp32", "devices": 1,
+        {"suite": "mlp-toy", "framework": r["framework"], "mode": r["mode"], "precision": "fp32", "devices": 1,
          "batches": [30], "recipe_batch": 30, "recipe_examples_per_s": r["examples_per_s"], "best_batch": 30,
          "best_examples_per_s": r["examples_per_s"]} for r in doc["records"]]
     assert (d / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_markdown_rows_of_made_up_records():
-    recs = [_rec("rnn", "jax", "fused", "bf16", 128, windows=[0.002] * 3),
-            skipped("rnn", "torch", "compiled", "torch.compile off", precision="bf16", batch_size=128)]
+    recs = [_rec("rnn-palindrome", "jax", "fused", "bf16", 128, windows=[0.002] * 3),
+            skipped("rnn-palindrome", "torch", "compiled", "torch.compile off", precision="bf16", batch_size=128)]
     recs[0].compile_s, recs[0].settings = 1.25, {"matmul_precision": "default", "scan_unroll": 15}
     recs[0].note = "a note"
-    checks = [{"check": "rnn: a check", "value": 2.5, "target": ">= 3", "pass": False}]
-    text = report.markdown(recs, {"rnn/bf16/b128": {"baseline": None, "speedup": {}}}, checks,
+    checks = [{"check": "rnn-palindrome: a check", "value": 2.5, "target": ">= 3", "pass": False}]
+    text = report.markdown(recs, {"rnn-palindrome/bf16/b128": {"baseline": None, "speedup": {}}}, checks,
                            {"platform": "gpu", "device_kind": "H100", "cpu_count": 16}, report.batch_summary(recs))
     assert text.startswith("# Training-step benchmark (gpu, H100, 16 CPU cores, load average unknown)\n")
-    assert "| rnn | jax | fused | bf16 | 1 | 128 | 1.250 | 2.00 ms | 64,000 |  | matmul default, unroll 15 " \
+    assert "| rnn-palindrome | jax | fused | bf16 | 1 | 128 | 1.250 | 2.00 ms | 64,000 |  | matmul default, unroll 15 " \
            "| a note |" in text
-    assert "| rnn | torch | compiled | bf16 | 1 | 128 | - | - | - | - | | skipped: torch.compile off |" in text
-    assert "| rnn/bf16/b128 | - | - | - | - |" in text
-    assert "| rnn | jax | fused | bf16 | 1 | 128 | 64,000 (128) | 128 | 64,000 |" in text
-    assert text.endswith("| rnn: a check | 2.5 | >= 3 | NO |\n")
+    assert "| rnn-palindrome | torch | compiled | bf16 | 1 | 128 | - | - | - | - | | skipped: torch.compile off |" in text
+    assert "| rnn-palindrome/bf16/b128 | - | - | - | - |" in text
+    assert "| rnn-palindrome | jax | fused | bf16 | 1 | 128 | 64,000 (128) | 128 | 64,000 |" in text
+    assert text.endswith("| rnn-palindrome: a check | 2.5 | >= 3 | NO |\n")
 
 
 def test_devices_beyond_local_are_skipped_with_a_note(tmp_path):
-    rc = _run(["--suite", "toy", "--frameworks", "jax", "--steps", "2", "--windows", "1", "--warmup", "0",
+    rc = _run(["--suite", "mlp-toy", "--frameworks", "jax", "--steps", "2", "--windows", "1", "--warmup", "0",
                "--modes", "pmap", "--devices", "64", "--out", str(tmp_path)])
     assert rc == 0
     (rec,) = json.loads((tmp_path / "bench" / "bench.json").read_text())["records"]
@@ -336,7 +336,7 @@ def test_torch_missing_is_skipped_cleanly(tmp_path, monkeypatch):
     for mod in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
         monkeypatch.delitem(sys.modules, mod)
     assert import_torch() is None
-    rc = _run(["--suite", "toy", "--frameworks", "torch", "--steps", "2", "--windows", "1",
+    rc = _run(["--suite", "mlp-toy", "--frameworks", "torch", "--steps", "2", "--windows", "1",
                "--out", str(tmp_path)])
     assert rc == 0
     doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
@@ -360,23 +360,25 @@ def test_whole_run_child_runs_the_project_path():
 
 def test_bad_input_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError):
-        _run(["--suite", "toy", "--steps", "0", "--out", str(tmp_path)])
+        _run(["--suite", "mlp-toy", "--steps", "0", "--out", str(tmp_path)])
     with pytest.raises(UsageError):
-        _run(["--suite", "toy", "--time-budget", "0", "--out", str(tmp_path)])
+        _run(["--suite", "mlp-toy", "--time-budget", "0", "--out", str(tmp_path)])
     with pytest.raises(UsageError):
-        _run(["--suite", "toy", "--batch-size", "30", "--batch-sizes", "30", "--out", str(tmp_path)])
+        _run(["--suite", "mlp-toy", "--batch-size", "30", "--batch-sizes", "30", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         _run(["--suite", "nope"])
+    with pytest.raises(SystemExit):     # a suite name before suites were the experiments' names
+        _run(["--suite", "cnn"])
     with pytest.raises(SystemExit):     # dropped: it was accepted and ignored
-        _run(["--suite", "toy", "--no-progress"])
+        _run(["--suite", "mlp-toy", "--no-progress"])
 
 
 def test_time_budget_skips_what_would_start_late(tmp_path):
-    rc = _run(["--suite", "toy,rnn", "--frameworks", "numpy,jax", "--modes", "step,fused", "--time-budget", "1e-9",
+    rc = _run(["--suite", "mlp-toy,rnn-palindrome", "--frameworks", "numpy,jax", "--modes", "step,fused", "--time-budget", "1e-9",
                "--out", str(tmp_path)])
     assert rc == 0
     doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert doc["settings"]["time_budget_s"] == 1e-9
-    assert [(r["suite"], r["framework"]) for r in doc["records"]] == [("toy", "numpy"), ("toy", "jax"), ("rnn", "jax")]
+    assert [(r["suite"], r["framework"]) for r in doc["records"]] == [("mlp-toy", "numpy"), ("mlp-toy", "jax"), ("rnn-palindrome", "jax")]
     assert all(r["skipped"] and "--time-budget" in r["note"] for r in doc["records"])
     assert doc["checks"] == [] and doc["batches"] == []

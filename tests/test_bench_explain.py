@@ -38,7 +38,7 @@ def cnn_training_flops_per_image(in_bounds: bool) -> float:
 def test_cnn_flops_per_image_match_the_analytic_count():
     # Integer arithmetic, against the figure quoted to three digits (0.913e9 rounds to it within 1%).
     assert cnn_training_flops_per_image(False) == pytest.approx(0.915e9, rel=0.01)
-    wl = make_workload("cnn", gpu=False, quick=True, seed=0, batch=4, steps=1)
+    wl = make_workload("cnn-cifar", gpu=False, quick=True, seed=0, batch=4, steps=1)
     trainer, state, data = build_trainer(jax_setup(wl, "fp32"), "fused")
     # The step at batch 4 and at batch 2: the difference is two images' work, without AdamW's
     # per-step update of the 4.6M parameters (as much as ~20 MFLOP per image at batch 2).
@@ -91,7 +91,7 @@ def test_peak_table_and_utilisation():
 
 
 def test_spread_of_windows_and_ratios():
-    r = timing.finish(Record("toy", "jax", "fused", batch_size=30), [1.0, 2.0, 3.0, 4.0, 100.0])
+    r = timing.finish(Record("mlp-toy", "jax", "fused", batch_size=30), [1.0, 2.0, 3.0, 4.0, 100.0])
     assert (r.step_s, r.step_s_q1, r.step_s_q3) == (3.0, 2.0, 4.0)
     base = Record("s", "numpy", "step", window_step_s=[2.0, 8.0, 3.0], step_s=3.0)
     fast = Record("s", "jax", "fused", window_step_s=[1.0, 2.0, 1.0], step_s=1.0)

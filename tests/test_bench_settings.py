@@ -7,13 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from tolerances import U32, sum_rel_error
+from tolerances import U32
 from train.bench import report, run as bench_run
 from train.bench.cli import batch_sizes, precisions
-from train.bench.records import RECIPE_BATCH, Record, run_name, skipped
-from train.bench.workloads import GPU_TRAIN_IMAGES, make_workload
+from train.bench.records import Record, run_name, skipped
+from train.bench.suites import GPU_TRAIN_IMAGES, RECIPE_BATCH, SUITES, unknown_suite
+from train.bench.workloads import make_workload
 from train.experiments import cifar
 from train.errors import UsageError
+from train.precision import TABLE
 
 from test_bench import _rec, _run, _windows
 
@@ -22,38 +24,52 @@ from test_bench import _rec, _run, _windows
 # ------------------------------------------------------------------------------------------------
 
 def test_batch_sizes_parse_per_suite_and_for_all():
-    spec = batch_sizes("256, cnn:1024,rnn:128,cnn:256")
-    assert spec == [(None, 256), ("cnn", 1024), ("rnn", 128), ("cnn", 256)]
-    assert bench_run.suite_batches("cnn", spec) == [256, 1024]       # in order, no repeats
-    assert bench_run.suite_batches("rnn", spec) == [256, 128]
-    assert bench_run.suite_batches("toy", [("cnn", 8)]) == [None]     # none applies: the suite's default
-    for bad in ("0", "cnn:x", "gan:64", ","):
+    spec = batch_sizes("256, cnn-cifar:1024,rnn-palindrome:128,cnn-cifar:256")
+    assert spec == [(None, 256), ("cnn-cifar", 1024), ("rnn-palindrome", 128), ("cnn-cifar", 256)]
+    assert bench_run.suite_batches("cnn-cifar", spec) == [256, 1024]       # in order, no repeats
+    assert bench_run.suite_batches("rnn-palindrome", spec) == [256, 128]
+    assert bench_run.suite_batches("mlp-toy", [("cnn-cifar", 8)]) == [None]     # none applies: the suite's default
+    for bad in ("0", "cnn-cifar:x", "gan:64", ",", "cnn:64"):
         with pytest.raises(argparse.ArgumentTypeError):
             batch_sizes(bad)
 
 
+def test_suites_are_the_experiments_names():
+    from train.experiments.registry import EXPERIMENTS
+
+    assert SUITES == ("mlp-toy", "mlp-cifar", "cnn-cifar", "rnn-palindrome")
+    assert set(SUITES) <= set(EXPERIMENTS)
+    assert unknown_suite("cnn") == ("unknown suite 'cnn' (now 'cnn-cifar'); suites are the experiments' names: "
+                                    "mlp-toy, mlp-cifar, cnn-cifar, rnn-palindrome")
+    with pytest.raises(UsageError, match="now 'rnn-palindrome'"):
+        make_workload("rnn", gpu=False, quick=True, seed=0)
+
+
 def test_workload_sizes_and_configs():
-    gpu = make_workload("cnn", gpu=True, quick=False, seed=0)
-    assert gpu.batch == RECIPE_BATCH["cnn"] == 256 and len(gpu.train_x) == GPU_TRAIN_IMAGES == 50_000
+    gpu = make_workload("cnn-cifar", gpu=True, quick=False, seed=0)
+    assert gpu.batch == RECIPE_BATCH["cnn-cifar"] == 256 and len(gpu.train_x) == GPU_TRAIN_IMAGES == 50_000
     assert gpu.idx.shape == (gpu.steps, 256) and gpu.idx.max() < 50_000 and len(set(gpu.idx[0])) == 256
-    big = make_workload("cnn", gpu=True, quick=False, seed=0, batch=1024)
+    big = make_workload("cnn-cifar", gpu=True, quick=False, seed=0, batch=1024)
     # Four times the batch, a quarter of the steps (at least 10), so a window's work stays about the same.
     assert big.steps == max(min(gpu.steps, 10), round(gpu.steps / 4)) and big.idx.shape == (big.steps, 1024)
     cpu = make_workload("mlp-cifar", gpu=False, quick=True, seed=0)
     assert len(cpu.train_x) == 2048 and cpu.batch == 256
     # The experiments' own settings: learning rates, hidden sizes, the batch and seed asked for.
-    assert (cpu.cfg, cpu.lr, cpu.hidden) == (cifar.mlp_config(batch_size=256, devices=1), 1e-3,
-                                             (1024, 512, 256, 256, 128))
-    rnn = make_workload("rnn", gpu=False, quick=True, seed=5)
-    assert (rnn.lr, rnn.hidden, rnn.cfg.seed, rnn.cfg.input_length, rnn.train_x.shape[1]) == (1e-3, (128,), 5, 15, 15)
-    toy = make_workload("toy", gpu=False, quick=True, seed=0)
-    assert (toy.lr, toy.hidden, toy.n_classes, toy.cfg.framework) == (0.01, (20,), 2, "jax")
+    assert (cpu.cfg, cpu.cfg.lr, cpu.cfg.hidden) == (cifar.mlp_config(batch_size=256, devices=1), 1e-3,
+                                                     "1024,512,256,256,128")
+    rnn = make_workload("rnn-palindrome", gpu=False, quick=True, seed=5)
+    c = rnn.cfg
+    assert (c.lr, c.hidden, c.seed, c.input_length, rnn.train_x.shape[1]) == (1e-3, 128, 5, 15, 15)
+    toy = make_workload("mlp-toy", gpu=False, quick=True, seed=0)
+    assert (toy.cfg.lr, toy.cfg.hidden, toy.cfg.framework) == (0.01, "20", "jax")
+    # The recipe batch is each experiment's default batch.
+    assert RECIPE_BATCH == {"mlp-toy": 30, "mlp-cifar": 256, "cnn-cifar": 256, "rnn-palindrome": 128}
     with pytest.raises(UsageError):
-        make_workload("toy", gpu=False, quick=True, seed=0, batch=10_000)
+        make_workload("mlp-toy", gpu=False, quick=True, seed=0, batch=10_000)
 
 
 def test_sweep_runs_every_batch_and_reports_the_best(tmp_path):
-    rc = _run(["--suite", "toy", "--frameworks", "numpy,jax", "--modes", "step,fused", "--batch-sizes", "30,60",
+    rc = _run(["--suite", "mlp-toy", "--frameworks", "numpy,jax", "--modes", "step,fused", "--batch-sizes", "30,60",
                "--steps", "4", "--windows", "2", "--warmup", "0", "--out", str(tmp_path)])
     assert rc == 0
     doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
@@ -65,26 +81,27 @@ def test_sweep_runs_every_batch_and_reports_the_best(tmp_path):
         assert b["batches"] == [30, 60] and b["recipe_batch"] == 30
         assert b["recipe_examples_per_s"] == mine[30]
         assert b["best_examples_per_s"] == max(mine.values()) and mine[b["best_batch"]] == max(mine.values())
-    assert set(doc["ratios"]) == {"toy/fp32/b30", "toy/fp32/b60"}
+    assert set(doc["ratios"]) == {"mlp-toy/fp32/b30", "mlp-toy/fp32/b60"}
     assert doc["settings"]["batch_sizes"] == [[None, 30], [None, 60]]
-    assert "| toy | jax | fused | fp32 | 1 | 30, 60 |" in (tmp_path / "bench" / "bench.md").read_text()
+    assert "| mlp-toy | jax | fused | fp32 | 1 | 30, 60 |" in (tmp_path / "bench" / "bench.md").read_text()
 
 
 def test_precisions_resolve_and_sweep():
-    spec = precisions("bf16, tf32,rnn:fp32")
-    assert spec == [(None, "bf16"), (None, "tf32"), ("rnn", "fp32")]
+    spec = precisions("bf16, tf32,rnn-palindrome:fp32")
+    assert spec == [(None, "bf16"), (None, "tf32"), ("rnn-palindrome", "fp32")]
     resolve = bench_run.resolve_precisions
-    assert resolve(spec, gpu=True, suite="rnn") == ["fp32", "tf32", "bf16"]   # fixed order
-    assert resolve(spec, gpu=True, suite="cnn") == ["tf32", "bf16"]
+    assert resolve(spec, gpu=True, suite="rnn-palindrome") == ["fp32", "tf32", "bf16"]   # fixed order
+    assert resolve(spec, gpu=True, suite="cnn-cifar") == ["tf32", "bf16"]
     assert resolve(spec, gpu=False) == ["fp32", "tf32", "bf16"]               # any suite
     auto = precisions("auto")
-    assert resolve(auto, gpu=False, suite="cnn") == ["fp32"]
-    assert resolve(auto, gpu=True, suite="cnn") == ["tf32", "bf16"]
-    assert resolve(precisions("auto,cnn:fp32"), gpu=True, suite="cnn") == ["fp32", "tf32", "bf16"]
-    assert bench_run.run_precisions("cnn", 256, ["fp32", "bf16"], ["bf16"]) == ["fp32", "bf16"]
-    assert bench_run.run_precisions("cnn", 1024, ["fp32", "bf16"], ["bf16"]) == ["bf16"]
-    assert bench_run.run_precisions("cnn", 1024, ["fp32", "bf16"], None) == ["fp32", "bf16"]
-    for bad in ("fp16", "cnn:", "gan:fp32", ","):
+    assert resolve(auto, gpu=False, suite="cnn-cifar") == ["fp32"]
+    # auto means what it means for the experiments: bf16 on a GPU.
+    assert resolve(auto, gpu=True, suite="cnn-cifar") == ["bf16"]
+    assert resolve(precisions("auto,cnn-cifar:fp32"), gpu=True, suite="cnn-cifar") == ["fp32", "bf16"]
+    assert bench_run.run_precisions("cnn-cifar", 256, ["fp32", "bf16"], ["bf16"]) == ["fp32", "bf16"]
+    assert bench_run.run_precisions("cnn-cifar", 1024, ["fp32", "bf16"], ["bf16"]) == ["bf16"]
+    assert bench_run.run_precisions("cnn-cifar", 1024, ["fp32", "bf16"], None) == ["fp32", "bf16"]
+    for bad in ("fp16", "cnn-cifar:", "gan:fp32", ","):
         with pytest.raises(argparse.ArgumentTypeError):
             precisions(bad)
 
@@ -93,12 +110,12 @@ def test_compile_policy():
     wl = lambda suite, batch: argparse.Namespace(suite=suite, batch=batch)  # noqa: E731
     policy = bench_run.compile_policy
     gpu = policy("auto", gpu=True, quick=False)
-    assert gpu(wl("cnn", 256), "bf16") == "" and gpu(wl("rnn", 128), "bf16") == ""
-    assert "recipe batch 256" in gpu(wl("cnn", 256), "fp32") and "recipe batch 256" in gpu(wl("cnn", 1024), "bf16")
-    assert "--quick" in policy("auto", gpu=False, quick=True)(wl("cnn", 8), "fp32")
-    assert policy("auto", gpu=False, quick=False)(wl("cnn", 8), "fp32") == ""
-    assert policy("on", gpu=True, quick=True)(wl("cnn", 1024), "fp32") == ""
-    assert "off" in policy("off", gpu=True, quick=False)(wl("cnn", 256), "bf16")
+    assert gpu(wl("cnn-cifar", 256), "bf16") == "" and gpu(wl("rnn-palindrome", 128), "bf16") == ""
+    assert "recipe batch 256" in gpu(wl("cnn-cifar", 256), "fp32") and "recipe batch 256" in gpu(wl("cnn-cifar", 1024), "bf16")
+    assert "--quick" in policy("auto", gpu=False, quick=True)(wl("cnn-cifar", 8), "fp32")
+    assert policy("auto", gpu=False, quick=False)(wl("cnn-cifar", 8), "fp32") == ""
+    assert policy("on", gpu=True, quick=True)(wl("cnn-cifar", 1024), "fp32") == ""
+    assert "off" in policy("off", gpu=True, quick=False)(wl("cnn-cifar", 256), "bf16")
 
 
 def test_settings_text():
@@ -112,38 +129,38 @@ def test_settings_text():
 
 
 def test_batch_summary_recipe_and_best():
-    recs = [_rec("cnn", "jax", "fused", "bf16", 256, 150_000), _rec("cnn", "jax", "fused", "bf16", 1024, 250_000),
-            _rec("cnn", "jax", "fused", "bf16", 4096, 240_000), _rec("rnn", "torch", "eager", "fp32", 512, 9_000),
-            skipped("cnn", "torch", "compiled", "off", precision="bf16", batch_size=1024)]
+    recs = [_rec("cnn-cifar", "jax", "fused", "bf16", 256, 150_000), _rec("cnn-cifar", "jax", "fused", "bf16", 1024, 250_000),
+            _rec("cnn-cifar", "jax", "fused", "bf16", 4096, 240_000), _rec("rnn-palindrome", "torch", "eager", "fp32", 512, 9_000),
+            skipped("cnn-cifar", "torch", "compiled", "off", precision="bf16", batch_size=1024)]
     # Made-up figures passed through: approx only for float rounding.
     assert report.batch_summary(recs) == [
-        {"suite": "cnn", "framework": "jax", "mode": "fused", "precision": "bf16", "devices": 1,
+        {"suite": "cnn-cifar", "framework": "jax", "mode": "fused", "precision": "bf16", "devices": 1,
          "batches": [256, 1024, 4096], "recipe_batch": 256, "recipe_examples_per_s": pytest.approx(150_000),
          "best_batch": 1024, "best_examples_per_s": pytest.approx(250_000)},
-        {"suite": "rnn", "framework": "torch", "mode": "eager", "precision": "fp32", "devices": 1,
+        {"suite": "rnn-palindrome", "framework": "torch", "mode": "eager", "precision": "fp32", "devices": 1,
          "batches": [512], "recipe_batch": 128, "recipe_examples_per_s": None,
          "best_batch": 512, "best_examples_per_s": pytest.approx(9_000)}]
 
 
 def test_gpu_acceptance_checks_compare_with_the_best_torch_at_the_same_batch():
-    recs = [_rec("cnn", "jax", "fused", "bf16", 256, 150_000), _rec("cnn", "jax", "fused", "bf16", 1024, 250_000),
-            _rec("cnn", "jax", "fused", "fp32", 1024, 900_000),            # fp32 is not what the checks quote
-            _rec("cnn", "torch", "eager", "bf16", 256, 50_000), _rec("cnn", "torch", "compiled", "bf16", 256, 60_000),
-            _rec("cnn", "torch", "eager", "bf16", 1024, 70_000),
-            _rec("cnn", "torch", "compiled", "bf16", 4096, 500_000),        # another batch: not compared
-            _rec("rnn", "jax", "fused", "bf16", 128, 600_000), _rec("rnn", "jax", "fused", "bf16", 4096, 400_000)]
+    recs = [_rec("cnn-cifar", "jax", "fused", "bf16", 256, 150_000), _rec("cnn-cifar", "jax", "fused", "bf16", 1024, 250_000),
+            _rec("cnn-cifar", "jax", "fused", "fp32", 1024, 900_000),            # fp32 is not what the checks quote
+            _rec("cnn-cifar", "torch", "eager", "bf16", 256, 50_000), _rec("cnn-cifar", "torch", "compiled", "bf16", 256, 60_000),
+            _rec("cnn-cifar", "torch", "eager", "bf16", 1024, 70_000),
+            _rec("cnn-cifar", "torch", "compiled", "bf16", 4096, 500_000),        # another batch: not compared
+            _rec("rnn-palindrome", "jax", "fused", "bf16", 128, 600_000), _rec("rnn-palindrome", "jax", "fused", "bf16", 4096, 400_000)]
     checks = {c["check"]: (c["value"], c["target"], c["pass"]) for c in report.acceptance_checks(recs, gpu=True)}
     assert checks == {
-        "cnn: JAX fused bf16 examples/s at batch 256 (recipe)": (150_000, ">= 200,000", False),
-        "cnn: JAX fused bf16 / best PyTorch (torch compiled bf16, 60,000/s) at batch 256 (recipe)":
+        "cnn-cifar: JAX fused bf16 examples/s at batch 256 (recipe)": (150_000, ">= 200,000", False),
+        "cnn-cifar: JAX fused bf16 / best PyTorch (torch compiled bf16, 60,000/s) at batch 256 (recipe)":
             (2.5, ">= 3", False),
-        "cnn: JAX fused bf16 examples/s at batch 1024 (best)": (250_000, ">= 200,000", True),
-        "cnn: JAX fused bf16 / best PyTorch (torch eager bf16, 70,000/s) at batch 1024 (best)":
+        "cnn-cifar: JAX fused bf16 examples/s at batch 1024 (best)": (250_000, ">= 200,000", True),
+        "cnn-cifar: JAX fused bf16 / best PyTorch (torch eager bf16, 70,000/s) at batch 1024 (best)":
             (round(250 / 70, 4), ">= 3", True),
-        "rnn: JAX fused bf16 examples/s at batch 128 (recipe+best)": (600_000, ">= 500,000", True),
+        "rnn-palindrome: JAX fused bf16 examples/s at batch 128 (recipe+best)": (600_000, ">= 500,000", True),
     }
     # A best batch without a PyTorch record cannot pass the speed ratio; on CPU no GPU target applies.
-    alone = [_rec("cnn", "jax", "fused", "bf16", 256, 300_000)]
+    alone = [_rec("cnn-cifar", "jax", "fused", "bf16", 256, 300_000)]
     (c1, c2) = report.acceptance_checks(alone, gpu=True)
     assert c1["pass"] and c2["value"] is None and not c2["pass"] and "no PyTorch record" in c2["check"]
     assert report.acceptance_checks(recs, gpu=False) == []
@@ -158,11 +175,11 @@ def test_dump_hlo_per_runner_with_its_matmul_precision(tmp_path):
     default, whatever the session's default is; each compiled runner's optimised HLO is written, and
     it is the Trainer's program: its train period (fused, pmap) or its data step (step-loop)."""
     hlo = tmp_path / "hlo"
-    rc = _run(["--suite", "toy", "--frameworks", "jax", "--modes", "step-loop,fused,pmap", "--precision", "fp32,tf32",
+    rc = _run(["--suite", "mlp-toy", "--frameworks", "jax", "--modes", "step-loop,fused,pmap", "--precision", "fp32,tf32",
                "--steps", "2", "--windows", "1", "--warmup", "0", "--dump-hlo", str(hlo), "--out", str(tmp_path)])
     assert rc == 0
     recs = json.loads((tmp_path / "bench" / "bench.json").read_text())["records"]
-    names = {f"toy-{m}-{p}-b30" for m in ("step-loop", "fused", "pmap") for p in ("fp32", "tf32")}
+    names = {f"mlp-toy-{m}-{p}-b30" for m in ("step-loop", "fused", "pmap") for p in ("fp32", "tf32")}
     assert {f.name for f in hlo.iterdir()} == {f"{n}.hlo.txt" for n in names}
     module = {"step-loop": "jit_data_step", "fused": "jit_train_period", "pmap": "jit__fun"}
     for r in recs:
@@ -172,24 +189,24 @@ def test_dump_hlo_per_runner_with_its_matmul_precision(tmp_path):
         assert text.startswith(f"HloModule {module[r['mode']]}") and " dot(" in text, text[:80]
         # The toy MLP's step has 5 dots (2 forward, 3 backward: none for the input's gradient).
         assert text.count("operand_precision={highest,highest}") == (5 if r["precision"] == "fp32" else 0), path.name
-        assert r["settings"]["matmul_precision"] == {"fp32": "highest", "tf32": "default (TF32 on GPU)"}[r["precision"]]
+        assert r["settings"]["matmul_precision"] == TABLE[r["precision"]].matmul
         assert "profile" not in r["extra"]
 
 
 def test_profile_traces_one_window_of_the_chosen_runners(tmp_path):
     prof = tmp_path / "prof"
-    rc = _run(["--suite", "toy", "--frameworks", "jax", "--modes", "step-loop,fused", "--precision", "fp32,tf32",
+    rc = _run(["--suite", "mlp-toy", "--frameworks", "jax", "--modes", "step-loop,fused", "--precision", "fp32,tf32",
                "--steps", "3", "--windows", "1", "--warmup", "0", "--profile", str(prof),
-               "--profile-only", "toy-fused-*,nothing-*", "--out", str(tmp_path)])
+               "--profile-only", "mlp-toy-fused-*,nothing-*", "--out", str(tmp_path)])
     assert rc == 0
     doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
-    assert doc["settings"]["profile_only"] == ["toy-fused-*", "nothing-*"]
-    assert sorted(p.name for p in prof.iterdir()) == ["toy-fused-fp32-b30", "toy-fused-tf32-b30"]
+    assert doc["settings"]["profile_only"] == ["mlp-toy-fused-*", "nothing-*"]
+    assert sorted(p.name for p in prof.iterdir()) == ["mlp-toy-fused-fp32-b30", "mlp-toy-fused-tf32-b30"]
     for r in doc["records"]:
         if r["mode"] != "fused":
             assert "profile" not in r["extra"]
             continue
-        d = prof / f"toy-fused-{r['precision']}-b30"
+        d = prof / f"mlp-toy-fused-{r['precision']}-b30"
         (xplane,) = d.rglob("*.xplane.pb")
         files = [f for f in d.rglob("*") if f.is_file()]
         assert r["extra"]["profile"] == {"path": str(d), "steps": 3, "files": len(files),
@@ -218,22 +235,38 @@ def test_torch_settings_are_recorded(tmp_path):
                                "autocast": None, "compile_mode": None}
 
 
-def test_torch_device_data_gathers_the_windows_batches():
+def test_torch_rows_time_the_torch_backends_own_step(monkeypatch):
+    """A PyTorch window is TorchBackend.train on the window's batches, for the twin the experiment builds
+    (rnn.torch_backend), from the weights its JAX model starts from."""
     torch = pytest.importorskip("torch")
-    from train.backends import torch_models as tm
+    from train.backends.torch_backend import TorchBackend
+    from train.bench.jax_runner import jax_setup
+    from train.bench.suites import train_arrays
+    from train.bench.torch_runner import torch_runners
+    from train.experiments import rnn
 
-    wl = make_workload("cnn", gpu=False, quick=True, seed=0, steps=2)
-    d = tm.device_data("cnn", wl.train_x, wl.train_y, wl.idx, device=torch.device("cpu"), mean=wl.mean,
-                       std=wl.std)
-    assert len(d.idx) == 2
-    x, y = d.batch(1)
-    np.testing.assert_array_equal(x.numpy(), wl.train_x[wl.idx[1]].transpose(0, 3, 1, 2))   # NCHW
-    np.testing.assert_array_equal(y.numpy(), wl.train_y[wl.idx[1]])
-    want = (x[:, 0].float() / 255 - wl.mean[0]) / wl.std[0]
-    # float32: each value a few roundings (<= 4) apart, then a mean of n = 4 x 32 x 32 of them in any order,
-    # relative to the mean of their magnitudes (the mean itself may be near 0).
-    np.testing.assert_allclose(d.preprocess(x)[:, 0].mean().item(), want.mean().item(), rtol=0,
-                               atol=(4 * U32 + 2 * sum_rel_error(want.numel(), U32)) * want.abs().mean().item())
+    wl = make_workload("rnn-palindrome", gpu=False, quick=True, seed=0, steps=3)
+    setup = jax_setup(wl, "fp32")
+    calls, real = [], TorchBackend.train
+
+    def train(self, idx):
+        calls.append((self, np.asarray(idx)))
+        return real(self, idx)
+    monkeypatch.setattr(TorchBackend, "train", train)
+    (runner,) = torch_runners(wl, precisions=["fp32"], modes=["eager"], jax_model=lambda p: setup.model)
+    runner.window()
+    (first_b, first), (b, window) = calls
+    assert b is first_b and b.steps == 4 and runner.record.steps_per_window == 3
+    np.testing.assert_array_equal(first, wl.idx[:1])
+    np.testing.assert_array_equal(window, wl.idx)
+    # The experiment's own twin, from its eagerly built JAX model: the same weights, up to the few roundings
+    # (<= 4) in which the bench's one-program initialisation may differ, each u of the weights' magnitude.
+    mine = wl.spec.torch(wl, wl.cfg, setup.model)
+    ref = rnn.torch_backend(wl.cfg, train_arrays(wl), rnn.build_model(wl.cfg), len(wl.train_y) // wl.batch)
+    assert type(mine.model) is type(ref.model) and type(mine.opt) is type(ref.opt) and mine.clip_norm == 10.0
+    for (name, a), (_, w) in zip(mine.model.state_dict().items(), ref.model.state_dict().items()):
+        np.testing.assert_allclose(a.numpy(), w.numpy(), rtol=0, atol=4 * U32 * max(w.abs().max().item(), 1e-30),
+                                   err_msg=name)
 
 
 def test_torch_tf32_switch():
@@ -257,24 +290,24 @@ def test_torch_tf32_switch():
             m.allow_tf32, cudnn.allow_tf32 = before
 
 
-def test_torch_channels_last_and_fused_adamw_train_like_the_plain_step():
-    torch = pytest.importorskip("torch")
-    from train.backends import torch_models as tm
+def test_fused_adamw_takes_the_experiments_adamw_step():
+    """fuse_adamw swaps the CIFAR twin's AdamW for the same AdamW in one kernel: the same settings, and a first
+    step from the same weights and gradients that differs by rounding only."""
+    pytest.importorskip("torch")
+    import dataclasses
 
-    rng = np.random.default_rng(0)
-    x = torch.as_tensor(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)).permute(0, 3, 1, 2)
-    y = torch.as_tensor(rng.integers(0, 10, 8))
-    mean, std = np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32)
-    grads, losses = [], []
-    for cl in (False, True):
-        model, opt, fused = tm.build("cnn", lr=1e-3, seed=0, channels_last=cl)
-        assert fused is bool(opt.defaults["fused"]) and opt.defaults["weight_decay"] == 0.01
-        pre = tm.make_preprocess("cnn", mean=mean, std=std, device=torch.device("cpu"), channels_last=cl)
-        step = tm.make_train_step(model, opt, pre, device_type="cpu")
-        losses.append(float(step(x if cl else x.contiguous(), y).detach()))   # the step leaves its gradients
-        assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last) == cl
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]).numpy())
-    # Same initial weights and batch: the layout changes the memory order, so at worst the order of every
-    # sum: a convolution's 3 x 3 x 512 taps forward, a weight gradient's 8 x 32 x 32 positions backward (float32).
-    assert losses[1] == pytest.approx(losses[0], rel=sum_rel_error(9 * 512, U32))
-    np.testing.assert_allclose(grads[1], grads[0], atol=sum_rel_error(8 * 32 * 32, U32) * np.abs(grads[0]).max())
+    from train.bench import torch_options
+    from train.bench.jax_runner import jax_setup
+
+    wl = make_workload("mlp-cifar", gpu=False, quick=True, seed=0, batch=16, steps=1)
+    wl.cfg = dataclasses.replace(wl.cfg, hidden="16")
+    setup = jax_setup(wl, "fp32")
+    plain, fused = (wl.spec.torch(wl, wl.cfg, setup.model) for _ in range(2))
+    assert torch_options.fuse_adamw(fused) is True and fused.opt.defaults["fused"]
+    assert {k: v for k, v in fused.opt.defaults.items() if k != "fused"} == \
+        {k: v for k, v in plain.opt.defaults.items() if k != "fused"}
+    assert plain.train(wl.idx)["loss"] == fused.train(wl.idx)["loss"]     # the same forward, before the step
+    # One AdamW update of each weight: about ten roundings in either kernel, each u of |w| or of the step (<= lr).
+    for a, b in zip(plain.model.parameters(), fused.model.parameters()):
+        np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=0,
+                                   atol=10 * U32 * (a.abs().max().item() + wl.cfg.lr))

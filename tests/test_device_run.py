@@ -33,7 +33,7 @@ def test_device_run_check_dry_run(tmp_path):
     assert {"bench/bench.md", "bench/bench.json"} <= names
     assert any(r["framework"] == "jax" and r.get("examples_per_s") for r in bench["records"])
     # The CNN's rows carry FLOPs and utilisation (MFU), PyTorch's with the JAX program's count.
-    cnn = [r for r in bench["records"] if r["suite"] == "cnn" and not r["skipped"]]
+    cnn = [r for r in bench["records"] if r["suite"] == "cnn-cifar" and not r["skipped"]]
     assert {r["framework"] for r in cnn if r["utilisation"]} == {"jax", "torch"} & {r["framework"] for r in cnn}
     assert all(r["flops_per_step"] == cnn[0]["flops_per_step"] for r in cnn)
     assert '"versions"' in log and "== tests: exit 0" in log and " passed" in log

@@ -136,8 +136,10 @@ class TorchBackend:
         # backend's own calls only (``_own_threads``), so a run leaves the next run's numbers as they were.
         self.threads = threads if threads and self.device.type == "cpu" else None
         cuda = self.device.type == "cuda"
+        # TF32 is a process-wide switch, set here (CUDA only); the bench sets it again before each of its windows.
+        self.tf32 = precision == "tf32" if cuda else None
         if cuda:
-            torch_models.set_tf32(precision == "tf32")
+            torch_models.set_tf32(self.tf32)
         self.autocast = torch.bfloat16 if precision == "bf16" else None
         self.dtype = dtype or torch.float32
         self.channels_last = nchw and cuda

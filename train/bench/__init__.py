@@ -1,6 +1,8 @@
 """``python -m train bench``: training-step speed of every model in NumPy, JAX and PyTorch.
 
-For each suite (model) and framework the benchmark measures, separately, the **compile** (or
+The suites are the experiments' names (``mlp-toy``, ``mlp-cifar``, ``cnn-cifar``,
+``rnn-palindrome``), each built by its experiment's own hooks (:mod:`train.bench.suites`). For each
+suite and framework the benchmark measures, separately, the **compile** (or
 first-call) time and the **steady state**: the median over repeated timed windows, after warm-up,
 of (window time / steps in the window), with the device synchronised inside each window. All
 runners of a suite are prepared (and compiled) first, then timed interleaved, round by round, and
@@ -10,14 +12,15 @@ What is timed is what training runs: the JAX rows are the project's ``Trainer`` 
 one compiled step per call; ``fused``: K steps in one ``lax.scan``; ``pmap``: the data-parallel
 path on 1..N devices) with each experiment's model, optimizer and initial state
 (:mod:`train.bench.jax_runner`); NumPy is the hand-written MLP under ``NumpyBackend``; PyTorch (an
-optional extra) runs ``train.backends.torch_models`` eagerly and under ``torch.compile``
-(:mod:`train.bench.torch_runner`). The toy suite also times the *whole* 1,500-step run in fresh
+optional extra) is the experiments' ``TorchBackend`` and its own ``train`` step, eagerly and with
+its forward pass under ``torch.compile`` (:mod:`train.bench.torch_runner`). The toy suite also times the *whole* 1,500-step run in fresh
 processes (:mod:`train.bench.whole_run`).
 
-Precisions (``--precision``): ``fp32`` is full fp32 (JAX compiles under matmul precision
-"highest"; PyTorch with TF32 off), ``tf32`` is fp32 storage with TF32 matmuls and convolutions
-(XLA's GPU default; PyTorch with TF32 on), ``bf16`` is bf16 compute (bf16 JAX models; PyTorch bf16
-autocast). On a CPU, tf32 computes what fp32 does.
+Precisions (``--precision``, :mod:`train.precision`'s table): ``fp32`` is full fp32 (JAX compiles
+under matmul precision "highest"; PyTorch with TF32 off), ``tf32`` is fp32 storage with TF32
+matmuls and convolutions (XLA's GPU default; PyTorch with TF32 on), ``bf16`` is bf16 compute (bf16
+JAX models; PyTorch bf16 autocast); ``auto`` means what it means for the experiments (bf16 on a
+GPU, fp32 on CPU). On a CPU, tf32 computes what fp32 does.
 
 ``--profile DIR`` traces one extra window of each timed JAX runner (``--profile-only`` picks
 which); ``--dump-hlo DIR`` writes each compiled JAX program's optimised HLO; both are named

@@ -6,7 +6,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from train.bench.records import FRAMEWORKS, MODES, PRECISIONS, SUITES
+from train.bench.records import FRAMEWORKS, MODES, PRECISIONS
+from train.bench.suites import SUITES, unknown_suite
 from train.bench.whole_run import WHOLE_RUN_STEPS
 from train.errors import UsageError
 
@@ -35,17 +36,25 @@ def _int_csv(text: str) -> list[int]:
     return vals
 
 
+def _suites(text: str) -> list[str]:
+    """``--suite``: experiment names; an old suite name (``cnn``) is an error naming the new one."""
+    items = _csv()(text)
+    bad = [t for t in items if t not in SUITES]
+    if bad:
+        raise argparse.ArgumentTypeError(unknown_suite(bad[0]))
+    return items
+
+
 def _per_suite(value: Callable[[str], Any], what: str):
-    """Parser of ``--batch-sizes`` and ``--precision``: ``"256,cnn:1024"`` -> ``[(None, 256),
-    ("cnn", 1024)]``, each item for every suite or for one; ``value`` converts an item's value,
-    None if it is not one."""
+    """Parser of ``--batch-sizes`` and ``--precision``: ``"256,cnn-cifar:1024"`` -> ``[(None, 256),
+    ("cnn-cifar", 1024)]``, each item for every suite or for one; ``value`` converts an item's
+    value, None if it is not one."""
     def parse(text: str) -> list[tuple[str | None, Any]]:
         out = []
         for tok in (t.strip() for t in text.split(",") if t.strip()):
             suite, _, v = tok.rpartition(":")
             if suite and suite not in SUITES:
-                raise argparse.ArgumentTypeError(
-                    f"unknown suite {suite!r} in {tok!r}; choose from {', '.join(SUITES)}")
+                raise argparse.ArgumentTypeError(f"in {tok!r}: {unknown_suite(suite)}")
             if value(v) is None:
                 raise argparse.ArgumentTypeError(f"{what}, got {tok!r}")
             out.append((suite or None, value(v)))
@@ -76,8 +85,9 @@ def add_parser(subparsers) -> None:
 
 
 def _add_selection(p) -> None:
-    p.add_argument("--suite", type=_csv(SUITES), default=list(SUITES),
-                   help=f"comma-separated suites from {', '.join(SUITES)} (default: all)")
+    p.add_argument("--suite", type=_suites, default=list(SUITES),
+                   help=f"comma-separated suites, the experiments' names: {', '.join(SUITES)} "
+                        f"(default: all)")
     p.add_argument("--frameworks", type=_csv(FRAMEWORKS), default=list(FRAMEWORKS),
                    help="comma-separated frameworks from numpy, jax, torch (default: all; torch is "
                         "skipped with a note when not installed)")
@@ -93,10 +103,10 @@ def _add_selection(p) -> None:
                         "(default: strong,weak)")
     p.add_argument("--precision", type=precisions, default=[(None, "auto")],
                    help="comma-separated fp32 (full fp32), tf32 (fp32 with TF32 matmuls and "
-                        "convolutions on a GPU), bf16, or auto: fp32 on CPU (where tf32 computes "
-                        "what fp32 does and bf16 is emulated), tf32 and bf16 on a GPU; each for "
-                        "every suite, or SUITE:PRECISION for one, e.g. tf32,bf16,rnn:fp32 "
-                        "(default: auto)")
+                        "convolutions on a GPU), bf16, or auto: as for the experiments, bf16 on a "
+                        "GPU, fp32 on CPU (where tf32 computes what fp32 does and bf16 is "
+                        "emulated); each for every suite, or SUITE:PRECISION for one, e.g. "
+                        "tf32,bf16,rnn-palindrome:fp32 (default: auto)")
     p.add_argument("--torch-compile", choices=("auto", "on", "recipe-bf16", "off"), default="auto",
                    help="which PyTorch configurations to torch.compile: on (all), recipe-bf16 "
                         "(bf16 at the recipe batch), off; auto is recipe-bf16 on a GPU, off under "
@@ -114,7 +124,7 @@ def _add_sizes(p) -> None:
                    help="override every selected suite's batch size")
     p.add_argument("--batch-sizes", type=batch_sizes, default=None,
                    help="comma-separated batch sizes to run, each B (every suite) or SUITE:B (that "
-                        "suite), e.g. cnn:256,cnn:1024,rnn:128,rnn:4096; a suite with none runs at "
+                        "suite), e.g. cnn-cifar:256,cnn-cifar:1024,rnn-palindrome:128; a suite with none runs at "
                         "its default batch. The summary reports each configuration at the recipe "
                         "batch and at its best batch")
     p.add_argument("--sweep-precision", type=_csv(PRECISIONS), default=None,
@@ -141,7 +151,7 @@ def _add_outputs(p) -> None:
                         "jax.profiler into DIR/<suite>-<mode>-<precision>-b<batch>/ (default: off)")
     p.add_argument("--profile-only", type=_csv(), default=["*"], metavar="GLOBS",
                    help="comma-separated patterns of the runs --profile traces, e.g. "
-                        "cnn-fused-bf16-b256,rnn-*-b128 (default: all)")
+                        "cnn-cifar-fused-bf16-b256,rnn-palindrome-*-b128 (default: all)")
     p.add_argument("--dump-hlo", default=None, metavar="DIR",
                    help="write each compiled JAX runner's optimised HLO to "
                         "DIR/<suite>-<mode>-<precision>-b<batch>.hlo.txt (default: off)")
@@ -165,8 +175,8 @@ def check_args(args) -> None:
 
 def cmd(args) -> int:
     check_args(args)
-    # JAX, Flax, matplotlib and the experiments load only when bench runs, not whenever the
-    # command line builds its parsers.
+    # The runners and matplotlib load only when bench runs, not whenever the command line builds
+    # its parsers.
     from train.bench.run import run
 
     return run(args)

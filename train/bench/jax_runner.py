@@ -1,7 +1,7 @@
 """JAX: the training runs' own trainer (``train.backends.jax_trainer.Trainer``), models and optimizers, timed.
 
-Each suite's model, optimizer and preprocessing come from its experiment's factories
-(:func:`jax_setup`), the initial state from ``trainer.create_state``, and every mode is a
+Each suite's model, optimizer and preprocessing come from its experiment's hooks
+(:mod:`train.bench.suites`, :func:`jax_setup`), the initial state from ``trainer.create_state``, and every mode is a
 ``Trainer`` whose ``train`` call is one timed window:
 
 * ``step-loop``: ``Trainer(fuse=False)``, one compiled step per call (how the CNN trains on CPU);
@@ -10,7 +10,7 @@ Each suite's model, optimizer and preprocessing come from its experiment's facto
   on one device this is the pmap path that training avoids, so ``pmap_vs_jit`` shows its cost.
 
 Compilation is the trainer's ahead-of-time compile on the first call, under the precision's
-matmul precision (``precision_scope``), timed apart from the windows.
+matmul precision of ``train.precision.TABLE`` (:func:`matmul_scope`), timed apart from the windows.
 """
 
 from __future__ import annotations
@@ -26,20 +26,15 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jax_models.rnn import resolve_unroll
 from train.bench.cost import cost_of, memory_of, per_step_cost
 from train.bench.records import Record, error_text, run_name, skipped
 from train.bench.timing import Budget, Runner, prepare
 from train.bench.workloads import Workload, with_precision
 from train.backends.jax_compile_log import CompileLog
-from train.experiments import cifar, mlp_toy, rnn
-from train.experiments.common import precision_scope
 from train.backends.jax_profiling import profile_to, trace_files
 from train.backends.jax_trainer import AXIS, Trainer, create_state
+from train.precision import TABLE
 
-# Records state the matmul precision each runner was compiled under (experiments.common's
-# MATMUL_PRECISION); "default" is TF32 for float32 on a GPU.
-MATMUL_LABEL = {"fp32": "highest", "tf32": "default (TF32 on GPU)", "bf16": "default"}
 _PART_FIELD = {"trace": "trace_s", "lower": "lower_s", "compile": "xla_compile_s"}  # record.extra
 CPU_SCAN_CONV_NOTE = ("XLA:CPU compiles convolutions inside lax.scan without its fast (YNNPACK) "
                       "kernels, so CPU training runs the CNN one step per call (step-loop)")
@@ -47,7 +42,7 @@ CPU_SCAN_CONV_NOTE = ("XLA:CPU compiles convolutions inside lax.scan without its
 
 @dataclass
 class JaxSetup:
-    """What a training run of one suite builds, at one precision, by its experiment's factories."""
+    """What a training run of one suite builds, at one precision, by its experiment's hooks."""
 
     wl: Workload
     precision: str
@@ -59,32 +54,32 @@ class JaxSetup:
     compiler_options: dict | None = None
     settings: dict = field(default_factory=dict)
 
+    def model(self) -> nnx.Module:
+        """The JAX model at its initial state (what the PyTorch twin copies its weights from)."""
+        return nnx.merge(self.graphdef, self.host_state.params, self.host_state.model_state)
+
+
+def matmul_scope(precision: str):
+    """The matmul precision a runner at ``precision`` traces and compiles under (precision.TABLE)."""
+    return jax.default_matmul_precision(TABLE[precision].matmul)
+
 
 def jax_setup(wl: Workload, precision: str) -> JaxSetup:
-    """The toy MLP through ``mlp_toy.build_backends`` (its NumPy-drawn weights and compiler
-    options); the CIFAR models through ``cifar.build_model`` / ``make_optimizer`` /
-    ``make_preprocess``; the RNN as ``rnn`` builds it, with ``rnn.make_optimizer``."""
-    settings = {"matmul_precision": MATMUL_LABEL[precision]}
-    if wl.suite == "toy":
-        backend = mlp_toy.build_backends(wl.cfg, wl.data)["jax"]
+    """The suite's JAX backend as its experiment builds it (the toy: NumPy-drawn weights and its
+    compiler options), or its model, optimizer and preprocessing from the experiment's factories."""
+    spec, cfg = wl.spec, with_precision(wl.cfg, precision)
+    settings = {"matmul_precision": TABLE[precision].matmul, **spec.jax_settings(cfg)}
+    if spec.jax_backend is not None:
+        backend = spec.jax_backend(wl, cfg)
         fns, options = backend.trainer.fns, backend.trainer.compiler_options
         return JaxSetup(wl, precision, backend.graphdef, backend.graphdef, backend.host_state(),
                         fns.tx, fns.preprocess, options, {**settings, **(options or {})})
-    cfg = with_precision(wl.cfg, precision)
-    if wl.suite == "rnn":
-        def make_model(axis_name):  # the RNN trains on one device per program: no axis name
-            return rnn.build_model(cfg)
-        tx = rnn.make_optimizer(cfg, steps_per_epoch=max(1, len(wl.train_y) // cfg.batch_size))
-        preprocess = lambda x: x  # noqa: E731 - the RNN one-hot encodes inside the model
-        settings["scan_unroll"] = resolve_unroll(None, cfg.input_length)
-    else:
-        make_model = functools.partial(cifar.build_model, cfg)
-        tx, preprocess = cifar.make_optimizer(cfg), cifar.make_preprocess(wl.mean, wl.std)
-    graphdef = nnx.graphdef(nnx.eval_shape(lambda: make_model(axis_name=None)))
-    graphdef_pmap = nnx.graphdef(nnx.eval_shape(lambda: make_model(axis_name=AXIS)))
+    tx = spec.optimizer(cfg, wl)
+    graphdef, graphdef_pmap = (nnx.graphdef(nnx.eval_shape(lambda a=a: spec.model(cfg, a)))
+                               for a in (None, AXIS))
     return JaxSetup(wl, precision, graphdef, graphdef_pmap,
-                    initial_state(lambda: make_model(axis_name=None), tx, cfg.seed), tx, preprocess,
-                    settings=settings)
+                    initial_state(lambda: spec.model(cfg, None), tx, cfg.seed), tx,
+                    spec.preprocess(wl), settings=settings)
 
 
 def initial_state(make_model: Callable[[], nnx.Module], tx, seed: int):
@@ -176,7 +171,7 @@ def record_program(rec: Record, s: JaxSetup, trainer: Trainer, state, data, log:
     exe = trainer.compiled()["train" if trainer.fuse else "step"]
     rec.memory = memory_of(exe)
     rec.extra["program_bytes"] = rec.memory["total_bytes"] if rec.memory else None
-    with precision_scope(s.precision):
+    with matmul_scope(s.precision):
         one = (cost_of(exe) if not trainer.fuse
                else one_step_cost(trainer, state, data, s.wl.idx))
     per_device = per_step_cost(cost_of(exe), one, s.wl.steps if trainer.fuse else 1)
@@ -200,7 +195,7 @@ def jax_runner(s: JaxSetup, mode: str, n: int = 1, art: Artifacts = Artifacts())
 
     rec = Record(wl.suite, "jax", mode, s.precision, n, wl.batch, steps_per_window=wl.steps,
                  settings=dict(s.settings))
-    with precision_scope(s.precision), CompileLog() as log:
+    with matmul_scope(s.precision), CompileLog() as log:
         window()
     rec.compile_s = trainer.compile_time_s
     exe = record_program(rec, s, trainer, holder[0], data, log)
@@ -222,25 +217,34 @@ def _pmap_skip(wl: Workload, n: int, skip_pmap: str) -> str:
     return f"batch {wl.batch} is not divisible by {n} devices" if wl.batch % n else ""
 
 
+def setups_for(wl: Workload, precisions: Sequence[str]) -> dict[str, Callable[[], JaxSetup]]:
+    """Each precision's JaxSetup, built on first use (inside ``prepare``, so a failure or a spent
+    budget skips a runner) and shared by the JAX runners and the PyTorch twins' weights."""
+    return {p: functools.cache(functools.partial(jax_setup, wl, p)) for p in precisions}
+
+
+def suite_precisions(wl: Workload, precisions: Sequence[str]) -> list[str]:
+    return [p for p in precisions if p != "bf16" or wl.spec.bf16]
+
+
 def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str],
                 devices: Sequence[int], skip_pmap: str = "", budget: Budget | None = None,
-                art: Artifacts = Artifacts()) -> list[Runner | Record]:
-    cpu_cnn = wl.suite == "cnn" and jax.devices()[0].platform == "cpu"
+                art: Artifacts = Artifacts(),
+                setups: dict[str, Callable[[], JaxSetup]] | None = None) -> list[Runner | Record]:
+    setups = setups or setups_for(wl, precisions)
+    one_step_cpu = not wl.spec.fuse_on_cpu and jax.devices()[0].platform == "cpu"
     out: list[Runner | Record] = []
-    for precision in precisions:
-        if precision == "bf16" and wl.suite == "toy":
-            continue  # a 2-20-2 MLP has nothing for bf16 to speed up
-        # Set up on first use, inside prepare: a failure, or a spent budget, skips it like a runner.
-        setup = functools.cache(functools.partial(jax_setup, wl, precision))
+    for precision in suite_precisions(wl, precisions):
+        setup = setups[precision]
         cells = [(m, 1) for m in ("step-loop", "fused") if m in modes]
         cells += [("pmap", n) for n in devices] if "pmap" in modes else []
         for mode, n in cells:
             why = _pmap_skip(wl, n, skip_pmap) if mode == "pmap" else ""
             out.append(skipped(wl.suite, "jax", mode, why, precision=precision, devices=n,
                                batch_size=wl.batch) if why else
-                       prepare(lambda m=mode, n=n: jax_runner(setup(), m, n, art), wl, "jax", mode,
-                               precision, n, budget))
+                       prepare(lambda m=mode, n=n, setup=setup: jax_runner(setup(), m, n, art), wl,
+                               "jax", mode, precision, n, budget))
     for item in out:
-        if cpu_cnn and isinstance(item, Runner) and item.record.mode in ("fused", "pmap"):
+        if one_step_cpu and isinstance(item, Runner) and item.record.mode in ("fused", "pmap"):
             item.record.note = CPU_SCAN_CONV_NOTE
     return out

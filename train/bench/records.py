@@ -1,18 +1,16 @@
-"""What the benchmark measures and names: suites, frameworks, modes; one :class:`Record` a cell."""
+"""What the benchmark measures and names: frameworks, modes; one :class:`Record` a cell (the suites:
+:mod:`train.bench.suites`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SUITES = ("toy", "mlp-cifar", "cnn", "rnn")
+from train.precision import NAMES as PRECISIONS
+
 FRAMEWORKS = ("numpy", "jax", "torch")
-PRECISIONS = ("fp32", "tf32", "bf16")
 JAX_MODES = ("step-loop", "fused", "pmap")
 TORCH_MODES = ("eager", "compiled")
 MODES = ("step", *JAX_MODES, *TORCH_MODES, "whole-run")  # "step": NumPy's plain loop
-NUMPY_SUITES = ("toy", "mlp-cifar")   # the NumPy implementation is an MLP only
-# The seed's batch sizes: what "at the recipe batch" means in the batch summary and the checks.
-RECIPE_BATCH = {"toy": 30, "mlp-cifar": 256, "cnn": 256, "rnn": 128}
 
 
 @dataclass
@@ -59,7 +57,7 @@ def skipped(suite: str, framework: str, mode: str, note: str, **kw) -> Record:
 
 
 def run_name(r: Record) -> str:
-    """``cnn-fused-bf16-b256`` (``-d4`` after the mode on several devices): the --dump-hlo and
+    """``cnn-cifar-fused-bf16-b256`` (``-d4`` after the mode on several devices): the --dump-hlo and
     --profile name."""
     devices = f"-d{r.devices}" if r.devices > 1 else ""
     return f"{r.suite}-{r.mode}{devices}-{r.precision}-b{r.batch_size}"

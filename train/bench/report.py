@@ -13,13 +13,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from train.bench.records import RECIPE_BATCH, SUITES, Record, fmt_time  # noqa: E402
+from train.bench.records import Record, fmt_time  # noqa: E402
+from train.bench.suites import RECIPE_BATCH, SUITES  # noqa: E402
 from train.bench.timing import paired_ratio, ratio_range  # noqa: E402
 from train.engine.results import save_figure  # noqa: E402
 
 # GPU targets: JAX fused bf16 examples/s and, for the CNN, its speed over the best PyTorch record
 # at the same batch; each at the recipe batch and at the throughput-maximising batch.
-GPU_TARGETS = {"cnn": (200_000, 3.0), "rnn": (500_000, None)}
+GPU_TARGETS = {"cnn-cifar": (200_000, 3.0), "rnn-palindrome": (500_000, None)}
 # Short names for the settings column: a key's text, or for non-boolean values "text value".
 _SETTING_TEXT = {"channels_last": "channels_last", "cudnn_benchmark": "cudnn.benchmark",
                  "fused_adamw": "fused AdamW", "tf32": "TF32", "autocast": "autocast",
@@ -152,14 +153,14 @@ def acceptance_checks(records: list[Record], gpu: bool) -> list[dict]:
         checks.append({"check": name, "value": None if value is None else round(value, 4),
                        "target": target, "pass": bool(ok)})
 
-    np_toy, jf_toy = find(records, "toy", "numpy", "step"), find(records, "toy", "jax", "fused")
+    np_toy, jf_toy = find(records, "mlp-toy", "numpy", "step"), find(records, "mlp-toy", "jax", "fused")
     if np_toy and jf_toy:
         v = paired_ratio(np_toy, jf_toy)
-        add("toy: JAX fused speed / NumPy", v, ">= 5", v >= 5)
+        add("mlp-toy: JAX fused speed / NumPy", v, ">= 5", v >= 5)
     for r in records:
         whole = r.mode.startswith("whole-run") and r.total_s
-        if (r.suite, r.framework) == ("toy", "jax") and whole:
-            add(f"toy: JAX {r.mode} (build + 1,500 steps + compile)", r.total_s, "< 1 s",
+        if (r.suite, r.framework) == ("mlp-toy", "jax") and whole:
+            add(f"mlp-toy: JAX {r.mode} (build + 1,500 steps + compile)", r.total_s, "< 1 s",
                 r.total_s < 1)
     jf = find(records, "mlp-cifar", "jax", "fused")
     for fw, mode in (("torch", "eager"), ("numpy", "step")):
@@ -199,7 +200,7 @@ _INTRO = (
     "PyTorch eager; on a GPU, PyTorch eager). Precision: fp32 is full fp32 in both frameworks "
     "(JAX compiled under matmul precision highest, PyTorch with TF32 off); tf32 is fp32 storage "
     "with TF32 matmuls and convolutions (JAX's default on a GPU, PyTorch with TF32 on); bf16 is "
-    "bf16 compute (bf16 JAX models, PyTorch bf16 autocast with TF32 on). On a CPU, tf32 computes "
+    "bf16 compute (bf16 JAX models, PyTorch bf16 autocast). On a CPU, tf32 computes "
     "what fp32 does. Whole-run rows: total seconds for the 1,500-step toy run in a fresh process. "
     "Ratios in brackets: the lowest and highest per-round ratio.")
 

@@ -16,9 +16,10 @@ import jax
 
 from train.bench import curves, explain, scaling
 from train.bench.cost import Peaks, annotate
-from train.bench.jax_runner import Artifacts, jax_runners, peak_memory
+from train.bench.jax_runner import Artifacts, jax_runners, peak_memory, setups_for, suite_precisions
 from train.bench.numpy_runner import numpy_runner
-from train.bench.records import NUMPY_SUITES, PRECISIONS, RECIPE_BATCH, Record
+from train.bench.records import PRECISIONS, Record
+from train.bench.suites import RECIPE_BATCH, TABLE
 from train.bench.report import acceptance_checks, batch_summary, compute_ratios, markdown, plot
 from train.bench.timing import Budget, Runner, measure, prepare
 from train.bench.torch_runner import NOT_INSTALLED, import_torch, torch_runners
@@ -26,6 +27,7 @@ from train.bench.whole_run import bench_whole_run
 from train.bench.workloads import Workload, make_workload
 from train.engine.results import atomic_write_json, atomic_write_text, device_info, package_versions
 from train.errors import UsageError
+from train.precision import resolve
 
 
 def suite_batches(suite: str, spec: Sequence[tuple[str | None, int]]) -> list[int | None]:
@@ -37,10 +39,11 @@ def suite_batches(suite: str, spec: Sequence[tuple[str | None, int]]) -> list[in
 def resolve_precisions(spec: Sequence[tuple[str | None, str]], gpu: bool,
                        suite: str | None = None) -> list[str]:
     """The ``--precision`` items for ``suite`` (None: for any suite), in the order fp32, tf32,
-    bf16; ``auto`` is fp32 on CPU, tf32 and bf16 on a GPU."""
+    bf16; ``auto`` is what it means for the experiments (``train.precision.resolve``)."""
     want = {p for s, p in spec if suite is None or s in (None, suite)}
-    auto = ("tf32", "bf16") if gpu else ("fp32",)
-    return [p for p in PRECISIONS if p in want or ("auto" in want and p in auto)]
+    if "auto" in want:
+        want.add(resolve("auto", "gpu" if gpu else "cpu").name)
+    return [p for p in PRECISIONS if p in want]
 
 
 def run_precisions(suite: str, batch: int, precisions: Sequence[str],
@@ -124,19 +127,22 @@ def _plan(args, t_start: float) -> _Plan:
 def _items(wl: Workload, args, plan: _Plan, precisions: list[str]) -> list[Runner | Record]:
     """Every selected framework's prepared runners (or skipped records) for one workload."""
     items: list[Runner | Record] = []
-    if "numpy" in args.frameworks and "step" in args.modes and wl.suite in NUMPY_SUITES:
+    if "numpy" in args.frameworks and "step" in args.modes and wl.spec.numpy:
         items.append(prepare(lambda: numpy_runner(wl), wl, "numpy", "step", "fp32",
                              budget=plan.budget))
     modes = [m for m in args.modes if not (m == "pmap" and plan.child_devices)]
+    setups = setups_for(wl, suite_precisions(wl, precisions))
     if "jax" in args.frameworks:
-        # The CPU CNN compiles slowly; under --quick its pmap path is left out.
-        skip_pmap = ("pmap left out for the CPU CNN under --quick (its compilation is slow)"
-                     if args.quick and wl.suite == "cnn" and not plan.gpu and args.devices is None
-                     else "")
+        # What XLA:CPU runs one step per call (the CNN) compiles slowly; under --quick its pmap
+        # path is left out.
+        skip_pmap = (f"pmap left out for the CPU {wl.suite} under --quick (its compilation is slow)"
+                     if args.quick and not wl.spec.fuse_on_cpu and not plan.gpu
+                     and args.devices is None else "")
         items += jax_runners(wl, precisions=precisions, modes=modes, devices=plan.devices,
-                             skip_pmap=skip_pmap, budget=plan.budget, art=plan.art)
+                             skip_pmap=skip_pmap, budget=plan.budget, art=plan.art, setups=setups)
     if "torch" in args.frameworks:
         items += torch_runners(wl, precisions=precisions, modes=args.modes, budget=plan.budget,
+                               jax_model=lambda p: lambda: setups[p]().model(),
                                compile_skip=plan.compile_skip, compile_mode=args.torch_compile_mode)
     return items
 
@@ -154,7 +160,7 @@ def _measure_all(args, plan: _Plan, log) -> list[Record]:
             records += measure(_items(wl, args, plan, precs), wl.windows, wl.warmup, log=log)
             log(f"bench: {suite} at batch {wl.batch} took {time.perf_counter() - t:.1f} s")
             records += _weak_scaling(wl, args, plan, precs, suite_batches(suite, plan.spec), log)
-        if suite == "toy" and "whole-run" in args.modes:
+        if TABLE[suite].whole_run and "whole-run" in args.modes:
             records += bench_whole_run([f for f in args.frameworks if f in ("numpy", "jax")],
                                        steps=args.whole_run_steps, log=log)
     return records

@@ -106,7 +106,7 @@ def whole_run(framework: str, cache_dir: str | None, steps: int = WHOLE_RUN_STEP
 
 
 def _record(mode: str, r: dict, note: str, batch: int) -> Record:
-    return Record("toy", r["framework"], mode, "fp32", 1, batch,
+    return Record("mlp-toy", r["framework"], mode, "fp32", 1, batch,
                   compile_s=r["backend_compile_s"] or None, step_s=r["total_s"] / r["steps"],
                   examples_per_s=r["steps"] * batch / r["total_s"], steps_per_window=r["steps"],
                   windows=1, total_s=r["total_s"], note=note,
@@ -132,7 +132,7 @@ def bench_whole_run(frameworks: Sequence[str], *, steps: int, log=print) -> list
                 try:
                     rec = _record(mode, whole_run(framework, cache_dir, steps), text, batch)
                 except Exception as e:  # noqa: BLE001 - report, keep benchmarking
-                    rec = skipped("toy", framework, mode, f"failed: {e}", batch_size=batch)
+                    rec = skipped("mlp-toy", framework, mode, f"failed: {e}", batch_size=batch)
                 out.append(rec)
                 log(line(rec))
                 if rec.skipped:

@@ -304,16 +304,9 @@ def main(cfg: RNNConfig, out: Path, **loop_kw) -> dict:
 def train_torch(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = None, resume: bool = False,
                 checkpoint_every: int | None = None) -> dict:
     """The run in PyTorch: the JAX model's initial weights, the same batches, RMSprop + StepLR + clipping."""
-    torch = require_torch()
-    from train.backends import torch_models, torch_weights  # optional: only a torch run imports them
-
+    require_torch()
     d = _load(cfg)
-    net = (torch_models.LSTMClassifier if cfg.cell == "lstm" else torch_models.VanillaRNN)(10, cfg.hidden, 10)
-    torch_weights.load_from_jax(net, d.model())
-    backend = TorchBackend(net, rmsprop_steplr(cfg.lr, cfg.lr_step, cfg.lr_gamma),
-                           lambda x: torch.nn.functional.one_hot(x.long(), 10).float(), d.arrays, seed=cfg.seed,
-                           steps_per_epoch=d.steps_per_epoch, clip_norm=cfg.clip_norm,
-                           precision=cfg.precision_resolved(), eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg))
+    backend = torch_backend(cfg, d.arrays, d.model(), d.steps_per_epoch)
     runs, grads = _runs([d], Path(workdir), lambda k, x, y: backend.grad_norms(x, y), framework="torch")
 
     def measure_init(b):
@@ -322,6 +315,19 @@ def train_torch(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = 
     return drive(runs, lambda: backend, LazyPeriods(d.epoch, cfg.epochs, d.steps_per_epoch), resume=resume,
                  checkpoint_every=checkpoint_every, progress=progress, before=measure_init,
                  desc=f"{EXPERIMENT} {cfg.run_name}")[0]
+
+
+def torch_backend(cfg: RNNConfig, arrays: dict, jax_model, steps_per_epoch: int) -> TorchBackend:
+    """The PyTorch twin: ``jax_model``'s initial weights, RMSprop + StepLR + clipping (the bench builds it too)."""
+    torch = require_torch()
+    from train.backends import torch_models, torch_weights  # optional: only a torch run imports them
+
+    net = (torch_models.LSTMClassifier if cfg.cell == "lstm" else torch_models.VanillaRNN)(10, cfg.hidden, 10)
+    torch_weights.load_from_jax(net, jax_model)
+    return TorchBackend(net, rmsprop_steplr(cfg.lr, cfg.lr_step, cfg.lr_gamma),
+                        lambda x: torch.nn.functional.one_hot(x.long(), 10).float(), arrays, seed=cfg.seed,
+                        steps_per_epoch=steps_per_epoch, clip_norm=cfg.clip_norm,
+                        precision=cfg.precision_resolved(), eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg))
 
 
 SPEC = Experiment(
