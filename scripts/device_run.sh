@@ -83,7 +83,8 @@ run_check() {
     step 0 env "$PY" - <<'EOF'
 import json, subprocess
 import jax
-from train.engine.results import device_info, package_versions
+from train.backends.jax_backend import jax_device_info as device_info
+from train.engine.results import package_versions
 print(json.dumps({"devices": [str(d) for d in jax.devices()], "device": device_info(),
                   "versions": package_versions()}, indent=1))
 try:

@@ -5,7 +5,7 @@ import errno
 import numpy as np
 import pytest
 
-from train.engine.checkpoint import Checkpointer, CheckpointReadError
+from train.backends.checkpoint import Checkpointer, CheckpointReadError
 
 
 @pytest.fixture

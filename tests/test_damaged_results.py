@@ -10,7 +10,7 @@ from conftest import run_cli_in_process
 from test_report import tiny_plan
 from train import report
 from train.experiments import cifar, mlp_toy
-from train.engine.loop import completed_summary
+from train.engine.driver import completed_summary
 from train.engine.results import lock_run_dir, read_jsonl, release_run_dir, run_config
 from train.engine.run_files import damage
 
@@ -158,14 +158,16 @@ def test_the_report_and_resume_redo_the_damaged_results_of_a_finished_run(tmp_pa
 def test_the_report_redoes_toy_runs_whose_comparison_was_damaged(toy, tmp_path, capsys):
     work = tmp_path / mlp_toy.EXPERIMENT
     copy_runs(toy, work, "moons-numpy-s0", "moons-jax-s0", "moons-compare-s0")
-    comparison = work / "moons-compare-s0" / "comparison.json"
+    comparison = work / "moons-compare-s0" / "compare.json"
     cut_mid_line(comparison)
     log = []
     got = report.runner._toy_run_or_reuse(TOY, work, force=False, progress=False, log=log)
     assert log == [f"ran {work}/moons-*"]
     assert f"note: {comparison} cannot be read (not JSON: cut short?)" in capsys.readouterr().err
-    assert json.loads(comparison.read_text()) == got["comparison"]
-    assert got["comparison"] == json.loads((toy / "moons-compare-s0" / "comparison.json").read_text())
+    assert json.loads(comparison.read_text()) == got["compare"]
+    before = json.loads((toy / "moons-compare-s0" / "compare.json").read_text())
+    untimed = lambda doc: [{k: v for k, v in p.items() if not k.endswith("_ratio")} for p in doc["pairs"]]  # noqa: E731
+    assert untimed(got["compare"]) == untimed(before) and before["pairs"][0]["evaluations_compared"] > 0
 
 
 def test_resume_of_a_toy_run_without_checkpoints_is_a_one_line_error(toy, tmp_path):

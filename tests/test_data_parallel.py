@@ -119,5 +119,5 @@ def test_multiprocess_cli_only_process_zero_writes(cli, tmp_path):
         assert p.returncode == 0, err[-3000:]
     summary = json.loads((tmp_path / "p0/mlp-toy/blobs-jax-s0/summary.json").read_text())
     assert summary["devices"] == 2
-    assert (tmp_path / "p0/mlp-toy/blobs-compare-s0/comparison.json").exists()
+    assert (tmp_path / "p0/mlp-toy/blobs-compare-s0/compare.json").exists()
     assert not (tmp_path / "p1").exists()  # process 1 wrote nothing: no file, no folder

@@ -35,7 +35,7 @@ SCHEDULE = [np.array([[1, 10], [2, 30], [6, 50]], np.int32), np.array([[3, 40], 
 
 
 def test_train_row_is_the_mean_of_the_periods_steps(tmp_path):
-    log, timing = train_loop(Scripted(), SCHEDULE, tmp_path, epochs=True, progress=False)
+    [(log, timing)] = train_loop(Scripted(), [SCHEDULE], [tmp_path], epochs=True, progress=False)
     rows = read_jsonl(tmp_path / "metrics.jsonl")
     assert [(r["epoch"], r["split"]) for r in rows] == [(1, "train"), (1, "test"), (2, "train"), (2, "test")]
     # Means of scripted small integers (and hundredths): exact but for float rounding.
@@ -47,8 +47,41 @@ def test_train_row_is_the_mean_of_the_periods_steps(tmp_path):
     assert timing["wall_time_s"] >= 0.2 + timing["train_time_s"] + timing["eval_time_s"]
 
 
+class TwoRuns:
+    """Two scripted runs side by side: a backend that speaks lists of its ``runs``."""
+
+    framework, devices, param_count, runs = "fake", 1, 0, 2
+
+    def __init__(self):
+        self.one = [Scripted(), Scripted()]
+
+    @property
+    def compile_time_s(self):
+        return sum(b.compile_time_s for b in self.one)
+
+    def train(self, idx):
+        assert idx.shape == (2, 3, 2)
+        return [b.train(i) for b, i in zip(self.one, idx)]
+
+    def evaluate(self):
+        return [b.evaluate() for b in self.one]
+
+
+def test_runs_side_by_side_log_what_each_logs_alone(tmp_path):
+    other = [s + 1 for s in SCHEDULE]
+    out = train_loop(TwoRuns(), [SCHEDULE, other], [tmp_path / "a", tmp_path / "b"], epochs=True, progress=False)
+    alone = [train_loop(Scripted(), [s], [tmp_path / f"alone{i}"], epochs=True, progress=False)[0][0]
+             for i, s in enumerate((SCHEDULE, other))]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]  # noqa: E731
+    assert [strip(log.rows) for log, _ in out] == [strip(log.rows) for log in alone]
+    assert strip(out[1][0].rows)[0]["loss"] == pytest.approx(4.0)  # the mean of 2, 3 and 7
+    assert [t["steps"] for _, t in out] == [6, 6] and out[0][1]["runs"] == 2
+    with pytest.raises(ValueError, match="2 run"):
+        train_loop(TwoRuns(), [SCHEDULE], [tmp_path / "a"], progress=False)
+
+
 def test_evaluated_train_split_wins_over_step_means(tmp_path):
-    train_loop(Scripted(eval_train=True), SCHEDULE, tmp_path, epochs=True, progress=False)
+    train_loop(Scripted(eval_train=True), [SCHEDULE], [tmp_path], epochs=True, progress=False)
     rows = read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["loss"] for r in rows if r["split"] == "train"] == [9.0, 9.0]
 
@@ -101,7 +134,7 @@ class WithState(Scripted):
 
 @pytest.mark.parametrize("every, skipped", [(None, True), (1, False)])
 def test_auto_checkpoints_skip_periods_while_the_writer_is_busy(tmp_path, monkeypatch, every, skipped):
-    from train.engine.checkpoint import Checkpointer
+    from train.backends.checkpoint import Checkpointer
 
     write = Checkpointer._write
 
@@ -111,7 +144,8 @@ def test_auto_checkpoints_skip_periods_while_the_writer_is_busy(tmp_path, monkey
 
     monkeypatch.setattr(Checkpointer, "_write", slow_write)
     schedule = [np.array([[p, 10]], np.int32) for p in range(1, 7)]
-    _, timing = train_loop(WithState(), schedule, tmp_path, epochs=True, progress=False, checkpoint_every=every)
+    [(_, timing)] = train_loop(WithState(), [schedule], [tmp_path], epochs=True, progress=False,
+                               checkpoint_every=every)
     saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert saved[-1] == 6  # the last period is always saved
     if skipped:  # periods take ~0 s: while period 1's write runs, periods 2.. are not saved

@@ -91,6 +91,6 @@ def test_the_unfused_path_compiles_each_program_once(tmp_path):
     backend = JaxBackend(MLP(12, (8,), 3, rngs=nnx.Rngs(0)), optax.sgd(0.1), lambda x: x, arrays, seed=0,
                          eval_batch=16, eval_splits=("test",), fuse=False)
     periods = [rng.permutation(96)[:80].reshape(5, 16).astype(np.int32) for _ in range(3)]
-    _, timing = train_loop(backend, periods, tmp_path, checkpoints=False, progress=False)
+    [(_, timing)] = train_loop(backend, [periods], [tmp_path], checkpoints=False, progress=False)
     assert timing["compilations"]["programs"] == {"data_step": 1, "data_eval_chunk": 1, "add": 1, "stack": 2}
     assert timing["compilations"]["after_first_period"] == 0

@@ -17,7 +17,8 @@ from train import report
 from train.engine.schedule import LazyPeriods
 from train.cli import main
 from train.experiments import cifar, rnn
-from train.engine.loop import completed_summary, train_loop
+from train.engine.driver import completed_summary
+from train.engine.loop import train_loop
 from train.engine.results import atomic_write_text, read_jsonl, run_config
 
 
@@ -204,7 +205,7 @@ def test_epochs_are_made_when_the_loop_reaches_them(tmp_path):
         return np.zeros((2, 4), np.int32)
 
     with pytest.raises(loop.Interrupted):
-        train_loop(StopsAfterThree(), LazyPeriods(make, 10**9, 2), tmp_path, progress=False)
+        train_loop(StopsAfterThree(), [LazyPeriods(make, 10**9, 2)], [tmp_path], progress=False)
     assert made == [0, 1, 2]
     assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 6
 
@@ -239,7 +240,7 @@ def test_an_undeletable_old_checkpoint_folder_names_the_cause(tmp_path, monkeypa
     args, run = RUNS["cifar"]
     assert main([*args, "--epochs", "1", "--out", str(tmp_path), "--no-progress"]) == 0
     capsys.readouterr()
-    import train.engine.checkpoint as checkpoint
+    import train.backends.checkpoint as checkpoint
 
     def refuses(path, *a, **k):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))

@@ -59,7 +59,7 @@ def init_distributed(*, coordinator: str | None = None, num_processes: int | Non
         jax.distributed.initialize()
     else:
         jax.distributed.initialize(coordinator_address=coord, num_processes=nproc, process_id=pid)
-    set_writer(jax.process_index() == 0)
+    set_writer(jax.process_index() == 0, jax.process_count())
     _JOINED = True
 
 

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from train.analysis import plots
-from train.engine.results import atomic_write_json, atomic_write_text, lock_holder, read_jsonl, require_writable
+from train.engine.results import (atomic_write_json, atomic_write_text, is_writer, lock_holder, read_jsonl,
+                                  require_writable)
 from train.errors import UsageError
 from train.engine.run_files import damage
 
@@ -140,7 +141,11 @@ def compare(run_dirs: list[Path], out: Path) -> dict:
     """Write ``out``/compare.json, compare.md and curves.png for these runs; return compare.json's contents."""
     if len(run_dirs) < 2:
         raise UsageError(f"compare needs at least two run folders, got {len(run_dirs)}")
-    runs = [load_run(Path(d)) for d in run_dirs]
+    return compare_loaded([load_run(Path(d)) for d in run_dirs], Path(out))
+
+
+def compare_loaded(runs: list[dict], out: Path) -> dict:
+    """:func:`compare` of runs in memory, as :func:`load_run` gives them (a label, path, summary and rows)."""
     if any(os.path.lexists(Path(out) / name) for name in ("summary.json", "config.json")):  # no OSError on odd paths
         raise UsageError(f"--out {out} is a run folder: its curves.png would be overwritten; write to another folder")
     labels = [r["label"] for r in runs]
@@ -148,7 +153,8 @@ def compare(run_dirs: list[Path], out: Path) -> dict:
         for r in runs:
             r["label"] = r["path"]
     pairs = [compare_pair(a, b) for a, b in itertools.combinations(runs, 2)]
-    require_writable(Path(out), "the comparison")  # only once the runs are known good: bad input leaves nothing behind
+    if is_writer():  # only once the runs are known good: bad input leaves nothing behind
+        require_writable(Path(out), "the comparison")
     doc = {"runs": [{"label": r["label"], "path": r["path"], "framework": r["summary"].get("framework"),
                      "final": r["summary"]["final"], "best_test_accuracy": r["summary"]["best_test_accuracy"],
                      "examples_per_s": r["summary"].get("examples_per_s"),
@@ -172,13 +178,14 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-def compare_runs(run_dirs: list[Path], out: Path) -> dict:
-    """:func:`compare`, then one line with the largest |loss difference| (what ``--framework all`` ends with)."""
-    doc = compare(run_dirs, Path(out))
+def compare_runs(run_dirs: list[Path] | list[dict], out: Path) -> dict:
+    """:func:`compare` (of run folders, or of runs in memory as :func:`load_run` gives them), then one
+    line with the largest |loss difference| (what a run of several frameworks ends with)."""
+    loaded = all(isinstance(r, dict) for r in run_dirs)
+    doc = compare_loaded(list(run_dirs), Path(out)) if loaded else compare(run_dirs, Path(out))
     if doc["note"]:
         print(f"note: {doc['note']}", file=sys.stderr)
     worst = max((p["max_abs_loss_diff"] for p in doc["pairs"] if p["max_abs_loss_diff"] is not None), default=None)
-    doc["max_abs_loss_diff"] = worst
     print(f"compare: {len(doc['runs'])} runs, {len(doc['pairs'])} pairs, max |loss diff| "
           f"{_fmt(worst, '.3e')}; {Path(out) / 'compare.md'}")
     return doc

@@ -4,6 +4,10 @@ A backend trains for a period given its batch indices ``[K, B]`` (``train(idx)``
 train metrics ``{"loss": [K], "accuracy": [K]}`` on the host) and evaluates the splits it was
 built for (``evaluate()`` -> ``{split: {"loss", "accuracy", "count"}}``); the two are separate
 calls so the loop can time them apart. Every backend sees the same batches in the same order.
+
+That is one run. A backend that trains S runs side by side (``jax_multiseed``) says so with
+``runs = S``: it takes indices ``[S, K, B]`` and returns, and loads, lists of S of the above.
+The engine drives every backend that way, a one-run backend as S = 1 (``train.engine.loop.OneRun``).
 """
 
 from __future__ import annotations

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
 
 from train.backends.jax_trainer import Trainer, create_state, eval_plan, param_count
+
+
+def jax_device_info() -> dict[str, Any]:
+    """config.json's ``devices`` for a run on JAX's devices (all of this job's)."""
+    devs = jax.devices()
+    return {"platform": devs[0].platform, "device_kind": devs[0].device_kind,
+            "local_device_count": jax.local_device_count(), "device_count": len(devs),
+            "process_count": jax.process_count(), "host": platform.node()}
 
 
 class JaxBackend:
@@ -49,6 +59,9 @@ class JaxBackend:
 
     def load_state(self, host_state) -> None:
         self.state = self.trainer.replicate(host_state)
+
+    def device_info(self) -> dict:
+        return jax_device_info()
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         st = self.host_state()

@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from train.backends.jax_backend import jax_device_info
 from train.backends.jax_trainer import AotCache, StepFns, create_state, eval_plan, param_count
 
 
@@ -111,6 +112,9 @@ class MultiSeedJaxBackend:
     @property
     def compile_time_s(self) -> float:
         return self._call.compile_time_s
+
+    def device_info(self) -> dict:
+        return jax_device_info()
 
     # -- the loop's interface ------------------------------------------------------------------
     def train(self, idx: np.ndarray) -> list[dict[str, np.ndarray]]:

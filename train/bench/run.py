@@ -25,7 +25,8 @@ from train.bench.timing import Budget, Runner, measure, prepare
 from train.bench.torch_runner import NOT_INSTALLED, import_torch, torch_runners
 from train.bench.whole_run import bench_whole_run
 from train.bench.workloads import Workload, make_workload
-from train.engine.results import atomic_write_json, atomic_write_text, device_info, package_versions
+from train.backends.jax_backend import jax_device_info
+from train.engine.results import atomic_write_json, atomic_write_text, package_versions
 from train.errors import UsageError
 from train.precision import resolve
 
@@ -79,7 +80,7 @@ def compile_policy(choice: str, *, gpu: bool, quick: bool) -> Callable[[Workload
 
 
 def machine_info() -> dict:
-    info = device_info()
+    info = jax_device_info()
     info.update({"cpu_count": os.cpu_count(),
                  "processor": platform.processor() or platform.machine(),
                  "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", ""),

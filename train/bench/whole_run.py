@@ -74,7 +74,7 @@ def whole_run_child(framework: str, cache_dir: str | None, steps: int) -> dict:
         _time_calls(backend, in_period)
         with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
             # Checkpoints off: this times training; a checkpoint's cost is the disk's.
-            log, _ = train_loop(backend, periods, Path(run_dir), checkpoints=False, progress=False)
+            [(log, _)] = train_loop(backend, [periods], [Path(run_dir)], checkpoints=False, progress=False)
         t4 = time.perf_counter()
     test_acc = [r["accuracy"] for r in log.rows if r["split"] == "test"]
     return {"framework": framework, "steps": steps, "startup_s": t1 - t0, "data_s": t2 - t1,

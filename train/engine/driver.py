@@ -1,28 +1,32 @@
-"""One driver for every experiment's runs: resume check, run folder, config.json, loop, summary, figures.
+"""One driver for every experiment's runs: reuse, resume or train; run folder, config.json, loop, summary, figures.
 
 An experiment prepares its data and a backend; :func:`drive` does the rest, the same way for
-every experiment and framework, and for seeds trained side by side (one backend, several runs).
+every experiment and framework, and for runs trained side by side (one backend, several runs).
+:func:`reuse_resume_or_train` decides, before that, whether a run needs training at all.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from train.backends.jax_compile_log import CompileLog
-from train.engine.loop import check_resumable, train_loop
-from train.engine.results import (device_info, finish_run, make_summary, one_line, package_versions, prepare_run_dir,
-                           run_config, start_attempt)
+from train.engine import tools
+from train.engine.loop import train_loop
+from train.engine.results import (config_digest, finish_run, make_summary, one_line, package_versions,
+                                  prepare_run_dir, run_config, run_identity, start_attempt)
+from train.engine.run_files import damage, damage_note
+from train.errors import UsageError
 
 
 @dataclass
 class Run:
     """One run: its settings, where it goes, and what it adds to config.json and summary.json.
 
-    ``after(run_dir, log, summary)`` writes the run's figures and extra files once it has trained,
-    and may add fields to ``summary`` (it is called before summary.json is written).
+    ``after(run_dir, log, summary, backend)`` writes the run's figures and extra files once it has
+    trained, and may add fields to ``summary`` (it is called before summary.json is written).
     """
 
     experiment: str
@@ -32,7 +36,7 @@ class Run:
     framework: str = "jax"
     record: dict = field(default_factory=dict)        # extra config.json fields (data source, sizes)
     summary: dict = field(default_factory=dict)       # extra summary.json fields
-    after: Callable[[Path, Any, dict], None] | None = None
+    after: Callable[[Path, Any, dict, Any], None] | None = None
 
     @property
     def config(self) -> dict:
@@ -47,49 +51,133 @@ def open_runs(runs: Sequence[Run], *, resume: bool) -> list[Path]:
     return [prepare_run_dir(r.workdir.parent, r.workdir.name, r.run_name) for r in runs]
 
 
-def backend_devices(backend) -> dict:
-    """Where ``backend`` trains: its own record (a PyTorch run on CUDA, a NumPy run on the CPU), else JAX's devices."""
-    return backend.device_info() if hasattr(backend, "device_info") else device_info()
-
-
 def write_configs(runs: Sequence[Run], run_dirs: Sequence[Path], backend, *, resume: bool) -> None:
-    devices = backend_devices(backend)
+    devices = backend.device_info()
     for r, d in zip(runs, run_dirs):
         start_attempt(d, {"experiment": r.experiment, "framework": r.framework, "config": r.config, **r.record,
                           "versions": package_versions(), "devices": devices}, resume=resume)
 
 
-def drive(runs: Sequence[Run], make_backend: Callable[[], Any], schedule, *, resume: bool = False,
+def drive(runs: Sequence[Run], make_backend: Callable[[], Any], schedules: Sequence, *, resume: bool = False,
           checkpoint_every: int | None = None, progress: bool | None = None, epochs: bool = True,
           desc: str = "", before: Callable[[Any], None] | None = None) -> list[dict]:
-    """Train ``runs`` (one, or several seeds side by side in one backend); return their summaries.
+    """Train ``runs`` (one backend; one run, or several side by side), run ``s`` over ``schedules[s]``;
+    return their summaries.
 
     ``before(backend)`` runs once config.json is written, before the first step (e.g. to measure
-    something at initialisation).
+    something at initialisation); each run's ``after`` gets the backend once it has trained.
     """
     run_dirs = open_runs(runs, resume=resume)
-    with CompileLog() as setup:   # building the model, its initial state, measurements before training
+    with tools.compile_log() as setup:   # building the model, its initial state, measurements before training
         backend = make_backend()
         write_configs(runs, run_dirs, backend, resume=resume)
         if before is not None:
             before(backend)
-    multi = len(runs) > 1
-    out = train_loop(backend, schedule, run_dirs if multi else run_dirs[0], resume=resume,
-                     checkpoint_every=checkpoint_every, epochs=epochs, desc=desc, progress=progress)
-    for _, timing in (out if multi else [out]):
+    out = train_loop(backend, schedules, run_dirs, resume=resume, checkpoint_every=checkpoint_every,
+                     epochs=epochs, desc=desc, progress=progress)
+    for _, timing in out:
         # The counts are XLA programs; ``compiler`` says how the backend itself runs (torch-eager, numpy).
         timing["compilations"].update(setup=setup.compiles, compiler=getattr(backend, "compiler", "xla"))
-    return [close_run(r, d, log, timing, backend)
-            for r, d, (log, timing) in zip(runs, run_dirs, out if multi else [out])]
+    return [close_run(r, d, log, timing, backend) for r, d, (log, timing) in zip(runs, run_dirs, out)]
 
 
 def close_run(run: Run, run_dir: Path, log, timing: dict, backend) -> dict:
     """summary.json (after the run's figures and files), and the one-line result on stdout."""
     summary = make_summary(run.experiment, run.framework, log.rows, timing, param_count=backend.param_count,
-                           devices=backend.devices, platform=backend_devices(backend)["platform"],
+                           devices=backend.devices, platform=backend.device_info()["platform"],
                            extra=dict(run.summary))
     if run.after is not None:
-        run.after(run_dir, log, summary)
+        run.after(run_dir, log, summary, backend)
     summary = finish_run(run_dir, summary)
     print(one_line(summary))
     return summary
+
+
+# -- reuse a finished run, else resume it, else train it ------------------------------------------
+def check_resumable(run_dir: Path, config: dict) -> None:
+    """Before anything is written: --resume needs a checkpoint, and the same config as the run it continues."""
+
+    config = json.loads(json.dumps(config))  # as config.json holds it (tuples become lists)
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    if not ckpt_dir.is_dir() or not any(p.name.isdigit() for p in ckpt_dir.iterdir()):
+        raise UsageError(f"--resume: no checkpoint to resume from in {ckpt_dir}")
+    try:
+        saved = json.loads((Path(run_dir) / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return  # the checkpoint itself is authoritative; nothing to compare against
+    changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+    if changed:
+        raise UsageError(f"--resume: the settings differ from the checkpointed run in {run_dir} "
+                         f"({', '.join(changed)}); pass the same flags, or drop --resume to start over")
+
+
+def completed_summary(run_dir: Path, config: dict) -> dict | None:
+    """The summary of a finished run in ``run_dir`` made with exactly ``config``, else None (rerun it).
+
+    Proof of a finished run: summary.json carries the attempt id and config digest of the
+    config.json beside it, that digest is ``config``'s, and its result files are as summary.json
+    recorded them (``train.engine.run_files.damage``).
+    """
+
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    identity = run_identity(run_dir)
+    mine = {k: summary.get(k) for k in ("attempt", "config_digest")}
+    if not identity or mine != identity or identity["config_digest"] != config_digest(config):
+        return None
+    return None if damage(run_dir, summary) else summary
+
+
+def _resumable(run_dirs: Sequence[Path], configs: Sequence[dict]) -> bool:
+    """True if every one of these runs has a checkpoint made with its exact settings."""
+    try:
+        for d, c in zip(run_dirs, configs):
+            check_resumable(d, c)
+    except UsageError:
+        return False
+    return True
+
+
+def reuse_resume_or_train(run_dirs: Sequence[Path], configs: Sequence[dict],
+                          train: Callable[[list[int], bool], list[dict]], *, reuse: bool = True, resume: bool = True,
+                          label: str | None = None, log: list[str] | None = None,
+                          together: Callable[[], bool] | None = None) -> list[dict]:
+    """Every run's summary, in order: a finished run made with its config (``configs[i]``, as
+    ``run_config`` gives it) is read back; the others continue from their checkpoints if every one
+    of them has one with its settings, else train from the start.
+
+    ``train(todo, resume)`` trains the runs numbered ``todo`` and returns their summaries; a resume
+    that turns out impossible (no intact checkpoint) trains them afresh. ``reuse=False`` trains
+    every run, ``resume=False`` never resumes. ``together``: for runs made as one (the toy's
+    frameworks and their comparison), whether what they write beside their folders is intact;
+    unless it is and every run has finished, all are trained again. ``log`` gets one line:
+    ``reused``, ``resumed`` or ``ran`` ``label`` (by default the first run's folder).
+    """
+    run_dirs = [Path(d) for d in run_dirs]
+    done = [completed_summary(d, c) if reuse else None for d, c in zip(run_dirs, configs)]
+    todo = [i for i, s in enumerate(done) if s is None]
+    if together is not None and reuse and not together() and not todo:
+        todo = list(range(len(run_dirs)))
+    label = label or str(run_dirs[0])
+    say = log.append if log is not None else (lambda line: None)
+    if not todo:
+        say(f"reused {label}")
+        return done
+    why = damage_note(*(run_dirs[i] for i in todo)) if reuse else ""
+    if resume and _resumable([run_dirs[i] for i in todo], [configs[i] for i in todo]):
+        say(f"resumed {label}{why}")
+        try:
+            return _fill(done, todo, train(todo, True))
+        except UsageError:
+            pass
+    say(f"ran {label}{why}")
+    return _fill(done, todo, train(todo, False))
+
+
+def _fill(done: list, todo: list[int], got: Sequence[dict]) -> list[dict]:
+    out = list(done)
+    for i, s in zip(todo, got, strict=True):
+        out[i] = s
+    return out

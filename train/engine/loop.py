@@ -15,7 +15,6 @@ checkpoint every few periods, and:
 
 from __future__ import annotations
 
-import json
 import shlex
 import signal
 import sys
@@ -25,15 +24,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from train.backends.jax_compile_log import CompileLog
-from train.backends.jax_profiling import RunArtifacts
-from train.engine.results import MetricsLog, config_digest, is_writer, run_identity
+from train.engine import tools
+from train.engine.results import MetricsLog, is_writer, process_count, run_identity
+from train.engine.schedule import side_by_side
 from train.errors import UsageError
-from train.engine.run_files import damage
 
 
 class Diverged(RuntimeError):
@@ -46,42 +43,6 @@ class Interrupted(RuntimeError):
     def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
         super().__init__(message)
         self.exit_code = 128 + int(signum)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
-
-
-def check_resumable(run_dir: Path, config: dict) -> None:
-    """Before anything is written: --resume needs a checkpoint, and the same config as the run it continues."""
-
-    config = json.loads(json.dumps(config))  # as config.json holds it (tuples become lists)
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    if not ckpt_dir.is_dir() or not any(p.name.isdigit() for p in ckpt_dir.iterdir()):
-        raise UsageError(f"--resume: no checkpoint to resume from in {ckpt_dir}")
-    try:
-        saved = json.loads((Path(run_dir) / "config.json").read_text())["config"]
-    except (OSError, ValueError, KeyError):
-        return  # the checkpoint itself is authoritative; nothing to compare against
-    changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
-    if changed:
-        raise UsageError(f"--resume: the settings differ from the checkpointed run in {run_dir} "
-                         f"({', '.join(changed)}); pass the same flags, or drop --resume to start over")
-
-
-def completed_summary(run_dir: Path, config: dict) -> dict | None:
-    """The summary of a finished run in ``run_dir`` made with exactly ``config``, else None (rerun it).
-
-    Proof of a finished run: summary.json carries the attempt id and config digest of the
-    config.json beside it, that digest is ``config``'s, and its result files are as summary.json
-    recorded them (``train.engine.run_files.damage``).
-    """
-
-    try:
-        summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    identity = run_identity(run_dir)
-    mine = {k: summary.get(k) for k in ("attempt", "config_digest")}
-    if not identity or mine != identity or identity["config_digest"] != config_digest(config):
-        return None
-    return None if damage(run_dir, summary) else summary
 
 
 # What resumes the run in progress, named when it is interrupted: the command line sets the shell
@@ -187,63 +148,91 @@ def _restore_common(ckpts, templates):
         limit = min(periods)
 
 
-def train_loop(backend, schedule: Sequence[np.ndarray], run_dir, *, resume: bool = False,
+class OneRun:
+    """A backend that trains one run, seen as S = 1 runs: lists of one in, lists of one out.
+
+    A backend that trains several runs side by side says how many in ``runs`` and speaks lists
+    itself (``train.backends.jax_multiseed``); every other backend trains one run.
+    """
+
+    runs = 1
+
+    def __init__(self, backend) -> None:
+        self.inner = backend
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def train(self, idx: np.ndarray) -> list[dict]:
+        return [self.inner.train(idx[0])]
+
+    def evaluate(self) -> list[dict]:
+        return [self.inner.evaluate()]
+
+    def host_state(self) -> list:
+        return [self.inner.host_state()]
+
+    def restore_template(self) -> list:
+        return [getattr(self.inner, "restore_template", self.inner.host_state)()]
+
+    def load_state(self, states: Sequence) -> None:
+        self.inner.load_state(states[0])
+
+
+def as_runs(backend):
+    """``backend`` as the loop drives it: S runs side by side (see ``OneRun``)."""
+    return backend if hasattr(backend, "runs") else OneRun(backend)
+
+
+def saves_state(backend) -> bool:
+    return hasattr(backend.inner if isinstance(backend, OneRun) else backend, "host_state")
+
+
+def train_loop(backend, schedules: Sequence[Sequence[np.ndarray]], run_dirs: Sequence, *, resume: bool = False,
                checkpoint_every: int | None = None, epochs: bool = False, desc: str = "", progress: bool | None = None,
-               checkpoints: bool = True):
-    """Train ``backend`` over ``schedule``; returns (the metrics log, timing).
+               checkpoints: bool = True) -> list[tuple[MetricsLog, dict]]:
+    """Train the S runs of ``backend``, run ``s`` over ``schedules[s]`` into ``run_dirs[s]``; returns
+    (metrics log, timing) per run.
 
     Each period is a training call (per-step metrics) and an evaluation call, timed apart.
     A split the backend does not evaluate (by default ``train`` for the CIFAR and RNN
     experiments) gets the mean of the period's per-step metrics instead.
 
     timing: {"wall_time_s", "train_time_s", "eval_time_s", "checkpoint_time_s", "compile_time_s"
-    (all across resumes), "train_examples", "steps", "resumed_from"}. ``checkpoint_time_s`` is the
-    time training waited for checkpoints (copying the state to the host, or a previous write still
-    running); the writing itself runs in the background.
-
-    A backend with ``runs = S > 1`` trains S runs side by side: then ``schedule`` holds [S, K, B]
-    index arrays, ``run_dir`` is a list of S folders, the backend's train/evaluate/host_state
-    return (and load_state takes) lists of S, each run gets its own metrics log and checkpoints
-    in the single-run format, and the result is a list of S (log, timing) pairs.
-    ``checkpoints=False`` (or a backend without ``host_state``) disables checkpointing.
+    (all across resumes), "train_examples", "steps", "resumed_from", "runs"}, the same for the
+    runs trained together. ``checkpoint_time_s`` is the time training waited for checkpoints
+    (copying the state to the host, or a previous write still running); the writing itself runs
+    in the background. Each run has its own metrics log and checkpoints, in the same format
+    however many trained together. ``checkpoints=False`` (or a backend without ``host_state``)
+    disables checkpointing.
     """
-    loop = _Loop(backend, schedule, run_dir, checkpoint_every=checkpoint_every, epochs=epochs,
-                 checkpoints=checkpoints)
+    loop = _Loop(as_runs(backend), side_by_side(schedules), run_dirs, checkpoint_every=checkpoint_every,
+                 epochs=epochs, checkpoints=checkpoints)
     loop.start(resume)
     loop.run(desc, progress)
     timing = loop.timing()
-    if loop.multi:
-        return [(log, {**timing, "runs": len(loop.logs)}) for log in loop.logs]
-    return loop.logs[0], timing
+    return [(log, {**timing, "runs": len(loop.logs)}) for log in loop.logs]
 
 
 class _Loop:
     """train_loop's state: the runs' folders, logs and checkpointers, the position and the clocks."""
 
-    def __init__(self, backend, schedule, run_dir, *, checkpoint_every: int | None, epochs: bool,
+    def __init__(self, backend, schedule, run_dirs, *, checkpoint_every: int | None, epochs: bool,
                  checkpoints: bool) -> None:
 
         self.backend, self.schedule = backend, schedule
-        self.multi = getattr(backend, "runs", 1) > 1
-        self.run_dirs = [Path(d) for d in run_dir] if self.multi else [Path(run_dir)]
+        self.run_dirs = [Path(d) for d in run_dirs]
+        if len(self.run_dirs) != backend.runs:
+            raise ValueError(f"{backend.runs} run(s) to train, {len(self.run_dirs)} run folder(s)")
         self.auto = checkpoint_every is None  # skip a save while the previous one is still being written
         self.every = 1 if self.auto else checkpoint_every
-        use = checkpoints and self.every > 0 and hasattr(backend, "host_state") and is_writer()
+        use = checkpoints and self.every > 0 and saves_state(backend) and is_writer() and tools.can_checkpoint()
         # Every process of a multi-process job holds a full replica; see README (checkpoints are single-process).
-        use = use and jax.process_count() == 1
-        self.ckpts = None
-        if use:
-            from train.engine.checkpoint import Checkpointer  # orbax is slow to import: only runs that save load it
-            self.ckpts = [Checkpointer(d / "checkpoints") for d in self.run_dirs]
+        use = use and process_count() == 1
+        self.ckpts = [tools.checkpointer(d / "checkpoints") for d in self.run_dirs] if use else None
         self.unit = "epoch" if epochs else "period"
         self.epochs = epochs
         self.start_period, self.elapsed0, self.resumed_from, self.prior = 0, 0.0, None, {}
-
-    def as_list(self, x):
-        return x if self.multi else [x]
-
-    def per_run(self, idx):
-        return idx[0] if self.multi else idx
 
     def start(self, resume: bool) -> None:
         """Restore the newest checkpoint common to every run (``resume``), or clear an earlier run's."""
@@ -261,13 +250,14 @@ class _Loop:
         self.skipped = int(self.prior.get("ckpt_skipped", 0))
         self.timer = _Timer(self.backend, self.prior)
         self.logs = [MetricsLog(d / "metrics.jsonl", r) for d, r in zip(self.run_dirs, rows)]
-        done_before = [self.per_run(self.schedule[p]) for p in range(self.start_period)]
+        done_before = [self.schedule[p][0] for p in range(self.start_period)]
         self.step, self.examples = sum(p.shape[0] for p in done_before), sum(p.size for p in done_before)
 
     def _restore(self) -> list[list[dict]]:
         # The structure to restore into: a fresh state, or None (as saved) where the backend's grows as it trains.
-        template = getattr(self.backend, "restore_template", self.backend.host_state)()
-        restored = _restore_common(self.ckpts, self.as_list(template)) if self.ckpts else None
+        template = self.backend.restore_template() if hasattr(self.backend, "restore_template") \
+            else self.backend.host_state()
+        restored = _restore_common(self.ckpts, template) if self.ckpts else None
         if restored is None:
             raise UsageError(f"--resume: no checkpoint to resume from in {self.run_dirs[0] / 'checkpoints'}")
         start, states, metas = restored
@@ -275,7 +265,7 @@ class _Loop:
             if meta.get("config_digest") not in (None, run_identity(d).get("config_digest")):
                 raise UsageError(f"--resume: the checkpoints in {d / 'checkpoints'} were written by a run with "
                                  f"other settings; drop --resume to start over")
-        self.backend.load_state(states if self.multi else states[0])
+        self.backend.load_state(states)
         self.start_period = self.resumed_from = start
         self.prior = metas[0]
         self.elapsed0 = float(self.prior["elapsed_s"])
@@ -288,12 +278,12 @@ class _Loop:
     def run(self, desc: str, progress: bool | None) -> None:
 
         self.t0 = time.perf_counter()
-        total = getattr(self.schedule, "total_steps", None) or sum(self.per_run(p).shape[0] for p in self.schedule)
+        total = self.schedule.total_steps
         bar = tqdm(total=total, initial=self.step, desc=desc, unit="step", leave=False,
                    disable=(None if progress is None else not progress))
         # Every program built from here on (the recompilation guard: after the first period, none).
-        self.compiles, self.after_first = CompileLog(), None
-        self.artifacts = RunArtifacts(self.run_dirs[0], self.start_period, len(self.schedule))
+        self.compiles, self.after_first = tools.compile_log(), None
+        self.artifacts = tools.artifacts(self.run_dirs[0], self.start_period, len(self.schedule))
         try:
             with stop_on_signals() as sig, self.compiles:
                 # Rewritten here, inside the signal handling: drops rows a crash left beyond the checkpoint,
@@ -321,22 +311,22 @@ class _Loop:
     def _period(self, pi: int):
         """Train and evaluate period ``pi``, stop on a non-finite loss, log the rows; -> (evaluations, steps)."""
         idx = self.schedule[pi]
-        k = self.per_run(idx).shape[0]
-        steps_out = self.as_list(self.timer.run("train_s", self.backend.train, idx))
-        evs = self.as_list(self.timer.run("eval_s", self.backend.evaluate))
+        k = idx.shape[1]
+        steps_out = self.timer.run("train_s", self.backend.train, idx)
+        evs = self.timer.run("eval_s", self.backend.evaluate)
         for r, (sm, ev) in enumerate(zip(steps_out, evs)):
             bad = _first_bad_step(sm, self.step)
             if bad is not None or not all(np.isfinite(m["loss"]) for m in ev.values()):
                 raise Diverged(
                     f"loss became NaN/inf at step {bad or self.step + k} ({self.unit} {pi + 1})"
-                    f"{' of ' + str(self.run_dirs[r]) if self.multi else ''}; last good checkpoint: "
+                    f"{' of ' + str(self.run_dirs[r]) if len(self.run_dirs) > 1 else ''}; last good checkpoint: "
                     f"{self._last_good(r)}; likely cause: learning rate too high (try a smaller --lr); metrics "
                     f"so far are in {self.logs[r].path}")
         self.step += k
-        self.examples += self.per_run(idx).size
+        self.examples += idx[0].size
         for log, sm, ev in zip(self.logs, steps_out, evs):
             if "train" not in ev:
-                ev = {"train": train_metrics_from_steps(sm, self.per_run(idx).size), **ev}
+                ev = {"train": train_metrics_from_steps(sm, idx[0].size), **ev}
             log.add([{"step": int(self.step), **({"epoch": pi + 1} if self.epochs else {}), "split": s,
                       "loss": m["loss"], "accuracy": m["accuracy"], "time_s": round(self.now(), 4)}
                      for s, m in ev.items()])
@@ -357,7 +347,7 @@ class _Loop:
             def save():
                 meta = {"elapsed_s": self.now(), "compile_s": self.prior_compile + self.backend.compile_time_s,
                         "ckpt_skipped": self.skipped, **self.timer.t}
-                for c, log, st, ident in zip(self.ckpts, self.logs, self.as_list(self.backend.host_state()),
+                for c, log, st, ident in zip(self.ckpts, self.logs, self.backend.host_state(),
                                              self.identities):
                     c.save(done, st, {**meta, **ident, "rows": list(log.rows)})
             self.timer.run("ckpt_s", save)

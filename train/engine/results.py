@@ -23,7 +23,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import jax
 from PIL import Image
 
 from data import files as atomic_files
@@ -36,15 +35,21 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn", "matplotl
 
 # In a multi-process job every process runs the same program; only process 0 writes results.
 _WRITER = True
+_PROCESSES = 1
 
 
-def set_writer(is_writer: bool) -> None:
-    global _WRITER
-    _WRITER = bool(is_writer)
+def set_writer(is_writer: bool, processes: int = 1) -> None:
+    """Whether this process writes results, and how many processes the job has (the process setup says)."""
+    global _WRITER, _PROCESSES
+    _WRITER, _PROCESSES = bool(is_writer), int(processes)
 
 
 def is_writer() -> bool:
     return _WRITER
+
+
+def process_count() -> int:
+    return _PROCESSES
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -118,13 +123,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def device_info() -> dict[str, Any]:
-    devs = jax.devices()
-    return {"platform": devs[0].platform, "device_kind": devs[0].device_kind,
-            "local_device_count": jax.local_device_count(), "device_count": len(devs),
-            "process_count": jax.process_count(), "host": platform.node()}
 
 
 def own_device_info(platform_name: str, device_kind: str | None = None) -> dict[str, Any]:

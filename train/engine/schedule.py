@@ -51,3 +51,31 @@ class LazyPeriods(Sequence):
     @property
     def total_steps(self) -> int:
         return self.count * self.steps
+
+
+class SideBySide(Sequence):
+    """S runs' schedules as one: period ``p`` is their batch indices stacked, [S, K, B]."""
+
+    def __init__(self, schedules: Sequence[Sequence[np.ndarray]]) -> None:
+        if not schedules or len({len(s) for s in schedules}) != 1:
+            raise ValueError(f"runs trained side by side need schedules of one length, got "
+                             f"{[len(s) for s in schedules]}")
+        self.schedules = list(schedules)
+
+    def __len__(self) -> int:
+        return len(self.schedules[0])
+
+    def __getitem__(self, p):
+        if isinstance(p, slice):
+            return [self[i] for i in range(*p.indices(len(self)))]
+        return np.stack([s[p] for s in self.schedules])
+
+    @property
+    def total_steps(self) -> int:
+        """Training steps of one run (every run takes as many)."""
+        first = self.schedules[0]
+        return getattr(first, "total_steps", None) or sum(np.shape(p)[0] for p in first)
+
+
+def side_by_side(schedules: Sequence[Sequence[np.ndarray]]) -> SideBySide:
+    return schedules if isinstance(schedules, SideBySide) else SideBySide(schedules)

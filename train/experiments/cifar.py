@@ -199,27 +199,24 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     ds, arrays = load_data(cfg)
     mean, std = channel_stats(arrays["train_x"])
     n = len(arrays["train_y"])
-    backends = []
 
     def make_backend():
         if cfg.framework != "jax":
             from train.experiments.cifar_frameworks import other_backend  # it imports this module
-            backends.append(other_backend(cfg, arrays, mean, std))
-            return backends[0]
+            return other_backend(cfg, arrays, mean, std)
         model = build_model(cfg, axis_name=AXIS if len(devices) * jax.process_count() > 1 else None)
         fuse = MODELS[cfg.model].fuse_on_cpu or devices[0].platform != "cpu"
-        backends.append(JaxBackend(model, make_optimizer(cfg), make_preprocess(mean, std), arrays, seed=cfg.seed,
-                                   devices=devices, eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg),
-                                   fuse=fuse))
-        return backends[0]
+        return JaxBackend(model, make_optimizer(cfg), make_preprocess(mean, std), arrays, seed=cfg.seed,
+                          devices=devices, eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg), fuse=fuse)
 
     run = Run(cfg.experiment, cfg, Path(workdir), cfg.run_name, framework=cfg.framework,
               record={"precision": cfg.precision_resolved(), "data_source": ds.source, "n_train": n,
                       "n_test": len(arrays["test_y"]), "channel_mean": mean, "channel_std": std},
               summary={"precision": cfg.precision_resolved(), "epochs": cfg.epochs, "data_source": ds.source},
-              after=lambda run_dir, log, summary: write_figures(cfg, ds, arrays, backends[0], run_dir, log, summary))
+              after=lambda run_dir, log, summary, backend: write_figures(cfg, ds, arrays, backend, run_dir, log,
+                                                                         summary))
     schedule = LazyPeriods(lambda e: epoch_batches(n, cfg.batch_size, e, cfg.seed), cfg.epochs, n // cfg.batch_size)
-    return drive([run], make_backend, schedule, resume=resume, checkpoint_every=checkpoint_every,
+    return drive([run], make_backend, [schedule], resume=resume, checkpoint_every=checkpoint_every,
                  progress=progress, desc=f"{cfg.experiment} {cfg.run_name}")[0]
 
 

@@ -3,8 +3,8 @@
 Every framework starts from the same initial weights (PyTorch-style uniform init, drawn once in
 NumPy and converted) and sees the same batches in the same order, so their curves coincide up to
 float rounding. ``framework="both"`` (the default, the original's NumPy-vs-framework study) runs
-NumPy and JAX; ``all`` adds PyTorch where it is installed, and compares every pair
-(``train.analysis.compare``).
+NumPy and JAX; ``all`` adds PyTorch where it is installed. Every pair of the frameworks run is
+compared in ``<dataset>-compare-s<seed>/compare.json`` (``train.analysis.compare``).
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from train.backends.jax_backend import JaxBackend
 from train.backends.numpy_backend import NumpyBackend
 from train.engine.schedule import batch_stream
 from train.analysis.compare import compare_runs
-from train.engine.driver import Run, drive
+from train.engine.driver import Run, check_resumable, drive
 from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devices_setting, require_common,
                                       require_positive, seed_setting, setting, under_precision)
-from train.engine.loop import check_resumable
-from train.engine.results import atomic_write_json, is_writer, run_config
+from train.engine.results import run_config
 from train.errors import UsageError
 from train.backends.torch_backend import TorchBackend, require_torch, sgd, torch_available
 from train.backends.jax_trainer import select_devices
@@ -153,49 +152,25 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
     if resume:  # every framework's folder, before any of them is written
         for fw in backends:
             check_resumable(workdir / f"{cfg.dataset}-{fw}-s{cfg.seed}", run_config(cfg))
-    summaries, all_rows, run_dirs = {}, {}, []
+    summaries, made = {}, {}
     for fw, backend in backends.items():
-        def figures(run_dir, log, summary, fw=fw, backend=backend):
-            all_rows[fw] = log.rows
-            run_dirs.append(run_dir)
+        def figures(run_dir, log, summary, backend, fw=fw):
+            made[fw] = (run_dir, log.rows)
             plots.plot_curves({fw: log.rows}, run_dir / "curves.png", title=f"{cfg.dataset}: {fw} MLP")
             plots.plot_decision_boundary(
                 backend.predict_proba, data, run_dir / "decision_boundary.png",
                 title=f"{cfg.dataset}: {fw} MLP, test acc {summary['final']['test_accuracy']:.3f}")
         run = Run(EXPERIMENT, cfg, workdir, f"{cfg.dataset}-{fw}-s{cfg.seed}", framework=fw,
                   summary={"dataset": cfg.dataset, "seed": cfg.seed}, after=figures)
-        summaries[fw] = drive([run], lambda backend=backend: backend, periods, resume=resume,
+        summaries[fw] = drive([run], lambda backend=backend: backend, [periods], resume=resume,
                               checkpoint_every=checkpoint_every, progress=progress, epochs=False,
                               desc=f"{cfg.dataset} {fw}")[0]
     plots.plot_toy_datasets([data], workdir / f"{cfg.dataset}-data-s{cfg.seed}.png")
-    out_dir = workdir / f"{cfg.dataset}-compare-s{cfg.seed}"
-    if {"numpy", "jax"} <= set(backends):
-        summaries["comparison"] = compare(all_rows, out_dir, cfg)
-    if len(backends) > 1 and cfg.framework == "all":
-        summaries["compare"] = compare_runs(run_dirs, out_dir)
+    if len(backends) > 1:  # every pair of frameworks, from the runs in memory (a process that writes nothing has them)
+        runs = [{"label": f"{workdir.name}/{d.name}", "path": str(d), "summary": summaries[fw], "rows": rows}
+                for fw, (d, rows) in made.items()]
+        summaries["compare"] = compare_runs(runs, workdir / f"{cfg.dataset}-compare-s{cfg.seed}")
     return summaries
-
-
-def compare(all_rows: dict[str, list[dict]], out_dir: Path, cfg: ToyConfig) -> dict:
-    """Overlay the two frameworks' curves and record how far apart they are."""
-    key = lambda r: (r["step"], r["split"])  # noqa: E731
-    a, b = sorted(all_rows["numpy"], key=key), sorted(all_rows["jax"], key=key)
-    assert [key(r) for r in a] == [key(r) for r in b], "the two runs evaluated at different points"
-    diffs = [abs(x["loss"] - y["loss"]) for x, y in zip(a, b)]
-    acc_diffs = [abs(x["accuracy"] - y["accuracy"]) for x, y in zip(a, b)]
-    final_test = [r["accuracy"] for r in a if r["split"] == "test"][-1], [r["accuracy"] for r in b if r["split"] == "test"][-1]
-    result = {"dataset": cfg.dataset, "seed": cfg.seed, "dtype": cfg.dtype, "evaluations": len(diffs) // 2,
-              "max_abs_loss_diff": max(diffs), "max_abs_accuracy_diff": max(acc_diffs),
-              "final_test_accuracy": {"numpy": final_test[0], "jax": final_test[1]},
-              "final_test_accuracy_diff": abs(final_test[0] - final_test[1])}
-    if is_writer():
-        out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "comparison.json", result)
-    plots.plot_curves(all_rows, out_dir / "curves_overlay.png",
-                      title=f"{cfg.dataset}: NumPy vs JAX (max |loss diff| {result['max_abs_loss_diff']:.2e})")
-    print(f"{cfg.dataset}: NumPy vs JAX max |loss diff| {result['max_abs_loss_diff']:.2e}, "
-          f"final test acc diff {result['final_test_accuracy_diff']:.4f}")
-    return result
 
 
 def main(cfg: ToyConfig, out: Path, **loop_kw) -> dict[str, dict]:

@@ -190,7 +190,7 @@ def _load(cfg: RNNConfig) -> _Data:
 
 
 def _runs(data: list[_Data], workdir: Path, grad_norms, framework: str = "jax") -> tuple[list, dict]:
-    """The driver's runs for these seeds; ``grad_norms(k, x, y)``: seed k's dL/dh_t on (x, y) once trained.
+    """The driver's runs for these seeds; ``grad_norms(backend, k, x, y)``: seed k's dL/dh_t on (x, y) once trained.
 
     Returns (runs, grads): ``grads[seed]`` is filled with dL/dh_t at initialisation by ``measure_init``.
     """
@@ -198,9 +198,9 @@ def _runs(data: list[_Data], workdir: Path, grad_norms, framework: str = "jax") 
     grads: dict = {}
 
     def after(d: _Data, k: int):
-        def write(run_dir: Path, log, summary: dict) -> None:
+        def write(run_dir: Path, log, summary: dict, backend) -> None:
             cfg = d.cfg
-            trained = grad_norms(k, *d.probe())
+            trained = grad_norms(backend, k, *d.probe())
             init = grads[cfg.seed]
             atomic_write_json(run_dir / "grad_norms.json", {"t": list(range(1, cfg.input_length + 1)),
                                                             "init": init, "trained": trained})
@@ -229,19 +229,17 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
     cfg.validate()
     devices = select_devices(cfg.devices, cfg.batch_size)
     d = _load(cfg)
-    box = []
 
     def make_backend():
-        box.append(JaxBackend(d.model(), make_optimizer(cfg, d.steps_per_epoch), lambda x: x, d.arrays,
-                              seed=cfg.seed, devices=devices, eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg)))
-        return box[0]
+        return JaxBackend(d.model(), make_optimizer(cfg, d.steps_per_epoch), lambda x: x, d.arrays,
+                          seed=cfg.seed, devices=devices, eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg))
 
-    runs, grads = _runs([d], Path(workdir), lambda k, x, y: _grad_norms(box[0].graphdef, box[0].host_state(), x, y))
+    runs, grads = _runs([d], Path(workdir), lambda b, k, x, y: _grad_norms(b.graphdef, b.host_state(), x, y))
 
     def measure_init(backend):
         grads[cfg.seed] = _grad_norms(backend.graphdef, backend.host_state(), *d.probe())
 
-    return drive(runs, make_backend, LazyPeriods(d.epoch, cfg.epochs, d.steps_per_epoch), resume=resume,
+    return drive(runs, make_backend, [LazyPeriods(d.epoch, cfg.epochs, d.steps_per_epoch)], resume=resume,
                  checkpoint_every=checkpoint_every, progress=progress, before=measure_init,
                  desc=f"{EXPERIMENT} {cfg.run_name}")[0]
 
@@ -268,18 +266,17 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
     if not vmap_supported(devices):
         raise ValueError("train_seeds_together runs on one device in one process")
     data = [_load(c) for c in cfgs]
-    cfg, box, final = cfgs[0], [], []
+    cfg, final = cfgs[0], []
 
     def make_backend():
-        box.append(MultiSeedJaxBackend([d.model() for d in data], make_optimizer(cfg, data[0].steps_per_epoch),
-                                       lambda x: x, [d.arrays for d in data], seeds=[c.seed for c in cfgs],
-                                       device=devices[0], eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg)))
-        return box[0]
+        return MultiSeedJaxBackend([d.model() for d in data], make_optimizer(cfg, data[0].steps_per_epoch),
+                                   lambda x: x, [d.arrays for d in data], seeds=[c.seed for c in cfgs],
+                                   device=devices[0], eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg))
 
-    def grad_norms(k, x, y):
-        if not final:
-            final.extend(box[0].host_state())
-        return _grad_norms(box[0].graphdef, final[k], x, y)
+    def grad_norms(backend, k, x, y):
+        if not final:  # every seed's trained state, fetched once
+            final.extend(backend.host_state())
+        return _grad_norms(backend.graphdef, final[k], x, y)
 
     runs, grads = _runs(data, Path(workdir), grad_norms)
 
@@ -287,9 +284,9 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
         for d, st in zip(data, backend.host_state()):
             grads[d.cfg.seed] = _grad_norms(backend.graphdef, st, *d.probe())
 
-    schedule = LazyPeriods(lambda e: np.stack([d.epoch(e) for d in data]), cfg.epochs, data[0].steps_per_epoch)
+    schedules = [LazyPeriods(d.epoch, cfg.epochs, d.steps_per_epoch) for d in data]
     seeds = ",".join(str(c.seed) for c in cfgs)
-    return drive(runs, make_backend, schedule, resume=resume, checkpoint_every=checkpoint_every, progress=progress,
+    return drive(runs, make_backend, schedules, resume=resume, checkpoint_every=checkpoint_every, progress=progress,
                  before=measure_init, desc=f"{EXPERIMENT} T{cfg.input_length}-{cfg.cell}-s{{{seeds}}}")
 
 
@@ -307,12 +304,12 @@ def train_torch(cfg: RNNConfig, workdir: str | Path, *, progress: bool | None = 
     require_torch()
     d = _load(cfg)
     backend = torch_backend(cfg, d.arrays, d.model(), d.steps_per_epoch)
-    runs, grads = _runs([d], Path(workdir), lambda k, x, y: backend.grad_norms(x, y), framework="torch")
+    runs, grads = _runs([d], Path(workdir), lambda b, k, x, y: b.grad_norms(x, y), framework="torch")
 
     def measure_init(b):
         grads[cfg.seed] = b.grad_norms(*d.probe())
 
-    return drive(runs, lambda: backend, LazyPeriods(d.epoch, cfg.epochs, d.steps_per_epoch), resume=resume,
+    return drive(runs, lambda: backend, [LazyPeriods(d.epoch, cfg.epochs, d.steps_per_epoch)], resume=resume,
                  checkpoint_every=checkpoint_every, progress=progress, before=measure_init,
                  desc=f"{EXPERIMENT} {cfg.run_name}")[0]
 

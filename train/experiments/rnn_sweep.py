@@ -15,23 +15,12 @@ import numpy as np
 from train.analysis import plots
 from train.experiments.common import Experiment, setting
 from train.experiments.rnn import CELLS, EXPERIMENT, RNNConfig, quick, train_and_evaluate, train_seeds_together
-from train.engine.loop import check_resumable, completed_summary
-from train.engine.run_files import damage_note
+from train.engine.driver import reuse_resume_or_train
 from train.backends.jax_multiseed import vmap_supported
 from train.engine.results import (run_config, atomic_write_json, is_writer, prepare_run_dir, read_jsonl,
                                   release_run_dir)
 from train.errors import UsageError
 from train.backends.jax_trainer import select_devices
-
-
-def _resumable(cfgs: list[RNNConfig], workdir: Path) -> bool:
-    """True if every one of these runs has a checkpoint made with its exact settings."""
-    try:
-        for c in cfgs:
-            check_resumable(workdir / c.run_name, run_config(c))
-    except UsageError:
-        return False
-    return True
 
 
 def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out: str | Path,
@@ -79,19 +68,15 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
 def train_group(cfgs: list[RNNConfig], workdir: Path, *, together: bool, reuse: bool, resume: bool,
                 **loop_kw) -> list[dict]:
     """The seeds of one (cell, T): read back, continued or trained; one result row each."""
-    summ = {c.seed: completed_summary(workdir / c.run_name, run_config(c)) if reuse else None for c in cfgs}
-    todo = [c for c in cfgs if summ[c.seed] is None]
-    if reuse:
-        damage_note(*(workdir / c.run_name for c in todo))
-    cont = bool(todo) and (reuse or resume) and _resumable(todo, workdir)
-    if together and len(todo) > 1:
-        summ.update(zip([c.seed for c in todo], train_seeds_together(todo, workdir, resume=cont, **loop_kw)))
-    else:
-        for c in todo:
-            summ[c.seed] = train_and_evaluate(c, workdir, resume=cont, **loop_kw)
+    def train(todo: list[int], cont: bool) -> list[dict]:
+        if together and len(todo) > 1:
+            return train_seeds_together([cfgs[i] for i in todo], workdir, resume=cont, **loop_kw)
+        return [train_and_evaluate(cfgs[i], workdir, resume=cont, **loop_kw) for i in todo]
+
+    summaries = reuse_resume_or_train([workdir / c.run_name for c in cfgs], [run_config(c) for c in cfgs], train,
+                                      reuse=reuse, resume=reuse or resume)
     rows = []
-    for c in cfgs:
-        s = summ[c.seed]
+    for c, s in zip(cfgs, summaries):
         # Runs finished before summaries carried their gradient norms: grad_norms.json beside them.
         g = s.get("grad_norms") or json.loads((workdir / c.run_name / "grad_norms.json").read_text())
         rows.append({"cell": c.cell, "input_length": c.input_length, "seed": c.seed,

@@ -37,10 +37,10 @@ def run_twins(plan: Plan, results: dict, out: Path, run_or_reuse) -> None:
 
 
 def _toy_parts(results: dict, out: Path) -> dict:
-    """The toy sets' three-way comparisons in the shape of ``results["frameworks"]`` entries."""
+    """The toy sets' comparisons with PyTorch in the shape of ``results["frameworks"]`` entries."""
     parts = {}
     for name, s in results["toy"].items():
-        if "compare" in s:
+        if "compare" in s and "torch" in s:
             runs = {fw: s[fw] for fw in ("numpy", "jax", "torch") if fw in s}
             seed = s["jax"].get("seed", 0)
             parts[f"toy {name}"] = {"runs": runs, "compare": s["compare"],

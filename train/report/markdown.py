@@ -8,6 +8,14 @@ from pathlib import Path
 from train.engine.results import read_jsonl
 
 
+def numpy_vs_jax(compare: dict) -> dict:
+    """A toy set's NumPy-vs-JAX pair in its compare.json: max |loss difference|, |final test accuracy difference|."""
+    fw = {r["label"]: r["framework"] for r in compare["runs"]}
+    (pair,) = [p for p in compare["pairs"] if {fw[p["a"]], fw[p["b"]]} == {"numpy", "jax"}]
+    return {"max_abs_loss_diff": pair["max_abs_loss_diff"],
+            "final_test_accuracy_diff": abs(pair["final_test_accuracy_diff"])}
+
+
 def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 

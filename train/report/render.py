@@ -9,9 +9,10 @@ from pathlib import Path
 
 from train.report import frameworks
 from train.report.claims import comparison, deviations, schedule_section
-from train.report.markdown import HEADER, _best_epoch, _fig, _pct, _summary_row
+from train.report.markdown import HEADER, _best_epoch, _fig, _pct, _summary_row, numpy_vs_jax
 from train.report.plan import PARTS, ROOT, Plan
-from train.engine.results import device_info, package_versions
+from train.backends.jax_backend import jax_device_info
+from train.engine.results import package_versions
 
 
 def figure_map(plan: Plan, out: Path) -> list[str]:
@@ -100,7 +101,7 @@ def cnn_elsewhere(out: Path) -> str:
 
 
 def header(plan: Plan, results: dict, *, total_s: float, data_source: str, data_note: str) -> list[str]:
-    dev = device_info()
+    dev = jax_device_info()
     v = package_versions()
     kind = "QUICK run (scaled down, see below)" if plan.quick else "full run"
     also = f", PyTorch {v['torch']}" if plan.torch and v.get("torch") else ""
@@ -141,14 +142,14 @@ def toy_section(plan: Plan, results: dict, out: Path) -> list[str]:
     L += ["", "| data set | max abs loss difference NumPy vs JAX (all evaluations) | final test acc difference |",
           "|---|---|---|"]
     for name, s in results["toy"].items():
-        c = s["comparison"]
+        c = numpy_vs_jax(s["compare"])
         L.append(f"| {name} | {c['max_abs_loss_diff']:.2e} | {100 * c['final_test_accuracy_diff']:.2f} points |")
     L.append("")
     for name in results["toy"]:
         def figs(file, what):
             return " ".join(_fig(out, toy / f"{name}-{fw}-s{seed}" / file, f"{name} {fw} {what}")
                             for fw in fws if fw in results["toy"][name])
-        L += [f"### {name}", "", _fig(out, toy / f"{name}-compare-s{seed}" / "curves_overlay.png", f"{name} overlay"),
+        L += [f"### {name}", "", _fig(out, toy / f"{name}-compare-s{seed}" / "curves.png", f"{name} overlay"),
               "", figs("curves.png", "curves"), "", figs("decision_boundary.png", "decision boundary"), ""]
     return L
 

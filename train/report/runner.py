@@ -21,50 +21,40 @@ from pathlib import Path
 from data.toy import make_toy_data
 from train.analysis import plots
 from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
-from train.engine.loop import check_resumable, completed_summary
+from train.engine.driver import reuse_resume_or_train
 from train.report import frameworks, plan as P
 from train.report.render import render
 from train.engine.results import atomic_write_text, claim_dir, release_run_dir, run_config
 from train.errors import UsageError
-from train.engine.run_files import damage_note
 
 
 def _run_or_reuse(train_fn, cfg, workdir: Path, run_name: str, *, force: bool, progress, log: list[str]) -> dict:
     """Read back a finished run with the same settings; resume an interrupted one; else train."""
-    run_dir = workdir / run_name
-    config = run_config(cfg)
-    why = ""
-    if not force:
-        done = completed_summary(run_dir, config)
-        if done is not None:
-            log.append(f"reused {run_dir}")
-            return done
-        why = damage_note(run_dir)
-        try:
-            check_resumable(run_dir, config)
-            log.append(f"resumed {run_dir}{why}")
-            return train_fn(cfg, workdir, progress=progress, resume=True)
-        except UsageError:
-            pass
-    log.append(f"ran {run_dir}{why}")
-    return train_fn(cfg, workdir, progress=progress)
+    def train(todo, resume):
+        return [train_fn(cfg, workdir, progress=progress, resume=resume)]
+    return reuse_resume_or_train([workdir / run_name], [run_config(cfg)], train, reuse=not force, resume=not force,
+                                 log=log)[0]
 
 
 def _toy_run_or_reuse(cfg, workdir: Path, *, force: bool, progress, log: list[str]) -> dict:
-    """A toy set's runs (every framework of ``cfg``) and comparisons, read back if all are there."""
+    """A toy set's runs (every framework of ``cfg``) and their comparison, read back if all are there."""
     names = {fw: f"{cfg.dataset}-{fw}-s{cfg.seed}" for fw in mlp_toy.frameworks(cfg)}
-    cmp_dir = workdir / f"{cfg.dataset}-compare-s{cfg.seed}"
-    files = {"comparison": cmp_dir / "comparison.json"}
-    if len(names) > 2:  # --framework all: every pair, by train.analysis.compare
-        files["compare"] = cmp_dir / "compare.json"
-    done = None if force else {fw: completed_summary(workdir / n, run_config(cfg)) for fw, n in names.items()}
-    comparisons = None if force else _read_json_files(files)
-    if done and all(done.values()) and comparisons is not None:
-        log.append(f"reused {workdir}/{cfg.dataset}-*")
-        return {**done, **comparisons}
-    why = "" if force else damage_note(*(workdir / n for n in names.values()))
-    log.append(f"ran {workdir}/{cfg.dataset}-*{why}")
-    return mlp_toy.train_and_evaluate(cfg, workdir, progress=progress)
+    files = {"compare": workdir / f"{cfg.dataset}-compare-s{cfg.seed}" / "compare.json"} if len(names) > 1 else {}
+    read, trained = {}, {}
+
+    def intact() -> bool:
+        docs = _read_json_files(files)
+        read.update(docs or {})
+        return docs is not None
+
+    def train(todo, resume):
+        trained.update(mlp_toy.train_and_evaluate(cfg, workdir, progress=progress))
+        return [trained[fw] for fw in names]
+
+    got = reuse_resume_or_train([workdir / n for n in names.values()], [run_config(cfg)] * len(names), train,
+                                reuse=not force, resume=False, label=f"{workdir}/{cfg.dataset}-*", log=log,
+                                together=intact)
+    return trained or {**dict(zip(names, got)), **read}
 
 
 def _read_json_files(files: dict[str, Path]) -> dict | None:

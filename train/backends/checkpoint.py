@@ -1,4 +1,4 @@
-"""Checkpoints with orbax: the training state plus everything needed to resume exactly.
+"""Checkpoints with orbax, the engine's through ``train.backends``: the training state and what an exact resume needs.
 
 A checkpoint holds a backend's host state (for JAX the :class:`~train.backends.jax_trainer.TrainState`:
 parameters, batch statistics, optimizer state, step, dropout key; for PyTorch and NumPy a
