@@ -33,7 +33,7 @@ from train.bench.timing import Budget, Runner, prepare
 from train.bench.workloads import Workload, with_precision
 from train.backends.jax_compile_log import CompileLog
 from train.experiments import cifar, mlp_toy, rnn
-from train.experiments.common import precision_scope
+from train.backends.jax_trainer import matmul_scope as precision_scope
 from train.backends.jax_profiling import profile_to, trace_files
 from train.backends.jax_trainer import AXIS, Trainer, create_state
 
