@@ -52,7 +52,8 @@ class Backend(Protocol):
 
 # -- which frameworks exist -------------------------------------------------------------------------
 # Each backend module is imported only when its framework is used (PyTorch is optional); each has
-# ``available()``, ``MISSING`` (the one-line error when it is not installed) and ``from_jax``.
+# ``NAME``, ``available()``, ``MISSING`` (the one-line error when it is not installed) and ``from_jax``.
+# Adding a framework is a backend module and a line here: every experiment then offers it.
 FRAMEWORKS = {"numpy": "train.backends.numpy_backend", "jax": "train.backends.jax_backend",
               "torch": "train.backends.torch_backend"}
 
@@ -78,15 +79,17 @@ class Chosen(tuple):
     missing: tuple[str, ...] = ()
 
 
-def choose(requested: str, supported: tuple[str, ...], unsupported: dict[str, str] | None = None,
+def choose(requested: str, order: tuple[str, ...] = (), unsupported: dict[str, str] | None = None,
            *, aliases: dict[str, str] | None = None) -> Chosen:
     """The frameworks ``--framework requested`` names (with ``.missing``: those ``all`` left out).
 
-    ``requested`` is one framework, a comma list of them, or ``all`` (every one of ``supported``,
-    in that order, that is installed). ``unsupported`` maps a framework this experiment's settings
-    cannot run to why. A framework named explicitly but not installed is a one-line UsageError.
+    ``requested`` is one framework, a comma list of them, or ``all`` (every one installed). Runs go
+    in the experiment's ``order``, then the other frameworks in registry order. ``unsupported`` maps
+    a framework this experiment's settings cannot run to why. A framework named explicitly but not
+    installed is a one-line UsageError.
     """
     unsupported = unsupported or {}
+    supported = (*order, *(fw for fw in FRAMEWORKS if fw not in order))
     requested = (aliases or {}).get(requested, requested)
     if requested == "all":
         wanted = tuple(fw for fw in supported if fw not in unsupported)

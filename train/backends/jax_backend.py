@@ -15,6 +15,7 @@ from train.backends.jax_trainer import Trainer, create_state, eval_plan, matmul_
 from train.errors import UsageError
 from train.precision import Precision
 
+NAME = "JAX"
 MISSING = "JAX is not installed"  # the project's own framework: always there
 
 

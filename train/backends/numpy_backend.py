@@ -10,6 +10,7 @@ from train.backends.base import Recipe
 from train.engine.results import own_device_info
 from train.errors import UsageError
 
+NAME = "NumPy"
 MISSING = "NumPy is not installed"  # the baseline's own framework: always there
 
 

@@ -32,6 +32,7 @@ from train.errors import UsageError
 from train.precision import TABLE, Precision
 
 TORCH_MISSING = "--framework torch needs PyTorch: pip install '.[torch]' (or see the README's Cross-framework studies)"
+NAME = "PyTorch"
 MISSING = TORCH_MISSING
 
 

@@ -62,14 +62,14 @@ MODELS = {
     "mlp": Model("mlp-cifar", _build_mlp, lambda cfg: cfg.variant),
     "cnn": Model("cnn-cifar", _build_cnn, lambda cfg: "cnn"),
 }
-SUPPORTED = ("jax", "torch", "numpy")
+ORDER = ("jax", "torch")  # --framework all: JAX first, then the others
 
 
 @dataclass
 class CifarConfig(PrecisionSetting):
     model: str = setting("mlp", "mlp or cnn (fixed by the command)")
     variant: str = setting("plain", "plain (the original) or improved (batch norm + dropout)")
-    framework: str = setting("jax", framework_help(("jax", "torch", "numpy (the plain MLP only)"), "jax"))
+    framework: str = setting("jax", framework_help("jax", " (numpy: the plain MLP only)"))
     data: str = setting("tfds", "CIFAR-10 source: tfds, folder:PATH (train/<class>/*, test/<class>/*), or "
                                 "synthetic[:N]")
     data_dir: str | None = setting(None, "tensorflow-datasets data_dir (default: tfds' own, ~/tensorflow_datasets)")
@@ -118,7 +118,7 @@ def frameworks(cfg: CifarConfig) -> base.Chosen:
     (``.missing``: those ``all`` left out as not installed)."""
     unsupported = {} if (cfg.model, cfg.variant) == ("mlp", "plain") else {
         "numpy": "only the plain MLP has a NumPy model"}
-    return base.choose(cfg.framework, SUPPORTED, unsupported)
+    return base.choose(cfg.framework, ORDER, unsupported)
 
 
 def mlp_config(**kw) -> CifarConfig:

@@ -120,9 +120,9 @@ class Experiment:
     checkpoint_every: int | None = None   # the default: None = every epoch the writer is free; 0 = off
 
 
-def framework_help(supported: tuple[str, ...], default: str) -> str:
-    return (f"{', '.join(supported)}, a comma list of them, or all (every one installed: the same initial "
-            f"weights and batches, then compared); default {default}")
+def framework_help(default: str, note: str = "") -> str:
+    return (f"{', '.join(base.FRAMEWORKS)}{note}, a comma list of them, or all (every one installed: the same "
+            f"initial weights and batches, then compared); default {default}")
 
 
 def several(framework: str) -> bool:
@@ -141,9 +141,6 @@ def train_each_framework(cfg, frameworks: base.Chosen, train: Callable, workdir:
     return out
 
 
-NAMES = {"jax": "JAX", "numpy": "NumPy", "torch": "PyTorch"}
-
-
 def note_missing(frameworks: base.Chosen) -> None:
     for fw in frameworks.missing:
-        print(f"note: --framework all: {base.module(fw).MISSING}; {NAMES[fw]} left out", file=sys.stderr)
+        print(f"note: --framework all: {base.module(fw).MISSING}; {base.module(fw).NAME} left out", file=sys.stderr)

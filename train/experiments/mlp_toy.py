@@ -34,7 +34,6 @@ from train.backends.jax_trainer import select_devices
 from train.precision import TABLE
 
 EXPERIMENT = "mlp-toy"
-SUPPORTED = ("numpy", "jax", "torch")
 ALIASES = {"both": "numpy,jax"}  # the name the default had
 
 
@@ -42,7 +41,7 @@ ALIASES = {"both": "numpy,jax"}  # the name the default had
 class ToyConfig:
     dataset: str = setting("moons", "toy data set: moons, circles, blobs, or all")
     # NumPy and JAX, not jax as elsewhere: Part 1's point is the NumPy-vs-framework comparison.
-    framework: str = setting("numpy,jax", framework_help(SUPPORTED, "numpy,jax: the original's comparison") +
+    framework: str = setting("numpy,jax", framework_help("numpy,jax: the original's comparison") +
                              "; curves overlaid")
     samples: int = setting(1000, "number of samples drawn from scikit-learn")
     noise: float | None = setting(None, "moons/circles noise or blobs cluster std (default: 0.2 moons, "
@@ -83,7 +82,7 @@ def schedule(cfg: ToyConfig, n_train: int) -> list[np.ndarray]:
 
 def frameworks(cfg: ToyConfig) -> base.Chosen:
     """The frameworks ``cfg.framework`` names; ``all`` leaves out PyTorch where it is not installed."""
-    return base.choose(cfg.framework, SUPPORTED, aliases=ALIASES)
+    return base.choose(cfg.framework, ("numpy", "jax"), aliases=ALIASES)
 
 
 def jax_model(cfg: ToyConfig):

@@ -33,14 +33,15 @@ from train.backends.jax_trainer import select_devices
 
 EXPERIMENT = "rnn-palindrome"
 CELLS = ("vanilla", "lstm")
-SUPPORTED = ("jax", "torch")
+ORDER = ("jax", "torch")  # --framework all: JAX first, then the others
+NO_NUMPY = {"numpy": "the NumPy baseline has no recurrent model"}
 
 
 @dataclass
 class RNNConfig(PrecisionSetting):
     input_length: int = setting(19, "T: number of input digits (the palindrome has T+1 digits; the label is the last)")
     cell: str = setting("vanilla", "recurrent cell: vanilla (the original's tanh RNN) or lstm")
-    framework: str = setting("jax", framework_help(SUPPORTED, "jax"))
+    framework: str = setting("jax", framework_help("jax", " (numpy: not for the RNN)"))
     hidden: int = setting(128, "hidden state size")
     data_size: int = setting(100_000, "distinct palindromes drawn (capped at the 10^ceil((T+1)/2) that exist)")
     portion_train: float = setting(0.8, "fraction of the data used for training")
@@ -93,7 +94,7 @@ def quick() -> RNNConfig:
 
 def frameworks(cfg: RNNConfig) -> base.Chosen:
     """The frameworks ``cfg.framework`` names (``.missing``: those ``all`` left out as not installed)."""
-    return base.choose(cfg.framework, SUPPORTED)
+    return base.choose(cfg.framework, ORDER, NO_NUMPY)
 
 
 def optimizer(cfg: RNNConfig) -> base.Optimizer:
