@@ -69,7 +69,7 @@ ORDER = ("jax", "torch")  # --framework all: JAX first, then the others
 class CifarConfig(PrecisionSetting):
     model: str = setting("mlp", "mlp or cnn (fixed by the command)")
     variant: str = setting("plain", "plain (the original) or improved (batch norm + dropout)")
-    framework: str = setting("jax", framework_help("jax", " (numpy: the plain MLP only)"))
+    framework: str = setting("jax", framework_help("; numpy runs the plain MLP only"))
     data: str = setting("tfds", "CIFAR-10 source: tfds, folder:PATH (train/<class>/*, test/<class>/*), or "
                                 "synthetic[:N]")
     data_dir: str | None = setting(None, "tensorflow-datasets data_dir (default: tfds' own, ~/tensorflow_datasets)")

@@ -52,6 +52,7 @@ def epochs_setting(default: int):
 HIDDEN_HELP = "hidden layer sizes, comma-separated, e.g. '20' or '1024,512'"
 BATCH_HELP = "(global) mini-batch size"
 
+
 @functools.cache
 def resolved_precision(flag: str) -> Precision:
     """The Precision ``--precision flag`` means where JAX runs here ('auto' decided once per process)."""
@@ -120,9 +121,9 @@ class Experiment:
     checkpoint_every: int | None = None   # the default: None = every epoch the writer is free; 0 = off
 
 
-def framework_help(default: str, note: str = "") -> str:
-    return (f"{', '.join(base.FRAMEWORKS)}{note}, a comma list of them, or all (every one installed: the same "
-            f"initial weights and batches, then compared); default {default}")
+def framework_help(note: str = "") -> str:
+    return (f"{', '.join(base.FRAMEWORKS)}, a comma list of them, or all (every one installed: the same initial "
+            f"weights and batches, then compared){note}")
 
 
 def several(framework: str) -> bool:

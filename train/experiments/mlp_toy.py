@@ -41,8 +41,8 @@ ALIASES = {"both": "numpy,jax"}  # the name the default had
 class ToyConfig:
     dataset: str = setting("moons", "toy data set: moons, circles, blobs, or all")
     # NumPy and JAX, not jax as elsewhere: Part 1's point is the NumPy-vs-framework comparison.
-    framework: str = setting("numpy,jax", framework_help("numpy,jax: the original's comparison") +
-                             "; curves overlaid")
+    framework: str = setting("numpy,jax", framework_help("; numpy,jax is the original's comparison, "
+                                                                   "curves overlaid"))
     samples: int = setting(1000, "number of samples drawn from scikit-learn")
     noise: float | None = setting(None, "moons/circles noise or blobs cluster std (default: 0.2 moons, "
                                         "0.1 circles, 1.0 blobs)")

@@ -19,7 +19,7 @@ from data.palindrome import make_palindrome_data
 from jax_models.rnn import RNNClassifier
 from train.analysis import plots
 from train.backends import base
-from train.backends.jax_backend import clip_grad_norm, optax_optimizer, step_lr  # noqa: F401 - rnn's API
+from train.backends.jax_backend import optax_optimizer
 from train.engine.schedule import LazyPeriods, epoch_batches
 from train.engine.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, Experiment, PrecisionSetting, devices_setting, epochs_setting,
@@ -41,7 +41,7 @@ NO_NUMPY = {"numpy": "the NumPy baseline has no recurrent model"}
 class RNNConfig(PrecisionSetting):
     input_length: int = setting(19, "T: number of input digits (the palindrome has T+1 digits; the label is the last)")
     cell: str = setting("vanilla", "recurrent cell: vanilla (the original's tanh RNN) or lstm")
-    framework: str = setting("jax", framework_help("jax", " (numpy: not for the RNN)"))
+    framework: str = setting("jax", framework_help("; numpy has no RNN"))
     hidden: int = setting(128, "hidden state size")
     data_size: int = setting(100_000, "distinct palindromes drawn (capped at the 10^ceil((T+1)/2) that exist)")
     portion_train: float = setting(0.8, "fraction of the data used for training")
