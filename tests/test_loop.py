@@ -5,7 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from train.experiments import cifar
+from data.toy import make_toy_data
+from train.experiments import cifar, mlp_toy
 from train.engine.loop import train_loop
 from train.engine.results import read_jsonl
 
@@ -102,20 +103,23 @@ def test_eval_train_changes_only_the_train_rows(tmp_path):
 
 
 @pytest.mark.parametrize("precision, highest", [("fp32", True), ("tf32", False), ("bf16", False)])
-def test_precision_sets_the_matmul_precision_runs_compile_with(precision, highest):
+def test_the_trainer_compiles_at_the_runs_precision(precision, highest):
+    """The resolved precision is a value the JAX trainer applies where it lowers and compiles, whatever
+    the ambient matmul precision (the tests run under 'highest'); so is the toy MLP's fixed fp32."""
     import jax
     import jax.numpy as jnp
 
-    from train.experiments.common import under_precision
+    from train.backends.jax_trainer import AotCache
 
-    @under_precision
-    def lowered(cfg):
-        return jax.jit(lambda a, b: a @ b).lower(jnp.ones((4, 4)), jnp.ones((4, 4))).as_text()
-
-    text = lowered(cifar.mlp_config(precision=precision))
-    assert ("HIGHEST" in text) == highest
-    # The toy MLP has no precision setting: it is always compared with NumPy at full fp32.
-    assert "HIGHEST" in under_precision(lambda cfg: lowered.__wrapped__(cfg))(object())
+    cfg = cifar.mlp_config(precision=precision)
+    cache = AotCache(precision=cfg.resolved_precision)
+    f = jax.jit(lambda a, b: a @ b)
+    cache("mm", f, jnp.ones((4, 4)), jnp.ones((4, 4)))
+    text = next(iter(cache._exes.values())).as_text()
+    assert ("operand_precision={highest,highest}" in text) == highest
+    assert cfg.run_name.startswith(f"plain-{precision}-")
+    toy = mlp_toy.make_backend(mlp_toy.quick(), "jax", make_toy_data("moons", n_samples=40, seed=0))
+    assert toy.precision.matmul == "highest"
 
 
 class WithState(Scripted):

@@ -23,7 +23,7 @@ class Precision:
     name: str            # fp32, tf32 or bf16
     compute_dtype: str   # activations and matmul inputs: float32 or bfloat16
     matmul: str          # "highest" or "default"
-    tf32: bool           # PyTorch's TF32 switch for matmuls and convolutions on CUDA
+    tf32: bool           # PyTorch's TF32 switch for its fp32 matmuls and convolutions on CUDA (off under autocast)
 
     @property
     def autocast(self) -> bool:
@@ -34,7 +34,7 @@ class Precision:
 TABLE = {
     "fp32": Precision("fp32", "float32", "highest", tf32=False),
     "tf32": Precision("tf32", "float32", "default", tf32=True),
-    "bf16": Precision("bf16", "bfloat16", "default", tf32=True),
+    "bf16": Precision("bf16", "bfloat16", "default", tf32=False),
 }
 
 

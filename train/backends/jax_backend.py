@@ -2,14 +2,109 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
-from train.backends.jax_trainer import Trainer, create_state, eval_plan, param_count
+from train.backends.base import Optimizer, Recipe
+from train.backends.jax_trainer import Trainer, create_state, eval_plan, matmul_scope, param_count
+from train.errors import UsageError
+from train.precision import Precision
+
+NAME = "JAX"
+MISSING = "JAX is not installed"  # the project's own framework: always there
+
+
+def available() -> bool:
+    return True
+
+
+def x64_scope(dtype: str | None):
+    """JAX's 64-bit mode for a float64 run, and for that run only: its arrays and programs, and no
+    other run's (JAX keys its compiled programs by this mode too, so none is shared across it)."""
+    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
+
+
+def clip_grad_norm(max_norm: float):
+    """PyTorch's ``clip_grad_norm_`` as an optax transformation: ``g * min(1, max_norm / (||g|| + 1e-6))``.
+
+    One scalar factor multiplies every gradient (optax's ``clip_by_global_norm`` divides by the norm):
+    under ``jax.vmap`` XLA rewrites ``g / broadcast(norm)`` into ``g * broadcast(1 / norm)`` for a
+    per-seed norm but not for a scalar one, so dividing would make side-by-side seeds differ from
+    seeds trained alone in the last bit whenever clipping acts.
+    """
+
+    def update(updates, state, params=None):
+        norm = optax.tree.norm(updates)
+        scale = jnp.minimum(1.0, max_norm / (norm + 1e-6))
+        return jax.tree.map(lambda g: g * scale.astype(g.dtype), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def step_lr(lr: float, gamma: float, every: int):
+    """PyTorch's StepLR by optimizer step: ``lr * gamma ** (step // every)``, in the parameters'
+    precision (``optax.exponential_decay`` computes in float32 even in a float64 run)."""
+    return lambda count: lr * gamma ** (count // every)
+
+
+def optax_optimizer(opt: Optimizer, steps_per_epoch: int | None = None) -> optax.GradientTransformation:
+    """``opt`` in optax's spelling (see :class:`~train.backends.base.Optimizer`)."""
+    if opt.kind == "sgd":
+        return optax.sgd(opt.lr)
+    if opt.kind == "adamw":
+        return optax.adamw(opt.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=opt.weight_decay)
+    if opt.kind == "rmsprop":
+        rate = step_lr(opt.lr, opt.lr_gamma, opt.lr_step * steps_per_epoch) if opt.lr_step else opt.lr
+        return optax.chain(clip_grad_norm(opt.clip_norm),
+                           optax.rmsprop(rate, decay=0.99, eps=1e-8, eps_in_sqrt=False))
+    raise UsageError(f"no optax spelling of optimizer {opt.kind!r}")
+
+
+def normalizer(mean: np.ndarray, std: np.ndarray):
+    """uint8 NHWC -> float32 normalised with the training set's per-channel mean and std."""
+
+    mean = jnp.asarray(mean, jnp.float32)
+    inv_std = jnp.asarray(1.0 / std, jnp.float32)
+
+    def preprocess(x):
+        return (x.astype(jnp.float32) * (1.0 / 255.0) - mean) * inv_std
+    return preprocess
+
+
+def _fuse(jax_model, devices) -> bool:
+    """XLA:CPU runs convolutions far faster one step per call than inside a fused lax.scan."""
+    from jax_models.cnn import CNN
+    platform = (devices[0] if devices else jax.local_devices()[0]).platform
+    return platform != "cpu" or not isinstance(jax_model, CNN)
+
+
+def from_jax(jax_model, recipe: Recipe, arrays: Mapping[str, np.ndarray]) -> JaxBackend:
+    """The JAX backend of ``recipe`` for ``jax_model`` itself."""
+    pre = normalizer(*recipe.normalize) if recipe.normalize is not None else (lambda x: x)
+    kw = {"eval_batch": recipe.eval_batch} if recipe.eval_batch is not None else {}
+    # A tiny model's run is mostly compiling its one period program: LLVM at -O0 compiles it faster.
+    options = {"xla_backend_optimization_level": 0} if recipe.tiny else None
+    return JaxBackend(jax_model, optax_optimizer(recipe.optimizer, recipe.steps_per_epoch), pre, arrays,
+                      seed=recipe.seed, devices=recipe.devices, eval_splits=recipe.eval_splits,
+                      compiler_options=options, fuse=_fuse(jax_model, recipe.devices),
+                      precision=recipe.precision, **kw)
+
+
+def grad_norms(graphdef, host_state, x, y, precision: Precision | None) -> list[float]:
+    """An RNN's mean_b ||dL/dh_t||, t = 1..T, at the state ``host_state``, traced at ``precision``."""
+    from flax import nnx
+
+    from jax_models.rnn import grad_norms_wrt_hidden
+    model = nnx.merge(graphdef, host_state.params, host_state.model_state)
+    with matmul_scope(precision):
+        return [float(v) for v in np.asarray(grad_norms_wrt_hidden(model, x, y))]
 
 
 def jax_device_info() -> dict[str, Any]:
@@ -22,15 +117,18 @@ def jax_device_info() -> dict[str, Any]:
 
 class JaxBackend:
     framework = "jax"
+    compiler = "xla"
 
     def __init__(self, model, tx, preprocess, arrays: Mapping[str, np.ndarray], *, seed: int,
                  devices: Sequence | None = None, eval_batch: int = 1024,
                  eval_splits: Sequence[str] = ("train", "test"), compiler_options: dict | None = None,
-                 fuse: bool = True) -> None:
+                 fuse: bool = True, precision: Precision | None = None) -> None:
         graphdef, state = create_state(model, tx, seed)
         self.graphdef = graphdef
+        self.precision = precision
         self.param_count = param_count(state.params)
-        self.trainer = Trainer(graphdef, tx, preprocess, devices=devices, compiler_options=compiler_options, fuse=fuse)
+        self.trainer = Trainer(graphdef, tx, preprocess, devices=devices, compiler_options=compiler_options, fuse=fuse,
+                               precision=precision)
         self.state = self.trainer.replicate(state)
         self.data = self.trainer.replicate(dict(arrays))
         shards = self.trainer.shards
@@ -44,6 +142,13 @@ class JaxBackend:
     @property
     def devices(self) -> int:
         return self.trainer.shards
+
+    @property
+    def platform(self) -> str:
+        return self.trainer.devices[0].platform
+
+    def device_info(self) -> dict:
+        return jax_device_info()
 
     def train(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         self.state, step_metrics = self.trainer.train(self.state, self.data, idx)
@@ -60,10 +165,12 @@ class JaxBackend:
     def load_state(self, host_state) -> None:
         self.state = self.trainer.replicate(host_state)
 
-    def device_info(self) -> dict:
-        return jax_device_info()
-
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         st = self.host_state()
-        logits, _ = self.trainer.fns.apply(st.params, st.model_state, x, train=False)
-        return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
+        with matmul_scope(self.precision):
+            logits, _ = self.trainer.fns.apply(st.params, st.model_state, x, train=False)
+            return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
+
+    def grad_norms(self, x: np.ndarray, y: np.ndarray, run: int = 0) -> list[float]:
+        """An RNN's mean_b ||dL/dh_t||, t = 1..T, now (``run``: see the multi-seed backend)."""
+        return grad_norms(self.graphdef, self.host_state(), x, y, self.precision)

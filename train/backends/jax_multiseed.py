@@ -31,8 +31,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from train.backends.jax_backend import jax_device_info
+from train.backends.jax_backend import grad_norms, jax_device_info
 from train.backends.jax_trainer import AotCache, StepFns, create_state, eval_plan, param_count
+from train.precision import Precision
 
 
 def vmap_supported(devices: Sequence) -> bool:
@@ -63,10 +64,12 @@ class MultiSeedJaxBackend:
     """
 
     framework = "jax"
+    compiler = "xla"
 
     def __init__(self, models: Sequence, tx, preprocess, arrays: Sequence[Mapping[str, np.ndarray]], *,
                  seeds: Sequence[int], device=None, eval_batch: int = 1024,
-                 eval_splits: Sequence[str] = ("test",), compiler_options: dict | None = None) -> None:
+                 eval_splits: Sequence[str] = ("test",), compiler_options: dict | None = None,
+                 precision: Precision | None = None) -> None:
         if not (len(models) == len(arrays) == len(seeds)) or not seeds:
             raise ValueError(f"one model and one data set per seed: got {len(models)} models, "
                              f"{len(arrays)} data sets, {len(seeds)} seeds")
@@ -83,7 +86,8 @@ class MultiSeedJaxBackend:
         self.graphdef = graphdef
         self.param_count = param_count(states[0].params)
         self.device = device if device is not None else jax.local_devices()[0]
-        self._call = AotCache(compiler_options)  # as Trainer compiles: ahead of time, timed apart
+        self.precision = precision
+        self._call = AotCache(compiler_options, precision=precision)  # as Trainer compiles: ahead of time, timed apart
 
         keys = sorted(arrays[0])
         for a in arrays[1:]:
@@ -113,8 +117,16 @@ class MultiSeedJaxBackend:
     def compile_time_s(self) -> float:
         return self._call.compile_time_s
 
+    @property
+    def platform(self) -> str:
+        return self.device.platform
+
     def device_info(self) -> dict:
         return jax_device_info()
+
+    def grad_norms(self, x: np.ndarray, y: np.ndarray, run: int = 0) -> list[float]:
+        """Seed ``run``'s RNN gradient norms now (see :meth:`JaxBackend.grad_norms`)."""
+        return grad_norms(self.graphdef, self.host_state()[run], x, y, self.precision)
 
     # -- the loop's interface ------------------------------------------------------------------
     def train(self, idx: np.ndarray) -> list[dict[str, np.ndarray]]:

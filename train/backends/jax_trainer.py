@@ -1,30 +1,24 @@
 """The shared JAX trainer: pure step functions, many steps fused per compiled call.
 
-Every model in the project (toy MLP, CIFAR MLP, CNN, RNN) trains through this
-module. The design, and why:
+Every model (toy MLP, CIFAR MLP, CNN, RNN) trains through this module:
 
-* **Pure functions on a pytree state.** The Flax NNX model is split once into a
-  static ``graphdef`` and two ``nnx.State`` trees (parameters; everything else,
-  e.g. batch-norm statistics). Step functions take and return a
-  :class:`TrainState`, so they compile once and nothing mutates a Variable
-  across trace levels.
-* **Data lives on the device.** Whole splits are put on the accelerator once;
-  a training period receives only an index array ``[K, B]`` and gathers its
-  batches on device. Per-step host->device traffic is a few bytes.
-* **Fusion.** A *period* (the steps between two evaluations, e.g. one epoch) is
-  one compiled ``lax.scan`` over steps, so Python dispatch cost is paid once
-  per period, not once per step; the masked, batched evaluation of the
-  requested splits is a second compiled call, so training and evaluation are
-  timed apart.
-* **Data parallel with the same code.** With ``devices > 1`` the same period
-  function runs under ``jax.pmap`` with axis ``"batch"``: gradients, metrics and
-  batch-norm statistics are averaged across devices, so N devices compute what
-  one device computes on the same global batch. State and data stay replicated
-  on the devices between calls; only the index arrays are sent, already split.
+* **Pure functions on a pytree state.** The NNX model is split once into a static ``graphdef`` and
+  two ``nnx.State`` trees (parameters; everything else, e.g. batch-norm statistics); step functions
+  take and return a :class:`TrainState`, so they compile once and mutate no Variable across traces.
+* **Data lives on the device.** Whole splits are put on the accelerator once; a period receives an
+  index array ``[K, B]`` and gathers its batches on device.
+* **Fusion.** A *period* (the steps between two evaluations) is one compiled ``lax.scan``; the
+  masked, batched evaluation is a second compiled call, so training and evaluation are timed apart.
+* **Data parallel with the same code.** With ``devices > 1`` the same period function runs under
+  ``jax.pmap`` (axis ``"batch"``): gradients, metrics and batch-norm statistics are averaged across
+  devices, so N devices compute what one device computes on the same global batch.
+* **Precision as a value.** A run's :class:`~train.precision.Precision` is applied wherever this
+  module traces, lowers and compiles (:class:`AotCache`), not taken from an ambient context.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -39,6 +33,7 @@ from flax import nnx, struct
 from jax import lax
 
 from train.errors import UsageError
+from train.precision import TABLE, Precision
 
 AXIS = "batch"
 Preprocess = Callable[[jax.Array], jax.Array]
@@ -50,6 +45,16 @@ class TrainState(struct.PyTreeNode):
     model_state: Any         # nnx.State of every other Variable (batch stats)
     opt_state: Any           # optax state
     key: jax.Array           # uint32[2]: base key for dropout, folded with the step
+
+
+def matmul_scope(precision: Precision | str | None):
+    """The context in which JAX traces and compiles at ``precision`` (a Precision or its name): its
+    matmul precision. None leaves the ambient one (the caller's own scope)."""
+    if precision is None:
+        return contextlib.nullcontext()
+    if isinstance(precision, str):
+        precision = TABLE[precision]
+    return jax.default_matmul_precision(precision.matmul)
 
 
 def split_model(model: nnx.Module):
@@ -139,10 +144,8 @@ class StepFns:
         return sums, pred
 
     def eval_sums(self, state: TrainState, x_all, y_all, idx, mask):
-        """Evaluate over idx/mask [C, E] (mask 0 = padding).
-
-        Returns ([loss_sum, correct, count] summed over devices, predicted labels [C, E]).
-        """
+        """Evaluate over idx/mask [C, E] (mask 0 = padding) -> ([loss_sum, correct, count] summed over
+        devices, predicted labels [C, E])."""
         def body(total, im):
             sums, pred = self.eval_chunk(state, x_all, y_all, *im)
             return total + sums, pred
@@ -164,10 +167,8 @@ class StepFns:
         return self.train_steps(state, data["train_x"], data["train_y"], idx)
 
     def evaluate(self, state: TrainState, data: Mapping[str, jax.Array], evals):
-        """Evaluate each split in ``evals`` ({split: (idx [C, E], mask [C, E])}) on data[<split>_x/_y].
-
-        Returns {split: ([loss_sum, correct, count], predictions [C, E])}.
-        """
+        """Evaluate each split in ``evals`` ({split: (idx [C, E], mask [C, E])}) on data[<split>_x/_y]
+        -> {split: ([loss_sum, correct, count], predictions [C, E])}."""
         return {s: self.eval_sums(state, data[f"{s}_x"], data[f"{s}_y"], i, m) for s, (i, m) in evals.items()}
 
 
@@ -214,16 +215,23 @@ class AotCache:
 
     With ``run_first`` (several processes: pmap then takes process-local arrays that an AOT
     executable does not accept) the first call runs through the function itself and its whole time
-    counts as compilation.
+    counts as compilation. Every call, not only the first, is made at ``precision``: a jitted function
+    called outside it would trace and compile again at the ambient matmul precision.
     """
 
-    def __init__(self, compiler_options: dict | None = None, *, run_first: bool = False) -> None:
+    def __init__(self, compiler_options: dict | None = None, *, run_first: bool = False,
+                 precision: Precision | None = None) -> None:
         self.compiler_options = dict(compiler_options) if compiler_options else None
         self.run_first = run_first
+        self.precision = precision
         self.compile_time_s = 0.0
         self._exes: dict[Any, Any] = {}
 
     def __call__(self, name: str, fn, *args):
+        with matmul_scope(self.precision):
+            return self._call(name, fn, *args)
+
+    def _call(self, name: str, fn, *args):
         sig = (name, tuple((getattr(a, "shape", None), str(getattr(a, "dtype", ""))) for a in jax.tree.leaves(args)))
         exe = self._exes.get(sig)
         if exe is None:
@@ -250,10 +258,10 @@ class Trainer:
     """
 
     def __init__(self, graphdef, tx, preprocess: Preprocess, *, devices: list | None = None,
-                 compiler_options: dict | None = None, fuse: bool = True, pmap: bool = False) -> None:
+                 compiler_options: dict | None = None, fuse: bool = True, pmap: bool = False,
+                 precision: Precision | None = None) -> None:
         self.devices = list(devices) if devices else [jax.local_devices()[0]]
-        # XLA options for every compile, e.g. {"xla_backend_optimization_level": 0} for a tiny model
-        # whose run is dominated by compiling (part of the persistent cache's key).
+        # XLA options for every compile, e.g. -O0 for a tiny model whose run is mostly compiling.
         self.compiler_options = dict(compiler_options) if compiler_options else None
         self.n = len(self.devices)                       # devices fed by this process
         self.n_proc, self.pid = jax.process_count(), jax.process_index()
@@ -261,7 +269,9 @@ class Trainer:
         # pmap=True takes the pmap path even on one device, so `bench` can time what it costs.
         self.parallel = self.shards > 1 or pmap
         self.fns = StepFns(graphdef, tx, preprocess, AXIS if self.parallel else None)
-        self._call = AotCache(self.compiler_options, run_first=self.n_proc > 1)
+        # None: compile at the caller's ambient matmul precision (the bench sets its own).
+        self.precision = precision
+        self._call = AotCache(self.compiler_options, run_first=self.n_proc > 1, precision=precision)
         if self.parallel:
             mesh = jax.sharding.Mesh(np.array(self.devices), (AXIS,))
             self._sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
@@ -280,9 +290,8 @@ class Trainer:
             self._evaluate = jax.jit(self.fns.evaluate)
             self._step = jax.jit(self.fns.data_step, donate_argnums=(0,))
             self._eval_chunk = lambda split: jax.jit(functools.partial(self.fns.data_eval_chunk, split))
-        # Fused periods (one lax.scan over steps) are the fast path on accelerators. XLA:CPU, though,
-        # compiles convolutions inside a scan body without its fast convolution kernels (~3x slower),
-        # so CPU convnets run one compiled step per call instead: same functions, same numbers.
+        # Fused periods (one lax.scan) are the fast path; XLA:CPU compiles convolutions inside a scan
+        # without its fast kernels, so CPU convnets run one compiled step per call (same numbers).
         self.fuse = fuse
         self._eval_chunk_fns: dict[str, Any] = {}
 

@@ -6,7 +6,50 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from train.backends.base import Recipe
 from train.engine.results import own_device_info
+from train.errors import UsageError
+
+NAME = "NumPy"
+MISSING = "NumPy is not installed"  # the baseline's own framework: always there
+
+
+def available() -> bool:
+    return True
+
+
+def optimizer(opt):
+    """``opt`` (:class:`~train.backends.base.Optimizer`) in numpy_mlp's spelling."""
+    from numpy_mlp.optim import SGD, AdamW
+    if opt.kind == "sgd":
+        return SGD(opt.lr)
+    if opt.kind == "adamw":
+        return AdamW(opt.lr, weight_decay=opt.weight_decay)
+    raise UsageError(f"--framework numpy: the NumPy baseline has no {opt.kind} optimizer")
+
+
+def normalizer(mean: np.ndarray, std: np.ndarray):
+    """NHWC uint8 -> the flattened, normalised float32 rows the JAX MLP sees: ``(x / 255 - mean) * (1 / std)``."""
+    m, inv = np.asarray(mean, np.float32), np.asarray(1.0 / std, np.float32)
+    return lambda x: ((x.astype(np.float32) * np.float32(1.0 / 255.0) - m) * inv).reshape(len(x), -1)
+
+
+def from_jax(jax_model, recipe: Recipe, arrays: Mapping[str, np.ndarray]) -> NumpyBackend:
+    """The hand-written NumPy MLP with ``jax_model``'s weights ([in, out] both); only a plain MLP (no batch
+    norm, no dropout) has one."""
+    from jax_models.mlp import MLP
+    from numpy_mlp import MLP as NumpyMLP
+
+    if not isinstance(jax_model, MLP) or len(jax_model.norms) or jax_model.dropout is not None:
+        raise UsageError("--framework numpy: the NumPy baseline runs only MLPs without batch norm or dropout")
+    weights = [(np.asarray(lin.kernel[...]), np.asarray(lin.bias[...])) for lin in jax_model.linears]
+    sizes = [w.shape[0] for w, _ in weights]
+    model = NumpyMLP(sizes[0], sizes[1:], weights[-1][0].shape[1], seed=recipe.seed, dtype=np.dtype(recipe.dtype))
+    model.set_weights(weights)
+    kw = {"eval_batch": recipe.eval_batch} if recipe.eval_batch is not None else {}
+    pre = normalizer(*recipe.normalize) if recipe.normalize is not None else None
+    return NumpyBackend(model, arrays, optimizer=optimizer(recipe.optimizer), preprocess=pre,
+                        eval_splits=recipe.eval_splits, **kw)
 
 
 class NumpyBackend:

@@ -26,10 +26,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from train.backends.base import Optimizer, Recipe
 from train.engine.results import own_device_info
 from train.errors import UsageError
+from train.precision import TABLE, Precision
 
 TORCH_MISSING = "--framework torch needs PyTorch: pip install '.[torch]' (or see the README's Cross-framework studies)"
+NAME = "PyTorch"
+MISSING = TORCH_MISSING
 
 
 def import_torch():
@@ -51,6 +55,9 @@ def import_torch():
 
 def torch_available() -> bool:
     return import_torch() is not None
+
+
+available = torch_available
 
 
 def require_torch():
@@ -86,6 +93,49 @@ def rmsprop_steplr(lr: float, step_epochs: int, gamma: float):
         opt = torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-8)
         return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=step_epochs, gamma=gamma)
     return make
+
+
+def optimizer(opt: Optimizer):
+    """``opt`` (:class:`~train.backends.base.Optimizer`) in torch.optim's spelling."""
+    if opt.kind == "sgd":
+        return sgd(opt.lr)
+    if opt.kind == "adamw":
+        return adamw(opt.lr, opt.weight_decay)
+    if opt.kind == "rmsprop":
+        return rmsprop_steplr(opt.lr, opt.lr_step, opt.lr_gamma)
+    raise UsageError(f"no torch.optim spelling of optimizer {opt.kind!r}")
+
+
+def from_jax(jax_model, recipe: Recipe, arrays: Mapping[str, np.ndarray]) -> TorchBackend:
+    """The PyTorch twin of ``jax_model`` (chosen by its type, its weights converted) trained by ``recipe``.
+
+    Images (``recipe.normalize``) are normalised as JAX does, in float32; a convnet takes them NCHW.
+    A recurrent model takes its digits one-hot encoded. A tiny model runs on the CPU with one thread:
+    a GPU's launches would only slow a step of a few microseconds of arithmetic down.
+    """
+    torch = require_torch()
+    from jax_models.rnn import RNNClassifier
+    from train.backends import torch_models, torch_weights  # optional: only a torch run imports them
+
+    dtype = torch.float64 if recipe.dtype == "float64" else torch.float32
+    net = torch_weights.twin(jax_model).to(dtype)
+    torch_weights.load_from_jax(net, jax_model)
+    nchw = isinstance(net, torch_models.CNN)
+    kw = {"eval_batch": recipe.eval_batch} if recipe.eval_batch is not None else {}
+    if recipe.tiny:
+        kw.update(device="cpu", threads=1)
+    backend = TorchBackend(net, optimizer(recipe.optimizer), lambda x: x, arrays, seed=recipe.seed,
+                           steps_per_epoch=recipe.steps_per_epoch, clip_norm=recipe.optimizer.clip_norm,
+                           precision=recipe.precision, dtype=dtype, nchw=nchw, eval_splits=recipe.eval_splits, **kw)
+    if isinstance(jax_model, RNNClassifier):
+        n = jax_model.input_dim
+        backend.preprocess = lambda x: torch.nn.functional.one_hot(x.long(), n).float()
+    elif recipe.normalize is not None:
+        shape = (1, 3, 1, 1) if nchw else (1, 1, 1, 3)  # the MLP's images stay NHWC (flattened as JAX's)
+        mean, inv = (torch.as_tensor(np.asarray(a, np.float32), device=backend.device).view(shape)
+                     for a in (recipe.normalize[0], 1.0 / recipe.normalize[1]))
+        backend.preprocess = lambda x: (x.float() * (1.0 / 255.0) - mean) * inv
+    return backend
 
 
 def pick_device(requested: str | None = None):
@@ -126,7 +176,7 @@ class TorchBackend:
 
     def __init__(self, model, make_optimizer: Callable, preprocess: Callable, arrays: Mapping[str, np.ndarray], *,
                  seed: int, steps_per_epoch: int | None = None, clip_norm: float | None = None,
-                 precision: str = "fp32", dtype=None, nchw: bool = False, eval_batch: int = 1024,
+                 precision: Precision | str = "fp32", dtype=None, nchw: bool = False, eval_batch: int = 1024,
                  eval_splits: Sequence[str] = ("train", "test"), device=None, threads: int | None = None) -> None:
         torch = self.torch = require_torch()
         from train.backends import torch_models
@@ -136,11 +186,13 @@ class TorchBackend:
         # backend's own calls only (``_own_threads``), so a run leaves the next run's numbers as they were.
         self.threads = threads if threads and self.device.type == "cpu" else None
         cuda = self.device.type == "cuda"
+        precision = TABLE[precision] if isinstance(precision, str) else precision
+        self.precision = precision
         # TF32 is a process-wide switch, set here (CUDA only); the bench sets it again before each of its windows.
-        self.tf32 = precision == "tf32" if cuda else None
+        self.tf32 = precision.tf32 if cuda else None
         if cuda:
             torch_models.set_tf32(self.tf32)
-        self.autocast = torch.bfloat16 if precision == "bf16" else None
+        self.autocast = torch.bfloat16 if precision.autocast else None
         self.dtype = dtype or torch.float32
         self.channels_last = nchw and cuda
         fmt = torch.channels_last if self.channels_last else torch.preserve_format
@@ -269,7 +321,7 @@ class TorchBackend:
             return torch.softmax(logits.float(), -1).cpu().numpy()
 
     @_own_threads
-    def grad_norms(self, x: np.ndarray, y: np.ndarray) -> list[float]:
+    def grad_norms(self, x: np.ndarray, y: np.ndarray, run: int = 0) -> list[float]:
         """An RNN's mean_b ||dL/dh_t||, t = 1..T (as ``jax_models.rnn.grad_norms_wrt_hidden``)."""
         torch = self.torch
         self.model.eval()

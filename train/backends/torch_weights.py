@@ -77,6 +77,28 @@ def pairs(torch_model: nn.Module, jax_model) -> list[Pair]:
     raise TypeError(f"no weight conversion for {type(torch_model).__name__}")
 
 
+def twin(jax_model) -> nn.Module:
+    """The PyTorch model with ``jax_model``'s architecture (batch norm with Flax's running variance),
+    chosen by the JAX model's type; its weights are still PyTorch's own (see :func:`load_from_jax`)."""
+    from jax_models.cnn import CNN
+    from jax_models.mlp import MLP
+    from jax_models.rnn import RNNClassifier
+
+    if isinstance(jax_model, MLP):
+        sizes = [_a(lin.kernel).shape for lin in jax_model.linears]
+        dropout = jax_model.dropout.rate if jax_model.dropout is not None else 0.0
+        return tm.MLP(sizes[0][0], [s[1] for s in sizes[:-1]], sizes[-1][1], batch_norm=bool(len(jax_model.norms)),
+                      dropout=dropout, flax_bn=True)
+    if isinstance(jax_model, CNN):
+        blocks = [[_a(layer.conv.kernel).shape[-1] for layer in block] for block in jax_model.blocks]
+        c_in, n_out = _a(jax_model.blocks[0][0].conv.kernel).shape[2], _a(jax_model.head.kernel).shape[1]
+        return tm.CNN(c_in, n_out, flax_bn=True, blocks=blocks)
+    if isinstance(jax_model, RNNClassifier):
+        cls = tm.LSTMClassifier if jax_model.cell_type == "lstm" else tm.VanillaRNN
+        return cls(jax_model.input_dim, jax_model.hidden, jax_model.num_classes)
+    raise TypeError(f"no PyTorch model for {type(jax_model).__name__}")
+
+
 def load_from_jax(torch_model: nn.Module, jax_model) -> None:
     """Copy the JAX model's weights and batch statistics into ``torch_model`` (cast to its dtype)."""
     with torch.no_grad():

@@ -23,7 +23,8 @@ from numpy_mlp import MLP as NumpyMLP
 from numpy_mlp.model import parse_hidden
 from numpy_mlp.optim import SGD
 from train.backends.numpy_backend import NumpyBackend
-from train.experiments import cifar, cifar_frameworks, mlp_toy, rnn
+from train.backends import base
+from train.experiments import cifar, mlp_toy, rnn
 from train.experiments.registry import EXPERIMENTS
 
 # Synthetic CIFAR train set on a GPU: CIFAR-10's size, so every step gathers its random batch
@@ -102,8 +103,7 @@ def _toy_backend(framework: str):
 
 
 def _cifar_torch(wl, cfg, jax_model):
-    return cifar_frameworks.torch_backend(dataclasses.replace(cfg, framework="torch"),
-                                          train_arrays(wl), jax_model(), wl.mean, wl.std)
+    return base.from_jax("torch", jax_model(), cifar.recipe(cfg, wl.mean, wl.std), train_arrays(wl))
 
 
 def _rnn_steps_per_epoch(wl, cfg) -> int:
@@ -111,8 +111,7 @@ def _rnn_steps_per_epoch(wl, cfg) -> int:
 
 
 def _rnn_torch(wl, cfg, jax_model):
-    return rnn.torch_backend(dataclasses.replace(cfg, framework="torch"), train_arrays(wl),
-                             jax_model(), _rnn_steps_per_epoch(wl, cfg))
+    return base.from_jax("torch", jax_model(), rnn.recipe(cfg, _rnn_steps_per_epoch(wl, cfg)), train_arrays(wl))
 
 
 def _toy_numpy(wl):

@@ -13,24 +13,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from data.cifar10 import channel_stats, load_cifar10
 from jax_models.cnn import CNN
 from jax_models.mlp import MLP
 from train.analysis import plots
-from train.backends.jax_backend import JaxBackend
+from train.backends import base
+from train.backends.jax_backend import normalizer, optax_optimizer
 from train.engine.schedule import LazyPeriods, epoch_batches
 from train.engine.driver import Run, drive
-from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, WithPrecision, compute_dtype,
-                                      devices_setting, epochs_setting, eval_splits, eval_train_setting,
+from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, PrecisionSetting, devices_setting,
+                                      epochs_setting, eval_splits, eval_train_setting, framework_help,
                                       precision_setting, require_common, require_positive, seed_setting, setting,
-                                      train_each_framework, under_precision)
+                                      several, train_each_framework)
 from train.engine.results import atomic_write_json
 from train.errors import UsageError
 from train.backends.jax_trainer import AXIS, select_devices
@@ -55,22 +56,20 @@ class Model:
     experiment: str
     build: Callable
     tag: Callable[[object], str]
-    # XLA:CPU runs convolutions far faster one step per call than inside a fused lax.scan (see Trainer).
-    fuse_on_cpu: bool = True
 
 
 MODELS = {
     "mlp": Model("mlp-cifar", _build_mlp, lambda cfg: cfg.variant),
-    "cnn": Model("cnn-cifar", _build_cnn, lambda cfg: "cnn", fuse_on_cpu=False),
+    "cnn": Model("cnn-cifar", _build_cnn, lambda cfg: "cnn"),
 }
+ORDER = ("jax", "torch")  # --framework all: JAX first, then the others
 
 
 @dataclass
-class CifarConfig(WithPrecision):
+class CifarConfig(PrecisionSetting):
     model: str = setting("mlp", "mlp or cnn (fixed by the command)")
     variant: str = setting("plain", "plain (the original) or improved (batch norm + dropout)")
-    framework: str = setting("jax", "jax, torch, numpy (the plain MLP only) or all (every one available: the same "
-                                    "initial weights and batches, then compared)")
+    framework: str = setting("jax", framework_help("; numpy runs the plain MLP only"))
     data: str = setting("tfds", "CIFAR-10 source: tfds, folder:PATH (train/<class>/*, test/<class>/*), or "
                                 "synthetic[:N]")
     data_dir: str | None = setting(None, "tensorflow-datasets data_dir (default: tfds' own, ~/tensorflow_datasets)")
@@ -94,18 +93,15 @@ class CifarConfig(WithPrecision):
 
     @property
     def run_name(self) -> str:
-        fw = "" if self.framework in ("jax", "all") else f"-{self.framework}"
-        return f"{MODELS[self.model].tag(self)}-{self.precision_resolved()}{fw}-s{self.seed}"
+        fw = "" if self.framework == "jax" or several(self.framework) else f"-{self.framework}"
+        return f"{MODELS[self.model].tag(self)}-{self.resolved_precision.name}{fw}-s{self.seed}"
 
     def validate(self) -> None:
         if self.model not in MODELS:
             raise UsageError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.variant not in ("plain", "improved"):
             raise UsageError(f"--variant must be plain or improved, got {self.variant!r}")
-        if self.framework not in ("jax", "torch", "numpy", "all"):
-            raise UsageError(f"--framework must be jax, torch, numpy or all, got {self.framework!r}")
-        if self.framework == "numpy" and (self.model, self.variant) != ("mlp", "plain"):
-            raise UsageError("--framework numpy: only the plain MLP has a NumPy model")
+        frameworks(self)
         require_positive(self, "epochs", "batch_size", "eval_batch")
         for name in ("limit_train", "limit_test"):
             if getattr(self, name) < 0:
@@ -115,6 +111,14 @@ class CifarConfig(WithPrecision):
         if not 0 <= self.dropout < 1:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
         require_common(self)
+
+
+def frameworks(cfg: CifarConfig) -> base.Chosen:
+    """The frameworks ``cfg.framework`` names (``all``: every one installed that runs this model)
+    (``.missing``: those ``all`` left out as not installed)."""
+    unsupported = {} if (cfg.model, cfg.variant) == ("mlp", "plain") else {
+        "numpy": "only the plain MLP has a NumPy model"}
+    return base.choose(cfg.framework, ORDER, unsupported)
 
 
 def mlp_config(**kw) -> CifarConfig:
@@ -154,25 +158,45 @@ def load_data(cfg: CifarConfig):
 
 def build_model(cfg: CifarConfig, *, axis_name: str | None):
 
-    return MODELS[cfg.model].build(cfg, dtype=compute_dtype(cfg.precision), axis_name=axis_name,
+    return MODELS[cfg.model].build(cfg, dtype=getattr(jnp, cfg.resolved_precision.compute_dtype), axis_name=axis_name,
                                    rngs=nnx.Rngs(cfg.seed))
 
 
 def make_preprocess(mean: np.ndarray, std: np.ndarray):
     """uint8 NHWC -> float32 normalised with the training set's per-channel mean and std."""
+    return normalizer(mean, std)
 
-    mean = jnp.asarray(mean, jnp.float32)
-    inv_std = jnp.asarray(1.0 / std, jnp.float32)
 
-    def preprocess(x):
-        return (x.astype(jnp.float32) * (1.0 / 255.0) - mean) * inv_std
-    return preprocess
+def optimizer(cfg: CifarConfig) -> base.Optimizer:
+    """PyTorch's AdamW (betas 0.9, 0.999, eps 1e-8, decoupled weight decay)."""
+    return base.Optimizer("adamw", cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def make_optimizer(cfg: CifarConfig):
-    """PyTorch's AdamW (betas 0.9, 0.999, eps 1e-8, decoupled weight decay)."""
+    return optax_optimizer(optimizer(cfg))
 
-    return optax.adamw(cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay)
+
+@dataclass
+class Data:
+    source: Any            # the data set as loaded (its source and class names)
+    arrays: dict           # {train_x, train_y, test_x, test_y}, the subsets this run uses
+    mean: np.ndarray       # the training images' per-channel statistics
+    std: np.ndarray
+
+
+def make_backend(cfg: CifarConfig, framework: str, data: Data):
+    """The ``framework`` backend of this run: the JAX model built from ``cfg.seed``, and for another
+    framework its weights converted; every framework normalises with the training set's statistics."""
+    devices = select_devices(cfg.devices, cfg.batch_size)
+    multi = len(devices) * jax.process_count() > 1
+    model = build_model(cfg, axis_name=AXIS if framework == "jax" and multi else None)
+    return base.from_jax(framework, model, recipe(cfg, data.mean, data.std, devices), data.arrays)
+
+
+def recipe(cfg: CifarConfig, mean: np.ndarray, std: np.ndarray, devices=None) -> base.Recipe:
+    """How every framework trains this run: AdamW, the training set's channel statistics."""
+    return base.Recipe(optimizer(cfg), cfg.seed, cfg.resolved_precision, eval_splits=eval_splits(cfg),
+                       eval_batch=cfg.eval_batch, normalize=(mean, std), devices=devices)
 
 
 def write_figures(cfg: CifarConfig, ds, arrays: dict, backend, run_dir: Path, log, summary: dict) -> None:
@@ -190,42 +214,31 @@ def write_figures(cfg: CifarConfig, ds, arrays: dict, backend, run_dir: Path, lo
     plots.plot_misclassified(arrays["test_x"], arrays["test_y"], pred, ds.class_names, run_dir / "misclassified.png")
 
 
-@under_precision
 def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int | None = None) -> dict:
 
     cfg.validate()
-    devices = select_devices(cfg.devices, cfg.batch_size)
+    select_devices(cfg.devices, cfg.batch_size)  # a bad --devices fails before the data loads
     ds, arrays = load_data(cfg)
     mean, std = channel_stats(arrays["train_x"])
     n = len(arrays["train_y"])
-
-    def make_backend():
-        if cfg.framework != "jax":
-            from train.experiments.cifar_frameworks import other_backend  # it imports this module
-            return other_backend(cfg, arrays, mean, std)
-        model = build_model(cfg, axis_name=AXIS if len(devices) * jax.process_count() > 1 else None)
-        fuse = MODELS[cfg.model].fuse_on_cpu or devices[0].platform != "cpu"
-        return JaxBackend(model, make_optimizer(cfg), make_preprocess(mean, std), arrays, seed=cfg.seed,
-                          devices=devices, eval_batch=cfg.eval_batch, eval_splits=eval_splits(cfg), fuse=fuse)
-
+    precision = cfg.resolved_precision.name
     run = Run(cfg.experiment, cfg, Path(workdir), cfg.run_name, framework=cfg.framework,
-              record={"precision": cfg.precision_resolved(), "data_source": ds.source, "n_train": n,
+              record={"precision": precision, "data_source": ds.source, "n_train": n,
                       "n_test": len(arrays["test_y"]), "channel_mean": mean, "channel_std": std},
-              summary={"precision": cfg.precision_resolved(), "epochs": cfg.epochs, "data_source": ds.source},
+              summary={"precision": precision, "epochs": cfg.epochs, "data_source": ds.source},
               after=lambda run_dir, log, summary, backend: write_figures(cfg, ds, arrays, backend, run_dir, log,
                                                                          summary))
     schedule = LazyPeriods(lambda e: epoch_batches(n, cfg.batch_size, e, cfg.seed), cfg.epochs, n // cfg.batch_size)
-    return drive([run], make_backend, [schedule], resume=resume, checkpoint_every=checkpoint_every,
+    return drive([run], lambda: make_backend(cfg, cfg.framework, Data(ds, arrays, mean, std)), [schedule], resume=resume, checkpoint_every=checkpoint_every,
                  progress=progress, desc=f"{cfg.experiment} {cfg.run_name}")[0]
 
 
 def main(cfg: CifarConfig, out: Path, **loop_kw) -> dict:
     workdir = Path(out) / cfg.experiment
-    if cfg.framework != "all":
+    if not several(cfg.framework):
         return train_and_evaluate(cfg, workdir, **loop_kw)
-    candidates = ("jax", "torch") + (("numpy",) if (cfg.model, cfg.variant) == ("mlp", "plain") else ())
-    return train_each_framework(cfg, candidates, lambda c: train_and_evaluate(c, workdir, **loop_kw), workdir)
+    return train_each_framework(cfg, frameworks(cfg), lambda c: train_and_evaluate(c, workdir, **loop_kw), workdir)
 
 
 MLP_SPEC = Experiment(

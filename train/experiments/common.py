@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import sys
@@ -10,12 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 from numpy_mlp.model import parse_hidden
+from train import precision
 from train.analysis.compare import compare_runs
+from train.backends import base
 from train.errors import UsageError
-from train.backends.torch_backend import TORCH_MISSING, torch_available
+from train.precision import Precision
 
 
 def setting(default, help: str, **kw):
@@ -52,53 +52,19 @@ def epochs_setting(default: int):
 HIDDEN_HELP = "hidden layer sizes, comma-separated, e.g. '20' or '1024,512'"
 BATCH_HELP = "(global) mini-batch size"
 
-PRECISIONS = ("fp32", "tf32", "bf16", "auto")
-# What the compute precisions mean for matmuls and convolutions (jax.default_matmul_precision):
-# fp32 is full fp32, as PyTorch computes fp32 matmuls by default; tf32 is XLA's GPU default (fp32
-# storage, 10-bit-mantissa products, in which the vanilla RNN's faint long-range gradients most
-# likely drown).
-MATMUL_PRECISION = {"fp32": "highest", "tf32": "default", "bf16": "default"}
+
+@functools.cache
+def resolved_precision(flag: str) -> Precision:
+    """The Precision ``--precision flag`` means where JAX runs here ('auto' decided once per process)."""
+    return precision.resolve(flag, jax.devices()[0].platform)
 
 
-def resolve_precision(precision: str) -> str:
-    """'auto' -> bf16 on GPU (where it is native and fast), fp32 elsewhere (bf16 is emulated on CPU)."""
-    if precision != "auto":
-        return precision
-    return "bf16" if jax.devices()[0].platform == "gpu" else "fp32"
+class PrecisionSetting:
+    """For a config with a ``precision`` field (the flag as given, which config.json keeps): its value."""
 
-
-class WithPrecision:
-    """For a config with a ``precision`` field: the precision it resolves to here ('auto' decided)."""
-
-    def precision_resolved(self) -> str:
-        return resolve_precision(self.precision)
-
-
-def compute_dtype(precision: str):
-    return jnp.bfloat16 if resolve_precision(precision) == "bf16" else jnp.float32
-
-
-def precision_scope(precision: str):
-    """The context in which a run traces and compiles: the matmul precision ``precision`` implies."""
-    return jax.default_matmul_precision(MATMUL_PRECISION[resolve_precision(precision)])
-
-
-def x64_scope(dtype: str | None):
-    """JAX's 64-bit mode for a float64 run, and for that run only: its arrays and programs, and no
-    other run's (JAX keys its compiled programs by this mode too, so none is shared across it)."""
-    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
-
-
-def under_precision(train_fn):
-    """Decorator: run ``train_fn(cfg, ...)`` in ``precision_scope(cfg.precision)`` (a config without a
-    precision, e.g. the toy MLP's, is fp32; for a list of configs, the first one's) and, for a
-    ``dtype="float64"`` config, in ``x64_scope``."""
-    @functools.wraps(train_fn)
-    def run(cfg, *args, **kwargs):
-        first = cfg[0] if isinstance(cfg, list) else cfg
-        with precision_scope(getattr(first, "precision", "fp32")), x64_scope(getattr(first, "dtype", None)):
-            return train_fn(cfg, *args, **kwargs)
-    return run
+    @property
+    def resolved_precision(self) -> Precision:
+        return resolved_precision(self.precision)
 
 
 def flag(name: str) -> str:
@@ -127,8 +93,8 @@ def require_common(cfg) -> None:
         raise UsageError(f"--devices must be >= 0 (0 = all local devices), got {cfg.devices}")
     if isinstance(getattr(cfg, "hidden", None), str):
         require_hidden(cfg)
-    if hasattr(cfg, "precision") and cfg.precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
+    if hasattr(cfg, "precision") and cfg.precision not in precision.CHOICES:
+        raise UsageError(f"--precision must be one of {', '.join(precision.CHOICES)}, got {cfg.precision!r}")
 
 
 def eval_splits(cfg) -> tuple[str, ...]:
@@ -155,14 +121,27 @@ class Experiment:
     checkpoint_every: int | None = None   # the default: None = every epoch the writer is free; 0 = off
 
 
-def train_each_framework(cfg, candidates: tuple[str, ...], train: Callable, workdir: Path) -> dict:
-    """``--framework all``: ``train(cfg)`` once per framework of ``candidates`` (PyTorch only where it is
-    installed, with a note), then compare their run folders; returns {framework: summary, "compare": doc}."""
-    chosen = [fw for fw in candidates if fw != "torch" or torch_available()]
-    if len(chosen) < len(candidates):
-        print(f"note: --framework all: {TORCH_MISSING}; PyTorch left out", file=sys.stderr)
-    out = {fw: train(dataclasses.replace(cfg, framework=fw)) for fw in chosen}
-    if len(chosen) > 1:
-        runs = [workdir / dataclasses.replace(cfg, framework=fw).run_name for fw in chosen]
+def framework_help(note: str = "") -> str:
+    return (f"{', '.join(base.FRAMEWORKS)}, a comma list of them, or all (every one installed: the same initial "
+            f"weights and batches, then compared){note}")
+
+
+def several(framework: str) -> bool:
+    """True when ``--framework`` names more than one framework (``all`` or a comma list)."""
+    return framework == "all" or "," in framework
+
+
+def train_each_framework(cfg, frameworks: base.Chosen, train: Callable, workdir: Path) -> dict:
+    """``train(cfg)`` once per framework (those ``all`` left out as not installed get a note), then compare
+    their run folders; returns {framework: summary, "compare": doc}."""
+    note_missing(frameworks)
+    out = {fw: train(dataclasses.replace(cfg, framework=fw)) for fw in frameworks}
+    if len(frameworks) > 1:
+        runs = [workdir / dataclasses.replace(cfg, framework=fw).run_name for fw in frameworks]
         out["compare"] = compare_runs(runs, workdir / f"{cfg.run_name}-compare")
     return out
+
+
+def note_missing(frameworks: base.Chosen) -> None:
+    for fw in frameworks.missing:
+        print(f"note: --framework all: {base.module(fw).MISSING}; {base.module(fw).NAME} left out", file=sys.stderr)

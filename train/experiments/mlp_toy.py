@@ -2,9 +2,9 @@
 
 Every framework starts from the same initial weights (PyTorch-style uniform init, drawn once in
 NumPy and converted) and sees the same batches in the same order, so their curves coincide up to
-float rounding. ``framework="both"`` (the default, the original's NumPy-vs-framework study) runs
-NumPy and JAX; ``all`` adds PyTorch where it is installed. Every pair of the frameworks run is
-compared in ``<dataset>-compare-s<seed>/compare.json`` (``train.analysis.compare``).
+float rounding. ``framework="numpy,jax"`` (the default, the original's NumPy-vs-framework study) runs
+NumPy and JAX; ``all`` adds PyTorch where it is installed, and compares every pair
+(``train.analysis.compare``).
 """
 
 from __future__ import annotations
@@ -14,39 +14,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import optax
 from flax import nnx
 
 from data.toy import DATASETS, make_toy_data
 from jax_models.mlp import MLP as JaxMLP, set_mlp_weights
 from numpy_mlp import MLP as NumpyMLP
-from numpy_mlp.model import parse_hidden
-from numpy_mlp.optim import SGD
 from train.analysis import plots
-from train.backends.jax_backend import JaxBackend
-from train.backends.numpy_backend import NumpyBackend
+from train.backends import base
+from train.backends.jax_backend import x64_scope
 from train.engine.schedule import batch_stream
 from train.analysis.compare import compare_runs
 from train.engine.driver import Run, check_resumable, drive
-from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devices_setting, require_common,
-                                      require_positive, seed_setting, setting, under_precision)
+from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devices_setting, framework_help,
+                                      note_missing, require_common, require_positive, seed_setting, setting)
 from train.engine.results import run_config
 from train.errors import UsageError
-from train.backends.torch_backend import TorchBackend, require_torch, sgd, torch_available
 from train.backends.jax_trainer import select_devices
+from train.precision import TABLE
 
 EXPERIMENT = "mlp-toy"
-FRAMEWORKS = ("numpy", "jax", "torch", "both", "all")
-CHOSEN = {"both": ("numpy", "jax"), "all": ("numpy", "jax", "torch")}
+ALIASES = {"both": "numpy,jax"}  # the name the default had
 
 
 @dataclass
 class ToyConfig:
     dataset: str = setting("moons", "toy data set: moons, circles, blobs, or all")
-    # Default both, not jax as elsewhere: Part 1's point is the NumPy-vs-framework comparison.
-    framework: str = setting("both", "implementation: numpy, jax, torch, both (numpy and jax: the original's "
-                                     "comparison, the default) or all (every one installed); same init, same "
-                                     "batches, curves overlaid")
+    # NumPy and JAX, not jax as elsewhere: Part 1's point is the NumPy-vs-framework comparison.
+    framework: str = setting("numpy,jax", framework_help("; numpy,jax is the original's comparison, "
+                                                                   "curves overlaid"))
     samples: int = setting(1000, "number of samples drawn from scikit-learn")
     noise: float | None = setting(None, "moons/circles noise or blobs cluster std (default: 0.2 moons, "
                                         "0.1 circles, 1.0 blobs)")
@@ -64,8 +59,7 @@ class ToyConfig:
     def validate(self) -> None:
         if self.dataset not in DATASETS:
             raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        if self.framework not in FRAMEWORKS:
-            raise UsageError(f"--framework must be one of {', '.join(FRAMEWORKS)}, got {self.framework!r}")
+        frameworks(self)
         require_positive(self, "samples", "steps", "batch_size", "eval_every")
         if not self.lr > 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
@@ -85,56 +79,38 @@ def schedule(cfg: ToyConfig, n_train: int) -> list[np.ndarray]:
     return [idx[i:i + cfg.eval_every] for i in range(0, cfg.steps, cfg.eval_every)]
 
 
-def build_backends(cfg: ToyConfig, data) -> dict:
-    """The requested backends, all starting from the NumPy model's initial weights."""
-
-    arrays = {"train_x": data.train_x, "train_y": data.train_y, "test_x": data.test_x, "test_y": data.test_y}
-    dtype = np.dtype(cfg.dtype)
-    arrays = {k: v.astype(dtype) if k.endswith("_x") else v for k, v in arrays.items()}
-    np_model = NumpyMLP(2, cfg.hidden, 2, seed=cfg.seed, dtype=dtype)
-    out = {}
-    chosen = frameworks(cfg)
-    if "numpy" in chosen:
-        out["numpy"] = NumpyBackend(np_model, arrays, optimizer=SGD(cfg.lr))
-    if "jax" in chosen or "torch" in chosen:
-        # Built abstractly: the weights come from the NumPy model, and eager random initialisers
-        # would compile one XLA program per parameter shape (~1 s of a ~3 s cold toy run).
-        model = nnx.eval_shape(lambda: JaxMLP(2, cfg.hidden, 2, dtype=dtype, param_dtype=dtype,
-                                              rngs=nnx.Rngs(cfg.seed)))
-        set_mlp_weights(model, np_model.get_weights())
-        devices = select_devices(cfg.devices, cfg.batch_size)
-        # The 2-20-2 run is dominated by compiling its one period program: LLVM at -O0 halves that
-        # (0.8 -> 0.5 s here) for a slightly slower step (~+15 ms over 1,500 steps).
-        if "torch" in chosen:  # from the JAX model, before training moves its weights
-            out["torch"] = torch_backend(cfg, model, arrays)
-        if "jax" in chosen:
-            out["jax"] = JaxBackend(model, optax.sgd(cfg.lr), lambda x: x, arrays, seed=cfg.seed, devices=devices,
-                                    compiler_options={"xla_backend_optimization_level": 0})
-    return {fw: out[fw] for fw in ("numpy", "jax", "torch") if fw in out}
-
-
-def frameworks(cfg: ToyConfig) -> tuple[str, ...]:
+def frameworks(cfg: ToyConfig) -> base.Chosen:
     """The frameworks ``cfg.framework`` names; ``all`` leaves out PyTorch where it is not installed."""
-    chosen = CHOSEN.get(cfg.framework, (cfg.framework,))
-    if cfg.framework == "torch":
-        require_torch()
-    return tuple(fw for fw in chosen if fw != "torch" or torch_available())
+    return base.choose(cfg.framework, ("numpy", "jax"), aliases=ALIASES)
 
 
-def torch_backend(cfg: ToyConfig, jax_model, arrays):
-    """The PyTorch MLP with the JAX model's (the NumPy model's) weights, plain SGD, on the CPU."""
-    torch = require_torch()
-    from train.backends import torch_models, torch_weights  # optional: only a torch run imports them
+def jax_model(cfg: ToyConfig):
+    """The JAX MLP with PyTorch-style initial weights, drawn in NumPy from ``cfg.seed`` (as the NumPy MLP draws them).
 
-    model = torch_models.MLP(2, parse_hidden(cfg.hidden), 2)
-    dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    torch_weights.load_from_jax(model.to(dtype), jax_model)
-    # A 2-20-2 step is a few microseconds of arithmetic: a GPU's launches would only slow it down.
-    return TorchBackend(model, sgd(cfg.lr), lambda x: x, arrays, seed=cfg.seed, dtype=dtype, device="cpu",
-                        threads=1)
+    Built abstractly, its weights set from NumPy's: eager random initialisers would compile one XLA
+    program per parameter shape, a large part of a run this small.
+    """
+    dtype = np.dtype(cfg.dtype)
+    model = nnx.eval_shape(lambda: JaxMLP(2, cfg.hidden, 2, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(cfg.seed)))
+    set_mlp_weights(model, NumpyMLP(2, cfg.hidden, 2, seed=cfg.seed, dtype=dtype).get_weights())
+    return model
 
 
-@under_precision
+def make_backend(cfg: ToyConfig, framework: str, data):
+    """The ``framework`` backend: the JAX MLP (NumPy's initial weights), converted for another framework; plain
+    SGD. Call it in ``x64_scope(cfg.dtype)``."""
+    arrays = {"train_x": data.train_x, "train_y": data.train_y, "test_x": data.test_x, "test_y": data.test_y}
+    arrays = {k: v.astype(np.dtype(cfg.dtype)) if k.endswith("_x") else v for k, v in arrays.items()}
+    recipe = base.Recipe(base.Optimizer("sgd", cfg.lr), cfg.seed, TABLE["fp32"], dtype=cfg.dtype, tiny=True,
+                         devices=select_devices(cfg.devices, cfg.batch_size))
+    return base.from_jax(framework, jax_model(cfg), recipe, arrays)
+
+
+def build_backends(cfg: ToyConfig, data) -> dict:
+    """Every framework of ``cfg.framework``'s backend, all from the same initial weights."""
+    return {fw: make_backend(cfg, fw, data) for fw in frameworks(cfg)}
+
+
 def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int = 0) -> dict[str, dict]:
     """Run the configured frameworks; write each run's folder under ``workdir``; return the summaries.
@@ -144,11 +120,16 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
     """
 
     cfg.validate()
+    with x64_scope(cfg.dtype):  # a float64 run's arrays and programs, and no other run's
+        return _train(cfg, Path(workdir), progress=progress, resume=resume, checkpoint_every=checkpoint_every)
+
+
+def _train(cfg: ToyConfig, workdir: Path, *, progress: bool | None, resume: bool, checkpoint_every: int) -> dict:
     data = make_toy_data(cfg.dataset, n_samples=cfg.samples, noise=cfg.noise,
                          test_fraction=cfg.test_fraction, seed=cfg.seed)
     periods = schedule(cfg, len(data.train_y))
-    backends = build_backends(cfg, data)
-    workdir = Path(workdir)
+    note_missing(chosen := frameworks(cfg))
+    backends = {fw: make_backend(cfg, fw, data) for fw in chosen}
     if resume:  # every framework's folder, before any of them is written
         for fw in backends:
             check_resumable(workdir / f"{cfg.dataset}-{fw}-s{cfg.seed}", run_config(cfg))

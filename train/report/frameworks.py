@@ -26,7 +26,7 @@ def run_twins(plan: Plan, results: dict, out: Path, run_or_reuse) -> None:
         part = twin_part(cfg)
         jax_cfg = dataclasses.replace(cfg, framework="jax")
         if part == "t19":
-            fn, workdir, jax_summary = rnn.train_torch, out / rnn.EXPERIMENT, results["rnn"].get("t19")
+            fn, workdir, jax_summary = rnn.train_and_evaluate, out / rnn.EXPERIMENT, results["rnn"].get("t19")
         else:
             fn, workdir = cifar.train_and_evaluate, out / cfg.experiment
             jax_summary = results["cifar"].get(f"{cfg.experiment}/{jax_cfg.run_name}")
