@@ -108,8 +108,6 @@ def test_module_level_imports_of_train_have_no_cycles():
     assert _cycles(_graph(function_level=False)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="cifar.py and cifar_frameworks.py import each other until each experiment "
-                                        "has one make_backend (issue 22, step 1): then drop this mark")
 def test_function_level_imports_break_no_cycle_either():
     """An import moved into a function to dodge a circle is still a circle."""
     assert _cycles(_graph(function_level=True)) == []
