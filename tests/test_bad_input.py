@@ -1,6 +1,6 @@
 """Every bad input gets one line on stderr, exit code 2, no traceback and nothing written.
 
-The README's troubleshooting table lists these same cases.
+docs/troubleshooting.md lists these same cases.
 """
 
 import pytest

@@ -38,7 +38,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="save a checkpoint every N evaluation periods, waiting for the disk if needed (default: "
                         "every epoch for which the background writer is free, so training never waits for it; off for "
-                        "mlp-toy, whose whole run takes about a second); 0 turns checkpoints off")
+                        "mlp-toy, whose whole run is shorter than saving its state); 0 turns checkpoints off")
     g = p.add_argument_group("multi-process (several hosts); each flag also reads the environment variable named")
     g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="address of process 0's coordinator service (JAX_COORDINATOR_ADDRESS)")

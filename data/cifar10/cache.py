@@ -143,7 +143,7 @@ def _check_arrays(arrays: dict[str, np.ndarray], num_classes: int) -> None:
 
 
 def _remove_stale(entry: Path) -> None:
-    """Deletes the other entries of the same source: they are dead weight (~180 MB each).
+    """Deletes the other entries of the same source: they are dead weight (a whole data set each).
 
     That includes the same source's cache files of the earlier ``.npz`` layout.
     """

@@ -115,8 +115,8 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
                        resume: bool = False, checkpoint_every: int = 0) -> dict[str, dict]:
     """Run the configured frameworks; write each run's folder under ``workdir``; return the summaries.
 
-    Checkpoints are off by default (``checkpoint_every=0``): the whole run takes about a second, and
-    saving state costs more than rerunning it. ``checkpoint_every=N`` saves every N evaluations.
+    Checkpoints are off by default (``checkpoint_every=0``): saving state costs more than rerunning the
+    whole run. ``checkpoint_every=N`` saves every N evaluations.
     """
 
     cfg.validate()

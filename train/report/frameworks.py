@@ -59,7 +59,7 @@ def section(plan: Plan, results: dict, out: Path) -> list[str]:
         return []
     L += ["Each PyTorch run starts from its JAX twin's initial weights (converted) and trains on the same batches "
           "with the same optimizer, in float32 on this machine; the curves should coincide up to rounding, which "
-          "grows with the number of steps (the README's *Cross-framework studies* says what to expect where). "
+          "grows with the number of steps (docs/cross-framework.md says what to expect where). "
           "Differences are b minus a; the loss difference is the largest over every evaluation both runs made. "
           "Where training passes through an instability (the gradient spike with which the vanilla RNN leaves "
           "its plateau) the rounding is amplified to differences the size of seed-to-seed spread; the float64 "

@@ -90,7 +90,7 @@ def make_plan(quick: bool, data: str, seed: int) -> Plan:
             "Part 1 Tasks 1-2: the original's full recipe (1,500 steps), not scaled.",
             "Part 1 Task 3: 4 epochs (not 50) on 10,000 of the 50,000 training images; full test set.",
             "Part 2: the CNN for 2 epochs (not 30) on 1,024 training images, batch 32 (not 256), 256 test "
-            "images (convolutions are slow on a CPU: one batch-32 step takes about a second).",
+            "images (convolutions are slow on a CPU).",
             "Part 3: T=19 with 20,000 palindromes (not 100,000) for 6 epochs (not 30), StepLR every 4; "
             "the sweep over T = 5, 10, 20, 30 with 10,000 palindromes, 5 epochs, one seed, vanilla and LSTM; "
             "its constant-rate ablation likewise, vanilla only.",
