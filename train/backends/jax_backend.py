@@ -78,11 +78,16 @@ def normalizer(mean: np.ndarray, std: np.ndarray):
     return preprocess
 
 
-def _fuse(jax_model, devices) -> bool:
-    """XLA:CPU runs convolutions far faster one step per call than inside a fused lax.scan."""
+def fuses_on_cpu(model_type: type) -> bool:
+    """Whether a period of ``model_type`` runs as one fused lax.scan on a CPU: XLA:CPU runs convolutions
+    far faster one step per call than inside a scan, so a convnet trains step by step there."""
     from jax_models.cnn import CNN
+    return not issubclass(model_type, CNN)
+
+
+def _fuse(jax_model, devices) -> bool:
     platform = (devices[0] if devices else jax.local_devices()[0]).platform
-    return platform != "cpu" or not isinstance(jax_model, CNN)
+    return platform != "cpu" or fuses_on_cpu(type(jax_model))
 
 
 def from_jax(jax_model, recipe: Recipe, arrays: Mapping[str, np.ndarray]) -> JaxBackend:
