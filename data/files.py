@@ -1,16 +1,9 @@
 """Atomic file and folder writes (and quiet removal of leftovers): the project's one helper.
 
-Everything is written to a temporary entry beside the target (``.<name>.<random>.tmp``, same
-folder, so the final rename never crosses file systems) and then renamed over the target: a
-killed process leaves the old version or the new one, never half of one, and a failed write
-leaves no temporary entry behind.  The temporary entry is created with mode 0666 (0777 for a
-folder) and the kernel applies the process's current umask, so the result has the permissions
-any ordinary ``open()`` would give it.  An ``OSError`` names the target the caller knows, not
-the temporary entry.  Nothing is fsync'ed: results files are rewritten after every evaluation,
-where a sync each time would dominate short runs, and only a power cut could lose the newest
-version.
-
-This module lives in ``data`` (the lowest layer); ``train.engine.results`` re-exports it.
+A temporary entry beside the target is renamed over it (never across file systems), so a killed
+process leaves the old or the new version; it gets the umask's ordinary permissions. No fsync:
+files are rewritten every evaluation and only a power cut could lose the newest. Lives in ``data``,
+the lowest layer.
 """
 
 from __future__ import annotations
@@ -43,23 +36,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Yields a binary file that replaces ``path`` when the block exits cleanly.
-
-    If the block raises, the temporary file is removed and ``path`` is left as it was.
-    """
+    """A binary file that replaces ``path`` if the block exits cleanly; otherwise ``path`` is untouched."""
     with _staged(Path(path), _create_file) as tmp, open(tmp, "wb") as f:
         yield f
 
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields an empty temporary folder that replaces ``path`` when the block exits cleanly.
-
-    Fill it inside the block.  An existing ``path`` (file or folder) is replaced: it is renamed
-    aside, the new folder renamed in and the old one deleted, so a reader sees the old entry,
-    the new one or (for an instant) none, never a mixture.  If the block raises, the temporary
-    folder is deleted and ``path`` is left as it was.
-    """
+    """An empty folder to fill that replaces ``path`` if the block exits cleanly; a reader sees the
+    old entry, the new one or (for an instant) none, never a mixture."""
     with _staged(Path(path), _create_directory) as tmp:
         yield tmp
 

@@ -1,35 +1,9 @@
 """Recurrent classifiers for the palindrome task (Part 3), in Flax NNX.
 
-The vanilla cell follows the assignment exactly::
-
-    h_0 = 0
-    h_t = tanh(W [x_t ; h_{t-1}] + b)      # ONE Linear: (input_dim + hidden) -> hidden
-    logits = V h_T + c                     # Linear: hidden -> num_classes
-
-An LSTM cell (one Linear ``(input_dim + hidden) -> 4 * hidden``, gates
-``i, f, g, o`` in that order, forget-gate bias initialised to 1) is provided
-for comparison.
-
-Implementation notes:
-
-* The time loop is a ``jax.lax.scan`` over time-major inputs.  ``unroll``
-  (see ``default_unroll``) trades compile time for speed: on CPU the scan
-  stays a loop (one step per trip, so compile time does not grow with ``T``);
-  on a GPU each loop trip costs a host round trip for its predicate and a
-  launch of every kernel of the step, which dominates a batch-128, hidden-128
-  step, so the scan is unrolled there.  Unrolling changes the program's
-  structure, not the arithmetic of a step.
-* ``W [x_t ; h_{t-1}] = W_x x_t + W_h h_{t-1}`` where ``W_x``/``W_h`` are the
-  row blocks of the single Linear's kernel.  The input term does not depend
-  on the recurrence, so it is computed for all steps before the scan (for
-  digit inputs it is a row gather, since ``x_t`` is one-hot); only the
-  ``W_h h_{t-1}`` matmul stays inside the loop.  Parameters are still those
-  of one Linear, as the spec requires.
-* Initialisation mimics PyTorch's ``nn.Linear`` default (see
-  ``torch_linear_init``) because the original assignment is in PyTorch.
-* ``dtype`` is the compute dtype: parameters stay float32 and are cast, along
-  with the inputs, before use.  Logits are returned as at least float32 so that
-  losses are computed in full precision.
+Vanilla cell, as the assignment specifies: ``h_t = tanh(W [x_t ; h_{t-1}] + b)`` with ONE Linear
+``(input_dim + hidden) -> hidden``, logits ``V h_T + c``; an LSTM (gates ``[i, f, g, o]``) for comparison.
+``W_x x_t`` (the kernel's input rows) is computed for all steps before the scan, as it does not
+depend on the recurrence. Init mimics PyTorch's ``nn.Linear``, the assignment's framework.
 """
 
 from __future__ import annotations
@@ -55,9 +29,8 @@ GPU_UNROLL = 16
 
 
 def default_unroll(steps: int, platform: str | None = None) -> int:
-    """Time steps per ``lax.scan`` loop trip: 1 on CPU (a loop trip is cheap there and compile time
-    stays flat in ``T``); on a GPU/TPU the whole sequence up to ``GPU_FULL_UNROLL_MAX`` steps, else
-    ``GPU_UNROLL``."""
+    """Time steps per ``lax.scan`` loop trip: 1 on CPU, where a trip is cheap and compile time stays
+    flat in ``T``; on an accelerator, where each trip costs a host round trip, the unroll above."""
     platform = platform or jax.default_backend()
     if platform == "cpu":
         return 1
@@ -83,11 +56,7 @@ def torch_linear_init(fan_in: int) -> tuple[Initializer, Initializer]:
 
 
 def _lstm_bias_init(fan_in: int, hidden: int) -> Initializer:
-    """PyTorch-style uniform bias, with the forget-gate block set to 1.0.
-
-    A positive forget bias keeps ``c`` flowing early in training (Jozefowicz
-    et al., 2015).  Gate layout along the last axis: ``[i, f, g, o]``.
-    """
+    """PyTorch-style bias with the forget gate at 1.0, to keep ``c`` flowing early (Jozefowicz et al., 2015)."""
     _, base = torch_linear_init(fan_in)
 
     def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
@@ -97,18 +66,11 @@ def _lstm_bias_init(fan_in: int, hidden: int) -> Initializer:
 
 
 def _input_term(x: jax.Array, w_x: jax.Array, input_dim: int, dtype) -> jax.Array:
-    """The input term ``W_x x_t`` of every step at once ([B, T, G*H]): it does not depend on the recurrence.
-
-    The bias is added inside the step instead: hoisted, its gradient would be one sum over (time,
-    batch) whose order XLA changes under vmap (seeds trained side by side would then drift from
-    separate runs by rounding).
-    """
+    """``W_x x_t`` for every step at once, ``[B, T, G*H]``. The bias stays in the step: hoisted, its
+    gradient's summation order would change under vmap, so vmapped seeds would drift from single runs."""
     if jnp.issubdtype(x.dtype, jnp.integer):
-        # one_hot(x) @ W_x selects rows of W_x, exactly in fp32 and bf16 (one product by 1, the rest
-        # by 0; TF32 would round W_x to 10 mantissa bits, as it rounds every matmul). As a
-        # matmul, its gradient is a matmul too; a row gather's would be a scatter-add of every
-        # (example, step) into input_dim rows: contended atomics on a GPU, slowest in bf16.
-        # Out-of-range digits give NaN rather than one_hot's silent zero vector.
+        # A one-hot matmul rather than a row gather: its gradient is a matmul, not a contended
+        # scatter-add. Out-of-range digits give NaN rather than one_hot's silent zero vector.
         valid = (x >= 0) & (x < input_dim)
         xw = jax.nn.one_hot(x, input_dim, dtype=dtype) @ w_x
         return jnp.where(valid[..., None], xw, jnp.nan)
@@ -152,23 +114,10 @@ def _hidden_states(
     dtype,
     unroll: int | bool | None = None,
 ) -> jax.Array:
-    """Pure forward recurrence behind ``RNNClassifier.hidden_states``.
+    """Forward recurrence -> ``[B, T, H]``; jitted at module level so eager calls reuse one compile per shape.
 
-    Jitted at module level so that eager calls (analysis scripts, tests) reuse
-    one compiled scan per shape instead of re-tracing a fresh closure on every
-    call; under an outer ``jit``/``grad`` it is simply inlined.
-
-    Args:
-        kernel: ``[input_dim + H, G*H]`` (G = 1 vanilla, 4 LSTM), rows ordered
-            as the concatenation ``[x_t ; h_{t-1}]``.
-        bias: ``[G*H]``.
-        x: int ``[B, T]`` or float ``[B, T, input_dim]``.
-        h0: ``[B, H]`` or ``None`` (zeros).
-        perturb: ``[B, T, H]`` or ``None`` (zeros).
-        unroll: time steps per scan loop trip (see ``resolve_unroll``).
-
-    Returns:
-        ``[B, T, H]`` in ``dtype``.
+    ``kernel`` ``[input_dim + H, G*H]`` (G = 1 vanilla, 4 LSTM), rows ordered ``[x_t ; h_{t-1}]``;
+    ``x`` int ``[B, T]`` or float ``[B, T, input_dim]``; ``h0`` ``[B, H]``, ``perturb`` ``[B, T, H]`` or None.
     """
     kernel = kernel.astype(dtype)
     bias = bias.astype(dtype)
@@ -194,19 +143,8 @@ def _hidden_states(
 
 
 class RNNClassifier(nnx.Module):
-    """Many-to-one recurrent classifier: reads a sequence, classifies from ``h_T``.
-
-    Args:
-        input_dim: size of one input step (10 for decimal digits).
-        hidden: hidden-state size.
-        num_classes: number of output classes.
-        cell: ``"vanilla"`` (tanh RNN, the assignment's model) or ``"lstm"``.
-        dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
-        unroll: time steps per ``lax.scan`` loop trip: an int, ``True`` (the whole
-            sequence), or ``None`` (default: ``default_unroll`` for the platform
-            the model is traced on). Results are the same up to float rounding.
-        rngs: NNX random streams for parameter initialisation.
-    """
+    """Many-to-one classifier from ``h_T``. ``dtype`` is the compute dtype (parameters stay float32);
+    ``unroll`` as in ``resolve_unroll``, changing results only by float rounding."""
 
     def __init__(
         self,
@@ -253,21 +191,10 @@ class RNNClassifier(nnx.Module):
         *,
         perturb: jax.Array | None = None,
     ) -> jax.Array:
-        """All hidden states ``h_1 .. h_T``.
+        """``h_1 .. h_T`` as ``[B, T, hidden]`` from int digits ``[B, T]`` or float ``[B, T, input_dim]``.
 
-        Args:
-            x: digits int ``[B, T]`` in ``[0, input_dim)``, treated as one-hot
-                vectors, or float ``[B, T, input_dim]``.
-            h0: initial hidden state ``[B, hidden]``; zeros when ``None``.
-                For the LSTM the initial cell state is always zero.
-            perturb: optional ``[B, T, hidden]`` tensor added to each ``h_t``
-                right after the cell update, *before* it feeds step ``t+1``.
-                With ``perturb = 0`` the output is unchanged, and the gradient
-                of a loss w.r.t. ``perturb[:, t]`` is the total derivative
-                ``dL/dh_t`` through all downstream paths.
-
-        Returns:
-            ``[B, T, hidden]`` in the compute dtype.
+        ``perturb`` ``[B, T, hidden]`` is added to each ``h_t`` before it feeds step ``t+1``, so the
+        gradient w.r.t. a zero ``perturb[:, t]`` is the total derivative ``dL/dh_t``.
         """
         x = jnp.asarray(x)
         if jnp.issubdtype(x.dtype, jnp.integer):
@@ -281,49 +208,27 @@ class RNNClassifier(nnx.Module):
         )
 
     def logits_from_last(self, h_last: jax.Array) -> jax.Array:
-        """Output layer: ``[B, hidden]`` -> logits ``[B, num_classes]``.
-
-        Logits are float32, or float64 for a float64 model: never narrower
-        than float32, so a bf16 model's loss is still computed in full precision.
-        """
+        """``[B, hidden]`` -> logits ``[B, num_classes]``, at least float32 so a bf16 model's loss is full precision."""
         return self.out(h_last).astype(jnp.promote_types(self.dtype, jnp.float32))
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
-        """Logits ``[B, num_classes]`` from the last hidden state.
-
-        ``train`` and ``rngs`` are accepted (and ignored) so that every model in
-        the project shares one trainer interface; this model has no dropout or
-        batch statistics.
-        """
+        """Logits ``[B, num_classes]``; ``train``/``rngs`` are ignored, kept for the shared trainer interface."""
         del train, rngs
         return self.logits_from_last(self.hidden_states(x)[:, -1])
 
 
 @nnx.jit(static_argnames=("reduction",))
 def grad_norms_wrt_hidden(model: RNNClassifier, x: jax.Array, y: jax.Array, reduction: str = "mean") -> jax.Array:
-    """Gradient magnitude per time step: ``mean_b ||dL/dh_t[b]||_2`` -> ``[T]``.
+    """``mean_b ||dL/dh_t[b]||_2`` -> ``[T]`` (entry ``t`` is ``h_{t+1}``), the total derivative via ``perturb``.
 
-    ``L`` is the cross-entropy of ``logits_from_last(h_T)`` against ``y``,
-    averaged over the batch (``reduction="mean"``, as a PyTorch
-    ``loss.backward()`` with ``retain_grad`` on the hidden states would
-    measure) or summed (``reduction="sum"``: per-example gradients, which do
-    not shrink with the batch size).  ``dL/dh_t`` is the *total* derivative,
-    through every later step, obtained as the gradient w.r.t. a zero
-    perturbation added to ``h_t`` inside the scan.  Entry ``t`` (0-based)
-    belongs to ``h_{t+1}``; a vanishing gradient shows as small early entries.
-    The result is float32 (float64 for a float64 model).
-
-    Args:
-        model: the classifier (parameters are not differentiated).
-        x: inputs as accepted by ``RNNClassifier.hidden_states``, batch ``B``, length ``T``.
-        y: int labels ``[B]``.
+    ``reduction="mean"`` matches PyTorch's ``loss.backward()`` with ``retain_grad``; ``"sum"`` gives
+    per-example gradients that do not shrink with the batch size.
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     x = jnp.asarray(x)
     batch, steps = x.shape[0], x.shape[1]
-    # At least float32 even for bf16 models, so the gradient itself is
-    # returned in full precision (it is cast to the compute dtype inside).
+    # At least float32 so a bf16 model's gradient is returned in full precision.
     eps = jnp.zeros((batch, steps, model.hidden), jnp.promote_types(model.dtype, jnp.float32))
 
     def loss_fn(eps):

@@ -1,10 +1,7 @@
 """Hand-written layers for the NumPy MLP, cs231n style.
 
-Each module has ``forward`` (which caches what its backward needs) and
-``backward`` (which maps the upstream gradient to the input gradient and, for
-layers with parameters, stores the parameter gradients in ``grads``). No
-autodiff anywhere: every derivative below is derived by hand. All layers work
-in the dtype of their inputs and parameters (float32 or float64).
+``forward`` caches what ``backward`` needs; ``backward`` returns the input gradient and stores
+parameter gradients in ``grads``. Every derivative is by hand: no autodiff.
 """
 
 from __future__ import annotations
@@ -29,12 +26,8 @@ class Module:
 
 
 def torch_uniform_bound(fan_in: int) -> float:
-    """The bound b of PyTorch's default U(-b, b) for nn.Linear and nn.Conv2d weights and biases: 1/sqrt(fan_in).
-
-    PyTorch draws the weight with ``kaiming_uniform_(a=sqrt(5))``: bound = gain * sqrt(3 / fan_in) with
-    gain = sqrt(2 / (1 + a^2)) = sqrt(1/3), i.e. 1 / sqrt(fan_in); the bias uses the same bound.
-    Every PyTorch-style initialiser of the project (NumPy's here, JAX's in jax_models/init.py) uses it.
-    """
+    """1/sqrt(fan_in), the bound of PyTorch's default U(-b, b) for Linear and Conv2d weights and biases
+    (``kaiming_uniform_(a=sqrt(5))``); every PyTorch-style initialiser of the project uses it."""
     if fan_in < 1:
         raise ValueError(f"fan_in must be >= 1, got {fan_in}")
     return 1.0 / math.sqrt(fan_in)  # correctly rounded, as np.sqrt
@@ -48,12 +41,7 @@ def torch_uniform_init(fan_in: int, shape: tuple[int, ...], rng: np.random.Gener
 
 
 class Linear(Module):
-    """y = x @ W + b.
-
-    Shapes: x (N, in_features) -> y (N, out_features); W (in_features, out_features),
-    b (out_features,). W is stored input-major, the same layout as a Flax ``Linear``
-    kernel, so weights move between frameworks without a transpose.
-    """
+    """y = x @ W + b: x (N, in) -> y (N, out); W (in, out) as a Flax kernel, so weights move without a transpose."""
 
     def __init__(self, in_features: int, out_features: int, *, rng: np.random.Generator,
                  dtype=np.float32) -> None:
@@ -91,10 +79,7 @@ class ReLU(Module):
 
 
 class SoftMax(Module):
-    """Row-wise softmax: logits (N, C) -> probabilities (N, C).
-
-    Shifted by the row maximum so large logits do not overflow.
-    """
+    """Row-wise softmax (N, C) -> (N, C), shifted by the row maximum so large logits do not overflow."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -112,12 +97,7 @@ class SoftMax(Module):
 
 
 class CrossEntropy(Module):
-    """Mean negative log-likelihood of integer labels under given probabilities.
-
-    Shapes: p (N, C), y (N,) int -> scalar loss. Probabilities are floored at the
-    dtype's smallest normal number so that a saturated softmax gives a large,
-    finite loss instead of inf.
-    """
+    """Mean NLL: p (N, C), y (N,) int -> scalar; p is floored so a saturated softmax gives a finite loss."""
 
     def __init__(self) -> None:
         super().__init__()

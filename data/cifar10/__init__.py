@@ -1,31 +1,8 @@
 """CIFAR-10 for the CNN part (Part 2): one loader, several sources.
 
-``load_cifar10(source, data_dir=..., cache_dir=..., seed=..., workers=...)``
-returns an :class:`ImageDataset` of uint8 NHWC images and int32 labels, whatever
-the source.  The training CLI passes its ``--data SOURCE`` and ``--data-dir DIR``
-straight through.  Sources, each in its own module:
-
-``tfds`` (default), :mod:`data.cifar10.tfds`
-    tensorflow-datasets' ``cifar10``, read from ``data_dir`` (``None``: tfds'
-    default, ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).  It never
-    downloads; an unprepared build raises :class:`DataError` at once, saying
-    how to prepare it.  An ``array_record`` build needs no TensorFlow.
-
-``folder:PATH`` (or bare ``folder``: PATH from ``data_dir``), :mod:`data.cifar10.folder`
-    An image-folder tree ``PATH/{train,test}/<class>/*.{png,jpg,jpeg}`` with
-    exactly 10 class folders, decoded with Pillow in parallel; labels follow
-    the sorted class names, rows the sorted file names within each class.
-
-``synthetic`` or ``synthetic:N``, :mod:`data.cifar10.synthetic`
-    N (default 2048) random, learnable CIFAR-shaped training images and
-    ``max(N // 5, 10)`` test images, deterministic for ``seed``.
-
-Decoded ``tfds`` and ``folder`` data is cached under ``cache_dir`` (default
-``$JAX_CURRICULUM_CACHE`` or ``~/.cache/jax_curriculum``) as a folder of
-``.npy`` files per entry, keyed by the source and a cheap fingerprint of its
-files, verified against a SHA-256 digest on every load and rebuilt with a
-one-line warning when it fails (:mod:`data.cifar10.cache`).
-``python -m data.cifar10 SOURCE`` loads twice and summarises (:mod:`data.cifar10.cli`).
+Sources ``tfds`` (never downloads), ``folder:PATH`` and ``synthetic[:N]``, one module each, give
+the same :class:`ImageDataset`; decoded data is cached and digest-checked (:mod:`data.cifar10.cache`).
+The sources and cache are described in the README's data section.
 """
 
 from __future__ import annotations
@@ -62,24 +39,9 @@ def load_cifar10(
     seed: int = 0,
     workers: int | None = None,
 ) -> ImageDataset:
-    """Loads CIFAR-10 (or a stand-in) from ``source``; see the module docstring.
+    """CIFAR-10 or a stand-in: uint8 ``[N, 32, 32, 3]`` images, int32 ``[N]`` labels; DataError if unusable.
 
-    Args:
-        source: ``"tfds"``, ``"folder:PATH"``, ``"folder"``, ``"synthetic"`` or
-            ``"synthetic:N"``.
-        data_dir: tfds data directory for ``tfds``; the tree's root for a bare
-            ``folder``; unused otherwise.
-        cache_dir: where decoded arrays are cached; ``None`` means
-            :func:`default_cache_dir`.
-        seed: seed of the ``synthetic`` source (ignored by the others).
-        workers: decoding processes for ``folder``; ``None`` means one per
-            available CPU, ``1`` decodes in this process.
-
-    Returns:
-        The data set, uint8 ``[N, 32, 32, 3]`` images and int32 ``[N]`` labels.
-
-    Raises:
-        DataError: the source is unknown, missing, malformed or unprepared.
+    ``data_dir`` is tfds' directory or a bare ``folder``'s root; ``workers`` None decodes one per CPU.
     """
     if not isinstance(source, str):
         raise DataError(f"data source must be a string, got {source!r}; "

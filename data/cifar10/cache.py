@@ -1,19 +1,9 @@
 """The cache of decoded ``tfds`` and ``folder`` data: one folder of ``.npy`` files per entry.
 
-An entry is ``<cache_dir>/cifar10-<kind>-<hash of location>-<hash of contents>/`` holding
-``train_x.npy``, ``train_y.npy``, ``test_x.npy``, ``test_y.npy``, ``class_names.npy`` (plain
-``np.save`` files) and ``sha256.txt``: the SHA-256 of the entry's name and of each array's name,
-dtype, shape and bytes.  The location hash is of the source kind and resolved path, so a rebuild
-can delete the same tree's stale entries; the contents hash is of a cheap fingerprint of the
-files (names, sizes and modification times, from :func:`dir_fingerprint` or the folder source's
-listing) and the cache version, so editing the tree or changing the layout misses.
-
-An entry is written as a whole (:func:`data.files.atomic_directory`): readers see all of it or
-none.  Every load memory-maps the arrays (copy-on-write, so they are writable and the file
-never changes), checks that the digest matches, and checks dtypes, shapes and label range; an
-entry that is unreadable, truncated or fails a check is reported in a one-line warning and
-rebuilt.  Cache files of the earlier single-``.npz`` layout are never read; a rebuild of the
-same tree deletes them with its other stale entries.
+An entry is named ``cifar10-<kind>-<hash of location>-<hash of contents>``: the location hash lets a
+rebuild delete the same tree's stale entries, the contents hash (a cheap file fingerprint) makes
+an edited tree miss. Entries are written whole and loads are memory-mapped copy-on-write and
+digest-checked; a failing entry is rebuilt with a one-line warning.
 """
 
 from __future__ import annotations
@@ -74,11 +64,8 @@ def entry_path(cache_dir: Path, kind: str, identity: str, fingerprint: str) -> P
 
 
 def read_cache(entry: Path, source: str) -> ImageDataset | None:
-    """The cached data set, or None when absent or failing verification (then it is rebuilt).
-
-    The arrays must match the SHA-256 digest written with them, which also binds them to the
-    entry's name: an entry rewritten with other contents, or copied under another key, fails.
-    """
+    """The cached data set, or None (rebuild). The digest binds the arrays to the entry's name too,
+    so an entry copied under another key fails."""
     if not entry.is_dir():
         return None
     try:
@@ -143,10 +130,7 @@ def _check_arrays(arrays: dict[str, np.ndarray], num_classes: int) -> None:
 
 
 def _remove_stale(entry: Path) -> None:
-    """Deletes the other entries of the same source: they are dead weight (a whole data set each).
-
-    That includes the same source's cache files of the earlier ``.npz`` layout.
-    """
+    """Delete the same source's other entries (``.npz`` files included): each is a whole data set."""
     prefix = entry.name.rsplit("-", 1)[0] + "-"
     for stale in entry.parent.glob(f"{prefix}*"):
         if stale != entry:

@@ -1,17 +1,9 @@
 """The ``folder:PATH`` source: an image-folder tree, decoded with Pillow.
 
-The tree is ``PATH/{train,test}/<class>/*.{png,jpg,jpeg}``: exactly 10 class folders, the same
-names in both splits.  Labels are class indices in sorted-name order (for CIFAR-10's own names
-that is also the official label order, see :data:`~data.cifar10.CLASS_NAMES`).  Row order, which
-tests and users can rely on: within a split, rows are grouped by class in label order and, within
-a class, follow the sorted file names; so ``train/cat/0000.jpg`` of a 5,000-per-class tree is
-train row ``3 * 5000 + 0``.  Hidden entries, subfolders and files with other extensions are
-ignored; a link named like an image whose target is gone is an error.
-
-Images are decoded in parallel processes (threads once a JAX backend runs, see
-:func:`_make_executor`) and converted to RGB; each must be 32x32.  Grey, 1-bit, palette, CMYK
-and alpha modes are converted exactly (alpha dropped), 16-bit grey as round(v * 255 / 65535);
-other modes (a float TIFF named .png, say) are refused with an error naming the file.
+``PATH/{train,test}/<class>/*.{png,jpg,jpeg}``, exactly 10 classes of 32x32 images. Labels follow
+the sorted class names (CIFAR-10's official order for its own names); rows are grouped by class,
+then sorted file names, an order tests and users rely on. Modes without an exact RGB conversion
+are refused, naming the file.
 """
 
 from __future__ import annotations
@@ -72,11 +64,7 @@ class _FolderListing:
         return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
 
     def fingerprint(self) -> str:
-        """Per class folder: file names, count, total size and newest mtime.
-
-        Cheap (one stat per file, no reads) yet it changes when a file is
-        added, removed, renamed or rewritten.
-        """
+        """Names, count, size and newest mtime per class: one stat per file, yet any change shows."""
         h = hashlib.blake2b(digest_size=16)
         for split in ("train", "test"):
             for cls, files in zip(self.class_names, self.splits[split]):
@@ -138,8 +126,7 @@ def _scan_folder(root: Path) -> _FolderListing:
 
 
 def _scan_class(class_dir: Path) -> _ClassFiles:
-    # This runs on every load, cache hit or not (60,000 files for CIFAR-10),
-    # so the loop stays lean: d_type-based is_file(), one stat() per image.
+    # Runs on every load, cache hit or not, so it stays lean: one stat() per image.
     names: list[str] = []
     total_size = newest = 0
     for e in scandir(class_dir):
@@ -178,14 +165,8 @@ def _decode_images(paths: Sequence[str], workers: int) -> np.ndarray:
 
 
 def _make_executor(workers: int) -> Executor:
-    """A fork-based process pool when that is safe, else threads.
-
-    Decoding a 32x32 image is mostly Python-level Pillow overhead that holds the
-    GIL, so threads barely beat one core while processes scale with the cores.
-    Fork is used because spawn/forkserver re-import the caller's ``__main__``
-    (for the CLI, JAX and all) in every worker.  But forking a process whose
-    JAX backend is already running risks a deadlock, so then threads it is.
-    """
+    """Fork-based processes, as decoding holds the GIL and spawn re-imports ``__main__``; threads
+    once a JAX backend runs, as forking it risks a deadlock."""
     xla_bridge = sys.modules.get("jax._src.xla_bridge")
     jax_running = bool(getattr(xla_bridge, "_backends", None))
     if sys.platform.startswith("linux") and not jax_running:
@@ -213,10 +194,7 @@ def _decode_files(paths: Sequence[str]) -> np.ndarray:
 
 
 def _to_rgb(image: Image.Image, path: str) -> np.ndarray:
-    """uint8 RGB pixels of a decoded Pillow image; DataError for modes without a sure conversion.
-
-    Alpha is ignored, as torchvision's and tf.image's 3-channel loaders do.
-    """
+    """uint8 RGB pixels, alpha dropped as torchvision does; DataError for modes without a sure conversion."""
     mode = image.mode
     if mode in ("P", "PA"):  # via RGBA: Pillow warns on P -> RGB when transparency is a byte table
         return np.asarray(image.convert("RGBA"))[..., :3]

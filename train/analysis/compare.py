@@ -22,11 +22,7 @@ from train.engine.run_files import damage
 
 
 def load_run(path: Path) -> dict:
-    """A finished run folder: its label, summary and metric rows.
-
-    A folder that is not one (still running, stopped early, not a run) or whose summary.json or
-    metrics.jsonl was damaged after it finished is a UsageError naming the folder and the file.
-    """
+    """A finished run's label, summary and metric rows; anything else is a UsageError naming the file."""
     path = Path(path)
     holder = lock_holder(path)
     if holder:  # any summary.json there is an earlier attempt's, which this one is about to remove
@@ -49,12 +45,7 @@ def load_run(path: Path) -> dict:
 
 
 def expand(patterns: list[str]) -> list[Path]:
-    """Run folders from paths or shell-style globs, in the order given, each once.
-
-    A glob keeps the finished runs it matches (not e.g. a comparison folder beside them); a run
-    folder it matches that is not usable (still running, stopped early, damaged) is left out with
-    a note saying why.
-    """
+    """Run folders from paths or globs, in order, each once; a glob skips unusable runs with a note."""
     out: list[Path] = []
     for p in patterns:
         found = [Path(f) for f in sorted(glob.glob(p)) if _usable(Path(f))] if glob.has_magic(p) else [Path(p)]

@@ -1,13 +1,8 @@
 """The interface every framework's backend implements, so one loop drives NumPy, JAX and PyTorch alike.
 
-A backend trains for a period given its batch indices ``[K, B]`` (``train(idx)`` -> per-step
-train metrics ``{"loss": [K], "accuracy": [K]}`` on the host) and evaluates the splits it was
-built for (``evaluate()`` -> ``{split: {"loss", "accuracy", "count"}}``); the two are separate
-calls so the loop can time them apart. Every backend sees the same batches in the same order.
-
-That is one run. A backend that trains S runs side by side (``jax_multiseed``) says so with
-``runs = S``: it takes indices ``[S, K, B]`` and returns, and loads, lists of S of the above.
-The engine drives every backend that way, a one-run backend as S = 1 (``train.engine.loop.OneRun``).
+``train(idx [K, B])`` -> per-step ``{"loss": [K], "accuracy": [K]}`` and ``evaluate()`` ->
+``{split: {"loss", "accuracy", "count"}}`` are separate calls so the loop times them apart. A
+backend with ``runs = S`` takes ``[S, K, B]`` and speaks lists of S (``jax_multiseed``).
 """
 
 from __future__ import annotations
@@ -55,9 +50,8 @@ class Backend(Protocol):
 
 
 # -- which frameworks exist -------------------------------------------------------------------------
-# Each backend module is imported only when its framework is used (PyTorch is optional); each has
-# ``NAME``, ``available()``, ``MISSING`` (the one-line error when it is not installed) and ``from_jax``.
-# Adding a framework is a backend module and a line here: every experiment then offers it.
+# Imported only when used, as PyTorch is optional. Each module has NAME, available(), MISSING and
+# from_jax; adding a framework is a backend module and a line here.
 FRAMEWORKS = {"numpy": "train.backends.numpy_backend", "jax": "train.backends.jax_backend",
               "torch": "train.backends.torch_backend"}
 
@@ -85,13 +79,8 @@ class Chosen(tuple):
 
 def choose(requested: str, order: tuple[str, ...] = (), unsupported: dict[str, str] | None = None,
            *, aliases: dict[str, str] | None = None) -> Chosen:
-    """The frameworks ``--framework requested`` names (with ``.missing``: those ``all`` left out).
-
-    ``requested`` is one framework, a comma list of them, or ``all`` (every one installed). Runs go
-    in the experiment's ``order``, then the other frameworks in registry order. ``unsupported`` maps
-    a framework this experiment's settings cannot run to why. A framework named explicitly but not
-    installed is a one-line UsageError.
-    """
+    """The frameworks ``requested`` (one, a comma list or ``all``) names, in the experiment's ``order``
+    first; ``.missing`` lists those ``all`` left out. ``unsupported`` maps a framework to why not."""
     unsupported = unsupported or {}
     supported = (*order, *(fw for fw in FRAMEWORKS if fw not in order))
     requested = (aliases or {}).get(requested, requested)
@@ -117,12 +106,8 @@ def choose(requested: str, order: tuple[str, ...] = (), unsupported: dict[str, s
 # -- what every framework realises in its own spelling ------------------------------------------------
 @dataclass(frozen=True)
 class Optimizer:
-    """An experiment's optimizer, as each framework spells it (optax, torch.optim, numpy_mlp.optim).
-
-    ``sgd``: plain SGD. ``adamw``: PyTorch's AdamW (betas 0.9, 0.999, eps 1e-8, decoupled ``weight_decay``).
-    ``rmsprop``: PyTorch's RMSprop (alpha 0.99, eps 1e-8 outside the sqrt) with StepLR (``lr_gamma`` every
-    ``lr_step`` epochs) after PyTorch's global-norm clipping to ``clip_norm``.
-    """
+    """An experiment's optimizer, one value that each framework spells its own way; the semantics
+    are PyTorch's (AdamW, RMSprop + StepLR + clipping), as in docs/cross-framework.md."""
 
     kind: str
     lr: float
@@ -134,13 +119,8 @@ class Optimizer:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a run trains, apart from its model: what every backend needs to train the same thing.
-
-    ``normalize``: the inputs are uint8 NHWC images, scaled to [0, 1] and normalised with these
-    per-channel (mean, std), in float32; None: the inputs go to the model as they are. ``eval_batch``
-    None is the backend's own default. ``tiny``: a model of a few hundred weights, whose run is
-    dominated by fixed costs (compiling, launches): it runs on the host and compiles cheaply.
-    """
+    """What every backend needs to train the same thing, apart from the model. ``normalize``: per-channel
+    (mean, std) for uint8 NHWC images, or None. ``tiny``: fixed costs dominate, so it runs on the host."""
 
     optimizer: Optimizer
     seed: int

@@ -1,20 +1,8 @@
 """Checkpoints with orbax, the engine's through ``train.backends``: the training state and what an exact resume needs.
 
-A checkpoint holds a backend's host state (for JAX the :class:`~train.backends.jax_trainer.TrainState`:
-parameters, batch statistics, optimizer state, step, dropout key; for PyTorch and NumPy a
-pytree of NumPy arrays holding the same) and a JSON record: the number
-of periods done (the data order is a pure function of seed and period, so
-this is the data position), the metric rows so far, elapsed time, and a
-SHA-256 of the state's bytes. Orbax writes each checkpoint to a temporary
-folder and renames it when complete; the digest catches a checkpoint that was
-damaged on disk afterwards, in which case the previous one is used.
-
-Saving stays off the training's critical path: ``save`` only copies the state
-to host memory (the next training call donates the device buffers), then
-hashes and writes it on a background thread while the device trains on. A
-process killed mid-write leaves the previous checkpoints intact, so resume
-stays exact; ``wait`` (called by the next save, by ``steps`` and by ``close``)
-joins the write and re-raises its error, if any.
+A checkpoint is a backend's host state plus periods done (the data position), metric rows and a
+SHA-256 that catches later damage. ``save`` copies to host (the next call donates the device
+buffers) and writes on a background thread; ``wait`` joins it and re-raises. See docs/resilience.md.
 """
 
 from __future__ import annotations
@@ -124,12 +112,8 @@ class Checkpointer:
     def restore_latest(self, template, *, max_period: int | None = None) -> tuple[int, Any, dict] | None:
         """(period, state, meta) of the newest intact checkpoint (at or before ``max_period``), or None.
 
-        ``template`` is a host state of the right structure (a freshly initialised one), or None to
-        read the state back as it was saved (arrays of their saved dtypes).
-        Damage is a state whose digest does not match, or a checkpoint that cannot be read while an
-        older one can: those are removed and the older one is used. Anything else deletes nothing and
-        raises :class:`CheckpointReadError`: a permission error, or no checkpoint readable at all
-        (what a change to the model's state or an orbax upgrade looks like, as much as damage).
+        Damaged ones are removed when an older one reads. Otherwise nothing is deleted and
+        :class:`CheckpointReadError` is raised: unreadable may mean a model or orbax change, not damage.
         """
         template = jax.device_get(template)
         damaged, unreadable = [], []

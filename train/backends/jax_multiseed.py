@@ -1,26 +1,7 @@
 """Several seeds of one model side by side in one compiled program (``jax.vmap`` over the seed axis).
 
-A small model (the RNN at batch 128) leaves an accelerator mostly idle, so
-training S seeds one after the other costs S times one seed's time for work
-that could run at once. :class:`MultiSeedJaxBackend` builds each seed's model,
-optimizer state and data exactly as :class:`train.backends.JaxBackend` would
-for that seed alone, stacks them on a leading seed axis, and compiles
-``jax.vmap`` of the same pure :class:`train.backends.jax_trainer.StepFns` (the fused
-``lax.scan`` of train steps, and the masked evaluation): one program trains
-every seed on its own data in its own order.
-
-Every seed computes what it computes alone: ``vmap`` only adds a batch
-dimension to every operation (a gather per seed, a batched ``dot_general``
-whose per-seed slices are the unbatched matmuls, reductions over the same
-axes), so the numbers agree with separate runs to float rounding (the tests
-measure it). Host-side, the backend splits every result back into S per-seed
-results in the single-run format (per-step metrics, eval dicts, host
-``TrainState``), so the training loop keeps one metrics log and one
-checkpoint folder per seed, each of which can be resumed alone.
-
-Single device, single process only: a data-parallel run (``pmap`` over
-devices) already fills several devices with one seed, so callers fall back to
-training the seeds one after the other there (see :func:`vmap_supported`).
+A small model leaves an accelerator mostly idle, so S seeds share one program; each matches its
+separate run to float rounding. See docs/data-parallel.md ("Seeds side by side").
 """
 
 from __future__ import annotations
@@ -53,14 +34,9 @@ def unstack_tree(tree, n: int) -> list:
 
 
 class MultiSeedJaxBackend:
-    """S runs of one architecture (one per seed) trained by one vmapped program on one device.
+    """S seeds of one architecture in one vmapped program: JaxBackend's interface, a list per value.
 
-    ``models[s]`` must be built for ``seeds[s]`` exactly as the single run builds it, and
-    ``arrays[s]`` is that seed's data ({"train_x", "train_y", "test_x", "test_y", ...}); all
-    seeds share the optimizer ``tx`` (its schedule depends only on the step count) and
-    every array shape. The interface is :class:`train.backends.JaxBackend`'s with a list
-    over seeds wherever a single run has one value: ``train(idx[S, K, B])`` returns S
-    per-step metric dicts, ``evaluate()`` S eval dicts, ``host_state()`` S host states.
+    ``models[s]``/``arrays[s]`` are built as seed ``s``'s single run would; seeds share ``tx`` and shapes.
     """
 
     framework = "jax"
@@ -103,9 +79,8 @@ class MultiSeedJaxBackend:
         self._dev_evals = jax.device_put(self.evals, self.device)
         self.last_predictions: list[dict[str, np.ndarray]] = [{} for _ in self.seeds]
 
-        # The same pure functions a single run compiles (StepFns.train_period: the lax.scan of train
-        # steps; StepFns.evaluate: the masked eval passes), mapped over the seed axis: axis 0 of the
-        # state, the data and the batch indices; the eval plan is shared.
+        # The single run's pure functions, mapped over axis 0 of state, data and indices; the
+        # eval plan is shared.
         self._train = jax.jit(jax.vmap(self.fns.train_period), donate_argnums=(0,))
         self._evaluate = jax.jit(jax.vmap(self.fns.evaluate, in_axes=(0, 0, None)))
 

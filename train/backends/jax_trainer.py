@@ -1,19 +1,8 @@
-"""The shared JAX trainer: pure step functions, many steps fused per compiled call.
+"""The shared JAX trainer for every model: pure step functions on a pytree :class:`TrainState`.
 
-Every model (toy MLP, CIFAR MLP, CNN, RNN) trains through this module:
-
-* **Pure functions on a pytree state.** The NNX model is split once into a static ``graphdef`` and
-  two ``nnx.State`` trees (parameters; everything else, e.g. batch-norm statistics); step functions
-  take and return a :class:`TrainState`, so they compile once and mutate no Variable across traces.
-* **Data lives on the device.** Whole splits are put on the accelerator once; a period receives an
-  index array ``[K, B]`` and gathers its batches on device.
-* **Fusion.** A *period* (the steps between two evaluations) is one compiled ``lax.scan``; the
-  masked, batched evaluation is a second compiled call, so training and evaluation are timed apart.
-* **Data parallel with the same code.** With ``devices > 1`` the same period function runs under
-  ``jax.pmap`` (axis ``"batch"``): gradients, metrics and batch-norm statistics are averaged across
-  devices, so N devices compute what one device computes on the same global batch.
-* **Precision as a value.** A run's :class:`~train.precision.Precision` is applied wherever this
-  module traces, lowers and compiles (:class:`AotCache`), not taken from an ambient context.
+Splits live on the device and a period (the steps between evaluations) is one compiled
+``lax.scan`` over batch indices ``[K, B]``; under ``pmap`` N devices compute what one does on the
+same global batch (docs/data-parallel.md). Precision is applied where this module compiles.
 """
 
 from __future__ import annotations
@@ -48,8 +37,7 @@ class TrainState(struct.PyTreeNode):
 
 
 def matmul_scope(precision: Precision | str | None):
-    """The context in which JAX traces and compiles at ``precision`` (a Precision or its name): its
-    matmul precision. None leaves the ambient one (the caller's own scope)."""
+    """Context to trace and compile at ``precision`` (a Precision or its name); None keeps the ambient one."""
     if precision is None:
         return contextlib.nullcontext()
     if isinstance(precision, str):
@@ -65,8 +53,7 @@ def split_model(model: nnx.Module):
 def create_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int) -> tuple[Any, TrainState]:
     graphdef, params, model_state = split_model(model)
 
-    # One compiled program: built eagerly, every zeros_like (optimizer moments) and the PRNG
-    # key would each compile their own tiny XLA program, one per distinct shape.
+    # One compiled program: eagerly, each zeros_like and the PRNG key would compile their own.
     @jax.jit
     def init(params, model_state):
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
@@ -144,8 +131,7 @@ class StepFns:
         return sums, pred
 
     def eval_sums(self, state: TrainState, x_all, y_all, idx, mask):
-        """Evaluate over idx/mask [C, E] (mask 0 = padding) -> ([loss_sum, correct, count] summed over
-        devices, predicted labels [C, E])."""
+        """idx/mask [C, E] (mask 0 = padding) -> ([loss_sum, correct, count] over devices, preds [C, E])."""
         def body(total, im):
             sums, pred = self.eval_chunk(state, x_all, y_all, *im)
             return total + sums, pred
@@ -167,17 +153,13 @@ class StepFns:
         return self.train_steps(state, data["train_x"], data["train_y"], idx)
 
     def evaluate(self, state: TrainState, data: Mapping[str, jax.Array], evals):
-        """Evaluate each split in ``evals`` ({split: (idx [C, E], mask [C, E])}) on data[<split>_x/_y]
-        -> {split: ([loss_sum, correct, count], predictions [C, E])}."""
+        """{split: (idx [C, E], mask [C, E])} -> {split: ([loss_sum, correct, count], predictions [C, E])}."""
         return {s: self.eval_sums(state, data[f"{s}_x"], data[f"{s}_y"], i, m) for s, (i, m) in evals.items()}
 
 
 def eval_plan(n: int, batch: int, n_shards: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Index and mask arrays that cover 0..n-1 in chunks of ``batch`` rows, padded with masked zeros.
-
-    Returns idx, mask of shape [n_shards, C, E] (the chunks dealt to shards in order);
-    ``batch`` is shrunk for small sets so little padding is evaluated.
-    """
+    """idx, mask ``[n_shards, C, E]`` covering 0..n-1 in order, padded with masked zeros; ``batch``
+    shrinks for small sets so little padding is evaluated."""
     per_shard = -(-n // n_shards)
     e = max(1, min(batch, per_shard))
     c = -(-per_shard // e)
@@ -190,11 +172,7 @@ def eval_plan(n: int, batch: int, n_shards: int = 1) -> tuple[np.ndarray, np.nda
 
 
 def select_devices(requested: int, global_batch: int) -> list:
-    """The local devices to train on: ``requested`` of them, or all with 0.
-
-    The global batch must split evenly over every device of every process; a
-    request that cannot work is a :class:`UsageError` naming the counts that would.
-    """
+    """``requested`` local devices (0: all); a :class:`UsageError` names the counts that split the batch."""
 
     local = jax.local_devices()
     n = len(local) if requested == 0 or jax.process_count() > 1 else requested
@@ -210,13 +188,10 @@ def select_devices(requested: int, global_batch: int) -> list:
 
 
 class AotCache:
-    """Compiles a jitted/pmapped function ahead of time on first use, one executable per argument
-    signature, and keeps the time spent in ``compile_time_s`` (training time excludes it).
+    """Ahead-of-time compiles per argument signature, timing it apart in ``compile_time_s``.
 
-    With ``run_first`` (several processes: pmap then takes process-local arrays that an AOT
-    executable does not accept) the first call runs through the function itself and its whole time
-    counts as compilation. Every call, not only the first, is made at ``precision``: a jitted function
-    called outside it would trace and compile again at the ambient matmul precision.
+    ``run_first`` is for several processes, whose process-local arrays an AOT executable rejects.
+    Every call runs at ``precision``, else a jitted function would recompile at the ambient one.
     """
 
     def __init__(self, compiler_options: dict | None = None, *, run_first: bool = False,
@@ -248,14 +223,8 @@ class AotCache:
 
 
 class Trainer:
-    """Runs :class:`StepFns` on one device (``jit``) or data parallel (``pmap``).
-
-    The caller supplies host arrays and *global* index plans; this class owns
-    device placement, the split of every global batch over all devices of all
-    processes (this process feeds only its own devices), compilation (timed
-    separately: ``compile_time_s``) and the conversion of device results back
-    to plain floats.
-    """
+    """Runs :class:`StepFns` with ``jit`` or ``pmap`` from host arrays and *global* index plans; owns
+    placement, the split of each batch over every process's devices, and compilation."""
 
     def __init__(self, graphdef, tx, preprocess: Preprocess, *, devices: list | None = None,
                  compiler_options: dict | None = None, fuse: bool = True, pmap: bool = False,
@@ -297,10 +266,7 @@ class Trainer:
 
     # -- placement -------------------------------------------------------------------------
     def replicate(self, tree):
-        """Host or device pytree -> on every local device (a leading device axis under pmap).
-
-        Each device gets its own copy made from one host buffer, without stacking N copies on the host.
-        """
+        """Pytree -> on every local device (leading device axis under pmap), without N host copies."""
         if not self.parallel:
             return jax.device_put(tree, self.devices[0])
 
@@ -338,8 +304,7 @@ class Trainer:
         return self._call.compile_time_s
 
     def compiled(self) -> dict[str, Any]:
-        """The compiled programs by name ("train", "step", "evaluate", "eval-<split>"), each the
-        latest argument signature's (what ``bench`` dumps as HLO and sizes)."""
+        """Compiled programs by name ("train", "step", "evaluate", "eval-<split>"), latest signature's."""
         return {sig[0]: exe for sig, exe in self._call._exes.items()}
 
     def _local_evals(self, evals):
@@ -382,8 +347,7 @@ class Trainer:
         return step_metrics
 
     def host_evals(self, evals_out, plans, order=None):
-        """Device eval results -> ({split: {"loss", "accuracy", "count"}}, {split: predicted labels [n] in
-        example order}), splits in ``order``."""
+        """-> ({split: {"loss", "accuracy", "count"}}, {split: predicted labels [n] in example order})."""
         evals_out = jax.device_get(evals_out)
         metrics, preds = {}, {}
         for split in order or evals_out:

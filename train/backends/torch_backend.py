@@ -1,20 +1,8 @@
 """PyTorch, the original's framework, behind the backends' interface (see ``train.backends``).
 
-A :class:`TorchBackend` trains an ``nn.Module`` the way a PyTorch user writes it (``zero_grad``,
-forward, ``CrossEntropyLoss``, ``backward``, ``clip_grad_norm_``, ``optimizer.step()``,
-``scheduler.step()`` once per epoch) on batches gathered on the device from the same index arrays
-the other frameworks get. Its weights come from the JAX model built with the same seed
-(``train.backends.torch_weights``), and the optimizers below are the JAX experiments' own in PyTorch's
-spelling, so a run is the JAX run's twin. On CUDA it runs channels_last (the CNN) and under bf16
-autocast for ``bf16``; ``tf32`` turns on TF32 matmuls and convolutions, ``fp32`` keeps them off.
-
-PyTorch is optional (``pip install '.[torch]'``): :func:`import_torch` is the one place that
-imports it, and :func:`require_torch` gives a one-line error when it is missing.
-
-Checkpoints hold what an uninterrupted run would carry on with: the model's ``state_dict``
-(parameters and batch-norm buffers), the optimizer's and the scheduler's, the step count and the
-random generators (torch's CPU generator, which draws the dropout masks on the CPU, and the CUDA
-one on a GPU), as NumPy arrays (``train.backends.torch_state``). The data position is the loop's period count.
+Trains an ``nn.Module`` the way a PyTorch user writes it, from the JAX model's initial weights and
+the same batches, so a run is the JAX run's twin (docs/cross-framework.md). Checkpoints hold what an
+uninterrupted run carries on with (docs/resilience.md).
 """
 
 from __future__ import annotations
@@ -37,12 +25,9 @@ MISSING = TORCH_MISSING
 
 
 def import_torch():
-    """``torch`` or None: PyTorch is an optional extra. The one place the project imports it.
+    """``torch`` or None (an optional extra); the one place the project imports it.
 
-    Before the first import, OMP_WAIT_POLICY defaults to PASSIVE (unless the user set it):
-    PyTorch's OpenMP threads otherwise spin while waiting, and on a machine shared with other
-    jobs a spinning thread whose core is taken slows a tiny step many times over. Passive
-    waiting costs nothing measurable when the cores are free.
+    OMP_WAIT_POLICY defaults to PASSIVE: spinning OpenMP threads on a shared machine stall tiny steps.
     """
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -82,11 +67,7 @@ def adamw(lr: float, weight_decay: float):
 
 
 def rmsprop_steplr(lr: float, step_epochs: int, gamma: float):
-    """RMSprop (alpha 0.99, eps 1e-8 outside the sqrt) with StepLR stepped once per epoch.
-
-    The JAX schedule decays by step, ``lr * gamma ** (step // (step_epochs * steps_per_epoch))``:
-    the same rate at every step as StepLR(step_epochs) stepped at each epoch's end.
-    """
+    """RMSprop (alpha 0.99, eps 1e-8) with StepLR per epoch: the same rate as JAX's per-step decay."""
     import torch
 
     def make(params):
@@ -107,12 +88,8 @@ def optimizer(opt: Optimizer):
 
 
 def from_jax(jax_model, recipe: Recipe, arrays: Mapping[str, np.ndarray]) -> TorchBackend:
-    """The PyTorch twin of ``jax_model`` (chosen by its type, its weights converted) trained by ``recipe``.
-
-    Images (``recipe.normalize``) are normalised as JAX does, in float32; a convnet takes them NCHW.
-    A recurrent model takes its digits one-hot encoded. A tiny model runs on the CPU with one thread:
-    a GPU's launches would only slow a step of a few microseconds of arithmetic down.
-    """
+    """The PyTorch twin of ``jax_model`` (its weights converted) trained by ``recipe``. A tiny model
+    runs on the CPU with one thread: kernel launches would outweigh its arithmetic."""
     torch = require_torch()
     from jax_models.rnn import RNNClassifier
     from train.backends import torch_models, torch_weights  # optional: only a torch run imports them
@@ -159,19 +136,13 @@ def _own_threads(method):
 
 
 class TorchBackend:
-    """An nn.Module, its optimizer and the experiment's splits on one torch device.
-
-    ``preprocess`` maps a gathered batch (a tensor of the raw inputs) to the model's input;
-    ``nchw`` stores images (NHWC arrays) as NCHW tensors, channels_last in memory on CUDA.
-    ``dtype`` overrides the parameters' dtype (the tests use float64); ``threads`` sets torch's CPU threads
-    while this backend computes.
-    """
+    """An nn.Module, its optimizer and the splits on one torch device. ``nchw`` stores NHWC images as
+    NCHW (channels_last on CUDA); ``threads`` applies only while this backend computes."""
 
     framework = "torch"
     compile_time_s = 0.0
     devices = 1
-    # Op by op, as a PyTorch user runs it, without torch.compile: summary.json's compilation counts
-    # are XLA programs only (JAX builds the initial weights), and training builds none.
+    # Eager, as a PyTorch user runs it: compilation counts are XLA programs only (initial weights).
     compiler = "torch-eager"
 
     def __init__(self, model, make_optimizer: Callable, preprocess: Callable, arrays: Mapping[str, np.ndarray], *,
@@ -181,9 +152,8 @@ class TorchBackend:
         torch = self.torch = require_torch()
         from train.backends import torch_models
         self.device = pick_device(device) if not hasattr(device, "type") else device
-        # For a tiny model, OpenMP's hand-offs between threads cost more than the arithmetic. torch's
-        # thread count is process-wide, and it sets the order of every parallel sum: it is set for this
-        # backend's own calls only (``_own_threads``), so a run leaves the next run's numbers as they were.
+        # torch's thread count is process-wide and orders every parallel sum, so it is set only
+        # around this backend's calls: a run leaves the next run's numbers as they were.
         self.threads = threads if threads and self.device.type == "cpu" else None
         cuda = self.device.type == "cuda"
         precision = TABLE[precision] if isinstance(precision, str) else precision
@@ -237,8 +207,7 @@ class TorchBackend:
         return tree
 
     def restore_template(self) -> None:
-        """None: checkpoints are read back as saved. The optimizer's per-parameter state appears at its
-        first step, so a fresh backend's host_state lacks it (see train.backends.torch_state)."""
+        """None: read back as saved, as a fresh optimizer lacks per-parameter state until its first step."""
         return None
 
     def load_state(self, tree) -> None:

@@ -1,22 +1,7 @@
 """The project's architectures as a PyTorch user would write them, for ``--framework torch``.
 
-PyTorch is an optional extra (``pip install '.[torch]'``): only the torch code paths import this
-module (``train.backends.torch_backend``, ``train.backends.torch_weights``, and ``train.bench``
-after ``import torch`` succeeded). The models mirror ../shared/SEED_SPEC.md and the Flax versions
-in ``jax_models/``, whose initial weights ``train.backends.torch_weights`` copies in:
-
-* ``MLP``: Linear -> [BatchNorm1d] -> ReLU -> [Dropout] -> ... -> Linear (toy 2-20-2 and CIFAR
-  3072-...-10, plain or improved).
-* ``CNN``: five blocks of 3x3 conv + BatchNorm2d + ReLU, each ending in
-  MaxPool2d(3, 2, 1); Linear(512 -> 10) (``blocks`` narrows it for cheap tests). NCHW logically;
-  on a GPU weights and images are stored channels_last (NHWC in memory), cuDNN's fast layout.
-* ``VanillaRNN``: one nn.Linear(input + hidden -> hidden) applied to
-  ``cat([x_t, h_{t-1}])`` with tanh, a Python loop over time (as in the
-  original assignment), Linear(hidden -> 10) on the last state; ``LSTMClassifier``: nn.LSTM.
-* ``FlaxBatchNorm1d/2d``: PyTorch's batch norm with the running variance averaged as Flax does
-  (biased), for the cross-framework runs.
-
-``set_tf32`` is PyTorch's process-wide TF32 switch, which ``TorchBackend`` sets for its precision.
+They mirror ../shared/SEED_SPEC.md and ``jax_models/``, whose initial weights
+``train.backends.torch_weights`` copies in. Imported only by torch code paths (an optional extra).
 """
 
 from __future__ import annotations
@@ -33,12 +18,8 @@ CNN_BLOCKS = BLOCKS  # the CNN is defined once, in jax_models/cnn.py
 
 
 class _BiasedRunningVar:
-    """Batch norm whose running variance averages the *biased* batch variance, as Flax's BatchNorm does.
-
-    PyTorch's own keeps the unbiased one (n / (n - 1) larger); the cross-framework runs use this so
-    that both frameworks evaluate with the same running statistics. Training-mode normalisation
-    (the biased batch variance) is PyTorch's own, unchanged.
-    """
+    """Batch norm whose running variance averages the *biased* batch variance, as Flax's does, so
+    both frameworks evaluate with the same statistics (docs/cross-framework.md)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -63,10 +44,7 @@ class FlaxBatchNorm2d(_BiasedRunningVar, nn.BatchNorm2d):
 
 
 class MLP(nn.Module):
-    """Linear -> [BatchNorm] -> ReLU -> [Dropout] -> ... -> Linear, as ``jax_models.mlp.MLP``.
-
-    ``flax_bn`` picks :class:`FlaxBatchNorm1d` (the cross-framework runs) over ``nn.BatchNorm1d``.
-    """
+    """As ``jax_models.mlp.MLP``; ``flax_bn`` picks :class:`FlaxBatchNorm1d` over ``nn.BatchNorm1d``."""
 
     def __init__(self, n_inputs: int, hidden: Sequence[int], n_classes: int, *, batch_norm: bool = False,
                  dropout: float = 0.0, flax_bn: bool = False) -> None:
@@ -90,10 +68,7 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """x (N, 3, 32, 32) -> logits (N, 10). ``flax_bn``: see :class:`MLP`.
-
-    ``blocks``: each block's convolution widths, as ``jax_models.cnn.CNN``'s (narrower for cheap tests).
-    """
+    """x (N, 3, 32, 32) -> logits (N, 10); ``blocks`` as ``jax_models.cnn.CNN``'s, ``flax_bn`` as MLP's."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, *, flax_bn: bool = False,
                  blocks: Sequence[Sequence[int]] = CNN_BLOCKS) -> None:
@@ -114,10 +89,7 @@ class CNN(nn.Module):
 
 
 class VanillaRNN(nn.Module):
-    """h_t = tanh(W [x_t ; h_{t-1}] + b), one Linear; logits from h_T.
-
-    x: one-hot (B, T, input_dim).
-    """
+    """h_t = tanh(W [x_t ; h_{t-1}] + b), one Linear; logits from h_T of one-hot x (B, T, input_dim)."""
 
     def __init__(self, input_dim: int = 10, hidden: int = 128, num_classes: int = 10) -> None:
         super().__init__()
@@ -139,11 +111,8 @@ class VanillaRNN(nn.Module):
 
 
 class LSTMClassifier(nn.Module):
-    """nn.LSTM (gates i, f, g, o, as the JAX cell's fused Linear) on one-hot digits; logits from h_T.
-
-    nn.LSTM carries two biases that only ever act as their sum; the JAX cell has one. ``bias_hh``
-    stays zero and frozen, so the trained parameters and their updates are the JAX model's.
-    """
+    """nn.LSTM on one-hot digits; logits from h_T. ``bias_hh`` stays zero and frozen, as the JAX
+    cell has one bias where nn.LSTM has two acting as their sum."""
 
     def __init__(self, input_dim: int = 10, hidden: int = 128, num_classes: int = 10) -> None:
         super().__init__()
@@ -155,7 +124,7 @@ class LSTMClassifier(nn.Module):
         self.out = nn.Linear(hidden, num_classes)
 
     def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """h_1 .. h_T one step at a time, each a node of the graph that the next step is computed from."""
+        """h_1 .. h_T stepwise, each a graph node the next step uses (for dL/dh_t)."""
         h = c = x.new_zeros(1, x.shape[0], self.hidden)
         hs = []
         for t in range(x.shape[1]):
@@ -170,12 +139,8 @@ class LSTMClassifier(nn.Module):
 
 
 def set_tf32(enabled: bool) -> None:
-    """TF32 on or off for float32 matmuls (cuBLAS) and cuDNN convolutions and RNNs, process-wide.
-
-    PyTorch >= 2.9's ``fp32_precision`` API ("tf32" or "ieee") where it exists, never mixed with the
-    legacy ``allow_tf32`` flags (reading a legacy flag after a mixed setting raises), else the
-    legacy flags. Only CUDA kernels read them.
-    """
+    """TF32 on or off for CUDA float32 matmuls, convolutions and RNNs, process-wide. Uses the
+    ``fp32_precision`` API where it exists, never mixed with legacy ``allow_tf32`` (that raises)."""
     mode = "tf32" if enabled else "ieee"
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     new_api = hasattr(getattr(cudnn, "conv", None), "fp32_precision")

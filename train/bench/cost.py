@@ -1,15 +1,8 @@
 """Work and memory of a compiled training step, and the device's peak: FLOPs, bytes, utilisation.
 
-* **FLOPs and bytes per step** come from XLA's cost analysis (``compiled.cost_analysis()``: a dict,
-  or a list of one dict per program in some JAX versions). XLA counts a ``while`` loop's body
-  (the fused period's ``lax.scan``) once in some versions and times its trip count in others, so
-  the per-step figure is the compiled program's count divided by whatever the one-step program
-  says it is (:func:`per_step_cost`). XLA counts a convolution's multiply-adds over in-bounds
-  taps only: padding is not work (the CNN's 3x3 convolutions on 2x2 maps are 4/9 padding).
-* **Peak FLOP/s** per device kind and precision from a small table of vendors' dense figures
-  (:data:`PEAK_TFLOPS`); on a CPU, or a device not in the table, a peak measured in the same run by
-  a matmul micro-benchmark (:func:`measure_matmul_peak`), labelled as measured.
-* **Memory**: XLA's memory analysis of the compiled program (arguments, outputs, temporaries).
+FLOPs and bytes come from XLA's cost analysis, normalised per step against the one-step program
+as XLA versions count a loop body differently (:func:`per_step_cost`). Peaks come from data sheets,
+else a matmul measured in the run. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -72,10 +65,8 @@ def memory_of(compiled) -> dict | None:
 
 
 def per_step_cost(program: dict | None, one_step: dict | None, steps: int) -> dict | None:
-    """Per-step FLOPs and bytes of a program that runs ``steps`` steps, from its own cost analysis
-    (``program``) and the one-step program's (``one_step``): XLA counts a loop body once or
-    ``steps`` times depending on its version, and the one-step count says which. ``source`` names
-    the figures used."""
+    """Per-step FLOPs and bytes of a ``steps``-step program; ``one_step`` tells whether XLA counted
+    the loop body once or ``steps`` times. ``source`` names the figures used."""
     if program is None:
         if one_step is None:
             return None
@@ -140,8 +131,7 @@ class Peaks:
         return peak, f"measured: fastest 1024x1024 {dtype} matmul in this run ({kind})"
 
     def remeasure(self) -> None:
-        """Measure the CPU peaks measured so far again and keep the higher: on a shared machine one
-        measurement may fall in a busy moment (a low peak inflates every utilisation)."""
+        """Measure the CPU peaks again and keep the higher, as a busy moment lowers a peak."""
         for dtype, old in list(self._measured.items()):
             try:
                 new = measure_matmul_peak(jnp.bfloat16 if dtype == "bf16" else jnp.float32,
@@ -152,9 +142,7 @@ class Peaks:
 
 
 def annotate(records: list, peaks: Peaks | None) -> None:
-    """Fill each measured record's achieved FLOP/s and utilisation; PyTorch and NumPy records (the
-    same model; NumPy's SGD differs from AdamW by a few elementwise operations per parameter) take
-    the FLOPs of a JAX record of the same suite and batch."""
+    """Fill achieved FLOP/s and utilisation; PyTorch and NumPy records take a same-suite JAX record's FLOPs."""
     counts: dict[tuple[str, int], Any] = {}
     for r in records:
         if r.framework == "jax" and r.flops_per_step:

@@ -1,16 +1,7 @@
 """JAX: the training runs' own trainer (``train.backends.jax_trainer.Trainer``), models and optimizers, timed.
 
-Each suite's model, optimizer and preprocessing come from its experiment's hooks
-(:mod:`train.bench.suites`, :func:`jax_setup`), the initial state from ``trainer.create_state``, and every mode is a
-``Trainer`` whose ``train`` call is one timed window:
-
-* ``step-loop``: ``Trainer(fuse=False)``, one compiled step per call (how the CNN trains on CPU);
-* ``fused``: ``Trainer()``, the K steps of a window in one compiled ``lax.scan``;
-* ``pmap``: ``Trainer(pmap=True)`` on 1..N local devices with the global batch split across them;
-  on one device this is the pmap path that training avoids, so ``pmap_vs_jit`` shows its cost.
-
-Compilation is the trainer's ahead-of-time compile on the first call, under the precision's
-matmul precision of ``train.precision.TABLE`` (:func:`matmul_scope`), timed apart from the windows.
+Every mode (``step-loop``, ``fused``, ``pmap``) is a ``Trainer`` whose ``train`` call is one timed
+window, so what is timed is what trains; ``pmap`` on one device shows what that path costs.
 """
 
 from __future__ import annotations
@@ -83,9 +74,8 @@ def jax_setup(wl: Workload, precision: str) -> JaxSetup:
 
 
 def initial_state(make_model: Callable[[], nnx.Module], tx, seed: int):
-    """``create_state(make_model(), tx, seed)``'s state, on the host, computed by one program
-    compiled at -O0: built eagerly, every initialiser compiles its own optimised program, which
-    for the CIFAR models takes longer than timing them (the numbers agree to float rounding)."""
+    """``create_state``'s state on the host, from one program compiled at -O0: eagerly, every
+    initialiser would compile its own optimised program."""
     init = jax.jit(lambda: create_state(make_model(), tx, seed)[1])
     return jax.device_get(init.lower().compile({"xla_backend_optimization_level": 0})())
 
@@ -130,8 +120,7 @@ class Artifacts:
             rec.extra["hlo"] = {"error": error_text(e)}
 
     def profile(self, rec: Record, window: Callable[[], Any]) -> None:
-        """After the timed windows: one more window under ``jax.profiler.trace``, into
-        ``<profile_dir>/<run name>/`` (the trace of one window only keeps it small)."""
+        """One more window under ``jax.profiler.trace`` into ``<profile_dir>/<run name>/``, after timing."""
         name = run_name(rec)
         if self.profile_dir is None or not any(fnmatch.fnmatchcase(name, g)
                                                for g in self.profile_only):
@@ -149,8 +138,7 @@ class Artifacts:
 
 
 def one_step_cost(trainer: Trainer, state, data, idx) -> dict | None:
-    """XLA's cost analysis of the trainer's one-step program, lowered (not compiled) on the first
-    batch of ``idx``: the reference that says how the compiled fused program counts its loop."""
+    """XLA's cost analysis of the one-step program (lowered only), to tell how the fused one counts its loop."""
     split = trainer.local(trainer.split_batches(np.asarray(idx, np.int32)))
     try:
         return cost_of(trainer._step.lower(state, data, trainer.shard(split[:, 0])))
@@ -218,8 +206,7 @@ def _pmap_skip(wl: Workload, n: int, skip_pmap: str) -> str:
 
 
 def setups_for(wl: Workload, precisions: Sequence[str]) -> dict[str, Callable[[], JaxSetup]]:
-    """Each precision's JaxSetup, built on first use (inside ``prepare``, so a failure or a spent
-    budget skips a runner) and shared by the JAX runners and the PyTorch twins' weights."""
+    """Each precision's JaxSetup, built on first use so a failure or spent budget skips only a runner."""
     return {p: functools.cache(functools.partial(jax_setup, wl, p)) for p in precisions}
 
 

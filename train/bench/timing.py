@@ -1,11 +1,8 @@
 """Timed windows, run interleaved; paired ratios; the time budget.
 
-A step's time is the median over timed windows of (window time / steps in the window); each
-window ends by waiting for the device *inside* the timed region, so asynchronous dispatch never
-makes a step look free, and the median shrugs off a window that another job slowed. All runners
-of a suite are prepared (and compiled) first, then timed *interleaved*: round r runs window r of
-every runner back to back, and ratios are medians over rounds of paired window ratios, so a change
-in the machine's load hits both sides of a ratio.
+Each window syncs the device inside the timed region, so async dispatch never looks free; medians
+shrug off a slowed window. Runners are timed interleaved and ratios paired by round, so a change in
+the machine's load hits both sides of a ratio.
 """
 
 from __future__ import annotations
@@ -36,13 +33,8 @@ def time_interleaved(fns: Sequence[Callable[[], Any]], n_windows: int, *,
                      steps_per_window: int | Sequence[int] = 1, warmup: int = 1,
                      clock: Callable[[], float] = time.perf_counter
                      ) -> list[tuple[float, list[float]]]:
-    """Time several window functions round-robin: ``warmup`` untimed rounds, then ``n_windows``
-    rounds in which each function runs one window.
-
-    Returns, per function, ``(first_call_s, per-step times of its timed windows)``;
-    ``first_call_s`` is the duration of its first call (warm-up or timed). ``steps_per_window``
-    is one count for all, or one per function.
-    """
+    """Round-robin: ``warmup`` untimed rounds, then ``n_windows`` rounds of one window each.
+    Returns per function ``(first_call_s, per-step times of its timed windows)``."""
     steps = ([steps_per_window] * len(fns) if isinstance(steps_per_window, int)
              else list(steps_per_window))
     if n_windows < 1 or warmup < 0 or len(steps) != len(fns) or any(k < 1 for k in steps):
@@ -93,18 +85,13 @@ def ratio_range(base: Record, other: Record) -> list[float] | None:
 
 
 def paired_ratio(base: Record, other: Record) -> float:
-    """How many times faster ``other`` is than ``base``: the median over rounds of the ratio of
-    their per-step window times; records with different window counts fall back to the ratio of
-    medians."""
+    """How many times faster ``other`` is than ``base``: median of per-round ratios (else ratio of medians)."""
     rs = round_ratios(base, other)
     return float(statistics.median(rs)) if rs else base.step_s / other.step_s
 
 
 def measure(items: Sequence[Runner | Record], windows: int, warmup: int, log=print) -> list[Record]:
-    """Time every prepared runner of one suite, interleaved; skipped records pass through.
-
-    A runner whose window raises is dropped from the remaining rounds and reported as skipped.
-    """
+    """Time one suite's runners interleaved; a runner that raises is dropped and reported as skipped."""
     runners = [r for r in items if isinstance(r, Runner)]
     failed: dict[int, str] = {}
 

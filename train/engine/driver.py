@@ -1,8 +1,6 @@
 """One driver for every experiment's runs: reuse, resume or train; run folder, config.json, loop, summary, figures.
 
-An experiment prepares its data and a backend; :func:`drive` does the rest, the same way for
-every experiment and framework, and for runs trained side by side (one backend, several runs).
-:func:`reuse_resume_or_train` decides, before that, whether a run needs training at all.
+An experiment prepares its data and a backend; :func:`drive` does the rest the same way for all.
 """
 
 from __future__ import annotations
@@ -23,11 +21,8 @@ from train.errors import UsageError
 
 @dataclass
 class Run:
-    """One run: its settings, where it goes, and what it adds to config.json and summary.json.
-
-    ``after(run_dir, log, summary, backend)`` writes the run's figures and extra files once it has
-    trained, and may add fields to ``summary`` (it is called before summary.json is written).
-    """
+    """One run's settings and folder. ``after(run_dir, log, summary, backend)`` writes figures and may
+    add to ``summary`` before summary.json is written."""
 
     experiment: str
     cfg: Any
@@ -61,12 +56,8 @@ def write_configs(runs: Sequence[Run], run_dirs: Sequence[Path], backend, *, res
 def drive(runs: Sequence[Run], make_backend: Callable[[], Any], schedules: Sequence, *, resume: bool = False,
           checkpoint_every: int | None = None, progress: bool | None = None, epochs: bool = True,
           desc: str = "", before: Callable[[Any], None] | None = None) -> list[dict]:
-    """Train ``runs`` (one backend; one run, or several side by side), run ``s`` over ``schedules[s]``;
-    return their summaries.
-
-    ``before(backend)`` runs once config.json is written, before the first step (e.g. to measure
-    something at initialisation); each run's ``after`` gets the backend once it has trained.
-    """
+    """Train ``runs`` on one backend, run ``s`` over ``schedules[s]`` -> their summaries. ``before(backend)``
+    runs before the first step, e.g. to measure something at initialisation."""
     run_dirs = open_runs(runs, resume=resume)
     with tools.compile_log() as setup:   # building the model, its initial state, measurements before training
         backend = make_backend()
@@ -112,12 +103,8 @@ def check_resumable(run_dir: Path, config: dict) -> None:
 
 
 def completed_summary(run_dir: Path, config: dict) -> dict | None:
-    """The summary of a finished run in ``run_dir`` made with exactly ``config``, else None (rerun it).
-
-    Proof of a finished run: summary.json carries the attempt id and config digest of the
-    config.json beside it, that digest is ``config``'s, and its result files are as summary.json
-    recorded them (``train.engine.run_files.damage``).
-    """
+    """The summary of a run finished with exactly ``config`` and intact result files, else None
+    (docs/resilience.md, "A summary only for a finished attempt")."""
 
     try:
         summary = json.loads((Path(run_dir) / "summary.json").read_text())
@@ -144,16 +131,10 @@ def reuse_resume_or_train(run_dirs: Sequence[Path], configs: Sequence[dict],
                           train: Callable[[list[int], bool], list[dict]], *, reuse: bool = True, resume: bool = True,
                           label: str | None = None, log: list[str] | None = None,
                           together: Callable[[], bool] | None = None) -> list[dict]:
-    """Every run's summary, in order: a finished run made with its config (``configs[i]``, as
-    ``run_config`` gives it) is read back; the others continue from their checkpoints if every one
-    of them has one with its settings, else train from the start.
+    """Every run's summary: finished runs are read back, the rest resume if all can, else train afresh.
 
-    ``train(todo, resume)`` trains the runs numbered ``todo`` and returns their summaries; a resume
-    that turns out impossible (no intact checkpoint) trains them afresh. ``reuse=False`` trains
-    every run, ``resume=False`` never resumes. ``together``: for runs made as one (the toy's
-    frameworks and their comparison), whether what they write beside their folders is intact;
-    unless it is and every run has finished, all are trained again. ``log`` gets one line:
-    ``reused``, ``resumed`` or ``ran`` ``label`` (by default the first run's folder).
+    ``train(todo, resume)`` trains the runs numbered ``todo``. ``together``: whether what runs made
+    as one write beside their folders is intact; if not, all train again.
     """
     run_dirs = [Path(d) for d in run_dirs]
     done = [completed_summary(d, c) if reuse else None for d, c in zip(run_dirs, configs)]

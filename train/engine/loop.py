@@ -1,16 +1,7 @@
 """The training loop shared by every experiment: periods, metrics, checkpoints, Ctrl-C, divergence.
 
-``train_loop`` drives a backend through a schedule of periods (one fused
-compiled call each), appends each evaluation to ``metrics.jsonl``, saves a
-checkpoint every few periods, and:
-
-* with ``resume=True`` continues from the newest intact checkpoint and ends
-  with exactly the metrics of an uninterrupted run (the data order is a pure
-  function of seed and period, and the RNG key is part of the state);
-* on Ctrl-C or SIGTERM finishes the current period, saves a checkpoint and raises
-  :class:`Interrupted` with the command that resumes the run;
-* on a NaN or infinite loss raises :class:`Diverged` naming the step, the last
-  good checkpoint and the likely cause; the metrics so far stay on disk.
+A resumed run ends with exactly an uninterrupted run's metrics, as the data order is a pure
+function of seed and period and the RNG key is part of the state (docs/resilience.md).
 """
 
 from __future__ import annotations
@@ -45,8 +36,7 @@ class Interrupted(RuntimeError):
         self.exit_code = 128 + int(signum)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
 
 
-# What resumes the run in progress, named when it is interrupted: the command line sets the shell
-# command (train.cli.main), train.run the Python call (train.experiments.registry.run).
+# What resumes the run in progress, named when it is interrupted (a shell command or a Python call).
 _RESUME_HINT: ContextVar[str | None] = ContextVar("resume_hint", default=None)
 
 
@@ -66,8 +56,7 @@ def resume_hint() -> str | None:
 
 
 def command_hint(argv: Sequence[str]) -> str:
-    """The command that continues ``python -m train *argv``, shell-quoted: ``report`` resumes by
-    itself, the others take ``--resume``."""
+    """Shell-quoted command that continues ``python -m train *argv`` (``report`` needs no ``--resume``)."""
     args = [a for a in argv if a != "--resume"]
     if not (args and args[0] == "report"):
         args.append("--resume")
@@ -149,11 +138,7 @@ def _restore_common(ckpts, templates):
 
 
 class OneRun:
-    """A backend that trains one run, seen as S = 1 runs: lists of one in, lists of one out.
-
-    A backend that trains several runs side by side says how many in ``runs`` and speaks lists
-    itself (``train.backends.jax_multiseed``); every other backend trains one run.
-    """
+    """A one-run backend seen as S = 1 runs (lists of one), so the loop speaks only lists."""
 
     runs = 1
 
@@ -191,20 +176,10 @@ def saves_state(backend) -> bool:
 def train_loop(backend, schedules: Sequence[Sequence[np.ndarray]], run_dirs: Sequence, *, resume: bool = False,
                checkpoint_every: int | None = None, epochs: bool = False, desc: str = "", progress: bool | None = None,
                checkpoints: bool = True) -> list[tuple[MetricsLog, dict]]:
-    """Train the S runs of ``backend``, run ``s`` over ``schedules[s]`` into ``run_dirs[s]``; returns
-    (metrics log, timing) per run.
+    """Train run ``s`` of ``backend`` over ``schedules[s]`` into ``run_dirs[s]`` -> (metrics log, timing) per run.
 
-    Each period is a training call (per-step metrics) and an evaluation call, timed apart.
-    A split the backend does not evaluate (by default ``train`` for the CIFAR and RNN
-    experiments) gets the mean of the period's per-step metrics instead.
-
-    timing: {"wall_time_s", "train_time_s", "eval_time_s", "checkpoint_time_s", "compile_time_s"
-    (all across resumes), "train_examples", "steps", "resumed_from", "runs"}, the same for the
-    runs trained together. ``checkpoint_time_s`` is the time training waited for checkpoints
-    (copying the state to the host, or a previous write still running); the writing itself runs
-    in the background. Each run has its own metrics log and checkpoints, in the same format
-    however many trained together. ``checkpoints=False`` (or a backend without ``host_state``)
-    disables checkpointing.
+    A split the backend does not evaluate gets the mean of the period's per-step metrics. timing's
+    keys are in docs/results.md; ``checkpoint_time_s`` counts only waiting, as writes run in the background.
     """
     loop = _Loop(as_runs(backend), side_by_side(schedules), run_dirs, checkpoint_every=checkpoint_every,
                  epochs=epochs, checkpoints=checkpoints)

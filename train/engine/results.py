@@ -1,9 +1,7 @@
 """The results contract: run folders, atomic files, config and environment records.
 
-A run writes ``<out>/<experiment>/<run-name>/`` with ``config.json``,
-``metrics.jsonl`` (one JSON object per evaluation and split), ``summary.json``
-and its figures. Every file is written to a temporary file in the same folder
-and then renamed over the target, so a crash never leaves a half-written file.
+Files are written beside their target and renamed over it, so a crash never leaves one
+half-written. The layout is in docs/results.md.
 """
 
 from __future__ import annotations
@@ -90,11 +88,7 @@ def read_jsonl(path) -> list[dict]:
 
 
 def save_figure(fig, path) -> None:
-    """Render a Matplotlib figure to a 256-colour PNG in memory, then write it atomically.
-
-    A palette keeps committed results small (a third of the RGBA file's size) at no cost in time:
-    the uncompressed render plus the quantisation take what Matplotlib's own compressed PNG does.
-    """
+    """Write a Matplotlib figure atomically as a 256-colour PNG: a palette keeps committed results small."""
     raw = io.BytesIO()
     fig.savefig(raw, format="png", dpi=110, bbox_inches="tight", pil_kwargs={"compress_level": 0})
     with Image.open(raw) as im:
@@ -106,8 +100,7 @@ def save_figure(fig, path) -> None:
 
 
 def _white_snapped(rgb: list[int]) -> list[int]:
-    """The octree palette's near-white entries (every channel >= 248) as pure white: each stands for
-    the page's white background averaged with a few antialiased pixels, which would tint it."""
+    """Near-white palette entries as pure white, so antialiased pixels do not tint the background."""
     out = list(rgb)
     for i in range(0, len(out), 3):
         if min(out[i:i + 3]) >= 248:
@@ -137,10 +130,7 @@ def prepare_run_dir(out: str | os.PathLike, experiment: str, run_name: str) -> P
 
 
 def claim_dir(folder: str | os.PathLike, *, user: str = "run") -> Path:
-    """Create (or reuse) ``folder`` and lock it for this process, the ``user`` (a run, a report) of it.
-
-    A folder we cannot write to, or one that another process holds, is a UsageError.
-    """
+    """Create or reuse ``folder`` and lock it for this ``user``; unwritable or held is a UsageError."""
     folder = Path(folder)
     if not _WRITER:
         return folder
@@ -169,11 +159,7 @@ _LOCKS: dict[Path, int] = {}  # run folder -> the open lock file this process ho
 
 
 def lock_run_dir(run_dir: Path, *, user: str = "run") -> None:
-    """Take ``run_dir/.lock`` (an OS lock: a process that dies, even by SIGKILL, releases it).
-
-    A second run of the same folder (or report of the same results), or a ``--resume`` of a run
-    still going, fails at once.
-    """
+    """Take ``run_dir/.lock``, an OS lock so even a SIGKILLed process releases it; a second user fails at once."""
     run_dir = Path(run_dir).absolute()
     if run_dir in _LOCKS:
         return
@@ -219,12 +205,8 @@ def release_run_dir(run_dir: Path) -> None:
 
 # -- run identity -----------------------------------------------------------------------------
 def run_config(cfg) -> dict:
-    """A config dataclass as config.json holds it, and as resume and reuse compare it.
-
-    ``framework`` joined the CIFAR and RNN configs after runs of theirs were made: left out where it
-    is ``jax`` (the default), a JAX run keeps the config and digest it had, so those runs still
-    resume and the report still reuses them. config.json names the framework at its top level anyway.
-    """
+    """A config dataclass as config.json holds it and resume and reuse compare it. ``framework``
+    is left out where it is ``jax``, so existing JAX runs keep their digest and still resume."""
     config = dataclasses.asdict(cfg)
     if config.get("framework") == "jax":
         del config["framework"]
@@ -236,12 +218,9 @@ def config_digest(config: dict) -> str:
 
 
 def start_attempt(run_dir: Path, record: dict, *, resume: bool) -> dict:
-    """Write ``config.json`` (``record`` plus this attempt's identity); return that identity.
+    """Write ``config.json`` with this attempt's identity (id, config digest) and return it.
 
-    The identity is an attempt id and the config's digest; summary.json and every checkpoint carry
-    it, and a summary counts as a finished run's only beside the config.json of its own attempt. A
-    resume continues the attempt it resumes; anything else starts a new one. Any summary.json is
-    removed first: whatever it said belongs to an earlier attempt, or is written again at the end.
+    A summary counts only beside its own attempt's config, so a stale summary.json is removed first.
     """
     run_dir = Path(run_dir)
     digest = config_digest(record["config"])
@@ -269,8 +248,7 @@ def run_identity(run_dir: Path) -> dict:
 
 
 def finish_run(run_dir: Path, summary: dict) -> dict:
-    """Write summary.json stamped with the attempt's identity and the digests of the run's result
-    files (see ``train.engine.run_files``), then release the run folder."""
+    """Write summary.json with the attempt's identity and result-file digests, then release the folder."""
     files = result_digests(run_dir) if _WRITER else {}
     summary = {**summary, **run_identity(run_dir), "files": files}
     atomic_write_json(Path(run_dir) / "summary.json", summary)

@@ -1,10 +1,7 @@
 """Part 1, Tasks 1-2: the 2-20-2 MLP on moons, circles and blobs, in NumPy, JAX and PyTorch.
 
-Every framework starts from the same initial weights (PyTorch-style uniform init, drawn once in
-NumPy and converted) and sees the same batches in the same order, so their curves coincide up to
-float rounding. ``framework="numpy,jax"`` (the default, the original's NumPy-vs-framework study) runs
-NumPy and JAX; ``all`` adds PyTorch where it is installed, and compares every pair
-(``train.analysis.compare``).
+Every framework starts from the same NumPy-drawn weights and batches, so curves coincide up to
+float rounding. The default ``numpy,jax`` is the original's NumPy-vs-framework study.
 """
 
 from __future__ import annotations
@@ -85,11 +82,8 @@ def frameworks(cfg: ToyConfig) -> base.Chosen:
 
 
 def jax_model(cfg: ToyConfig):
-    """The JAX MLP with PyTorch-style initial weights, drawn in NumPy from ``cfg.seed`` (as the NumPy MLP draws them).
-
-    Built abstractly, its weights set from NumPy's: eager random initialisers would compile one XLA
-    program per parameter shape, a large part of a run this small.
-    """
+    """The JAX MLP with the NumPy MLP's initial weights; built abstractly, as eager initialisers
+    would compile one program per parameter shape."""
     dtype = np.dtype(cfg.dtype)
     model = nnx.eval_shape(lambda: JaxMLP(2, cfg.hidden, 2, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(cfg.seed)))
     set_mlp_weights(model, NumpyMLP(2, cfg.hidden, 2, seed=cfg.seed, dtype=dtype).get_weights())
@@ -113,11 +107,8 @@ def build_backends(cfg: ToyConfig, data) -> dict:
 
 def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | None = None,
                        resume: bool = False, checkpoint_every: int = 0) -> dict[str, dict]:
-    """Run the configured frameworks; write each run's folder under ``workdir``; return the summaries.
-
-    Checkpoints are off by default (``checkpoint_every=0``): saving state costs more than rerunning the
-    whole run. ``checkpoint_every=N`` saves every N evaluations.
-    """
+    """Run the configured frameworks under ``workdir`` -> summaries. No checkpoints by default:
+    saving costs more than rerunning a run this small."""
 
     cfg.validate()
     with x64_scope(cfg.dtype):  # a float64 run's arrays and programs, and no other run's

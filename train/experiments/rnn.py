@@ -171,11 +171,7 @@ def _load(cfg: RNNConfig) -> _Data:
 
 
 def _runs(data: list[_Data], workdir: Path, framework: str = "jax") -> tuple[list, dict]:
-    """The driver's runs for these seeds; each measures its dL/dh_t once trained (the k-th run:
-    ``backend.grad_norms(x, y, run=k)``).
-
-    Returns (runs, grads): ``grads[seed]`` is to be filled with dL/dh_t at initialisation (``measure_init``).
-    """
+    """(runs, grads): each run measures dL/dh_t once trained; ``grads[seed]`` awaits the initial one."""
 
     grads: dict = {}
 
@@ -227,13 +223,8 @@ def train_and_evaluate(cfg: RNNConfig, workdir: str | Path, *, progress: bool | 
 
 def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress: bool | None = None,
                          resume: bool = False, checkpoint_every: int | None = None) -> list[dict]:
-    """Train several seeds of one setting side by side in one compiled program (``jax.vmap``, one device).
-
-    ``cfgs`` differ only in ``seed``. Each seed's run folder is written as ``train_and_evaluate(cfg)``
-    writes it alone (the same data, initialisation, batch order and files, a checkpoint folder that
-    ``rnn-palindrome --resume`` can continue alone); the metrics agree with separate runs to float
-    rounding. Timing fields are the shared program's: every seed reports the same train time.
-    """
+    """Train ``cfgs`` (differing only in ``seed``) in one vmapped program; each folder is as its
+    single run writes it, and every seed reports the shared program's timing."""
 
     if len(cfgs) == 1:
         return [train_and_evaluate(cfgs[0], workdir, progress=progress, resume=resume,
