@@ -53,3 +53,42 @@ def test_numpy_runs_only_plain_mlps():
     backend = base.from_jax("numpy", plain, recipe, {**arrays, "test_x": arrays["train_x"], "test_y": arrays["train_y"]})
     np.testing.assert_array_equal(backend.model.linears[0].params["W"], np.asarray(plain.linears[0].kernel[...]))
     assert backend.platform == "cpu" and backend.param_count == 4 * 3 + 3 + 3 * 2 + 2
+
+
+ECHO_BACKEND = '''
+"""A stand-in framework: the NumPy backend under another name."""
+from train.backends import numpy_backend
+
+NAME = "Echo"
+MISSING = "Echo is not installed"
+
+
+def available():
+    return True
+
+
+def from_jax(jax_model, recipe, arrays):
+    backend = numpy_backend.from_jax(jax_model, recipe, arrays)
+    backend.framework = "echo"
+    return backend
+'''
+
+
+def test_a_new_framework_is_one_backend_module_and_one_registry_line(tmp_path, monkeypatch):
+    """Registering a module is all an experiment needs: its run folder, metrics and the comparison
+    follow. The stand-in computes what NumPy computes, so their metrics are equal exactly."""
+    import json
+
+    import train
+
+    (tmp_path / "echo_backend.py").write_text(ECHO_BACKEND)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(base.FRAMEWORKS, "echo", "echo_backend")
+    out = tmp_path / "out"
+    train.run("mlp-toy", out=out, quick=True, framework="numpy,echo", steps=60)
+    rows = {fw: [json.loads(line) for line in (out / "mlp-toy" / f"moons-{fw}-s0" / "metrics.jsonl").open()]
+            for fw in ("numpy", "echo")}
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]  # noqa: E731
+    assert len(rows["echo"]) > 0 and strip(rows["echo"]) == strip(rows["numpy"])
+    compared = json.loads((out / "mlp-toy" / "moons-compare-s0" / "compare.json").read_text())
+    assert [r["framework"] for r in compared["runs"]] == ["numpy", "echo"]
