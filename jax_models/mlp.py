@@ -9,7 +9,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_models.init import torch_uniform
-from numpy_mlp.model import parse_hidden
 
 
 def _linear(n_in: int, n_out: int, dtype, param_dtype, rngs: nnx.Rngs) -> nnx.Linear:
@@ -28,10 +27,12 @@ class MLP(nnx.Module):
     with the statistics of the whole global batch.
     """
 
-    def __init__(self, n_inputs: int, hidden: str | Sequence[int], n_classes: int, *,
+    def __init__(self, n_inputs: int, hidden: Sequence[int], n_classes: int, *,
                  batch_norm: bool = False, dropout: float = 0.0, dtype=jnp.float32,
                  param_dtype=jnp.float32, axis_name: str | None = None, rngs: nnx.Rngs) -> None:
-        sizes = (n_inputs, *parse_hidden(hidden), n_classes)
+        if isinstance(hidden, str):  # "20" would read as layers of 2 and 0 units
+            raise TypeError(f"hidden must be a sequence of layer sizes, got the string {hidden!r}")
+        sizes = (n_inputs, *(int(h) for h in hidden), n_classes)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout rate must be in [0, 1), got {dropout}")
         self.dtype = dtype

@@ -31,7 +31,7 @@ def main(out):
     y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).astype(np.int32)
     arrays = {"train_x": x, "train_y": y, "test_x": x[:30], "test_y": y[:30]}
     devices = select_devices(0, 16)
-    model = MLP(6, "16,8", 2, batch_norm=True, axis_name=AXIS, rngs=nnx.Rngs(0))
+    model = MLP(6, (16, 8), 2, batch_norm=True, axis_name=AXIS, rngs=nnx.Rngs(0))
     be = JaxBackend(model, optax.sgd(0.1, momentum=0.9), lambda v: v, arrays, seed=0, devices=devices, eval_batch=8)
     evs = []
     for e in range(3):

@@ -59,7 +59,7 @@ def main(n_dev):
     report = {}
     xt = rng.normal(size=(64, 2)).astype(np.float32)
     yt = (xt[:, 0] * xt[:, 1] > 0).astype(np.int32)
-    report["mlp-toy"] = case("mlp-toy", lambda ax: MLP(2, "20", 2, rngs=nnx.Rngs(0)), optax.sgd(0.1),
+    report["mlp-toy"] = case("mlp-toy", lambda ax: MLP(2, (20,), 2, rngs=nnx.Rngs(0)), optax.sgd(0.1),
                              {"train_x": xt, "train_y": yt, "test_x": xt[:20], "test_y": yt[:20]}, 16, 3, n_dev)
     xc = rng.integers(0, 256, size=(64, 8, 8, 3), dtype=np.uint8)
     yc = rng.integers(0, 10, size=64).astype(np.int32)
@@ -68,14 +68,14 @@ def main(n_dev):
     # SGD rather than AdamW for the batch-norm models: the bias before a batch norm gets a gradient that is
     # zero up to float noise, and Adam rescales that noise to a full learning-rate step, in either run.
     report["mlp-improved"] = case(
-        "mlp-improved", lambda ax: MLP(192, "32,16", 10, batch_norm=True, dropout=0.0, axis_name=ax, rngs=nnx.Rngs(0)),
+        "mlp-improved", lambda ax: MLP(192, (32, 16), 10, batch_norm=True, dropout=0.0, axis_name=ax, rngs=nnx.Rngs(0)),
         optax.sgd(0.05, momentum=0.9), cifar, 16, 3, n_dev, preprocess=to_float)
     # 16x16 inputs and 8 examples per device: with fewer, channels after the last ReLU are all zero in a
     # batch, batch norm divides by sqrt(eps) and float rounding gets amplified by ~300x.
     xc16 = rng.integers(0, 256, size=(64, 16, 16, 3), dtype=np.uint8)
     # The unfused path (one compiled call per step, used for convnets on CPU) against the fused one.
     report["mlp-improved-unfused"] = case(
-        "mlp-improved-unfused", lambda ax: MLP(192, "32,16", 10, batch_norm=True, axis_name=ax, rngs=nnx.Rngs(0)),
+        "mlp-improved-unfused", lambda ax: MLP(192, (32, 16), 10, batch_norm=True, axis_name=ax, rngs=nnx.Rngs(0)),
         optax.sgd(0.05, momentum=0.9), cifar, 16, 3, n_dev, preprocess=to_float, fuse_n=False)
     # The seed's block structure at an eighth of its width: what is checked does not depend on width.
     narrow = tuple(tuple(c // 8 for c in block) for block in BLOCKS)

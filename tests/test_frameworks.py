@@ -44,12 +44,12 @@ def test_an_explicit_framework_that_is_not_installed_says_how_to_install_it(monk
 
 
 def test_numpy_runs_only_plain_mlps():
-    improved = MLP(4, "3", 2, batch_norm=True, rngs=nnx.Rngs(0))
+    improved = MLP(4, (3,), 2, batch_norm=True, rngs=nnx.Rngs(0))
     recipe = base.Recipe(base.Optimizer("sgd", 0.1), 0, TABLE["fp32"])
     arrays = {"train_x": np.zeros((4, 4), np.float32), "train_y": np.zeros(4, np.int32)}
     with pytest.raises(UsageError, match="only MLPs without batch norm or dropout"):
         base.from_jax("numpy", improved, recipe, arrays)
-    plain = MLP(4, "3", 2, rngs=nnx.Rngs(0))
+    plain = MLP(4, (3,), 2, rngs=nnx.Rngs(0))
     backend = base.from_jax("numpy", plain, recipe, {**arrays, "test_x": arrays["train_x"], "test_y": arrays["train_y"]})
     np.testing.assert_array_equal(backend.model.linears[0].params["W"], np.asarray(plain.linears[0].kernel[...]))
     assert backend.platform == "cpu" and backend.param_count == 4 * 3 + 3 + 3 * 2 + 2

@@ -56,6 +56,17 @@ def test_engine_imports_no_framework_and_nothing_above_it():
     assert bad == []
 
 
+@pytest.mark.parametrize("package, forbidden", [
+    ("jax_models", ("numpy_mlp", "torch", "train", "data")),        # the JAX models stand alone
+    ("numpy_mlp", ("jax", "jaxlib", "flax", "optax", "torch", "jax_models", "train", "data")),  # so does the baseline
+    ("data", ("jax", "flax", "optax", "torch", "jax_models", "numpy_mlp", "train")),
+])
+def test_model_and_data_packages_import_no_sibling(package, forbidden):
+    bad = [f"{module_name(p)} imports {imported}" for p in sorted((ROOT / package).rglob("*.py"))
+           for imported, _ in imports(p) if imported.split(".")[0] in forbidden]
+    assert bad == []
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """One cycle per strongly connected component of more than one module (Tarjan)."""
     index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from jax_models.mlp import MLP as JaxMLP, set_mlp_weights
-from numpy_mlp import MLP as NumpyMLP
+from numpy_mlp import MLP as NumpyMLP, parse_hidden
 
 from tolerances import U32, U64, run_bound
 
@@ -33,7 +33,7 @@ def test_float64_loss_and_grads_match(hidden, n_in, n_out):
     np_loss, _ = np_model.loss_and_grads(x, y)
     np_grads = [(m.grads["W"], m.grads["b"]) for m in np_model.linears]
     with jax.enable_x64(True):
-        jmodel = JaxMLP(n_in, hidden, n_out, dtype=jnp.float64, param_dtype=jnp.float64, rngs=nnx.Rngs(0))
+        jmodel = JaxMLP(n_in, parse_hidden(hidden), n_out, dtype=jnp.float64, param_dtype=jnp.float64, rngs=nnx.Rngs(0))
         set_mlp_weights(jmodel, np_model.get_weights())
         j_loss, j_grads = jax_loss_and_grads(jmodel, jnp.asarray(x), jnp.asarray(y))
     # One forward and backward pass: sums over at most the 30 examples, chained through the widest layer
@@ -50,7 +50,7 @@ def test_float32_forward_matches():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(30, 2)).astype(np.float32)
     np_model = NumpyMLP(2, "20", 2, seed=0)
-    jmodel = JaxMLP(2, "20", 2, rngs=nnx.Rngs(0))
+    jmodel = JaxMLP(2, (20,), 2, rngs=nnx.Rngs(0))
     set_mlp_weights(jmodel, np_model.get_weights())
     logits = np_model.logits(x)
     # float32, sums of at most 20 terms (the hidden layer) of the logits' scale.

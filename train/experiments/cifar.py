@@ -23,6 +23,7 @@ from flax import nnx
 from data.cifar10 import channel_stats, load_cifar10
 from jax_models.cnn import CNN
 from jax_models.mlp import MLP
+from numpy_mlp.model import parse_hidden
 from train.analysis import plots
 from train.backends import base
 from train.backends.jax_backend import normalizer, optax_optimizer
@@ -40,7 +41,7 @@ from train.backends.jax_trainer import AXIS, select_devices
 def _build_mlp(cfg, *, dtype, axis_name, rngs):
 
     improved = cfg.variant == "improved"
-    return MLP(32 * 32 * 3, cfg.hidden, 10, batch_norm=improved, dropout=cfg.dropout if improved else 0.0,
+    return MLP(32 * 32 * 3, parse_hidden(cfg.hidden), 10, batch_norm=improved, dropout=cfg.dropout if improved else 0.0,
                dtype=dtype, axis_name=axis_name, rngs=rngs)
 
 

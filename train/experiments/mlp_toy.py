@@ -15,7 +15,7 @@ from flax import nnx
 
 from data.toy import DATASETS, make_toy_data
 from jax_models.mlp import MLP as JaxMLP, set_mlp_weights
-from numpy_mlp import MLP as NumpyMLP
+from numpy_mlp import MLP as NumpyMLP, parse_hidden
 from train.analysis import plots
 from train.backends import base
 from train.backends.jax_backend import x64_scope
@@ -85,7 +85,7 @@ def jax_model(cfg: ToyConfig):
     """The JAX MLP with the NumPy MLP's initial weights; built abstractly, as eager initialisers
     would compile one program per parameter shape."""
     dtype = np.dtype(cfg.dtype)
-    model = nnx.eval_shape(lambda: JaxMLP(2, cfg.hidden, 2, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(cfg.seed)))
+    model = nnx.eval_shape(lambda: JaxMLP(2, parse_hidden(cfg.hidden), 2, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(cfg.seed)))
     set_mlp_weights(model, NumpyMLP(2, cfg.hidden, 2, seed=cfg.seed, dtype=dtype).get_weights())
     return model
 
