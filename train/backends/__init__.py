@@ -7,7 +7,8 @@ JAX), ``--profile`` and ``--dump-hlo`` write JAX's profiles and HLO, and checkpo
 
 from train.backends.jax_compile_log import CompileLog
 from train.backends.jax_profiling import RunArtifacts
-from train.engine import tools
+from train.backends import base
+from train.engine import results, tools
 
 
 def _checkpointer(directory):
@@ -16,3 +17,5 @@ def _checkpointer(directory):
 
 
 tools.plug_in(compile_log=CompileLog, artifacts=RunArtifacts, checkpointer=_checkpointer)
+for _framework in base.FRAMEWORKS:
+    results.add_packages(*getattr(base.module(_framework), "PACKAGES", ()))

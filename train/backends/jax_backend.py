@@ -18,6 +18,7 @@ from train.errors import UsageError
 from train.precision import Precision
 
 NAME = "JAX"
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint")
 MISSING = "JAX is not installed"  # the project's own framework: always there
 
 

@@ -21,6 +21,7 @@ from train.precision import TABLE, Precision
 
 TORCH_MISSING = "--framework torch needs PyTorch: pip install '.[torch]' (or see the README's Cross-framework studies)"
 NAME = "PyTorch"
+PACKAGES = ("torch",)
 MISSING = TORCH_MISSING
 
 

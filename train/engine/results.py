@@ -27,8 +27,12 @@ from data import files as atomic_files
 from train.engine.run_files import result_digests
 from train.errors import UsageError
 
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn", "matplotlib",
-            "orbax-checkpoint", "tensorflow-datasets", "pillow", "torch")
+# The packages whose versions config.json records; each framework's backend adds its own (add_packages).
+PACKAGES = ["numpy", "scikit-learn", "matplotlib", "tensorflow-datasets", "pillow"]
+
+
+def add_packages(*names: str) -> None:
+    PACKAGES.extend(n for n in names if n not in PACKAGES)
 
 
 # In a multi-process job every process runs the same program; only process 0 writes results.
