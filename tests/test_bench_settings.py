@@ -237,8 +237,9 @@ def test_torch_settings_are_recorded(tmp_path):
 
 def test_torch_rows_time_the_torch_backends_own_step(monkeypatch):
     """A PyTorch window is TorchBackend.train on the window's batches, for the twin the experiment builds
-    (rnn.torch_backend), from the weights its JAX model starts from."""
+    (rnn's recipe through base.from_jax, as rnn.make_backend does), from its JAX model's initial weights."""
     torch = pytest.importorskip("torch")
+    from train.backends import base
     from train.backends.torch_backend import TorchBackend
     from train.bench.jax_runner import jax_setup
     from train.bench.suites import train_arrays
@@ -262,7 +263,7 @@ def test_torch_rows_time_the_torch_backends_own_step(monkeypatch):
     # The experiment's own twin, from its eagerly built JAX model: the same weights, up to the few roundings
     # (<= 4) in which the bench's one-program initialisation may differ, each u of the weights' magnitude.
     mine = wl.spec.torch(wl, wl.cfg, setup.model)
-    ref = rnn.torch_backend(wl.cfg, train_arrays(wl), rnn.build_model(wl.cfg), len(wl.train_y) // wl.batch)
+    ref = base.from_jax("torch", rnn.build_model(wl.cfg), rnn.recipe(wl.cfg, len(wl.train_y) // wl.batch), train_arrays(wl))
     assert type(mine.model) is type(ref.model) and type(mine.opt) is type(ref.opt) and mine.clip_norm == 10.0
     for (name, a), (_, w) in zip(mine.model.state_dict().items(), ref.model.state_dict().items()):
         np.testing.assert_allclose(a.numpy(), w.numpy(), rtol=0, atol=4 * U32 * max(w.abs().max().item(), 1e-30),
