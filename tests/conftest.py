@@ -38,9 +38,13 @@ enable_compilation_cache()
 
 
 def pytest_collection_modifyitems(config, items):
-    """Slow tests first: with two workers they start early and the short ones fill in around them,
-    rather than one of them running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Slow tests first, the longest of them (``slow(longest=True)``) before the rest: with two workers
+    they start early and the short ones fill in around them, rather than one of them running alone
+    at the end."""
+    def order(item):
+        slow = item.get_closest_marker("slow")
+        return (slow is None, not (slow and slow.kwargs.get("longest")))
+    items.sort(key=order)
 
 
 def xla_flags(*extra: str) -> str:

@@ -3,6 +3,7 @@
 docs/troubleshooting.md lists these same cases.
 """
 
+import jax
 import pytest
 from PIL import Image
 
@@ -91,7 +92,7 @@ def _tree(root, *, truncate=None, classes=CLASS_NAMES):
     ("nine-classes", "needs 10"),
     ("no-test", "test"),
 ])
-def test_bad_image_folder(cli, tmp_path, kind, needle):
+def test_bad_image_folder(cli_fast, tmp_path, monkeypatch, kind, needle):
     data = tmp_path / "data"
     if kind == "truncated":
         _tree(data, truncate="cat")
@@ -102,25 +103,28 @@ def test_bad_image_folder(cli, tmp_path, kind, needle):
         import shutil
         shutil.rmtree(data / "test")
     out = tmp_path / "out"
-    r = cli("mlp-cifar", "--data", f"folder:{data}", "--epochs", "1", "--out", out, "--no-progress",
-            env={"JAX_CURRICULUM_CACHE": str(tmp_path / "cache")})
+    # The image cache in this test's folder; the XLA cache, which the CLI also places by this
+    # variable, stays the suite's.
+    monkeypatch.setenv("JAX_CURRICULUM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", jax.config.jax_compilation_cache_dir or "")
+    r = cli_fast("mlp-cifar", "--data", f"folder:{data}", "--epochs", "1", "--out", out, "--no-progress")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(data) in lines[0] and needle in lines[0], r.stderr
     assert not out.exists()
 
 
-def test_results_folder_not_writable(cli, tmp_path):
+def test_results_folder_not_writable(cli_fast, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    r = cli("mlp-toy", "--steps", "30", "--out", blocker / "results", "--no-progress")
+    r = cli_fast("mlp-toy", "--steps", "30", "--out", blocker / "results", "--no-progress")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write results to" in lines[0]
 
 
-def test_resume_with_other_settings_is_refused(cli, tmp_path):
+def test_resume_with_other_settings_is_refused(cli_fast, tmp_path):
     args = ["rnn-palindrome", "--quick", "--out", tmp_path, "--no-progress"]
-    assert cli(*args).returncode == 0
-    r = cli(*args, "--lr", "0.5", "--resume")
+    assert cli_fast(*args).returncode == 0
+    r = cli_fast(*args, "--lr", "0.5", "--resume")
     assert r.returncode == 2 and "settings differ" in r.stderr and "lr" in r.stderr

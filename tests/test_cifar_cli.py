@@ -15,8 +15,8 @@ def _check_run(run, epochs):
     return json.loads((run / "summary.json").read_text()), rows
 
 
-def test_mlp_cifar_improved_synthetic(cli, tmp_path):
-    r = cli("mlp-cifar", "--variant", "improved", "--data", "synthetic:1024", "--epochs", "2", "--batch-size", "128",
+def test_mlp_cifar_improved_synthetic(cli_fast, tmp_path):
+    r = cli_fast("mlp-cifar", "--variant", "improved", "--data", "synthetic:1024", "--epochs", "2", "--batch-size", "128",
             "--out", tmp_path, "--no-progress")
     assert r.returncode == 0, r.stderr
     s, rows = _check_run(tmp_path / "mlp-cifar" / "improved-fp32-s0", 2)
@@ -30,8 +30,8 @@ def test_mlp_cifar_improved_synthetic(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_cnn_cifar_tiny(cli, tmp_path):
-    r = cli("cnn-cifar", "--data", "synthetic:64", "--epochs", "1", "--batch-size", "16", "--limit-test", "16",
+def test_cnn_cifar_tiny(cli_fast, tmp_path):
+    r = cli_fast("cnn-cifar", "--data", "synthetic:64", "--epochs", "1", "--batch-size", "16", "--limit-test", "16",
             "--eval-batch", "16", "--out", tmp_path, "--no-progress")
     assert r.returncode == 0, r.stderr
     s, _ = _check_run(tmp_path / "cnn-cifar" / "cnn-fp32-s0", 1)

@@ -86,8 +86,7 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     assert a["predictions"] == b["predictions"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("args,run", [
+FOUR_DEVICE_RUNS = [
     (["mlp-toy", "--dataset", "moons", "--framework", "jax", "--steps", "60", "--batch-size", "32"],
      "mlp-toy/moons-jax-s0"),
     (["mlp-cifar", "--data", "synthetic:512", "--epochs", "1", "--batch-size", "64", "--variant", "improved"],
@@ -96,14 +95,26 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
       "--eval-batch", "8"], "cnn-cifar/cnn-fp32-s0"),
     (["rnn-palindrome", "--input-length", "5", "--epochs", "2", "--data-size", "1000", "--batch-size", "64"],
      "rnn-palindrome/T5-vanilla-fp32-s0"),
-])
-def test_cli_runs_on_four_devices(cli, tmp_path, args, run):
-    r = cli(*args, "--devices", "4", "--out", tmp_path, "--no-progress",
-            env={"XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=4"), "JAX_PLATFORMS": "cpu"})
+]
+# Each command line as `python -m train` runs it (cli.main), all in one process on 4 simulated devices.
+FOUR_DEVICE_CHILD = """
+import json, sys
+from train.cli import main
+sys.exit(max(main(args) for args in json.loads(sys.argv[1])))
+"""
+
+
+@pytest.mark.slow
+def test_cli_runs_on_four_devices(tmp_path):
+    argvs = [[*args, "--devices", "4", "--out", str(tmp_path / str(i)), "--no-progress"]
+             for i, (args, _) in enumerate(FOUR_DEVICE_RUNS)]
+    r = subprocess.run([sys.executable, "-c", FOUR_DEVICE_CHILD, json.dumps(argvs)], cwd=ROOT, env=_env(4),
+                       capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    summary = json.loads((tmp_path / run / "summary.json").read_text())
-    assert summary["devices"] == 4
-    assert (tmp_path / run / "metrics.jsonl").stat().st_size > 0
+    for i, (_, run) in enumerate(FOUR_DEVICE_RUNS):
+        summary = json.loads((tmp_path / str(i) / run / "summary.json").read_text())
+        assert summary["devices"] == 4, run
+        assert (tmp_path / str(i) / run / "metrics.jsonl").stat().st_size > 0, run
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ def _dry_run(stage, out):
 
 
 # The two stages are two tests, so two workers run them side by side.
-@pytest.mark.slow
+@pytest.mark.slow(longest=True)
 def test_device_run_check_dry_run(tmp_path):
     _dry_run("check", tmp_path)
     with tarfile.open(tmp_path / "check.tar.gz") as t:
@@ -40,7 +40,7 @@ def test_device_run_check_dry_run(tmp_path):
     assert failed == ""
 
 
-@pytest.mark.slow
+@pytest.mark.slow(longest=True)
 def test_device_run_report_dry_run(tmp_path):
     _dry_run("report", tmp_path)
     with tarfile.open(tmp_path / "report.tar.gz") as t:

@@ -6,8 +6,8 @@ from tolerances import U32, U64, run_bound
 from train.engine.results import read_jsonl
 
 
-def test_both_frameworks_agree_and_write_the_contract(cli, tmp_path):
-    r = cli("mlp-toy", "--dataset", "circles", "--framework", "both", "--steps", "300", "--out", tmp_path, "--no-progress")
+def test_both_frameworks_agree_and_write_the_contract(cli_fast, tmp_path):
+    r = cli_fast("mlp-toy", "--dataset", "circles", "--framework", "both", "--steps", "300", "--out", tmp_path, "--no-progress")
     assert r.returncode == 0, r.stderr
     root = tmp_path / "mlp-toy"
     rows = {}
@@ -41,8 +41,8 @@ def test_both_frameworks_agree_and_write_the_contract(cli, tmp_path):
     assert "test acc" in r.stdout
 
 
-def test_float64_runs_agree_to_rounding(cli, tmp_path):
-    r = cli("mlp-toy", "--dataset", "moons", "--steps", "120", "--dtype", "float64", "--out", tmp_path, "--no-progress")
+def test_float64_runs_agree_to_rounding(cli_fast, tmp_path):
+    r = cli_fast("mlp-toy", "--dataset", "moons", "--steps", "120", "--dtype", "float64", "--out", tmp_path, "--no-progress")
     assert r.returncode == 0, r.stderr
     (cmp,) = json.loads((tmp_path / "mlp-toy" / "moons-compare-s0" / "compare.json").read_text())["pairs"]
     assert cmp["max_abs_loss_diff"] <= run_bound(U64, n=30, steps=120)  # float64: batch sums of 30, 120 steps
