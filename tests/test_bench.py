@@ -186,7 +186,7 @@ def test_jax_modes_train_as_the_toy_experiment_does():
     the toy experiment's own backend trains on the same batches."""
     wl = make_workload("mlp-toy", gpu=False, quick=True, seed=0, steps=4)
     setup = jax_setup(wl, "fp32")
-    ref = mlp_toy.build_backends(wl.cfg, wl.data)["jax"]
+    ref = mlp_toy.make_backend(wl.cfg, "jax", wl.data)
     assert setup.compiler_options == ref.trainer.compiler_options == {"xla_backend_optimization_level": 0}
     for a, b in zip(_leaves(setup.host_state), _leaves(ref.host_state())):
         np.testing.assert_array_equal(a, b)

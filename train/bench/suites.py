@@ -99,8 +99,7 @@ def train_arrays(wl) -> dict:
 
 def _toy_backend(framework: str):
     """The toy experiment's own backend of ``framework`` (from the NumPy model's weights)."""
-    return lambda wl, cfg, *_: mlp_toy.build_backends(
-        dataclasses.replace(cfg, framework=framework), wl.data)[framework]
+    return lambda wl, cfg, *_: mlp_toy.make_backend(cfg, framework, wl.data)
 
 
 def _cifar_torch(wl, cfg, jax_model):

@@ -1,5 +1,5 @@
 """The toy's whole 1,500-step run, timed in fresh processes through the project's own path
-(``mlp_toy.build_backends`` + ``train.engine.loop.train_loop``), with JAX's persistent compilation cache
+(``mlp_toy.make_backend`` + ``train.engine.loop.train_loop``), with JAX's persistent compilation cache
 empty (cold) and filled by the cold run (warm).
 
 ``python -m train.bench.whole_run --whole-run-child FRAMEWORK`` is the child process; it prints
@@ -50,7 +50,7 @@ def _time_calls(backend, total: list[float]) -> None:
 
 
 def whole_run_child(framework: str, cache_dir: str | None, steps: int) -> dict:
-    """Runs in a fresh interpreter: time mlp_toy's build_backends + the training loop."""
+    """Runs in a fresh interpreter: time mlp_toy's make_backend + the training loop."""
     t0 = time.perf_counter()
     if cache_dir:
         _use_cache(cache_dir)
@@ -66,7 +66,7 @@ def whole_run_child(framework: str, cache_dir: str | None, steps: int) -> dict:
                              test_fraction=cfg.test_fraction, seed=cfg.seed)
         periods = mlp_toy.schedule(cfg, len(data.train_y))
         t2 = time.perf_counter()
-        backend = mlp_toy.build_backends(cfg, data)[framework]
+        backend = mlp_toy.make_backend(cfg, framework, data)
         t3 = time.perf_counter()
         # Time inside the backend's train and evaluate calls (dispatch, compute, metrics to host);
         # the rest of the loop is its bookkeeping (metrics.jsonl, NaN checks, progress bar).
@@ -118,7 +118,7 @@ def bench_whole_run(frameworks: Sequence[str], *, steps: int, log=print) -> list
     """NumPy's whole run, and JAX's cold then warm; a failure is a skipped record (and a failed
     cold run skips the warm one)."""
     batch = 30
-    note = (f"fresh process: mlp_toy.build_backends + train_loop (no checkpoints), {steps} steps, "
+    note = (f"fresh process: mlp_toy.make_backend + train_loop (no checkpoints), {steps} steps, "
             f"evaluation every 30")
     out = []
     with tempfile.TemporaryDirectory(prefix="jax-cache-") as cache:

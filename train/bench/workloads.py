@@ -30,7 +30,7 @@ class Workload:
     cfg: Any                         # the experiment's config (batch size and seed set)
     mean: np.ndarray | None = None   # CIFAR channel statistics (normalisation)
     std: np.ndarray | None = None
-    data: Any = None                 # the toy data set, which mlp_toy.build_backends takes
+    data: Any = None                 # the toy data set, which mlp_toy.make_backend takes
 
     @property
     def spec(self) -> Suite:

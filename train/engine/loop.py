@@ -158,10 +158,16 @@ class OneRun:
         return [self.inner.host_state()]
 
     def restore_template(self) -> list:
-        return [getattr(self.inner, "restore_template", self.inner.host_state)()]
+        return [restore_template(self.inner)]
 
     def load_state(self, states: Sequence) -> None:
         self.inner.load_state(states[0])
+
+
+def restore_template(backend):
+    """The structure a checkpoint is restored into: the backend's own template (None: as saved, for a
+    state that grows as it trains), else a fresh state."""
+    return getattr(backend, "restore_template", backend.host_state)()
 
 
 def as_runs(backend):
@@ -229,9 +235,7 @@ class _Loop:
         self.step, self.examples = sum(p.shape[0] for p in done_before), sum(p.size for p in done_before)
 
     def _restore(self) -> list[list[dict]]:
-        # The structure to restore into: a fresh state, or None (as saved) where the backend's grows as it trains.
-        template = self.backend.restore_template() if hasattr(self.backend, "restore_template") \
-            else self.backend.host_state()
+        template = restore_template(self.backend)
         restored = _restore_common(self.ckpts, template) if self.ckpts else None
         if restored is None:
             raise UsageError(f"--resume: no checkpoint to resume from in {self.run_dirs[0] / 'checkpoints'}")
