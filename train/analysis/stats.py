@@ -1,0 +1,125 @@
+"""How sure a comparison of seeds is: per-group intervals, two-sample tests, equivalence verdicts.
+
+Everything statistical is ``scipy.stats``: Student-t intervals, Welch's two-sample t-test (or the
+paired test when both groups ran the same seeds), and two one-sided tests (TOST) against a margin.
+A verdict is one of:
+
+- ``equivalent``: TOST rejects "the difference is at least ``margin``" at level ``alpha`` (the
+  ``1 - 2 alpha`` interval of the difference lies inside ``(-margin, margin)``);
+- ``different``: the two-sample test rejects "no difference" at level ``alpha``;
+- ``inconclusive``: neither, with a rough count of the seeds per group that would settle it.
+
+Equivalence is checked first: a difference that is significant but smaller than the margin is
+practically nil, which is the question a cross-framework study asks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05
+POWER = 0.8   # what "seeds needed" aims for: this chance of a settled verdict if the observed effect is real
+
+
+def describe(values: Sequence[float], confidence: float = 1 - ALPHA) -> dict:
+    """n, mean, sample std (ddof 1) and the Student-t interval of the mean; std and interval are None for n < 2."""
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        raise ValueError("describe: no values")
+    out = {"n": n, "mean": float(x.mean()), "std": None, "ci": None, "min": float(x.min()), "max": float(x.max())}
+    if n >= 2:
+        out["std"] = float(x.std(ddof=1))
+        if out["std"] == 0:
+            out["ci"] = [out["mean"], out["mean"]]
+        else:
+            ci = stats.ttest_1samp(x, 0.0).confidence_interval(confidence)
+            out["ci"] = [float(ci.low), float(ci.high)]
+    return out
+
+
+def _degenerate(a: np.ndarray, b: np.ndarray, paired: bool) -> bool:
+    """True when the spread the test needs is exactly zero (identical runs), where t is undefined."""
+    spread = (b - a) if paired else np.concatenate([a - a.mean(), b - b.mean()])
+    return not np.any(spread - spread.mean() if paired else spread)
+
+
+def compare_groups(a: Sequence[float], b: Sequence[float], margin: float, *, paired: bool = False,
+                   alpha: float = ALPHA) -> dict:
+    """How group ``b`` differs from group ``a`` (b minus a): the difference of means with its
+    ``1 - alpha`` interval, the two-sample test's p-value, TOST's p-value against ``margin`` and
+    the verdict. ``paired``: element i of a and of b share a seed (same weights, same batches)."""
+    if not margin > 0:
+        raise ValueError(f"margin must be positive, got {margin}")
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if paired and len(a) != len(b):
+        raise ValueError("paired groups must have the same length")
+    diff = float(b.mean() - a.mean())
+    out = {"test": "paired t" if paired else "Welch t", "diff": diff, "ci": None, "p_value": None,
+           "tost_p_value": None, "margin": margin, "alpha": alpha, "seeds_needed": None}
+    too_few = (len(a) < 2 or len(b) < 2) if not paired else len(a) < 2
+    if too_few:
+        out.update(verdict="inconclusive", why="fewer than 2 runs in a group: no spread to test against",
+                   seeds_needed=2)
+        return out
+    if _degenerate(a, b, paired):   # every run identical within its group (or every pair equal)
+        out.update(ci=[diff, diff], p_value=0.0 if diff else 1.0, tost_p_value=0.0 if abs(diff) < margin else 1.0)
+        out["verdict"] = "equivalent" if abs(diff) < margin else "different"
+        out["why"] = "no spread between runs: the difference is exact"
+        return out
+    test = stats.ttest_rel(b, a) if paired else stats.ttest_ind(b, a, equal_var=False)
+    ci = test.confidence_interval(1 - alpha)
+    # TOST: two one-sided tests of the difference against -margin and +margin, at level alpha each.
+    if paired:
+        lo = stats.ttest_rel(b + margin, a, alternative="greater").pvalue
+        hi = stats.ttest_rel(b - margin, a, alternative="less").pvalue
+    else:
+        lo = stats.ttest_ind(b + margin, a, equal_var=False, alternative="greater").pvalue
+        hi = stats.ttest_ind(b - margin, a, equal_var=False, alternative="less").pvalue
+    out.update(ci=[float(ci.low), float(ci.high)], p_value=float(test.pvalue), tost_p_value=float(max(lo, hi)))
+    if out["tost_p_value"] < alpha:
+        out.update(verdict="equivalent", why=f"TOST p = {out['tost_p_value']:.3g} < {alpha}: the difference is "
+                                             f"within ±{margin:g}")
+    elif out["p_value"] < alpha:
+        out.update(verdict="different", why=f"{out['test']} p = {out['p_value']:.3g} < {alpha}")
+    else:
+        out.update(verdict="inconclusive", why=f"{out['test']} p = {out['p_value']:.3g}, TOST p = "
+                                               f"{out['tost_p_value']:.3g}: neither below {alpha}")
+        out["seeds_needed"] = seeds_needed(a, b, margin, paired=paired, alpha=alpha)
+    return out
+
+
+def seeds_needed(a: np.ndarray, b: np.ndarray, margin: float, *, paired: bool = False, alpha: float = ALPHA,
+                 power: float = POWER) -> int:
+    """Roughly how many runs per group would settle an inconclusive comparison, if the observed
+    spread and difference are the true ones (normal approximation):
+    - a difference inside the margin: enough to put TOST's interval inside it (distance margin - |diff|);
+    - one outside it: enough for the two-sample test to detect it (distance |diff|).
+    A rough figure: the spread of a few seeds is itself uncertain."""
+    diff = abs(float(np.mean(b) - np.mean(a)))
+    if paired:
+        sd, k = float(np.std(b - a, ddof=1)), 1.0
+    else:
+        sd, k = math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2), 2.0
+    if diff < margin:
+        distance, z_alpha = margin - diff, stats.norm.ppf(1 - alpha)          # one-sided, each of TOST's two
+    else:
+        distance, z_alpha = diff, stats.norm.ppf(1 - alpha / 2)               # two-sided
+    distance = max(distance, 0.05 * margin)  # a difference sitting on the margin needs "very many"; cap the count
+    n = k * ((z_alpha + stats.norm.ppf(power)) * sd / distance) ** 2
+    return max(int(math.ceil(n)) + 1, max(len(a), len(b)) + 1)
+
+
+def verdict_line(c: dict, unit: str = "", scale: float = 1.0) -> str:
+    """One line for a report: 'equivalent: +0.12 (95% CI -0.31 to +0.55) points, n = 3 vs 3, margin ±0.5'."""
+    pct = f"{100 * (1 - c['alpha']):.0f}%"
+    ci = ("" if c["ci"] is None else
+          f" ({pct} CI {scale * c['ci'][0]:+.2f} to {scale * c['ci'][1]:+.2f})")
+    more = f"; about {c['seeds_needed']} seeds per group would settle it" if c["seeds_needed"] else ""
+    return (f"{c['verdict']}: {scale * c['diff']:+.2f}{ci}{unit}, margin ±{scale * c['margin']:g}{unit}, "
+            f"{c['test']} p = {c['p_value']:.2g}" if c["p_value"] is not None else
+            f"{c['verdict']}: {scale * c['diff']:+.2f}{unit}, {c['why']}") + more
