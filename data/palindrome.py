@@ -60,6 +60,13 @@ def _distinct_halves(rng: np.random.Generator, half_len: int, n: int) -> np.ndar
     return rows
 
 
+def split_sizes(input_length: int, data_size: int, portion_train: float = 0.8) -> tuple[int, int]:
+    """(n_train, n_test) of :func:`make_palindrome_data` with these arguments, without drawing the data."""
+    n = min(int(data_size), num_palindromes(int(input_length)))
+    n_train = min(max(int(round(portion_train * n)), 1), n - 1)
+    return n_train, n - n_train
+
+
 def make_palindrome_data(
     input_length: int,
     data_size: int = 100_000,
@@ -93,7 +100,7 @@ def make_palindrome_data(
     perm = rng.permutation(n)
     x, y = x[perm], y[perm]
 
-    n_train = min(max(int(round(portion_train * n)), 1), n - 1)
+    n_train = split_sizes(input_length, n, portion_train)[0]
     return SequenceDataset(
         train_x=x[:n_train],
         train_y=y[:n_train],

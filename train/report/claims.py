@@ -1,12 +1,12 @@
-"""The report's claims: the original's results beside ours with a verdict each, the schedule ablation,
-and every way our runs differ from the original's."""
+"""The report's claims: the original's results beside ours with a verdict each, and the schedule ablation
+(every way our runs differ from the original's: deviations.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from train.report import findings as F
-from train.report.markdown import _fig, _pct, numpy_vs_jax
+from train.report.markdown import _fig, _pct, median_grad_ratios, numpy_vs_jax
 from train.report.plan import Plan
 from train.engine.results import read_jsonl
 
@@ -61,43 +61,11 @@ def comparison(plan: Plan, results: dict, out: Path, *, sweep: dict | None, rati
     lstm = sweep["summary"].get("lstm", []) if sweep else []
     if lstm:
         longest = max(sweep["lengths"])
-        ratio = {c: q for c, t, q in ratios if t == longest}
+        ratio = {c: q for (c, t), (q, _) in median_grad_ratios(ratios).items() if t == longest}
         grad_note = (f"; at T={longest}, dL/dh_1 / dL/dh_T at initialisation is {ratio['lstm']:.1e} for the LSTM "
                      f"vs {ratio['vanilla']:.1e} for the vanilla RNN" if {"lstm", "vanilla"} <= set(ratio) else "")
         L.append("| Part 3: LSTM | (not in the original) | " +
                  ", ".join(f"T={r['input_length']} {_pct(r['mean'])}" for r in lstm) + f"{grad_note} | – |")
-    return L
-
-
-def deviations(plan: Plan, data_source: str) -> list[str]:
-    """Every way our runs differ from the original's, with its expected effect."""
-    L = ["## Where our runs differ from the original's", ""]
-    if data_source.startswith("folder:") and "jpg" in data_source:
-        L.append("- **CIFAR-10 is a JPEG copy** (re-encoded at quality ~75) of the lossless original: fine texture "
-                 "is blurred and blocky, so expect test accuracies a point or two below the original's, the CNN's "
-                 "more than the MLP's (the acceptance bar for the CNN is 73% against the original's ~75%).")
-    elif data_source.startswith("synthetic"):
-        L.append("- **CIFAR-10 was synthetic** in this report: its CIFAR accuracies say nothing about CIFAR-10.")
-    L += [
-        "- **Toy data settings** are not given by the original: ours are 1,000 samples, an 80/20 split, noise 0.2 "
-        "(moons), noise 0.1 with factor 0.5 (circles), two blobs with std 1.0, features standardised. Absolute "
-        "toy accuracies depend on the noise; the NumPy-vs-framework comparison does not.",
-        "- **Train accuracy and loss** of an epoch are the mean over its training steps in train mode (dropout on, "
-        "batch statistics), as the original's loop measured them: they trail the end-of-epoch model by about half "
-        "an epoch and sit below an eval-mode pass for the improved MLP. `--eval-train` measures the whole training "
-        "split in eval mode instead. The toy MLP evaluates both splits in eval mode every 30 steps.",
-        "- **The last partial batch is dropped** each epoch (a new shuffle every epoch): 80 of 50,000 CIFAR images "
-        "(0.16%) per epoch at batch 256, none of the 80,000 palindromes at batch 128. No measurable effect.",
-        "- **StepLR's step and factor** are not given by the original: we assume step 10, factor 0.1, which leaves "
-        "the rate at 1e-5 after epoch 20. The schedule ablation above (constant rate, `--lr-gamma 1`) measures "
-        "what that choice costs." if plan.ablation else
-        "- **StepLR's step and factor** are not given by the original: we assume step 10, factor 0.1, which leaves "
-        "the rate at 1e-5 after epoch 20 (the `schedule` part of the report measures what that choice costs).",
-        "- **Precision**: fp32 with full-precision matmuls (as PyTorch's default); on a GPU, XLA's default would be "
-        "TF32 (`--precision tf32`), which changes the vanilla RNN's results.",
-        "- **Initialisation and data order** follow PyTorch's defaults (Kaiming-uniform weights, uniform biases) but "
-        "not its random streams: curves match the original's in shape, not step by step.",
-    ]
     return L
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from train.engine.results import read_jsonl
 
 
@@ -54,3 +56,14 @@ def _best_epoch(rows_path: Path) -> tuple[int | None, int | None]:
     best = max(test, key=lambda r: r["accuracy"])
     low = min(test, key=lambda r: r["loss"])
     return best.get("epoch"), low.get("epoch")
+
+
+def median_grad_ratios(ratios: list[tuple[str, int, float]]) -> dict[tuple[str, int], tuple[float, int]]:
+    """(cell, T) -> (median over seeds of dL/dh_1 / dL/dh_T at initialisation, number of seeds).
+
+    The one value per (cell, T) that the report's gradient table and its verdict note both quote.
+    """
+    by: dict[tuple[str, int], list[float]] = {}
+    for cell, t, q in ratios:
+        by.setdefault((cell, t), []).append(q)
+    return {k: (float(np.median(v)), len(v)) for k, v in by.items()}

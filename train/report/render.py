@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 
 from train.report import frameworks
-from train.report.claims import comparison, deviations, schedule_section
-from train.report.markdown import HEADER, _best_epoch, _fig, _pct, _summary_row, numpy_vs_jax
+from train.report.claims import comparison, schedule_section
+from train.report.deviations import deviations
+from train.report.markdown import HEADER, _best_epoch, _fig, _pct, _summary_row, median_grad_ratios, numpy_vs_jax
 from train.report.plan import PARTS, ROOT, Plan
 from train.backends.jax_backend import jax_device_info
 from train.engine.results import package_versions
@@ -215,12 +216,10 @@ def rnn_section(plan: Plan, results: dict, out: Path) -> list[str]:
           "for the vanilla RNN it shrinks geometrically from the last step back to the first, so the first digit "
           "(the one that decides the label) receives almost no learning signal when T is long. The LSTM's "
           "additive cell state keeps that gradient alive.", ""]
-    ratios: dict = {}
-    for c, t, q in init_grad_ratios(sweep):
-        ratios.setdefault((c, t), q)  # the first seed's
+    ratios = median_grad_ratios(init_grad_ratios(sweep))
     if ratios:
-        L += ["| cell | T | dL/dh_1 / dL/dh_T at initialisation |", "|---|---|---|"]
-        L += [f"| {c} | {t} | {q:.2e} |" for (c, t), q in ratios.items()] + [""]
+        L += ["| cell | T | dL/dh_1 / dL/dh_T at initialisation (median over seeds) | seeds |", "|---|---|---|---|"]
+        L += [f"| {c} | {t} | {q:.2e} | {n} |" for (c, t), (q, n) in ratios.items()] + [""]
     return L
 
 
@@ -233,7 +232,7 @@ def render(plan: Plan, results: dict, out: Path, *, total_s: float, data_source:
     L += frameworks.section(plan, results, out)
     L += comparison(plan, results, out, sweep=results["rnn"].get("sweep"),
                     ratios=init_grad_ratios(results["rnn"].get("sweep")))
-    L += ["", *deviations(plan, data_source), "", *figure_map(plan, out)]
+    L += ["", *deviations(plan, data_source, out=out, results=results), "", *figure_map(plan, out)]
     L += ["", "## How this report was made", "",
           "Runs (a finished run with unchanged settings is reused; `--force` reruns):", ""]
     L += [f"- {x}" for x in log] + [""]
