@@ -1,16 +1,20 @@
 """What REPORT.md says is what the data and the plan say: one gradient ratio per (cell, T), deviations
 with counts computed from the plan, the reproduce command as run."""
 
+import dataclasses
 import re
 
 import numpy as np
 import pytest
 
 from data.palindrome import make_palindrome_data
+from train import report
+from train.experiments import mlp_toy, rnn
 from train.report import plan as P
 from train.report.claims import comparison
 from train.report.deviations import deviations, dropped_batches
 from train.report.render import init_grad_ratios, rnn_section
+from train.report.rerender import report_command
 
 JPG = "folder:/somewhere/cifar10-jpg"
 
@@ -96,3 +100,84 @@ def test_a_precision_note_beside_the_runs_relabels_them(tmp_path):
     (tmp_path / "precision.json").write_text('{"recorded": "fp32", "ran_as": "tf32", "why": "XLA default."}')
     text = "\n".join(deviations(P.make_plan(False, JPG, 0), JPG, out=tmp_path))
     assert "**Precision: TF32**, not the `fp32` the runs' config.json records: XLA default." in text
+
+
+def _tiny_plan(quick, data, seed):
+    """Toy moons (NumPy, JAX) and a one-length, one-seed vanilla sweep: a report in seconds."""
+    plan = P.Plan(quick=True, torch=False)
+    plan.toy = [mlp_toy.ToyConfig(dataset="moons", steps=60, samples=200, seed=seed, devices=1, framework="both")]
+    plan.sweep = {"cfg": rnn.RNNConfig(data_size=256, epochs=2, batch_size=64, hidden=8, seed=seed),
+                  "lengths": [3], "seeds": 1, "cells": ["vanilla"]}
+    plan.scaled = ["tiny (test)"]
+    return plan
+
+
+def _body(text):
+    """REPORT.md less the lines that say when and how it was made."""
+    return [x for x in text.splitlines()[3:] if not x.startswith("- ")]
+
+
+@pytest.mark.slow
+def test_render_only_rewrites_the_report_from_its_runs_and_trains_nothing(monkeypatch, tmp_path):
+    monkeypatch.setattr(P, "make_plan", _tiny_plan)
+    parts = P.parse_parts("toy,sweep")
+    first = report.run_report(True, tmp_path, data="synthetic:64", progress=False, parts=parts).read_text()
+    assert "by `python -m train report --quick --out " in first and " --data synthetic:64 --parts toy,sweep`" in first
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("summary.json")}
+    (tmp_path / "precision.json").write_text('{"recorded": "fp32", "ran_as": "tf32", "why": "a test."}')
+    again = report.run_report(True, tmp_path, data="synthetic:64", progress=False, parts=parts,
+                              render_only=True).read_text()
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("summary.json")} == mtimes  # nothing trained
+    assert "from its committed runs (nothing trained) by `python -m train report --quick" in again
+    assert "--parts toy,sweep --render-only`" in again
+    assert "**Precision: TF32.** The runs' config.json records `fp32`" in again
+    assert "Precision: TF32" not in first
+    assert [x for x in _body(again) if x and "Precision" not in x] == [
+        x for x in _body(first) if x and "Precision" not in x]
+    # A missing run, or one made with other settings, is a one-line error, and nothing is trained.
+    monkeypatch.setattr(P, "make_plan", lambda q, d, s: dataclasses.replace(_tiny_plan(q, d, s), toy=[
+        dataclasses.replace(_tiny_plan(q, d, s).toy[0], steps=90)]))
+    with pytest.raises(report.UsageError, match=r"moons-numpy-s0 ran with other settings than this report's "
+                                                r"plan \(steps=60, plan 90\)"):
+        report.run_report(True, tmp_path, data="synthetic:64", progress=False, parts=parts, render_only=True)
+    monkeypatch.setattr(P, "make_plan", _tiny_plan)
+    run = tmp_path / "rnn-palindrome" / _tiny_plan(True, "", 0).sweep["cfg"].sweep_name
+    (tmp_path / "rnn-sweep" / "sweep.json").unlink()
+    with pytest.raises(report.UsageError, match="--render-only: no finished sweep in .*rnn-sweep/sweep.json"):
+        report.run_report(True, tmp_path, data="synthetic:64", progress=False, parts=parts, render_only=True)
+    assert not (tmp_path / "rnn-sweep" / "sweep.json").exists() and run
+
+
+def test_render_only_of_an_empty_folder_is_one_line(cli_fast, tmp_path):
+    r = cli_fast("report", "--render-only", "--parts", "toy", "--out", tmp_path / "out", "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --render-only: no finished run in "), r.stderr
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and not p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("kw, said", [
+    ({}, "python -m train report --out results/x"),
+    ({"quick": True, "seed": 3, "data": "synthetic:64"}, "python -m train report --quick --out results/x "
+                                                         "--data synthetic:64 --seed 3"),
+    ({"parts": ("toy", "mlp", "t19", "sweep", "schedule")},
+     "python -m train report --out results/x --parts toy,mlp,t19,sweep,schedule"),
+    ({"render_only": True}, "python -m train report --out results/x --render-only"),
+])
+def test_the_reproduce_command_names_every_flag_that_changes_the_report(kw, said):
+    quick = kw.pop("quick", False)
+    assert report_command(quick, P.ROOT / "results" / "x", **kw) == said
+
+
+def test_the_committed_full_reference_names_the_parts_it_ran():
+    text = (P.ROOT / "results" / "reference-full" / "REPORT.md").read_text()
+    left = re.search(r"Parts in this report: ([a-z0-9, ]+);", text)
+    command = re.search(r"by `(python -m train report[^`]*)`", text)[1]
+    assert left and f"--parts {left[1].replace(' ', '')}" in command
+
+
+@pytest.mark.parametrize("cells", [["vanilla"], ["vanilla", "lstm"]])
+def test_the_lstm_is_named_only_in_a_report_that_has_it(cells):
+    sweep = _sweep({(c, t): [0.1] for c in cells for t in (5, 30)})
+    text = "\n".join(rnn_section(P.Plan(quick=False), {"rnn": {"sweep": sweep}}, P.ROOT))
+    assert ("LSTM" in text) == ("lstm" in cells) and ("| lstm |" in text) == ("lstm" in cells)

@@ -154,7 +154,8 @@ def deviations(plan: Plan, data_source: str, *, out: Path | None = None, results
     if plan.rnn_t19 is not None:
         L.append(f"- **The sequence length of Part 3's main run**: the original's parameter list says "
                  f"`input_length = 15`, while its figures 10-11 show T=19; we run T={plan.rnn_t19.input_length}, "
-                 "as its figures do (the length sweep covers T=15).")
+                 "as its figures do" + (" (the length sweep covers T=15)." if 15 in (plan.sweep or {}).get(
+                     "lengths", []) else "."))
     L += [x for x in (steplr_text(plan), precision_text(plan, precision_note(out))) if x]
     L.append("- **Initialisation and data order** follow PyTorch's defaults (Kaiming-uniform weights, uniform "
              "biases) but not its random streams: curves match the original's in shape, not step by step.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from train.report import frameworks
 from train.report.claims import comparison, schedule_section
-from train.report.deviations import deviations
+from train.report.deviations import deviations, precision_note
 from train.report.markdown import HEADER, _best_epoch, _fig, _pct, _summary_row, median_grad_ratios, numpy_vs_jax
 from train.report.plan import PARTS, ROOT, Plan
 from train.backends.jax_backend import jax_device_info
@@ -41,7 +41,7 @@ def figure_map(plan: Plan, out: Path) -> list[str]:
         gpu = sorted(GPU_REFERENCE.glob("cnn-cifar/cnn-fp32-*/curves.png")) or sorted(
             GPU_REFERENCE.glob("cnn-cifar/*/curves.png"))
         rows.append(("8, 9", "CNN: accuracy, loss", "left out of this report; " + (
-            f"the GPU reference's: [{gpu[0].parent.name}]({os.path.relpath(gpu[0], out)})" if gpu else
+            f"the GPU reference's{_gpu_precision()}: [{gpu[0].parent.name}]({os.path.relpath(gpu[0], out)})" if gpu else
             "no GPU reference found")))
     if plan.rnn_t19 is not None:
         rows.append(("10, 11", "RNN T=19: loss, accuracy",
@@ -92,28 +92,45 @@ TOY_FRAMEWORKS = ("numpy", "jax", "torch")
 NAMES = {"numpy": "NumPy", "jax": "JAX", "torch": "PyTorch"}
 
 
+def _gpu_precision() -> str:
+    """" (TF32)" where the GPU reference's runs computed in another precision than they record."""
+    note = precision_note(GPU_REFERENCE)
+    return f" ({note['ran_as'].upper()})" if note else ""
+
+
 def cnn_elsewhere(out: Path) -> str:
     """The line that stands in for the CNN when this report leaves it out."""
     ref = GPU_REFERENCE / "REPORT.md"
     if ref.exists():
         return (f"**Part 2 (the CNN) is not in this report** (left out with `--skip cnn`: its 30 epochs take hours "
-                f"on a CPU). Its results on a GPU are in [the GPU reference]({os.path.relpath(ref, out)}).")
+                f"on a CPU). Its results on a GPU are in [the GPU reference{_gpu_precision()}]"
+                f"({os.path.relpath(ref, out)}).")
     return "**Part 2 (the CNN) is not in this report** (left out with `--skip cnn`)."
 
 
-def header(plan: Plan, results: dict, *, total_s: float, data_source: str, data_note: str) -> list[str]:
-    dev = jax_device_info()
-    v = package_versions()
+def header(plan: Plan, results: dict, *, total_s: float, data_source: str, data_note: str,
+           command: str = "", note: dict | None = None) -> list[str]:
+    """The title, how and where the report was made (for a re-render: where its runs ran), what it left out."""
+    prov = results.get("provenance")  # a re-render (--render-only): the runs' own devices and versions
+    dev = prov["devices"] if prov else jax_device_info()
+    v = prov["versions"] if prov else package_versions()
     kind = "QUICK run (scaled down, see below)" if plan.quick else "full run"
-    also = f", PyTorch {v['torch']}" if plan.torch and v.get("torch") else ""
+    torch_ran = any("torch" in s for s in results["toy"].values()) or bool(results.get("frameworks"))
+    also = f", PyTorch {v['torch']}" if torch_ran and v.get("torch") else ""
+    command = command or f"python -m train report{' --quick' if plan.quick else ''}"
+    when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    made = (f"re-rendered {when} from its committed runs (nothing trained) by `{command}`; the runs ran on"
+            if prov else f"generated {when} by `{command}` in {total_s / 60:.1f} min on")
     L = [f"# Report: the original assignment, reproduced in JAX/Flax and NumPy{' (and PyTorch)' if also else ''}", "",
-         f"**{kind}**, generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by "
-         f"`python -m train report{' --quick' if plan.quick else ''}` in {total_s / 60:.1f} min on "
-         f"{dev['local_device_count']} {dev['platform']} device(s) ({dev['device_kind']}); "
+         f"**{kind}**, {made} "
+         f"{dev.get('local_device_count')} {dev.get('platform')} device(s) ({dev.get('device_kind')}); "
          f"jax {v.get('jax')}, flax {v.get('flax')}, optax {v.get('optax')}, numpy {v.get('numpy')}{also}. "
          f"The runs it shows took {runs_wall_s(results) / 60:.1f} min of wall time in all, reused ones "
          f"included.", "",
          f"CIFAR-10 source: `{data_source}`.", ""]
+    if note:
+        L += [f"**Precision: {note['ran_as'].upper()}.** The runs' config.json records `{note['recorded']}`, "
+              f"but they computed in {note['ran_as'].upper()}: {note['why']}", ""]
     if data_note:
         L += [data_note, ""]
     if plan.quick:
@@ -214,8 +231,8 @@ def rnn_section(plan: Plan, results: dict, out: Path) -> list[str]:
                  " | ".join(f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}%" for r in rows) + " |")
     L += ["", "**Why long sequences fail.** The gradient figure shows the mean norm of dL/dh_t for every step t: "
           "for the vanilla RNN it shrinks geometrically from the last step back to the first, so the first digit "
-          "(the one that decides the label) receives almost no learning signal when T is long. The LSTM's "
-          "additive cell state keeps that gradient alive.", ""]
+          "(the one that decides the label) receives almost no learning signal when T is long." +
+          (" The LSTM's additive cell state keeps that gradient alive." if "lstm" in sweep["cells"] else ""), ""]
     ratios = median_grad_ratios(init_grad_ratios(sweep))
     if ratios:
         L += ["| cell | T | dL/dh_1 / dL/dh_T at initialisation (median over seeds) | seeds |", "|---|---|---|---|"]
@@ -224,8 +241,9 @@ def rnn_section(plan: Plan, results: dict, out: Path) -> list[str]:
 
 
 def render(plan: Plan, results: dict, out: Path, *, total_s: float, data_source: str, data_note: str,
-           log: list[str]) -> str:
-    L = header(plan, results, total_s=total_s, data_source=data_source, data_note=data_note)
+           log: list[str], command: str = "") -> str:
+    L = header(plan, results, total_s=total_s, data_source=data_source, data_note=data_note, command=command,
+               note=precision_note(out))
     L += toy_section(plan, results, out) + cifar_section(plan, results, out) + rnn_section(plan, results, out)
     if results["rnn"].get("ablation") is not None:
         L += schedule_section(plan, results, out)

@@ -24,6 +24,7 @@ from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
 from train.engine.driver import reuse_resume_or_train
 from train.report import frameworks, plan as P
 from train.report.render import render
+from train.report.rerender import read_results, report_command
 from train.engine.results import atomic_write_text, claim_dir, release_run_dir, run_config
 from train.errors import UsageError
 
@@ -72,21 +73,38 @@ def _read_json_files(files: dict[str, Path]) -> dict | None:
 
 
 def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool = False, seed: int = 0,
-               progress: bool | None = None, parts: tuple[str, ...] = P.PARTS) -> Path:
-
+               progress: bool | None = None, parts: tuple[str, ...] = P.PARTS, render_only: bool = False) -> Path:
+    """Run (or reuse) every experiment of the plan, then write REPORT.md; ``render_only``: write it from the
+    runs already in ``out``, training nothing (a one-line error if one is missing)."""
     t0 = time.perf_counter()
     out = Path(out)
     source, data_note = P.resolve_data(data)
     plan = P.select_parts(P.make_plan(quick, source, seed), parts)
+    command = report_command(quick, out, data=data, seed=seed, parts=parts, render_only=render_only)
+    if render_only and force:
+        raise UsageError("--render-only trains nothing; --force does not apply")
     claim_dir(out, user="report")  # a second report of these results would replace runs this one reads back
     try:
-        return _run_plan(plan, out, source, data_note, force=force, seed=seed, progress=progress, t0=t0)
+        if render_only:
+            return _render_only(plan, out, source, data_note, command=command, t0=t0)
+        return _run_plan(plan, out, source, data_note, force=force, seed=seed, progress=progress, t0=t0,
+                         command=command)
     finally:
         release_run_dir(out)
 
 
+def _render_only(plan: P.Plan, out: Path, source: str, data_note: str, *, command: str, t0: float) -> Path:
+    results = read_results(plan, out)
+    path = out / "REPORT.md"
+    atomic_write_text(path, render(plan, results, out, total_s=time.perf_counter() - t0, data_source=source,
+                                   data_note=data_note, command=command,
+                                   log=["every run read back from this folder, nothing trained (`--render-only`)"]))
+    print(f"report: {path} (re-rendered from its runs)")
+    return path
+
+
 def _run_plan(plan: P.Plan, out: Path, source: str, data_note: str, *, force: bool, seed: int, progress,
-              t0: float) -> Path:
+              t0: float, command: str = "") -> Path:
     log: list[str] = []
     results: dict = {"toy": {}, "cifar": {}, "rnn": {}, "frameworks": {}}
 
@@ -119,7 +137,7 @@ def _run_plan(plan: P.Plan, out: Path, source: str, data_note: str, *, force: bo
     total = time.perf_counter() - t0
     path = out / "REPORT.md"
     atomic_write_text(path, render(plan, results, out, total_s=total, data_source=source, data_note=data_note,
-                                   log=log))
+                                   log=log, command=command))
     print(f"report: {path} ({total:.0f} s; {sum(x.startswith('reused') for x in log)} runs reused)")
     return path
 
@@ -138,6 +156,9 @@ def add_parser(sub, common) -> None:
                    help=f"comma-separated parts to run, from {', '.join(P.PARTS)} (default: all); REPORT.md says "
                         "which were left out")
     p.add_argument("--skip", default=None, help="comma-separated parts to leave out, e.g. --skip cnn on a CPU")
+    p.add_argument("--render-only", action="store_true",
+                   help="write REPORT.md from the finished runs already in --out with today's report code, training "
+                        "nothing; fails with one line if a run the plan names is missing or ran with other settings")
     common(p)
     p.set_defaults(func=cmd_report)
 
@@ -146,5 +167,6 @@ def cmd_report(args) -> int:
     if args.resume or args.checkpoint_every is not None:
         raise UsageError("report resumes interrupted runs by itself; --resume and --checkpoint-every do not apply")
     run_report(args.quick, args.out, data=args.data, force=args.force, seed=args.seed,
-               progress=False if args.no_progress else None, parts=P.parse_parts(args.parts, args.skip))
+               progress=False if args.no_progress else None, parts=P.parse_parts(args.parts, args.skip),
+               render_only=args.render_only)
     return 0
