@@ -137,14 +137,18 @@ def seeds_needed(a: np.ndarray, b: np.ndarray, margin: float | None, *, paired: 
     return max(int(math.ceil(n)) + 1, max(len(a), len(b)) + 1)
 
 
+def _signed(v: float) -> str:
+    return f"{v:+.3g}" if 0 < abs(v) < 1 else f"{v:+.2f}"
+
+
 def verdict_line(c: dict, unit: str = "", scale: float = 1.0) -> str:
     """One line for a report, e.g. 'equivalent: +0.12 points (95% CI -0.31 to +0.55), n = 3 vs 3 (paired t
     p = 0.52), margin ±0.5 points'."""
     pct = f"{100 * (1 - c['alpha']):.0f}%"
-    ci = "" if c["ci"] is None else f" ({pct} CI {scale * c['ci'][0]:+.2f} to {scale * c['ci'][1]:+.2f})"
+    ci = "" if c["ci"] is None else f" ({pct} CI {_signed(scale * c['ci'][0])} to {_signed(scale * c['ci'][1])})"
     n = f"n = {c['n_a']} vs {c['n_b']}"
     test = f" ({c['test']} p = {c['p_value']:.2g})" if c["p_value"] is not None and c["ci"] != [c["diff"]] * 2 else ""
-    margin = "" if c["margin"] is None else f", margin ±{scale * c['margin']:g}{unit}"
+    margin = "" if c["margin"] is None else f", margin ±{scale * c['margin']:.3g}{unit}"
     exact = f"; {c['why']}" if c["p_value"] is None or not test else ""
     more = f"; about {c['seeds_needed']} seeds per group would settle it" if c["seeds_needed"] else ""
-    return f"{c['verdict']}: {scale * c['diff']:+.2f}{unit}{ci}, {n}{test}{margin}{exact}{more}"
+    return f"{c['verdict']}: {_signed(scale * c['diff'])}{unit}{ci}, {n}{test}{margin}{exact}{more}"
