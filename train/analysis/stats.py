@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 ALPHA = 0.05
 POWER = 0.8   # what "seeds needed" aims for: this chance of a settled verdict if the observed effect is real
@@ -113,28 +113,45 @@ def compare_groups(a: Sequence[float], b: Sequence[float], margin: float | None,
     return out
 
 
-def seeds_needed(a: np.ndarray, b: np.ndarray, margin: float | None, *, paired: bool = False,
-                 alpha: float = ALPHA, power: float = POWER) -> int | None:
-    """Roughly how many runs per group would settle an inconclusive comparison, if the observed
-    spread and difference are the true ones (normal approximation):
-    - a difference inside the margin: enough to put TOST's interval inside it (distance margin - |diff|);
-    - one outside it (or any, without a margin): enough for the two-sample test to detect it (distance |diff|).
-    None without a margin and without a difference: no number of seeds would show one.
-    A rough figure: the spread of a few seeds is itself uncertain."""
-    diff = abs(float(np.mean(b) - np.mean(a)))
-    if paired:
-        sd, k = float(np.std(np.subtract(b, a), ddof=1)), 1.0
-    else:
-        sd, k = math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2), 2.0
+def power(n: int, diff: float, sd: float, margin: float | None, *, paired: bool = False,
+          alpha: float = ALPHA) -> float:
+    """The chance that ``n`` runs per group settle the comparison if ``diff`` and ``sd`` (the runs'
+    spread; of the differences when paired) are the truth: TOST's chance of "equivalent" when
+    |diff| < margin, else the two-sided t-test's chance of "different". The t distribution's
+    quantiles with a normal statistic: the spread's own uncertainty is left out.
+    (``scipy.special``'s stdtrit and ndtr are ``stats.t.ppf`` and ``stats.norm.cdf`` without their
+    argument checking, which the search in :func:`seeds_needed` would spend most of its time on.)"""
+    df, k = (n - 1, 1.0) if paired else (2 * n - 2, 2.0)
+    se = sd * math.sqrt(k / n)
+    diff = abs(diff)
     if margin is not None and diff < margin:
-        distance, z_alpha = margin - diff, stats.norm.ppf(1 - alpha)          # one-sided, each of TOST's two
-        distance = max(distance, 0.05 * margin)  # a difference sitting on the margin needs "very many": cap it
-    elif diff > 0:
-        distance, z_alpha = diff, stats.norm.ppf(1 - alpha / 2)               # two-sided
-    else:
+        q = special.stdtrit(df, 1 - alpha)
+        return float(max(0.0, special.ndtr((margin - diff) / se - q) + special.ndtr((margin + diff) / se - q) - 1))
+    q = special.stdtrit(df, 1 - alpha / 2)
+    return float(special.ndtr(diff / se - q) + special.ndtr(-diff / se - q))
+
+
+def seeds_needed(a: np.ndarray, b: np.ndarray, margin: float | None, *, paired: bool = False,
+                 alpha: float = ALPHA, target: float = POWER) -> int | None:
+    """Roughly how many runs per group would settle an inconclusive comparison: the least n whose
+    :func:`power` reaches ``target`` if the observed difference and spread are the true ones
+    (a difference inside the margin: TOST's "equivalent"; outside it, or without a margin: the
+    t-test's "different"). None where none would: no difference and no margin, or a difference
+    sitting on the margin. A rough figure: the spread of a few seeds is itself uncertain."""
+    diff = float(np.mean(b) - np.mean(a))
+    sd = float(np.std(np.subtract(b, a), ddof=1)) if paired else math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)
+    if sd == 0 or (margin is None and diff == 0):
         return None
-    n = k * ((z_alpha + stats.norm.ppf(power)) * sd / distance) ** 2
-    return max(int(math.ceil(n)) + 1, max(len(a), len(b)) + 1)
+    hi = 2
+    while power(hi, diff, sd, margin, paired=paired, alpha=alpha) < target:
+        hi *= 2
+        if hi > 10**7:
+            return None
+    lo = hi // 2   # power rises with n: the least n reaching the target lies in (lo, hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if power(mid, diff, sd, margin, paired=paired, alpha=alpha) >= target else (mid, hi)
+    return max(hi, len(a) + 1, len(b) + 1)
 
 
 def _signed(v: float) -> str:
