@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 from scipy import stats as sp
+from tolerances import U64
 
-from tests.tolerances import U64
 from train.analysis import stats
 
 ALPHA = stats.ALPHA
