@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from train.analysis import compare
@@ -55,4 +56,107 @@ def test_pair_differences_on_made_up_runs():
 def test_bad_input_is_one_line(cli_fast, tmp_path, args, message):
     r = cli_fast("compare", *args, "--out", tmp_path / "cmp")
     assert r.returncode == 2 and r.stderr.startswith(f"error: {message}"), r.stderr
+    assert not (tmp_path / "cmp").exists()
+
+
+# ---- compare --by: groups of runs, intervals and verdicts ----
+
+@pytest.fixture(scope="module")
+def seeded_toy_runs(tmp_path_factory):
+    """NumPy and JAX twins of the toy MLP for seeds 0, 1, 2 (same weights and batches per seed)."""
+    from conftest import run_cli_in_process
+
+    out = tmp_path_factory.mktemp("seeded")
+    for seed in range(3):
+        r = run_cli_in_process("mlp-toy", "--dataset", "moons", "--steps", "60", "--seed", seed, "--out", out,
+                               "--no-progress")
+        assert r.returncode == 0, r.stderr
+    return out / "mlp-toy"
+
+
+def test_by_framework_pairs_the_twins_and_gives_intervals_and_a_verdict(seeded_toy_runs, tmp_path, cli_fast):
+    from scipy import stats as sp
+
+    r = cli_fast("compare", str(seeded_toy_runs / "moons-*-s*"), "--by", "framework", "--margin", "1.0",
+                 "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "compare.json").read_text())
+    g = doc["grouped"]
+    assert g["by"] == "framework" and g["margin"] == 1.0
+    assert [(x["name"], len(x["runs"]), x["seeds"]) for x in g["groups"]] == [("jax", 3, [0, 1, 2]),
+                                                                             ("numpy", 3, [0, 1, 2])]
+    for grp in g["groups"]:   # the interval over the summaries' own figures, by scipy directly
+        acc = [100 * json.loads((seeded_toy_runs / f"moons-{grp['name']}-s{s}" / "summary.json").read_text())
+               ["final"]["test_accuracy"] for s in range(3)]
+        d = grp["metrics"]["final_test_accuracy"]
+        lo, hi = sp.t.interval(0.95, 2, loc=np.mean(acc), scale=sp.sem(acc))
+        assert d["n"] == 3 and d["ci"] == pytest.approx([lo, hi], rel=1e-12) and d["std"] > 0
+    (c,) = g["comparisons"]
+    assert c["paired"] and c["pairing"].startswith("paired t-test: both groups ran seeds 0, 1, 2")
+    acc = c["metrics"]["final_test_accuracy"]
+    # Twins classify the 200 test points alike: every pair's difference is exactly 0.
+    assert (acc["n_a"], acc["n_b"], acc["diff"], acc["verdict"]) == (3, 3, 0.0, "equivalent")
+    speed = c["metrics"]["examples_per_s"]
+    assert speed["test"] == "paired t" and speed["margin"] == pytest.approx(
+        0.1 * (g["groups"][0]["metrics"]["examples_per_s"]["mean"] + g["groups"][1]["metrics"]["examples_per_s"]["mean"]) / 2)
+    # The exact comparison of each twin pair: what the experiment itself measured for that seed.
+    assert len(doc["pairs"]) == 3
+    for p in doc["pairs"]:
+        seed = p["a"][-1]
+        (own,) = json.loads((seeded_toy_runs / f"moons-compare-s{seed}" / "compare.json").read_text())["pairs"]
+        assert p["b"].endswith(f"-s{seed}") and p["max_abs_loss_diff"] == own["max_abs_loss_diff"]
+    md = (tmp_path / "compare.md").read_text()
+    assert "# Runs compared by framework" in md and "| final test accuracy (%) | jax | 3 |" in md
+    assert "- final test accuracy: equivalent: +0.00 points" in md and "n = 3 vs 3" in md
+    for png in ("groups.png", "group_curves.png", "curves.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    assert "final test accuracy, numpy minus jax: equivalent" in r.stdout
+
+
+def fake_run(root, name: str, *, lr: float, seed: int, accs: list[float]):
+    """A finished run folder as an experiment writes it (config.json, summary.json, metrics.jsonl)."""
+    d = root / "exp" / name
+    d.mkdir(parents=True)
+    rows = [{"step": i + 1, "epoch": i + 1, "split": "test", "loss": 1 - a, "accuracy": a} for i, a in enumerate(accs)]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "config.json").write_text(json.dumps({"experiment": "exp", "framework": "jax",
+                                               "config": {"lr": lr, "seed": seed, "epochs": len(accs)}}))
+    (d / "summary.json").write_text(json.dumps({
+        "experiment": "exp", "framework": "jax", "final": {"test_accuracy": accs[-1], "test_loss": 1 - accs[-1]},
+        "best_test_accuracy": max(accs), "examples_per_s": 1000.0 + seed, "wall_time_s": 10.0 + seed}))
+    return d
+
+
+def test_by_lr_on_made_up_runs_is_welch_and_different(tmp_path, cli_fast):
+    """Two learning rates 5 points apart (noise 0.5 points), seeds 0-3 and 10-13: not twins, so
+    Welch's test; the 5-point gap at t ~ 14 is "different"."""
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        fake_run(tmp_path, f"lr1-s{i}", lr=0.1, seed=i, accs=[0.5, 0.80 + 0.005 * rng.normal()])
+        fake_run(tmp_path, f"lr2-s{i}", lr=0.01, seed=10 + i, accs=[0.5, 0.85 + 0.005 * rng.normal()])
+    r = cli_fast("compare", str(tmp_path / "exp" / "lr*"), "--by", "lr", "--margin", "1", "--out", tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    g = json.loads((tmp_path / "c" / "compare.json").read_text())["grouped"]
+    assert [(x["value"], len(x["runs"])) for x in g["groups"]] == [(0.1, 4), (0.01, 4)]
+    (c,) = g["comparisons"]
+    acc = c["metrics"]["final_test_accuracy"]
+    assert not c["paired"] and acc["test"] == "Welch t" and acc["verdict"] == "different"
+    assert 4 < acc["ci"][0] < acc["diff"] < acc["ci"][1] < 6
+    assert c["metrics"]["lowest_test_loss_at"]["verdict"] == "equivalent"   # epoch 2 in every run: exact
+    assert json.loads((tmp_path / "c" / "compare.json").read_text())["pairs"] == []   # no twins
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--by", "framework", "--margin", "0"], "--margin must be a positive number, got 0"),
+    (["--by", "framework", "--margin", "-1"], "--margin must be a positive number, got -1"),
+    (["--by", "framework", "--margin", "nan"], "--margin must be a positive number, got nan"),
+    (["--margin", "1"], "--margin judges groups of runs: give --by"),
+    (["--by", "nosuch"], "--by nosuch: "),
+    (["--by", "framework"], "--by framework: every run has framework = jax; there is nothing to compare"),
+])
+def test_bad_grouping_is_one_line_and_writes_nothing(tmp_path, cli_fast, args, message):
+    for i in range(2):
+        fake_run(tmp_path, f"r-s{i}", lr=0.1, seed=i, accs=[0.5, 0.8])
+    r = cli_fast("compare", str(tmp_path / "exp" / "r-s*"), *args, "--out", tmp_path / "cmp")
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {message}") and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "cmp").exists()

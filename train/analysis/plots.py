@@ -145,3 +145,50 @@ def plot_sweep(table: dict, path) -> None:
     ax.set_title("palindrome accuracy vs sequence length")
     save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_group_points(grouped: dict, path) -> None:
+    """One panel per metric: each group's runs as points, its mean as a bar with the 95% interval."""
+    metrics = [(k, m) for k, m in grouped["metrics"].items()
+               if all(g["metrics"][k] is not None for g in grouped["groups"])]
+    cols = 3
+    rows = max(1, -(-len(metrics) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    names = [g["name"] for g in grouped["groups"]]
+    for ax in axes.ravel()[len(metrics):]:
+        ax.axis("off")
+    for ax, (key, m) in zip(axes.ravel(), metrics):
+        for i, g in enumerate(grouped["groups"]):
+            v, d = g["values"][key], g["metrics"][key]
+            jitter = np.linspace(-0.12, 0.12, len(v)) if len(v) > 1 else [0.0]
+            ax.scatter(i + np.asarray(jitter), v, s=14, color=f"C{i}", alpha=0.7, zorder=3)
+            lo, hi = d["ci"] or (d["mean"], d["mean"])
+            ax.errorbar(i + 0.3, d["mean"], yerr=[[d["mean"] - lo], [hi - d["mean"]]], fmt="D", color=f"C{i}",
+                        capsize=4, markersize=5)
+        ax.set_xticks(range(len(names)), names, fontsize=8)
+        ax.set_xlim(-0.5, len(names) - 0.3)
+        ax.set_title(m["label"] + (f" ({m['unit']})" if m["unit"] else ""), fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"runs by {grouped['by']}: points are runs, diamonds the mean with its 95% interval")
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_group_curves(grouped: dict, path) -> None:
+    """Each group's mean test loss and accuracy, with the 95% interval of the mean as a band."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, g in enumerate(grouped["groups"]):
+        c = g["curves"]
+        for ax, key in zip(axes, ("test_loss", "test_accuracy")):
+            ax.plot(c["x"], c[key]["mean"], ("-", "--", ":", "-.")[i % 4], color=f"C{i}",  # twins lie on each other
+                    label=f"{g['name']} (n = {len(g['runs'])})")
+            if c[key]["ci_low"] is not None:
+                ax.fill_between(c["x"], c[key]["ci_low"], c[key]["ci_high"], color=f"C{i}", alpha=0.2)
+    for ax, key in zip(axes, ("test loss", "test accuracy")):
+        ax.set_xlabel(grouped["x"])
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"mean test curves by {grouped['by']}; bands: 95% interval of the mean")
+    save_figure(fig, path)
+    plt.close(fig)
