@@ -49,7 +49,7 @@ def test_cifar_mlp_verdicts():
     milder = [_plain(r) for r in (0.05, 0.08, 0.06)]
     ours, v = F.cifar_mlp(plain, milder)
     assert v.startswith("yes") and "significantly less for the improved" in v and "n = 3 vs 3" in v
-    assert "epoch 3, 3, 3 of 5" in ours
+    assert "epoch 3, 3, 3 (per seed) of 5" in ours
     rises = [p / 1.4 - 1 for p in (1.4 * 1.5, 1.4 * 1.6, 1.4 * 1.55)]
     lo, hi = t_interval(rises)
     assert f"then up {pct(np.mean(rises))} (n = 3, 95% CI {pct(lo)} to {pct(hi)})" in ours
@@ -93,7 +93,7 @@ def test_t19_verdicts_need_every_seed():
     gap = curves([1.0] * 30, [0.9] * 30, train_acc=[1.0] * 30)
     ours, v = F.t19([good, good, good])
     assert v == "yes: every seed (3 of 3) at or above 90% by epoch 10, train and test together"
-    assert "final test acc 90.0% (n = 3, 95% CI 90.0% to 90.0%)" in ours
+    assert "final test acc 90.0% (n = 3, 95% CI 90.0% to 90.0%)" in ours and "90.0 / 90.0 / 90.0%" in ours
     assert F.t19([good, late, good])[1].startswith("partly: every seed (3 of 3) reaches 90%")
     assert F.t19([good, gap, good])[1].startswith("partly")
     ours, v = F.t19([good, bad, late])

@@ -62,7 +62,8 @@ def overfitting(rows: list[dict]) -> dict:
 
 
 def _overfit_text(name: str, o: list[dict]) -> str:
-    return (f"{name}: lowest test loss at epoch {', '.join(str(x['low_epoch']) for x in o)} of {o[0]['epochs']}, "
+    return (f"{name}: lowest test loss at epoch {', '.join(str(x['low_epoch']) for x in o)} (per seed) of "
+            f"{o[0]['epochs']}, "
             f"then up {mean_ci([x['rise'] for x in o])}; final test acc {mean_ci([x['final_acc'] for x in o])}")
 
 
@@ -178,9 +179,9 @@ def t19(runs: list[list[dict]]) -> tuple[str, str]:
     ``runs``: each seed's metric rows; the verdict holds only if it holds for every seed."""
     s = [_t19_one(rows) for rows in runs]
     n = len(s)
-    ours = (f"final test acc {mean_ci([x['final'] for x in s])}; per seed: " +
-            ", ".join(f"{_pct(x['at10'])} at epoch {x['e10']}, final test {_pct(x['final'])}, train "
-                      f"{_pct(x['train'])}" for x in s))
+    ours = (f"final test acc {mean_ci([x['final'] for x in s])}; per seed, test acc at epoch {s[0]['e10']} / final "
+            f"test / final train: " + ", ".join(f"{100 * x['at10']:.1f} / {100 * x['final']:.1f} / "
+                                                 f"{100 * x['train']:.1f}%" for x in s))
     below = [x for x in s if x["final"] < 0.9]
     if all(x["at10"] >= 0.85 and not below and abs(x["gap"]) <= 0.05 for x in s):
         v = f"yes: every seed ({n} of {n}) at or above 90% by epoch 10, train and test together"

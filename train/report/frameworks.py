@@ -98,6 +98,9 @@ def seeds_verdict(pairs: list[dict] | None) -> list[str]:
         ja, ta = x["jax"]["final"]["test_accuracy"], x["torch"]["final"]["test_accuracy"]
         L.append(f"| {x['seed']} | {100 * ja:.2f}% | {100 * ta:.2f}% | {100 * (ta - ja):+.2f} points | "
                  f"{_fmt(x['pair']['max_abs_loss_diff'], '.2e')} |")
+    if len(pairs) < 2:
+        return L + ["", f"**Same final test accuracy?** One seed pair (n = 1): no spread to test a difference against; "
+                        "the exact comparison above is this part's check.", ""]
     ours, verdict, _ = F.frameworks([x["jax"]["final"]["test_accuracy"] for x in pairs],
                                     [x["torch"]["final"]["test_accuracy"] for x in pairs])
     return L + ["", f"**Same final test accuracy?** (PyTorch minus JAX, paired by seed, margin "
