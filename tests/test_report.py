@@ -173,6 +173,24 @@ def test_report_plan_seeds():
     assert any(s.startswith("Seeds: T=19 with 3;") for s in quick.scaled)
 
 
+def test_report_seed_runs_are_the_cli_runs():
+    """Seed k of a report run is the run `python -m train <experiment> --seed k` writes (the same config digest),
+    so runs trained alone, e.g. the full reference's extra seeds and twins, are reused by the report."""
+    from train.engine.results import run_config
+    from train.experiments import registry
+    data = "folder:/some/cifar10"
+    full = report.make_plan(False, data, 0, seeds=3)
+    mlp = [c for c in full.cifar if c.model == "mlp"]
+    for base in mlp + [dataclasses.replace(c, framework="torch") for c in mlp]:
+        for cfg in report.plan.seed_runs(base, 3):
+            cli = registry.make_config(registry.get("mlp-cifar"), {"variant": cfg.variant, "framework": cfg.framework,
+                                                                   "data": data, "seed": cfg.seed})
+            assert (cli.run_name, run_config(cli)) == (cfg.run_name, run_config(cfg))
+    for cfg in report.plan.seed_runs(full.rnn_t19, 3):
+        cli = registry.make_config(registry.get("rnn-palindrome"), {"input_length": 19, "seed": cfg.seed})
+        assert (cli.run_name, run_config(cli)) == (cfg.run_name, run_config(cfg))
+
+
 @pytest.mark.parametrize("parts, skip, message", [
     ("toy,gan", None, "unknown report part(s) gan; choose from toy, mlp, cnn, t19, sweep, lstm, schedule, torch"),
     ("toy", "toy", "--parts/--skip leave no part to run"),

@@ -160,6 +160,9 @@ def frameworks(jax_accs: list[float], torch_accs: list[float], *,
     accuracies, PyTorch minus JAX, and an equivalence verdict against ``margin``. Returns (ours, verdict, stats)."""
     c = compare_groups(jax_accs, torch_accs, margin, paired=True)
     ours = f"final test acc JAX {mean_ci(jax_accs)}, PyTorch {mean_ci(torch_accs)}"
+    if len(jax_accs) < 2:
+        return ours, (f"not tested: one seed pair ({100 * c['diff']:+.2f} points), no spread to test a difference "
+                      "against" + few_seeds(1)), c
     return ours, f"{verdict_line(c, unit=' points', scale=100)}; n = {len(jax_accs)} seed pairs" + \
         few_seeds(len(jax_accs)), c
 
