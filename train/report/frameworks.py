@@ -21,6 +21,11 @@ LABELS = {"toy": "Part 1, Tasks 1-2 (toy MLP)", "mlp": "Part 1, Task 3 (CIFAR ML
           "mlp-improved": "Part 1, Task 3 (CIFAR MLP, improved: batch norm and dropout)",
           "t19": "Part 3 (vanilla RNN, T=19)"}
 
+# Dropout draws its masks from each framework's own random stream, so these twins part after the first step.
+NOTES = {"mlp-improved": ["Dropout draws its masks from each framework's own random stream (JAX's keys, PyTorch's "
+                          "generator): the twins share initial weights and batches but part after the first step, "
+                          "like two seeds, so only the paired verdict over seeds below compares them.", ""]}
+
 
 def run_twins(plan: Plan, results: dict, out: Path, run_or_reuse) -> None:
     """Train (or reuse) each PyTorch twin, every seed, and compare it with its JAX run:
@@ -72,7 +77,7 @@ def section(plan: Plan, results: dict, out: Path) -> list[str]:
           "tests (`tests/test_cross_framework.py`) show that the two still compute the same thing.", ""]
     for key, p in parts.items():
         title = LABELS.get(key.split()[0], key) + (f": {key.split()[1]}" if " " in key else "")
-        L += [f"### {title}", "", _fig(out, p["dir"] / "curves.png", f"{key} overlay"), "",
+        L += [f"### {title}", "", *NOTES.get(key, []), _fig(out, p["dir"] / "curves.png", f"{key} overlay"), "",
               "| a | b | max abs loss diff | final test acc diff | ex/s ratio (b / a) |", "|---|---|---|---|---|"]
         fw = {r["label"]: r.get("framework") or r["label"] for r in p["compare"]["runs"]}
         for pr in p["compare"]["pairs"]:

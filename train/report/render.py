@@ -11,6 +11,7 @@ from train.report import frameworks
 from train.report.claims import comparison, deviations, schedule_section
 from train.report.markdown import HEADER, _best_epoch, _fig, _pct, _summary_row, numpy_vs_jax
 from train.report.plan import PARTS, ROOT, Plan
+from train.analysis.stats import describe
 from train.backends.jax_backend import jax_device_info
 from train.engine.results import package_versions
 
@@ -223,9 +224,13 @@ def rnn_section(plan: Plan, results: dict, out: Path) -> list[str]:
           _fig(out, out / "rnn-sweep" / "grad_norms_short_vs_long.png", "gradient norms short vs long"), ""]
     lengths = sweep["lengths"]
     L += ["| cell | " + " | ".join(f"T={t}" for t in lengths) + " |", "|---|" + "---|" * len(lengths)]
-    for cell, rows in sweep["summary"].items():
-        L.append(f"| {cell} (mean ± std over {rows[0]['n']} seed(s)) | " +
-                 " | ".join(f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}%" for r in rows) + " |")
+    for cell in sweep["summary"]:
+        accs = [[r["test_accuracy"] for r in sweep["runs"] if r["cell"] == cell and r["input_length"] == t]
+                for t in lengths]
+        d = [describe(a) for a in accs]
+        L.append(f"| {cell} (mean ± sample std over {d[0]['n']} seed(s)) | " +
+                 " | ".join(f"{100 * x['mean']:.1f} ± " + ("–" if x["std"] is None else f"{100 * x['std']:.1f}") + "%"
+                            for x in d) + " |")
     L += ["", "**Why long sequences fail.** The gradient figure shows the mean norm of dL/dh_t for every step t: "
           "for the vanilla RNN it shrinks geometrically from the last step back to the first, so the first digit "
           "(the one that decides the label) receives almost no learning signal when T is long. The LSTM's "
