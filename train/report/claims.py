@@ -33,7 +33,7 @@ def comparison(plan: Plan, results: dict, out: Path, *, sweep: dict | None, rati
                  f"test acc NumPy / JAX: {toy_acc}; max loss difference {max_diff:.1e} | "
                  + ("yes: the same accuracy; ours start from the same weights and batches, so the curves coincide"
                     if max_acc <= 0.01 else f"no: test accuracies differ by up to {100 * max_acc:.1f} points") + " |")
-        ours, v = F.toy_speed({n: s for n, s in results["toy"].items()})
+        ours, v = F.toy_speed(results["toy"])
         L.append(f"| Part 1 T1-2: speed | framework sometimes slower than NumPy (per-step overhead) | {ours} | {v} |")
     runs = {c.variant if c.model == "mlp" else c.model: [_rows(out / c.experiment / r.run_name)
                                                          for r in seed_runs(c, seed_count(plan, c))]
