@@ -229,7 +229,7 @@ def rnn_section(plan: Plan, results: dict, out: Path) -> list[str]:
                 for t in lengths]
         d = [describe(a) for a in accs]
         L.append(f"| {cell} (mean ± sample std over {d[0]['n']} seed(s)) | " +
-                 " | ".join(f"{100 * x['mean']:.1f} ± " + ("–" if x["std"] is None else f"{100 * x['std']:.1f}") + "%"
+                 " | ".join(f"{100 * x['mean']:.1f}" + ("" if x["std"] is None else f" ± {100 * x['std']:.1f}") + "%"
                             for x in d) + " |")
     L += ["", "**Why long sequences fail.** The gradient figure shows the mean norm of dL/dh_t for every step t: "
           "for the vanilla RNN it shrinks geometrically from the last step back to the first, so the first digit "
