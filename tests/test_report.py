@@ -10,8 +10,9 @@ from train import report
 from train.experiments import cifar, mlp_toy, rnn
 
 
-def tiny_plan(quick, data, seed):
-    plan = report.Plan(quick=True, torch=True)
+def tiny_plan(quick, data, seed, seeds=3):
+    # Two seeds of T=19 and of the MLPs: every seed-dependent verdict's machinery, at half the cost of three.
+    plan = report.Plan(quick=True, torch=True, seeds=2, t19_seeds=2, mlp_seeds=2)
     # moons in every framework (PyTorch too), the others NumPy and JAX: both toy layouts, cheaply.
     plan.toy = [mlp_toy.ToyConfig(dataset=d, steps=60, samples=200, seed=seed, devices=1,
                                   framework="all" if d == "moons" else "both") for d in ("moons", "circles", "blobs")]
@@ -22,7 +23,7 @@ def tiny_plan(quick, data, seed):
     plan.sweep = {"cfg": rnn.RNNConfig(data_size=512, epochs=2, batch_size=64, hidden=16, seed=seed),
                   "lengths": [3, 5], "seeds": 1, "cells": ["vanilla", "lstm"]}
     plan.ablation = {**plan.sweep, "cfg": dataclasses.replace(plan.sweep["cfg"], lr_gamma=1.0), "cells": ["vanilla"]}
-    plan.twins = [dataclasses.replace(plan.rnn_t19, framework="torch")]  # T=19's PyTorch twin
+    plan.twins = [dataclasses.replace(c, framework="torch") for c in (plan.cifar[0], plan.rnn_t19)]
     plan.scaled = ["everything is tiny (test)"]
     return plan
 
@@ -59,7 +60,18 @@ def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
     # The schedule ablation: its own run folders and sweep, and a StepLR-vs-constant row per length.
     assert "The schedule question" in text and (tmp_path / "rnn-sweep-lrgamma1" / "sweep.json").exists()
     assert (tmp_path / "rnn-palindrome" / "T5-vanilla-fp32-lrgamma1-s0" / "summary.json").exists()
-    assert re.search(r"\| 5 \| [\d.]+% ± [\d.]+ \(min [\d.]+%\) \| [\d.]+% ± ", text)
+    assert re.search(r"^\| 5 \| [\d.]+% ± – \(min [\d.]+%\) \| [\d.]+% ± – \(min [\d.]+%\) \| [+-][\d.]+ points "
+                     r"\(n = 1 pairs: .*\) \| inconclusive \|$", text, re.M)
+    # Every seed-dependent verdict states n, and an interval where there are two seeds or more.
+    assert "**Seeds** (seed, seed + 1, ...; `--seeds 2`): T=19: 2; the CIFAR MLPs and their PyTorch twins: 2" in text
+    assert "| T=19 vanilla seed 0 |" in text and "| T=19 vanilla seed 1 |" in text
+    claims = text.split("## The original's results and ours")[1].split("## Where our runs")[0]
+    rows = {r.split(" | ")[0][2:]: r for r in claims.splitlines() if r.startswith("| Part")}
+    assert re.search(r"final test acc [\d.]+% \(n = 2, 95% CI -?[\d.]+% to [\d.]+%\)", rows["Part 3: T=19"])
+    assert re.search(r"then up [\d.]+% \(n = 2, 95% CI", rows["Part 1 T3: CIFAR MLP"])
+    assert re.search(r"T=3 [\d.]+% \(n = 1: no interval\); T=5 [\d.]+% \(n = 1: no interval\)", rows["Part 3: sweep"])
+    assert re.search(r"\| (equivalent|different|inconclusive): .* points, margin ±1 points, paired t p = .*; n = 2 "
+                     r"seed pairs \(a 2-seed verdict: fewer than 3 seeds\) \|$", rows["Part 1 T3: JAX vs PyTorch, plain MLP"])
     # Every original figure number the plan covers maps to one of ours that exists.
     fig_map = text.split("## The original's figures and ours")[1].split("## How this report")[0]
     for number in ("| 1 |", "| 2, 4 |", "| 18, 20 |", "| 6, 7 |", "| 10, 11 |", "| 12 |"):
@@ -74,11 +86,17 @@ def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
     assert "### Part 1, Tasks 1-2 (toy MLP): moons" in cross and "### Part 3 (vanilla RNN, T=19)" in cross
     assert "circles" not in cross
     pairs = re.findall(r"^\| (numpy|jax|torch) \| (numpy|jax|torch) \| ([\d.e+-]+) \|", cross, re.M)
-    assert [p[:2] for p in pairs] == [("numpy", "jax"), ("numpy", "torch"), ("jax", "torch"), ("jax", "torch")]
+    assert [p[:2] for p in pairs] == [("numpy", "jax"), ("numpy", "torch"), ("jax", "torch"), ("jax", "torch"),
+                                      ("jax", "torch")]
     # float32, two implementations (run_bound, margin 2): the toy's 60 steps of batch sums over 30; T=19's
-    # 2 epochs of 7 steps, whose gradients sum 64 sequences x 19 time steps.
+    # 2 epochs of 7 steps, whose gradients sum 64 sequences x 19 time steps. (The MLP pair: test_cross_framework.)
     toy, t19 = run_bound(U32, n=30, steps=60, margin=2), run_bound(U32, n=64 * 19, steps=14, margin=2)
-    assert all(float(p[2]) <= (t19 if i == 3 else toy) for i, p in enumerate(pairs))
+    assert all(float(p[2]) <= toy for p in pairs[:3]) and float(pairs[4][2]) <= t19
+    # The MLP's twins, every seed, and the paired verdict; T=19's one twin has no spread to test.
+    mlp = cross.split("### Part 1, Task 3 (CIFAR MLP, plain)")[1].split("### Part 3")[0]
+    assert re.findall(r"^\| (\d) \| [\d.]+% \| [\d.]+% \| [+-][\d.]+ points \| [\d.e+-]+ \|$", mlp, re.M) == ["0", "1"]
+    assert "**Same final test accuracy?** (PyTorch minus JAX, paired by seed, margin ±1 point): " in mlp
+    assert "n = 2 seed pairs" in mlp and "One seed pair (n = 1)" in cross.split("### Part 3")[1]
     assert re.search(r"^\| torch \| [\d,]+ \| [\d.]+ \| [\d.]+ \| [\d.]+% \|$", cross, re.M)
     assert "cross-framework/t19/curves.png" in cross and "mlp-toy/moons-compare-s0/curves.png" in cross
 
@@ -123,13 +141,54 @@ def test_report_parts_leave_the_rest_out(tiny, tmp_path):
     assert "Part 1, Tasks 1-2" in text and "## Part 3" in text and "Part 1, Task 3" not in text
     assert "Part 3: sweep" not in text and "*(missing figure" not in text
     assert not (tmp_path / "mlp-cifar").exists() and not (tmp_path / "rnn-sweep").exists()
-    assert len(_log(text)) == 5  # three toy sets, T=19 and its PyTorch twin
+    assert len(_log(text)) == 6  # three toy sets, T=19 (two seeds) and its PyTorch twin
 
 
 def test_report_without_torch_says_so(monkeypatch, tmp_path):
     monkeypatch.setattr(report.frameworks, "torch_available", lambda: False)
     text = "\n".join(report.frameworks.section(report.Plan(quick=True), {"toy": {}, "frameworks": {}}, tmp_path))
     assert "**PyTorch is not installed here**" in text and "pip install '.[torch]'" in text
+
+
+def test_report_seeds_below_one_is_a_usage_error(tmp_path):
+    with pytest.raises(report.UsageError, match=re.escape("--seeds must be at least 1, got 0")):
+        report.run_report(True, tmp_path / "out", data="synthetic:256", seeds=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_plan_seeds():
+    """--seeds N: N seeds of T=19, of the MLPs and their twins, and of the sweeps in the full plan; the quick
+    plan keeps one seed where a seed costs minutes, and says so."""
+    full = report.make_plan(False, "synthetic:256", 5, seeds=4)
+    mlp = [c for c in full.cifar if c.model == "mlp"]
+    assert (full.t19_seeds, full.mlp_seeds, full.sweep["seeds"], full.ablation["seeds"]) == (4, 4, 4, 4)
+    assert [c.run_name for c in report.plan.seed_runs(mlp[1], full.mlp_seeds)] == [
+        f"improved-fp32-s{s}" for s in (5, 6, 7, 8)]
+    assert [report.plan.seed_count(full, c) for c in full.cifar] == [4, 4, 1]  # the CNN: one seed
+    if full.torch:  # both MLPs' twins, every seed; T=19's twin one seed
+        assert [(c.run_name, report.plan.seed_count(full, c)) for c in full.twins] == [
+            ("plain-fp32-torch-s5", 4), ("improved-fp32-torch-s5", 4), ("T19-vanilla-fp32-torch-s5", 1)]
+    quick = report.make_plan(True, "synthetic:256", 0)
+    assert (quick.t19_seeds, quick.mlp_seeds, quick.sweep["seeds"]) == (3, 1, 1)
+    assert any(s.startswith("Seeds: T=19 with 3;") for s in quick.scaled)
+
+
+def test_report_seed_runs_are_the_cli_runs():
+    """Seed k of a report run is the run `python -m train <experiment> --seed k` writes (the same config digest),
+    so runs trained alone, e.g. the full reference's extra seeds and twins, are reused by the report."""
+    from train.engine.results import run_config
+    from train.experiments import registry
+    data = "folder:/some/cifar10"
+    full = report.make_plan(False, data, 0, seeds=3)
+    mlp = [c for c in full.cifar if c.model == "mlp"]
+    for base in mlp + [dataclasses.replace(c, framework="torch") for c in mlp]:
+        for cfg in report.plan.seed_runs(base, 3):
+            cli = registry.make_config(registry.get("mlp-cifar"), {"variant": cfg.variant, "framework": cfg.framework,
+                                                                   "data": data, "seed": cfg.seed})
+            assert (cli.run_name, run_config(cli)) == (cfg.run_name, run_config(cfg))
+    for cfg in report.plan.seed_runs(full.rnn_t19, 3):
+        cli = registry.make_config(registry.get("rnn-palindrome"), {"input_length": 19, "seed": cfg.seed})
+        assert (cli.run_name, run_config(cli)) == (cfg.run_name, run_config(cfg))
 
 
 @pytest.mark.parametrize("parts, skip, message", [

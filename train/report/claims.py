@@ -7,7 +7,7 @@ from pathlib import Path
 
 from train.report import findings as F
 from train.report.markdown import _fig, _pct, median_grad_ratios, numpy_vs_jax
-from train.report.plan import Plan
+from train.report.plan import Plan, seed_count, seed_runs
 from train.engine.results import read_jsonl
 
 QUICK_VERDICT = "not comparable: scaled down (quick)"
@@ -33,31 +33,35 @@ def comparison(plan: Plan, results: dict, out: Path, *, sweep: dict | None, rati
                  f"test acc NumPy / JAX: {toy_acc}; max loss difference {max_diff:.1e} | "
                  + ("yes: the same accuracy; ours start from the same weights and batches, so the curves coincide"
                     if max_acc <= 0.01 else f"no: test accuracies differ by up to {100 * max_acc:.1f} points") + " |")
-        ratios_speed = [s["jax"]["examples_per_s"] / s["numpy"]["examples_per_s"] for s in results["toy"].values()]
-        speed = ", ".join(f"{n} JAX {s['jax']['examples_per_s']:,.0f} vs NumPy {s['numpy']['examples_per_s']:,.0f} ex/s"
-                          for n, s in results["toy"].items())
-        L.append(f"| Part 1 T1-2: speed | framework sometimes slower than NumPy (per-step overhead) | {speed} | "
-                 + ("no, by design: JAX fuses the 30 steps between evaluations into one compiled call, which "
-                    f"removes the per-step overhead ({min(ratios_speed):.1f}x to {max(ratios_speed):.1f}x NumPy)"
-                    if min(ratios_speed) > 1 else
-                    "yes: NumPy is faster on at least one set (compiled-call overhead on a tiny problem)") + " |")
-    keys = {k.split("/")[1].split("-")[0]: k for k in results["cifar"]}
-    if "plain" in keys:
-        improved = _rows(out / keys["improved"]) if "improved" in keys else None
-        ours, v = F.cifar_mlp(_rows(out / keys["plain"]), improved)
+        ours, v = F.toy_speed(results["toy"])
+        L.append(f"| Part 1 T1-2: speed | framework sometimes slower than NumPy (per-step overhead) | {ours} | {v} |")
+    runs = {c.variant if c.model == "mlp" else c.model: [_rows(out / c.experiment / r.run_name)
+                                                         for r in seed_runs(c, seed_count(plan, c))]
+            for c in plan.cifar}
+    if "plain" in runs:
+        ours, v = F.cifar_mlp(runs["plain"], runs.get("improved"))
         L.append(f"| Part 1 T3: CIFAR MLP | effective learning for ~5 epochs, then the test loss rises (heavy "
                  f"overfitting); the improved variant (dropout, batch norm) overfits less | {ours} | {verdict(v)} |")
-    if "cnn" in keys:
-        ours, v = F.cnn(results["cifar"][keys["cnn"]])
-        L.append(f"| Part 2: CNN | test accuracy plateaus around **75%**, train accuracy near 100% | {ours} | "
-                 f"{verdict(v)} |")
-    if results["rnn"].get("t19") is not None:
-        ours, v = F.t19(_rows(out / "rnn-palindrome" / plan.rnn_t19.run_name))
+    for key, p in results.get("frameworks", {}).items():
+        if key.startswith("mlp"):
+            ours, v, _ = F.frameworks([x["jax"]["final"]["test_accuracy"] for x in p["seeds"]],
+                                      [x["torch"]["final"]["test_accuracy"] for x in p["seeds"]])
+            variant = "improved" if key == "mlp-improved" else "plain"
+            L.append(f"| Part 1 T3: JAX vs PyTorch, {variant} MLP | (the original trained in PyTorch; ours are twins: "
+                     f"same initial weights and batches) | {ours} | {v} |")
+    if "cnn" in runs:
+        (cnn,) = [c for c in plan.cifar if c.model == "cnn"]
+        ours, v = F.cnn(results["cifar"][f"{cnn.experiment}/{cnn.run_name}"], runs["cnn"][0])
+        L.append(f"| Part 2: CNN | test accuracy plateaus around **75%**, train accuracy near 100%, the test loss "
+                 f"fluctuates (overfitting) | {ours} | {verdict(v)} |")
+    if plan.rnn_t19 is not None and results["rnn"].get("t19_seeds"):
+        ours, v = F.t19([_rows(out / "rnn-palindrome" / c.run_name) for c in seed_runs(plan.rnn_t19, plan.t19_seeds)])
         L.append(f"| Part 3: T=19 | ~90% train and test by epoch 10, no overfitting | {ours} | {verdict(v)} |")
-    van = sweep["summary"].get("vanilla", []) if sweep else []
+    van = [r for r in sweep["runs"] if r["cell"] == "vanilla"] if sweep else []
     if van:
-        ours, v = F.sweep_shape(van, [r for r in sweep["runs"] if r["cell"] == "vanilla"])
-        L.append(f"| Part 3: sweep | ~100% up to T=15, sharp drop at T=25 and 30 | vanilla: {ours} | {verdict(v)} |")
+        ours, v = F.sweep_shape(van)
+        L.append(f"| Part 3: sweep | ~100% up to T=15, lower beyond, sharp drop at T=25 and 30 | vanilla: {ours} | "
+                 f"{verdict(v)} |")
     lstm = sweep["summary"].get("lstm", []) if sweep else []
     if lstm:
         longest = max(sweep["lengths"])
@@ -71,17 +75,21 @@ def comparison(plan: Plan, results: dict, out: Path, *, sweep: dict | None, rati
 
 def schedule_section(plan: Plan, results: dict, out: Path) -> list[str]:
     """The schedule ablation: StepLR (step 10, x0.1) against a constant rate, vanilla RNN, per length."""
-    step = results["rnn"].get("sweep", {}).get("summary", {}).get("vanilla", [])
-    const = results["rnn"]["ablation"]["summary"]["vanilla"]
+    step = [r for r in results["rnn"].get("sweep", {}).get("runs", []) if r["cell"] == "vanilla"]
+    const = [r for r in results["rnn"]["ablation"]["runs"] if r["cell"] == "vanilla"]
     ab = plan.ablation
     L = ["### The schedule question: StepLR or the vanishing gradient?", "",
          f"The vanilla sweep again with a constant learning rate (`rnn-sweep --lr-gamma 1`, {ab['seeds']} seed(s), "
          f"{ab['cfg'].epochs} epochs), beside the StepLR sweep (step {ab['cfg'].lr_step}, factor "
-         f"{plan.sweep['cfg'].lr_gamma if plan.sweep else 0.1:g}). Final test accuracy, mean ± std over seeds:", "",
+         f"{plan.sweep['cfg'].lr_gamma if plan.sweep else 0.1:g}). Final test accuracy, mean ± sample std over seeds; the "
+         "difference is constant minus StepLR with its 95% interval, paired by seed (the same seed starts both from "
+         "the same weights and batches) where both sweeps ran the same seeds; the verdict tests it against a margin "
+         "of ±1 point:", "",
          _fig(out, out / ab["cfg"].sweep_name / "accuracy_vs_length.png", "accuracy vs length, constant rate"), ""]
     if not step:
         return L + ["The StepLR sweep (part `sweep`) is not in this report: no comparison.", ""]
     rows, conclusion = F.schedule(step, const)
-    L += ["| T | StepLR | constant rate | difference (points) |", "|---|---|---|---|", *rows, ""]
+    L += ["| T | StepLR | constant rate | difference (constant minus StepLR) | verdict |", "|---|---|---|---|---|",
+          *rows, ""]
     L += [QUICK_VERDICT + "." if plan.quick else conclusion, ""]
     return L

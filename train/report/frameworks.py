@@ -10,30 +10,41 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from train.analysis.compare import _fmt, compare_runs
+from train.analysis.compare import _fmt, compare_pair, compare_runs, load_run
 from train.experiments import cifar, rnn
+from train.report import findings as F
 from train.report.markdown import _f, _fig
-from train.report.plan import Plan, twin_part
+from train.report.plan import Plan, seed_count, seed_runs, twin_key, twin_part
 from train.backends.torch_backend import TORCH_MISSING, torch_available
 
 LABELS = {"toy": "Part 1, Tasks 1-2 (toy MLP)", "mlp": "Part 1, Task 3 (CIFAR MLP, plain)",
+          "mlp-improved": "Part 1, Task 3 (CIFAR MLP, improved: batch norm and dropout)",
           "t19": "Part 3 (vanilla RNN, T=19)"}
+
+# Dropout draws its masks from each framework's own random stream, so these twins part after the first step.
+NOTES = {"mlp-improved": ["Dropout draws its masks from each framework's own random stream (JAX's keys, PyTorch's "
+                          "generator): the twins share initial weights and batches but part after the first step, "
+                          "like two seeds, so only the paired verdict over seeds below compares them.", ""]}
 
 
 def run_twins(plan: Plan, results: dict, out: Path, run_or_reuse) -> None:
-    """Train (or reuse) each PyTorch twin and compare it with its JAX run: ``results["frameworks"][part]``."""
-    for cfg in plan.twins:
-        part = twin_part(cfg)
-        jax_cfg = dataclasses.replace(cfg, framework="jax")
-        if part == "t19":
-            fn, workdir, jax_summary = rnn.train_and_evaluate, out / rnn.EXPERIMENT, results["rnn"].get("t19")
-        else:
-            fn, workdir = cifar.train_and_evaluate, out / cfg.experiment
-            jax_summary = results["cifar"].get(f"{cfg.experiment}/{jax_cfg.run_name}")
-        summary = run_or_reuse(fn, cfg, workdir, cfg.run_name)
-        doc = compare_runs([workdir / jax_cfg.run_name, workdir / cfg.run_name], out / "cross-framework" / part)
-        results["frameworks"][part] = {"runs": {"jax": jax_summary, "torch": summary}, "compare": doc,
-                                       "dir": out / "cross-framework" / part}
+    """Train (or reuse) each PyTorch twin, every seed, and compare it with its JAX run:
+    ``results["frameworks"][key]``, with the first seed's pair compared in full (figure and every
+    evaluation) and every seed's pair in ``seeds``."""
+    for base in plan.twins:
+        key = twin_key(base)
+        pairs = []
+        for cfg in seed_runs(base, seed_count(plan, base)):
+            jax_cfg = dataclasses.replace(cfg, framework="jax")
+            fn, workdir = ((rnn.train_and_evaluate, out / rnn.EXPERIMENT) if twin_part(cfg) == "t19" else
+                           (cifar.train_and_evaluate, out / cfg.experiment))
+            run_or_reuse(fn, cfg, workdir, cfg.run_name)
+            a, b = load_run(workdir / jax_cfg.run_name), load_run(workdir / cfg.run_name)
+            pairs.append({"seed": cfg.seed, "jax": a["summary"], "torch": b["summary"], "pair": compare_pair(a, b),
+                          "dirs": (workdir / jax_cfg.run_name, workdir / cfg.run_name)})
+        doc = compare_runs(list(pairs[0]["dirs"]), out / "cross-framework" / key)
+        results["frameworks"][key] = {"runs": {"jax": pairs[0]["jax"], "torch": pairs[0]["torch"]}, "compare": doc,
+                                      "dir": out / "cross-framework" / key, "seeds": pairs}
 
 
 def _toy_parts(results: dict, out: Path) -> dict:
@@ -66,7 +77,7 @@ def section(plan: Plan, results: dict, out: Path) -> list[str]:
           "tests (`tests/test_cross_framework.py`) show that the two still compute the same thing.", ""]
     for key, p in parts.items():
         title = LABELS.get(key.split()[0], key) + (f": {key.split()[1]}" if " " in key else "")
-        L += [f"### {title}", "", _fig(out, p["dir"] / "curves.png", f"{key} overlay"), "",
+        L += [f"### {title}", "", *NOTES.get(key, []), _fig(out, p["dir"] / "curves.png", f"{key} overlay"), "",
               "| a | b | max abs loss diff | final test acc diff | ex/s ratio (b / a) |", "|---|---|---|---|---|"]
         fw = {r["label"]: r.get("framework") or r["label"] for r in p["compare"]["runs"]}
         for pr in p["compare"]["pairs"]:
@@ -78,5 +89,24 @@ def section(plan: Plan, results: dict, out: Path) -> list[str]:
                 continue
             L.append(f"| {fw} | {s['examples_per_s']:,.0f} | {s['wall_time_s']:.1f} | {s['compile_time_s']:.1f} "
                      f"| {100 * s['final']['test_accuracy']:.1f}% |")
-        L.append("")
+        L += ["", *seeds_verdict(p.get("seeds"))]
     return L
+
+
+def seeds_verdict(pairs: list[dict] | None) -> list[str]:
+    """Every seed's JAX-PyTorch pair, and whether the frameworks reach the same final test accuracy
+    (paired by seed, within FRAMEWORK_MARGIN): the question a cross-framework study asks."""
+    if not pairs:
+        return []
+    L = ["| seed | JAX final test acc | PyTorch final test acc | difference | max abs loss diff |", "|---|---|---|---|---|"]
+    for x in pairs:
+        ja, ta = x["jax"]["final"]["test_accuracy"], x["torch"]["final"]["test_accuracy"]
+        L.append(f"| {x['seed']} | {100 * ja:.2f}% | {100 * ta:.2f}% | {100 * (ta - ja):+.2f} points | "
+                 f"{_fmt(x['pair']['max_abs_loss_diff'], '.2e')} |")
+    if len(pairs) < 2:
+        return L + ["", f"**Same final test accuracy?** One seed pair (n = 1): no spread to test a difference against; "
+                        "the exact comparison above is this part's check.", ""]
+    ours, verdict, _ = F.frameworks([x["jax"]["final"]["test_accuracy"] for x in pairs],
+                                    [x["torch"]["final"]["test_accuracy"] for x in pairs])
+    return L + ["", f"**Same final test accuracy?** (PyTorch minus JAX, paired by seed, margin "
+                    f"±{100 * F.FRAMEWORK_MARGIN:g} point): {verdict}. {ours}.", ""]

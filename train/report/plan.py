@@ -16,7 +16,7 @@ SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg"
 
 
 # sweep: the vanilla RNN over lengths; lstm: the same sweep with an LSTM; schedule: the sweep at a constant rate;
-# torch: the PyTorch twins of the plain CIFAR MLP and T=19 (of those parts that run).
+# torch: the PyTorch twins of the CIFAR MLPs and T=19 (of those parts that run).
 PARTS = ("toy", "mlp", "cnn", "t19", "sweep", "lstm", "schedule", "torch")
 
 
@@ -50,6 +50,11 @@ class Plan:
     # PyTorch twins of JAX runs (same initial weights and batches), compared with them; none without torch.
     torch: bool = False
     twins: list = field(default_factory=list)
+    # Seeds of the seed-dependent runs (seed, seed+1, ...): the CIFAR MLPs with their PyTorch twins, and T=19
+    # (its PyTorch twin and the CNN run one seed); the sweeps carry their own count. ``seeds``: what was asked.
+    seeds: int = 1
+    mlp_seeds: int = 1
+    t19_seeds: int = 1
 
 
 def resolve_data(data: str) -> tuple[str, str]:
@@ -69,8 +74,22 @@ def resolve_data(data: str) -> tuple[str, str]:
                                "say nothing about CIFAR-10.")
 
 
-def make_plan(quick: bool, data: str, seed: int) -> Plan:
-    plan = Plan(quick=quick, torch=torch_available())
+def seed_runs(cfg, n: int) -> list:
+    """``cfg`` for seeds cfg.seed, cfg.seed + 1, ... (n of them): each an ordinary run with its own folder."""
+    return [dataclasses.replace(cfg, seed=cfg.seed + k) for k in range(n)]
+
+
+def seed_count(plan: Plan, cfg) -> int:
+    """How many seeds of ``cfg`` (a CIFAR or T=19 run, JAX or a twin) the plan trains."""
+    if isinstance(cfg, rnn.RNNConfig):
+        return plan.t19_seeds if cfg.framework == "jax" else 1
+    return plan.mlp_seeds if cfg.model == "mlp" else 1
+
+
+def make_plan(quick: bool, data: str, seed: int, seeds: int = 3) -> Plan:
+    if seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {seeds}")
+    plan = Plan(quick=quick, torch=torch_available(), seeds=seeds, t19_seeds=seeds, mlp_seeds=1 if quick else seeds)
     # Toy: NumPy and JAX (the original's comparison), and PyTorch where installed.
     toy_fw = "all" if plan.torch else "both"
     plan.toy = [mlp_toy.ToyConfig(dataset=d, framework=toy_fw, seed=seed, devices=1) for d in DATASETS]
@@ -100,21 +119,32 @@ def make_plan(quick: bool, data: str, seed: int) -> Plan:
                       cifar.mlp_config(data=data, variant="improved", seed=seed),
                       cifar.cnn_config(data=data, seed=seed)]
         plan.rnn_t19 = rnn.RNNConfig(input_length=19, seed=seed)
-        plan.sweep = {"cfg": rnn.RNNConfig(seed=seed), "lengths": [5, 10, 15, 20, 25, 30], "seeds": 3,
+        plan.sweep = {"cfg": rnn.RNNConfig(seed=seed), "lengths": [5, 10, 15, 20, 25, 30], "seeds": seeds,
                       "cells": ["vanilla", "lstm"]}
         plan.ablation = {**plan.sweep, "cfg": rnn.RNNConfig(seed=seed, lr_gamma=1.0), "cells": ["vanilla"]}
-    if plan.torch:  # the plain MLP and T=19 have cheap PyTorch twins on a CPU; the CNN's would take hours
-        plan.twins = [dataclasses.replace(plan.cifar[0], framework="torch"),
-                      dataclasses.replace(plan.rnn_t19, framework="torch")]
+    # The MLPs and T=19 have cheap PyTorch twins on a CPU; the CNN's would take hours.
+    if plan.torch:
+        plan.twins = [dataclasses.replace(c, framework="torch") for c in plan.cifar if c.model == "mlp"]
+        plan.twins.append(dataclasses.replace(plan.rnn_t19, framework="torch"))
         if quick:
-            plan.scaled.append("PyTorch: the toy sets, the plain CIFAR MLP and T=19 at the settings above; "
+            plan.scaled.append("PyTorch: the toy sets, both CIFAR MLPs and T=19 at the settings above; "
                                "no PyTorch CNN (hours on a CPU).")
+    if quick:
+        plan.scaled.append(f"Seeds: T=19 with {plan.t19_seeds}; the CIFAR MLPs, their PyTorch twins and the sweeps "
+                           "with one (each further seed of the MLPs in JAX and PyTorch costs minutes), so their "
+                           "verdicts are single-seed; the full report runs every one with `--seeds` (3) seeds.")
     return plan
 
 
 def twin_part(cfg) -> str:
-    """The report part a PyTorch twin belongs to: mlp (the plain CIFAR MLP) or t19."""
+    """The report part a PyTorch twin belongs to: mlp (a CIFAR MLP) or t19."""
     return "t19" if isinstance(cfg, rnn.RNNConfig) else "mlp"
+
+
+def twin_key(cfg) -> str:
+    """A twin's entry in the report's cross-framework results: t19, mlp (the plain MLP) or mlp-improved."""
+    part = twin_part(cfg)
+    return part if part == "t19" or cfg.variant == "plain" else f"{part}-{cfg.variant}"
 
 
 def select_parts(plan: Plan, parts: tuple[str, ...]) -> Plan:

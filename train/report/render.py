@@ -12,6 +12,7 @@ from train.report.claims import comparison, schedule_section
 from train.report.deviations import deviations, precision_note
 from train.report.markdown import HEADER, _best_epoch, _fig, _pct, _summary_row, median_grad_ratios, numpy_vs_jax
 from train.report.plan import PARTS, ROOT, Plan
+from train.analysis.stats import describe
 from train.backends.jax_backend import jax_device_info
 from train.engine.results import package_versions
 
@@ -79,8 +80,8 @@ def runs_wall_s(results: dict) -> float:
     """The summed wall time of every run in ``results`` (toy frameworks, CIFAR runs, T=19, the sweep)."""
     total = sum(s[fw]["wall_time_s"] for s in results["toy"].values() for fw in TOY_FRAMEWORKS if fw in s)
     total += sum(s["wall_time_s"] for s in results["cifar"].values())
-    total += sum(p["runs"]["torch"]["wall_time_s"] for p in results.get("frameworks", {}).values())
-    total += results["rnn"]["t19"]["wall_time_s"] if "t19" in results["rnn"] else 0.0
+    total += sum(x["torch"]["wall_time_s"] for p in results.get("frameworks", {}).values() for x in p["seeds"])
+    total += sum(s["wall_time_s"] for s in results["rnn"].get("t19_seeds", []))
     # Seeds trained side by side each report their shared program's time: count it once.
     total += sum(r["wall_time_s"] / r.get("trained_together", 1)
                  for key in ("sweep", "ablation") for r in results["rnn"].get(key, {}).get("runs", []))
@@ -127,7 +128,7 @@ def header(plan: Plan, results: dict, *, total_s: float, data_source: str, data_
          f"jax {v.get('jax')}, flax {v.get('flax')}, optax {v.get('optax')}, numpy {v.get('numpy')}{also}. "
          f"The runs it shows took {runs_wall_s(results) / 60:.1f} min of wall time in all, reused ones "
          f"included.", "",
-         f"CIFAR-10 source: `{data_source}`.", ""]
+         f"CIFAR-10 source: `{data_source}`.", "", seeds_line(plan), ""]
     if note:
         L += [f"**Precision: {note['ran_as'].upper()}.** The runs' config.json records `{note['recorded']}`, "
               f"but they computed in {note['ran_as'].upper()}: {note['why']}", ""]
@@ -143,6 +144,19 @@ def header(plan: Plan, results: dict, *, total_s: float, data_source: str, data_
         L += [f"Parts in this report: {', '.join(plan.parts)}; **left out**: {', '.join(left)} "
               f"(`--parts`/`--skip`).", ""]
     return L
+
+
+def seeds_line(plan: Plan) -> str:
+    """How many seeds stand behind the seed-dependent verdicts, and what fewer than 3 means."""
+    n = {"T=19": plan.t19_seeds if plan.rnn_t19 is not None else None,
+         "the CIFAR MLPs and their PyTorch twins": plan.mlp_seeds if any(c.model == "mlp" for c in plan.cifar) else None,
+         "the length sweeps": (plan.sweep or plan.ablation or {}).get("seeds")}
+    said = "; ".join(f"{what}: {k}" for what, k in n.items() if k)
+    few = [f"{what} ({'single' if k == 1 else 'two'}-seed)" for what, k in n.items() if k and k < 3]
+    return (f"**Seeds** (seed, seed + 1, ...; `--seeds {plan.seeds}`): {said or 'no seed-dependent part'}. Each "
+            "seed-dependent verdict states n and its 95% interval. The CNN, the toy sets and T=19's PyTorch twin run "
+            "one seed." + (f" **Fewer than 3 seeds, so their verdicts rest on one or two runs: {', '.join(few)}.**"
+                           if few else ""))
 
 
 def toy_section(plan: Plan, results: dict, out: Path) -> list[str]:
@@ -175,10 +189,11 @@ def toy_section(plan: Plan, results: dict, out: Path) -> list[str]:
 def cifar_section(plan: Plan, results: dict, out: Path) -> list[str]:
     """Part 1 Task 3 and Part 2: the runs' table, each run's figures, per-class accuracy."""
     L = []
+    first = {f"{c.experiment}/{c.run_name}" for c in plan.cifar}  # each model's first seed: figures, per class
     if results["cifar"]:
         L += ["## Part 1, Task 3 (CIFAR MLP) and Part 2 (CNN) on CIFAR-10", "", HEADER]
         L += [_summary_row(key, s) for key, s in results["cifar"].items()] + [""]
-        for key, s in results["cifar"].items():
+        for key, s in ((k, s) for k, s in results["cifar"].items() if k in first):
             run = out / key
             best_acc_epoch, low_loss_epoch = _best_epoch(run / "metrics.jsonl")
             L += [f"### {key}", "",
@@ -188,7 +203,7 @@ def cifar_section(plan: Plan, results: dict, out: Path) -> list[str]:
                   _fig(out, run / "confusion.png", f"{key} confusion matrix") + " " +
                   _fig(out, run / "misclassified.png", f"{key} misclassified"), ""]
     per_class = {k: s["per_class_test_accuracy"] for k, s in results["cifar"].items()
-                 if "per_class_test_accuracy" in s}
+                 if "per_class_test_accuracy" in s and k in first}
     if per_class:
         classes = list(next(iter(per_class.values())))
         L += ["Test accuracy per class:", "", "| run | " + " | ".join(classes) + " |",
@@ -211,11 +226,12 @@ def init_grad_ratios(sweep: dict | None) -> list[tuple[str, int, float]]:
 def rnn_section(plan: Plan, results: dict, out: Path) -> list[str]:
     """Part 3: T=19, the sweep's accuracy per length and the gradient evidence."""
     L = []
-    t19 = results["rnn"].get("t19")
-    if t19 is not None:
+    t19 = results["rnn"].get("t19_seeds")
+    if t19:
         run = out / "rnn-palindrome" / plan.rnn_t19.run_name
         L += ["## Part 3: vanilla RNN on palindromes", "", HEADER,
-              _summary_row(f"T=19 {plan.rnn_t19.cell}", t19), "",
+              *(_summary_row(f"T=19 {plan.rnn_t19.cell} seed {plan.rnn_t19.seed + k}", s) for k, s in enumerate(t19)),
+              "",
               _fig(out, run / "curves.png", "T=19 curves") + " " +
               _fig(out, run / "grad_norms.png", "T=19 gradient norms"), ""]
     sweep = results["rnn"].get("sweep")
@@ -226,9 +242,13 @@ def rnn_section(plan: Plan, results: dict, out: Path) -> list[str]:
           _fig(out, out / "rnn-sweep" / "grad_norms_short_vs_long.png", "gradient norms short vs long"), ""]
     lengths = sweep["lengths"]
     L += ["| cell | " + " | ".join(f"T={t}" for t in lengths) + " |", "|---|" + "---|" * len(lengths)]
-    for cell, rows in sweep["summary"].items():
-        L.append(f"| {cell} (mean ± std over {rows[0]['n']} seed(s)) | " +
-                 " | ".join(f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}%" for r in rows) + " |")
+    for cell in sweep["summary"]:
+        accs = [[r["test_accuracy"] for r in sweep["runs"] if r["cell"] == cell and r["input_length"] == t]
+                for t in lengths]
+        d = [describe(a) for a in accs]
+        L.append(f"| {cell} (mean ± sample std over {d[0]['n']} seed(s)) | " +
+                 " | ".join(f"{100 * x['mean']:.1f}" + ("" if x["std"] is None else f" ± {100 * x['std']:.1f}") + "%"
+                            for x in d) + " |")
     L += ["", "**Why long sequences fail.** The gradient figure shows the mean norm of dL/dh_t for every step t: "
           "for the vanilla RNN it shrinks geometrically from the last step back to the first, so the first digit "
           "(the one that decides the label) receives almost no learning signal when T is long." +

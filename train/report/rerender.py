@@ -22,7 +22,7 @@ FRAMEWORKS = ("numpy", "jax", "torch")
 
 
 def report_command(quick: bool, out, *, data: str = "auto", seed: int = 0, parts: tuple[str, ...] = P.PARTS,
-                   render_only: bool = False) -> str:
+                   seeds: int = 3, render_only: bool = False) -> str:
     """The command line that makes this report again: every flag that changes what it shows."""
     out = Path(out)
     if out.is_absolute() and out.resolve().is_relative_to(P.ROOT):
@@ -30,6 +30,7 @@ def report_command(quick: bool, out, *, data: str = "auto", seed: int = 0, parts
     cmd = ["python -m train report"] + (["--quick"] if quick else []) + [f"--out {out}"]
     cmd += [f"--data {data}"] if data != "auto" else []
     cmd += [f"--seed {seed}"] if seed else []
+    cmd += [f"--seeds {seeds}"] if seeds != 3 else []
     cmd += [f"--parts {','.join(parts)}"] if tuple(parts) != P.PARTS else []
     return " ".join(cmd + (["--render-only"] if render_only else []))
 
@@ -121,10 +122,12 @@ def read_results(plan: P.Plan, out: Path) -> dict:
         return summary
 
     results: dict = {"toy": _toy(plan, out, records), "cifar": {}, "rnn": {}, "frameworks": {}}
-    for cfg in plan.cifar:
+    for cfg in (c for base in plan.cifar for c in P.seed_runs(base, P.seed_count(plan, base))):
         results["cifar"][f"{cfg.experiment}/{cfg.run_name}"] = one(cfg, out / cfg.experiment, cfg.run_name)
     if plan.rnn_t19 is not None:
-        results["rnn"]["t19"] = one(plan.rnn_t19, out / rnn.EXPERIMENT, plan.rnn_t19.run_name)
+        results["rnn"]["t19_seeds"] = [one(c, out / rnn.EXPERIMENT, c.run_name)
+                                       for c in P.seed_runs(plan.rnn_t19, plan.t19_seeds)]
+        results["rnn"]["t19"] = results["rnn"]["t19_seeds"][0]
     frameworks.run_twins(plan, results, out, lambda fn, c, workdir, name: one(c, workdir, name))
     for key, part in (("sweep", plan.sweep), ("ablation", plan.ablation)):
         doc = _sweep(part, out)

@@ -73,14 +73,14 @@ def _read_json_files(files: dict[str, Path]) -> dict | None:
 
 
 def run_report(quick: bool, out: str | Path, *, data: str = "auto", force: bool = False, seed: int = 0,
-               progress: bool | None = None, parts: tuple[str, ...] = P.PARTS, render_only: bool = False) -> Path:
+               progress: bool | None = None, parts: tuple[str, ...] = P.PARTS, render_only: bool = False, seeds: int = 3) -> Path:
     """Run (or reuse) every experiment of the plan, then write REPORT.md; ``render_only``: write it from the
     runs already in ``out``, training nothing (a one-line error if one is missing)."""
     t0 = time.perf_counter()
     out = Path(out)
     source, data_note = P.resolve_data(data)
-    plan = P.select_parts(P.make_plan(quick, source, seed), parts)
-    command = report_command(quick, out, data=data, seed=seed, parts=parts, render_only=render_only)
+    plan = P.select_parts(P.make_plan(quick, source, seed, seeds), parts)
+    command = report_command(quick, out, data=data, seed=seed, parts=parts, seeds=seeds, render_only=render_only)
     if render_only and force:
         raise UsageError("--render-only trains nothing; --force does not apply")
     claim_dir(out, user="report")  # a second report of these results would replace runs this one reads back
@@ -115,15 +115,17 @@ def _run_plan(plan: P.Plan, out: Path, source: str, data_note: str, *, force: bo
         plots.plot_toy_datasets([make_toy_data(c.dataset, n_samples=c.samples, seed=c.seed) for c in plan.toy],
                                 out / mlp_toy.EXPERIMENT / f"datasets-s{seed}.png")
 
-    for cfg in plan.cifar:
+    # Each seed is an ordinary run of its own, trained in turn.
+    for cfg in (c for base in plan.cifar for c in P.seed_runs(base, P.seed_count(plan, base))):
         key = f"{cfg.experiment}/{cfg.run_name}"
         results["cifar"][key] = _run_or_reuse(cifar.train_and_evaluate, cfg, out / cfg.experiment, cfg.run_name,
                                               force=force, progress=progress, log=log)
 
-    cfg = plan.rnn_t19
-    if cfg is not None:
-        results["rnn"]["t19"] = _run_or_reuse(rnn.train_and_evaluate, cfg, out / rnn.EXPERIMENT, cfg.run_name,
-                                              force=force, progress=progress, log=log)
+    if plan.rnn_t19 is not None:
+        results["rnn"]["t19_seeds"] = [
+            _run_or_reuse(rnn.train_and_evaluate, c, out / rnn.EXPERIMENT, c.run_name, force=force,
+                          progress=progress, log=log) for c in P.seed_runs(plan.rnn_t19, plan.t19_seeds)]
+        results["rnn"]["t19"] = results["rnn"]["t19_seeds"][0]
     frameworks.run_twins(plan, results, out, lambda fn, c, workdir, name: _run_or_reuse(
         fn, c, workdir, name, force=force, progress=progress, log=log))
     sw = plan.sweep
@@ -152,6 +154,10 @@ def add_parser(sub, common) -> None:
                         "else a prepared tfds build, else synthetic data with a warning in the report (default: auto)")
     p.add_argument("--force", action="store_true", help="rerun every experiment even if a finished run exists")
     p.add_argument("--seed", type=int, default=0, help="seed of every experiment (default: 0)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="seeds (--seed, --seed+1, ...) behind each seed-dependent verdict: T=19, the CIFAR MLPs and "
+                        "their PyTorch twins, the length sweeps; below 3 the verdicts say they are single-seed "
+                        "(default: 3; --quick trains more than one only for T=19)")
     p.add_argument("--parts", default=None,
                    help=f"comma-separated parts to run, from {', '.join(P.PARTS)} (default: all); REPORT.md says "
                         "which were left out")
@@ -168,5 +174,5 @@ def cmd_report(args) -> int:
         raise UsageError("report resumes interrupted runs by itself; --resume and --checkpoint-every do not apply")
     run_report(args.quick, args.out, data=args.data, force=args.force, seed=args.seed,
                progress=False if args.no_progress else None, parts=P.parse_parts(args.parts, args.skip),
-               render_only=args.render_only)
+               render_only=args.render_only, seeds=args.seeds)
     return 0
