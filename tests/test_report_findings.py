@@ -31,6 +31,12 @@ def test_mean_ci_is_scipys_t_interval_and_says_n():
     lo, hi = t_interval(v)
     assert F.mean_ci(v) == f"{pct(np.mean(v))} (n = 4, 95% CI {pct(lo)} to {pct(hi)})"
     assert F.mean_ci([0.5]) == "50.0% (n = 1: no interval)"
+    # Three bimodal seeds: the t-interval reaches past 0-100%; an accuracy's is cut to that range and says so.
+    b = [0.2, 1.0, 1.0]
+    lo, hi = t_interval(b)
+    assert lo < 0 and hi > 1
+    assert F.mean_ci(b) == f"{pct(np.mean(b))} (n = 3, 95% CI 0.0% to 100.0%, cut to 0-100%)"
+    assert F.mean_ci(b, pct=False).endswith(f"95% CI {lo:.3g} to {hi:.3g})")
     assert F.few_seeds(3) == "" and "single-seed" in F.few_seeds(1) and "2-seed" in F.few_seeds(2)
 
 

@@ -25,8 +25,12 @@ ALPHA = 0.05
 POWER = 0.8   # what "seeds needed" aims for: this chance of a settled verdict if the observed effect is real
 
 
-def describe(values: Sequence[float], confidence: float = 1 - ALPHA) -> dict:
-    """n, mean, sample std (ddof 1) and the Student-t interval of the mean; std and interval are None for n < 2."""
+def describe(values: Sequence[float], confidence: float = 1 - ALPHA,
+             bounds: tuple[float, float] | None = None) -> dict:
+    """n, mean, sample std (ddof 1) and the Student-t interval of the mean; std and interval are None for n < 2.
+
+    ``bounds``: the range the quantity cannot leave (an accuracy's [0, 1]). A t-interval of a few
+    bimodal seeds can reach past it; the interval is then cut to the range and ``clipped`` says so."""
     x = np.asarray(values, dtype=np.float64)
     n = len(x)
     if n == 0:
@@ -39,6 +43,10 @@ def describe(values: Sequence[float], confidence: float = 1 - ALPHA) -> dict:
         else:
             ci = stats.ttest_1samp(x, 0.0).confidence_interval(confidence)
             out["ci"] = [float(ci.low), float(ci.high)]
+    if bounds is not None and out["ci"] is not None:
+        lo, hi = out["ci"]
+        out["clipped"] = lo < bounds[0] or hi > bounds[1]
+        out["ci"] = [max(lo, bounds[0]), min(hi, bounds[1])]
     return out
 
 

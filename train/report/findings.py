@@ -27,12 +27,14 @@ def test_rows(rows: list[dict]) -> list[dict]:
 
 
 def mean_ci(values, *, pct: bool = True) -> str:
-    """'62.0% (n = 3, 95% CI -37.3% to 161.4%)': the mean of ``values`` with its Student-t interval."""
-    d = describe(values)
+    """'62.0% (n = 3, 95% CI 0.0% to 100.0%, cut to 0-100%)': the mean of ``values`` with its Student-t
+    interval; an accuracy's interval (``pct``) is cut to the range an accuracy can take."""
+    d = describe(values, bounds=(0.0, 1.0) if pct else None)
     f = _pct if pct else (lambda x: f"{x:.3g}")
     if d["ci"] is None:
         return f"{f(d['mean'])} (n = {d['n']}: no interval)"
-    return f"{f(d['mean'])} (n = {d['n']}, 95% CI {f(d['ci'][0])} to {f(d['ci'][1])})"
+    cut = ", cut to 0-100%" if d.get("clipped") else ""
+    return f"{f(d['mean'])} (n = {d['n']}, 95% CI {f(d['ci'][0])} to {f(d['ci'][1])}{cut})"
 
 
 def few_seeds(n: int) -> str:
