@@ -169,9 +169,11 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-def compare_runs(run_dirs: list[Path] | list[dict], out: Path) -> dict:
+def compare_runs(run_dirs: list[Path] | list[dict], out: Path, *, by: str | None = None,
+                 margin: float | None = None) -> dict:
     """:func:`compare` (of run folders, or of runs in memory as :func:`load_run` gives them), then one
-    line with the largest |loss difference| (what a run of several frameworks ends with)."""
+    line with the largest |loss difference| (what a run of several frameworks ends with). ``by`` and
+    ``margin`` are accepted for the grouped statistics, which are not implemented here yet."""
     loaded = all(isinstance(r, dict) for r in run_dirs)
     doc = compare_loaded(list(run_dirs), Path(out)) if loaded else compare(run_dirs, Path(out))
     if doc["note"]:

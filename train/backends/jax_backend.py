@@ -86,7 +86,8 @@ def fuses_on_cpu(model_type: type) -> bool:
     return not issubclass(model_type, CNN)
 
 
-def _fuse(jax_model, devices) -> bool:
+def fuses(jax_model, devices) -> bool:
+    """Whether ``jax_model``'s periods run as one fused lax.scan on ``devices`` (None: the first local device)."""
     platform = (devices[0] if devices else jax.local_devices()[0]).platform
     return platform != "cpu" or fuses_on_cpu(type(jax_model))
 
@@ -95,12 +96,15 @@ def from_jax(jax_model, recipe: Recipe, arrays: Mapping[str, np.ndarray]) -> Jax
     """The JAX backend of ``recipe`` for ``jax_model`` itself."""
     pre = normalizer(*recipe.normalize) if recipe.normalize is not None else (lambda x: x)
     kw = {"eval_batch": recipe.eval_batch} if recipe.eval_batch is not None else {}
-    # A tiny model's run is mostly compiling its one period program: LLVM at -O0 compiles it faster.
-    options = {"xla_backend_optimization_level": 0} if recipe.tiny else None
+    options = TINY_OPTIONS if recipe.tiny else None
     return JaxBackend(jax_model, optax_optimizer(recipe.optimizer, recipe.steps_per_epoch), pre, arrays,
                       seed=recipe.seed, devices=recipe.devices, eval_splits=recipe.eval_splits,
-                      compiler_options=options, fuse=_fuse(jax_model, recipe.devices),
+                      compiler_options=options, fuse=fuses(jax_model, recipe.devices),
                       precision=recipe.precision, **kw)
+
+
+# A tiny model's run is mostly compiling its one period program: LLVM at -O0 compiles it faster.
+TINY_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 def grad_norms(graphdef, host_state, x, y, precision: Precision | None) -> list[float]:
