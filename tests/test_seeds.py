@@ -226,3 +226,38 @@ def test_cnn_seeds_side_by_side_within_the_rounding_floor():
         gap, floor = max(gap, abs(evals[s]["test"]["loss"] - ref)), max(floor, abs(other - ref))
     print(f"CNN seeds: gap {gap:.3g}, floor {floor:.3g}")
     assert 0 < floor and gap <= FLOOR_MULTIPLE * floor
+
+
+def test_an_interrupted_seed_resumes_alone_from_the_shared_programs_checkpoint(tmp_path, side_by_side, capsys):
+    """--resume: the finished seed is read back; the other continues alone from the checkpoint the vmapped
+    program wrote for it, and ends where the uninterrupted run did."""
+    import shutil
+
+    kw = {"framework": "jax", "steps": 90, "samples": 200, "devices": 1, "checkpoint_every": 1}
+    got = train.run("mlp-toy", out=tmp_path, seeds=2, **kw)
+    run = tmp_path / "mlp-toy" / "moons-jax-s1"
+    (run / "summary.json").unlink()
+    shutil.rmtree(run / "checkpoints" / "3")  # as if killed in the last of its 3 periods
+    capsys.readouterr()
+    again = train.run("mlp-toy", out=tmp_path, seeds=2, resume=True, **kw)
+    assert "resuming from checkpoint 2 of 3" in capsys.readouterr().out
+    assert side_by_side == [2] and again["jax"][0] == got["jax"][0]
+    assert again["jax"][1]["resumed_from_period"] == 2
+    assert abs(again["jax"][1]["final"]["test_loss"] - got["jax"][1]["final"]["test_loss"]) <= tol(20, 90)
+
+
+def test_several_devices_train_the_seeds_in_turn_with_a_note(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, xla_flags
+
+    env = {**os.environ, "XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=2")}
+    r = subprocess.run([sys.executable, "-m", "train", "mlp-toy", "--framework", "jax", "--seeds", "2", "--devices",
+                        "2", "--steps", "30", "--samples", "100", "--out", str(tmp_path), "--no-progress"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("note: mlp-toy trains the seeds one after the other") == 1
+    for s in (0, 1):
+        assert json.loads((tmp_path / "mlp-toy" / f"moons-jax-s{s}" / "summary.json").read_text())["devices"] == 2
