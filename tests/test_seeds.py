@@ -81,6 +81,7 @@ def test_toy_seeds_side_by_side_equal_separate_runs_and_are_reused(tmp_path, sid
     kw = {"framework": "jax", "steps": 90, "samples": 200, "devices": 1}
     got = train.run("mlp-toy", out=tmp_path / "k", seeds=3, seed=4, **kw)
     assert side_by_side == [3] and list(got) == ["jax"] and [s["seed"] for s in got["jax"]] == [4, 5, 6]
+    assert [s["trained_together"] for s in got["jax"]] == [3, 3, 3]
     for s in (4, 5, 6):
         alone = train.run("mlp-toy", out=tmp_path / "a", seed=s, **kw)["jax"]
         a, b = (tmp_path / r / "mlp-toy" / f"moons-jax-s{s}" for r in ("k", "a"))
@@ -125,7 +126,7 @@ def test_cifar_mlp_seeds_side_by_side_equal_separate_runs(tmp_path, side_by_side
     The improved MLP's eval-mode (test) metrics are left to test_improved_mlp_biases_drift_within_adams_bound:
     the biases before its batch norms differ by AdamW-amplified rounding, which train mode cancels."""
     got = train.run("mlp-cifar", out=tmp_path / "k", seeds=2, seed=3, variant=variant, **CIFAR)
-    assert side_by_side == [2] and isinstance(got, list) and [s["epochs"] for s in got] == [2, 2]
+    assert side_by_side == [2] and isinstance(got, list) and [s["trained_together"] for s in got] == [2, 2]
     steps = 2 * 192 // 32
     for k, s in enumerate((3, 4)):
         alone = train.run("mlp-cifar", out=tmp_path / "a", seed=s, variant=variant, **CIFAR)

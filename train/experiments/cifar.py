@@ -217,8 +217,9 @@ def write_figures(cfg: CifarConfig, ds, arrays: dict, backend, run_dir: Path, lo
     plots.plot_misclassified(arrays["test_x"], arrays["test_y"], pred, ds.class_names, run_dir / "misclassified.png")
 
 
-def _prepare(cfg: CifarConfig, workdir: Path, k: int = 0) -> tuple[Run, Data, LazyPeriods]:
-    """One seed's data, run and schedule, the same whether it trains alone or as run ``k`` beside others."""
+def _prepare(cfg: CifarConfig, workdir: Path, k: int = 0, together: int = 1) -> tuple[Run, Data, LazyPeriods]:
+    """One seed's data, run and schedule, the same whether it trains alone or as run ``k`` of ``together``
+    side by side (whose summaries say so: they share one program and its time)."""
     ds, arrays = load_data(cfg)
     mean, std = channel_stats(arrays["train_x"])
     n = len(arrays["train_y"])
@@ -226,7 +227,8 @@ def _prepare(cfg: CifarConfig, workdir: Path, k: int = 0) -> tuple[Run, Data, La
     run = Run(cfg.experiment, cfg, Path(workdir), cfg.run_name, framework=cfg.framework,
               record={"precision": precision, "data_source": ds.source, "n_train": n,
                       "n_test": len(arrays["test_y"]), "channel_mean": mean, "channel_std": std},
-              summary={"precision": precision, "epochs": cfg.epochs, "data_source": ds.source},
+              summary={"precision": precision, "epochs": cfg.epochs, "data_source": ds.source,
+                       **({"trained_together": together} if together > 1 else {})},
               after=lambda run_dir, log, summary, backend: write_figures(cfg, ds, arrays, for_run(backend, k),
                                                                          run_dir, log, summary))
     schedule = LazyPeriods(lambda e: epoch_batches(n, cfg.batch_size, e, cfg.seed), cfg.epochs, n // cfg.batch_size)
@@ -250,7 +252,7 @@ def train_seeds_together(cfgs: list[CifarConfig], workdir: str | Path, *, progre
     for c in cfgs:
         c.validate()
     devices = select_devices(cfgs[0].devices, cfgs[0].batch_size)
-    prepared = [_prepare(c, Path(workdir), k) for k, c in enumerate(cfgs)]
+    prepared = [_prepare(c, Path(workdir), k, len(cfgs)) for k, c in enumerate(cfgs)]
     cfg, data = cfgs[0], [p[1] for p in prepared]
 
     def make():

@@ -122,9 +122,9 @@ def run_name(cfg: ToyConfig, framework: str) -> str:
     return f"{cfg.dataset}-{framework}-s{cfg.seed}"
 
 
-def toy_run(cfg: ToyConfig, fw: str, workdir: Path, data, made: dict, k: int = 0) -> Run:
-    """The ``fw`` run of ``cfg`` (run ``k`` of a side-by-side backend); its figures, and ``made[fw]``:
-    (run folder, metric rows)."""
+def toy_run(cfg: ToyConfig, fw: str, workdir: Path, data, made: dict, k: int = 0, together: int = 1) -> Run:
+    """The ``fw`` run of ``cfg`` (run ``k`` of ``together`` side by side, which share one program and its
+    time); its figures, and ``made[fw]``: (run folder, metric rows)."""
     def figures(run_dir, log, summary, backend):
         backend = for_run(backend, k)
         made[fw] = (run_dir, log.rows)
@@ -133,7 +133,8 @@ def toy_run(cfg: ToyConfig, fw: str, workdir: Path, data, made: dict, k: int = 0
             backend.predict_proba, data, run_dir / "decision_boundary.png",
             title=f"{cfg.dataset}: {fw} MLP, test acc {summary['final']['test_accuracy']:.3f}")
     return Run(EXPERIMENT, cfg, workdir, run_name(cfg, fw), framework=fw,
-               summary={"dataset": cfg.dataset, "seed": cfg.seed}, after=figures)
+               summary={"dataset": cfg.dataset, "seed": cfg.seed, **({"trained_together": together} if together > 1
+                                                                      else {})}, after=figures)
 
 
 def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | None = None,
@@ -177,7 +178,7 @@ def train_seeds(cfgs: list[ToyConfig], fw: str, workdir: Path, *, together: bool
         datas = [load(c) for c in cfgs]
         loop = {"resume": resume, "checkpoint_every": checkpoint_every, "progress": progress, "epochs": False}
         if together and len(cfgs) > 1:
-            runs = [toy_run(c, fw, workdir, d, {}, k) for k, (c, d) in enumerate(zip(cfgs, datas))]
+            runs = [toy_run(c, fw, workdir, d, {}, k, len(cfgs)) for k, (c, d) in enumerate(zip(cfgs, datas))]
             out = drive(runs, lambda: _seeds_backend(cfgs, datas), [schedule(c, len(d.train_y)) for c, d in
                                                                     zip(cfgs, datas)],
                         desc=f"{cfgs[0].dataset} {fw} s{{{','.join(str(c.seed) for c in cfgs)}}}", **loop)
