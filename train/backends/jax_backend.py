@@ -68,15 +68,21 @@ def optax_optimizer(opt: Optimizer, steps_per_epoch: int | None = None) -> optax
     raise UsageError(f"no optax spelling of optimizer {opt.kind!r}")
 
 
+def norm_constants(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel float32 (mean, 1 / std) that :func:`normalize` takes."""
+    return np.asarray(mean, np.float32), np.asarray(1.0 / np.asarray(std), np.float32)
+
+
+def normalize(x, mean, inv_std):
+    """uint8 NHWC -> float32 normalised with per-channel ``mean`` and ``inv_std`` (:func:`norm_constants`)."""
+    return (x.astype(jnp.float32) * (1.0 / 255.0) - mean) * inv_std
+
+
 def normalizer(mean: np.ndarray, std: np.ndarray):
     """uint8 NHWC -> float32 normalised with the training set's per-channel mean and std."""
 
-    mean = jnp.asarray(mean, jnp.float32)
-    inv_std = jnp.asarray(1.0 / std, jnp.float32)
-
-    def preprocess(x):
-        return (x.astype(jnp.float32) * (1.0 / 255.0) - mean) * inv_std
-    return preprocess
+    mean, inv_std = (jnp.asarray(a) for a in norm_constants(mean, std))
+    return lambda x: normalize(x, mean, inv_std)
 
 
 def fuses_on_cpu(model_type: type) -> bool:

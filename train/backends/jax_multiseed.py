@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from train.backends.jax_backend import grad_norms, jax_device_info
+from train.backends.jax_backend import grad_norms, jax_device_info, norm_constants, normalize as normalize_images
 from train.backends.jax_trainer import AotCache, StepFns, create_state, eval_plan, matmul_scope, param_count
 from train.precision import Precision
 
@@ -82,9 +82,8 @@ class MultiSeedJaxBackend:
         self.state = jax.device_put(stack_trees(states), self.device)
         data = {k: np.stack([np.asarray(a[k]) for a in arrays]) for k in keys}
         if normalize is not None:
-            # As normalizer computes them for a single run: float32 mean and float32(1 / std).
-            data[MEAN] = np.stack([np.asarray(m, np.float32) for m, _ in normalize])
-            data[INV_STD] = np.stack([np.asarray(1.0 / np.asarray(sd), np.float32) for _, sd in normalize])
+            consts = [norm_constants(m, sd) for m, sd in normalize]  # as normalizer makes them for one run
+            data[MEAN], data[INV_STD] = (np.stack(c) for c in zip(*consts))
         self.data = jax.device_put(data, self.device)
         # One plan for all seeds (equal split sizes); eval_plan's leading shard axis is 1 here.
         self.evals = {s: tuple(p[0] for p in eval_plan(len(arrays[0][f"{s}_y"]), eval_batch, 1))
@@ -104,8 +103,7 @@ class MultiSeedJaxBackend:
         if self.normalize is None:
             return self.fns
         mean, inv_std = data[MEAN], data[INV_STD]
-        return StepFns(self.graphdef, self.tx,
-                       lambda x: (x.astype(jnp.float32) * (1.0 / 255.0) - mean) * inv_std)
+        return StepFns(self.graphdef, self.tx, lambda x: normalize_images(x, mean, inv_std))
 
     @property
     def devices(self) -> int:
