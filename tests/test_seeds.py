@@ -86,8 +86,8 @@ def test_toy_seeds_side_by_side_equal_separate_runs_and_are_reused(tmp_path, sid
         alone = train.run("mlp-toy", out=tmp_path / "a", seed=s, **kw)["jax"]
         a, b = (tmp_path / r / "mlp-toy" / f"moons-jax-s{s}" for r in ("k", "a"))
         assert digest(a) == digest(b)
-        assert max_gap(a, b) <= tol(20, 90)
-        assert abs(got["jax"][s - 4]["final"]["test_loss"] - alone["final"]["test_loss"]) <= tol(20, 90)
+        assert max_gap(a, b) <= tol(30, 90)
+        assert abs(got["jax"][s - 4]["final"]["test_loss"] - alone["final"]["test_loss"]) <= tol(30, 90)
     # --resume: finished seeds are read back, not trained again.
     before = [(tmp_path / "k" / "mlp-toy" / f"moons-jax-s{s}" / "summary.json").read_text() for s in (4, 5, 6)]
     again = train.run("mlp-toy", out=tmp_path / "k", seeds=3, seed=4, resume=True, **kw)
@@ -244,7 +244,7 @@ def test_an_interrupted_seed_resumes_alone_from_the_shared_programs_checkpoint(t
     assert "resuming from checkpoint 2 of 3" in capsys.readouterr().out
     assert side_by_side == [2] and again["jax"][0] == got["jax"][0]
     assert again["jax"][1]["resumed_from_period"] == 2
-    assert abs(again["jax"][1]["final"]["test_loss"] - got["jax"][1]["final"]["test_loss"]) <= tol(20, 90)
+    assert abs(again["jax"][1]["final"]["test_loss"] - got["jax"][1]["final"]["test_loss"]) <= tol(30, 90)
 
 
 def test_several_devices_train_the_seeds_in_turn_with_a_note(tmp_path):
