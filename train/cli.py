@@ -63,9 +63,10 @@ def cmd_experiment(args) -> int:
 
     e = args.experiment
     given = {f.name: getattr(args, f.name) for f in registry.settings(e) if getattr(args, f.name, None) is not None}
+    main = registry.main_for(e, getattr(args, "seeds_k", None))  # a bad --seeds fails before anything is read
     cfg = registry.make_config(e, given, quick=args.quick)
-    e.main(cfg, Path(args.out), **registry.loop_settings(e, progress=False if args.no_progress else None,
-                                                         resume=args.resume, checkpoint_every=args.checkpoint_every))
+    main(cfg, Path(args.out), **registry.loop_settings(e, progress=False if args.no_progress else None,
+                                                       resume=args.resume, checkpoint_every=args.checkpoint_every))
     return 0
 
 
@@ -82,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     for e in registry.EXPERIMENTS.values():
         p = sub.add_parser(e.name, help=e.help, description=e.description)
         registry.add_flags(p, e)
+        if e.main_seeds is not None:
+            p.add_argument("--seeds", dest="seeds_k", type=int, default=None, metavar="K",
+                           help="train seeds seed, seed+1, ..., seed+K-1, each its own run folder (as --seed alone "
+                                "writes it); JAX trains them side by side in one program on one device "
+                                "(default: 1)")
         _common(p)
         _artifacts(p)
         p.set_defaults(func=cmd_experiment, experiment=e)

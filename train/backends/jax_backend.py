@@ -68,15 +68,21 @@ def optax_optimizer(opt: Optimizer, steps_per_epoch: int | None = None) -> optax
     raise UsageError(f"no optax spelling of optimizer {opt.kind!r}")
 
 
+def norm_constants(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel float32 (mean, 1 / std) that :func:`normalize` takes."""
+    return np.asarray(mean, np.float32), np.asarray(1.0 / np.asarray(std), np.float32)
+
+
+def normalize(x, mean, inv_std):
+    """uint8 NHWC -> float32 normalised with per-channel ``mean`` and ``inv_std`` (:func:`norm_constants`)."""
+    return (x.astype(jnp.float32) * (1.0 / 255.0) - mean) * inv_std
+
+
 def normalizer(mean: np.ndarray, std: np.ndarray):
     """uint8 NHWC -> float32 normalised with the training set's per-channel mean and std."""
 
-    mean = jnp.asarray(mean, jnp.float32)
-    inv_std = jnp.asarray(1.0 / std, jnp.float32)
-
-    def preprocess(x):
-        return (x.astype(jnp.float32) * (1.0 / 255.0) - mean) * inv_std
-    return preprocess
+    mean, inv_std = (jnp.asarray(a) for a in norm_constants(mean, std))
+    return lambda x: normalize(x, mean, inv_std)
 
 
 def fuses_on_cpu(model_type: type) -> bool:
@@ -86,7 +92,8 @@ def fuses_on_cpu(model_type: type) -> bool:
     return not issubclass(model_type, CNN)
 
 
-def _fuse(jax_model, devices) -> bool:
+def fuses(jax_model, devices) -> bool:
+    """Whether ``jax_model``'s periods run as one fused lax.scan on ``devices`` (None: the first local device)."""
     platform = (devices[0] if devices else jax.local_devices()[0]).platform
     return platform != "cpu" or fuses_on_cpu(type(jax_model))
 
@@ -95,12 +102,15 @@ def from_jax(jax_model, recipe: Recipe, arrays: Mapping[str, np.ndarray]) -> Jax
     """The JAX backend of ``recipe`` for ``jax_model`` itself."""
     pre = normalizer(*recipe.normalize) if recipe.normalize is not None else (lambda x: x)
     kw = {"eval_batch": recipe.eval_batch} if recipe.eval_batch is not None else {}
-    # A tiny model's run is mostly compiling its one period program: LLVM at -O0 compiles it faster.
-    options = {"xla_backend_optimization_level": 0} if recipe.tiny else None
+    options = TINY_OPTIONS if recipe.tiny else None
     return JaxBackend(jax_model, optax_optimizer(recipe.optimizer, recipe.steps_per_epoch), pre, arrays,
                       seed=recipe.seed, devices=recipe.devices, eval_splits=recipe.eval_splits,
-                      compiler_options=options, fuse=_fuse(jax_model, recipe.devices),
+                      compiler_options=options, fuse=fuses(jax_model, recipe.devices),
                       precision=recipe.precision, **kw)
+
+
+# A tiny model's run is mostly compiling its one period program: LLVM at -O0 compiles it faster.
+TINY_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 def grad_norms(graphdef, host_state, x, y, precision: Precision | None) -> list[float]:

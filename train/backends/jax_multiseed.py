@@ -10,11 +10,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from train.backends.jax_backend import grad_norms, jax_device_info
-from train.backends.jax_trainer import AotCache, StepFns, create_state, eval_plan, param_count
+from train.backends.jax_backend import grad_norms, jax_device_info, norm_constants, normalize as normalize_images
+from train.backends.jax_trainer import AotCache, StepFns, create_state, eval_plan, matmul_scope, param_count
 from train.precision import Precision
+
+# Where each seed's normalisation statistics travel: in its data, so vmap hands every seed its own.
+MEAN, INV_STD = "_norm_mean", "_norm_inv_std"
 
 
 def vmap_supported(devices: Sequence) -> bool:
@@ -37,6 +41,8 @@ class MultiSeedJaxBackend:
     """S seeds of one architecture in one vmapped program: JaxBackend's interface, a list per value.
 
     ``models[s]``/``arrays[s]`` are built as seed ``s``'s single run would; seeds share ``tx`` and shapes.
+    ``normalize[s]``: seed ``s``'s per-channel (mean, std) for uint8 images (``normalizer``'s, per seed),
+    else ``preprocess`` serves every seed. ``fuse=False`` trains one vmapped step per call (a CPU convnet).
     """
 
     framework = "jax"
@@ -45,7 +51,8 @@ class MultiSeedJaxBackend:
     def __init__(self, models: Sequence, tx, preprocess, arrays: Sequence[Mapping[str, np.ndarray]], *,
                  seeds: Sequence[int], device=None, eval_batch: int = 1024,
                  eval_splits: Sequence[str] = ("test",), compiler_options: dict | None = None,
-                 precision: Precision | None = None) -> None:
+                 precision: Precision | None = None, normalize: Sequence | None = None,
+                 fuse: bool = True) -> None:
         if not (len(models) == len(arrays) == len(seeds)) or not seeds:
             raise ValueError(f"one model and one data set per seed: got {len(models)} models, "
                              f"{len(arrays)} data sets, {len(seeds)} seeds")
@@ -71,8 +78,13 @@ class MultiSeedJaxBackend:
                                         np.asarray(a[k]).dtype != np.asarray(arrays[0][k]).dtype for k in keys):
                 raise ValueError("every seed's data must have the same splits, shapes and dtypes")
         self.fns = StepFns(graphdef, tx, preprocess)
+        self.tx, self.normalize = tx, normalize
         self.state = jax.device_put(stack_trees(states), self.device)
-        self.data = jax.device_put({k: np.stack([np.asarray(a[k]) for a in arrays]) for k in keys}, self.device)
+        data = {k: np.stack([np.asarray(a[k]) for a in arrays]) for k in keys}
+        if normalize is not None:
+            consts = [norm_constants(m, sd) for m, sd in normalize]  # as normalizer makes them for one run
+            data[MEAN], data[INV_STD] = (np.stack(c) for c in zip(*consts))
+        self.data = jax.device_put(data, self.device)
         # One plan for all seeds (equal split sizes); eval_plan's leading shard axis is 1 here.
         self.evals = {s: tuple(p[0] for p in eval_plan(len(arrays[0][f"{s}_y"]), eval_batch, 1))
                       for s in eval_splits}
@@ -81,8 +93,17 @@ class MultiSeedJaxBackend:
 
         # The single run's pure functions, mapped over axis 0 of state, data and indices; the
         # eval plan is shared.
-        self._train = jax.jit(jax.vmap(self.fns.train_period), donate_argnums=(0,))
-        self._evaluate = jax.jit(jax.vmap(self.fns.evaluate, in_axes=(0, 0, None)))
+        self.fuse = fuse
+        self._train = jax.jit(jax.vmap(lambda st, d, i: self._fns(d).train_period(st, d, i)), donate_argnums=(0,))
+        self._step = jax.jit(jax.vmap(lambda st, d, i: self._fns(d).data_step(st, d, i)), donate_argnums=(0,))
+        self._evaluate = jax.jit(jax.vmap(lambda st, d, e: self._fns(d).evaluate(st, d, e), in_axes=(0, 0, None)))
+
+    def _fns(self, data) -> StepFns:
+        """The single run's step functions, with this seed's normalisation where seeds have their own."""
+        if self.normalize is None:
+            return self.fns
+        mean, inv_std = data[MEAN], data[INV_STD]
+        return StepFns(self.graphdef, self.tx, lambda x: normalize_images(x, mean, inv_std))
 
     @property
     def devices(self) -> int:
@@ -103,14 +124,31 @@ class MultiSeedJaxBackend:
         """Seed ``run``'s RNN gradient norms now (see :meth:`JaxBackend.grad_norms`)."""
         return grad_norms(self.graphdef, self.host_state()[run], x, y, self.precision)
 
+    def predict_proba(self, x: np.ndarray, run: int = 0) -> np.ndarray:
+        """Seed ``run``'s class probabilities of raw inputs ``x``, eval mode (see JaxBackend.predict_proba)."""
+        st = self.host_state()[run]
+        fns = self.fns if self.normalize is None else self._fns(
+            {MEAN: self.data[MEAN][run], INV_STD: self.data[INV_STD][run]})
+        with matmul_scope(self.precision):
+            logits, _ = fns.apply(st.params, st.model_state, x, train=False)
+            return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
+
     # -- the loop's interface ------------------------------------------------------------------
     def train(self, idx: np.ndarray) -> list[dict[str, np.ndarray]]:
         """Train every seed on its own batches idx [S, K, B] -> S per-step metric dicts {name: [K]}."""
         idx = np.asarray(idx, np.int32)
         if idx.ndim != 3 or idx.shape[0] != self.runs:
             raise ValueError(f"expected batch indices [{self.runs}, K, B], got shape {idx.shape}")
-        self.state, metrics = self._call("train", self._train, self.state, self.data,
-                                         jax.device_put(idx, self.device))
+        if self.fuse:
+            self.state, metrics = self._call("train", self._train, self.state, self.data,
+                                             jax.device_put(idx, self.device))
+        else:  # the same steps, one compiled call each
+            steps = []
+            for k in range(idx.shape[1]):
+                self.state, m = self._call("step", self._step, self.state, self.data,
+                                           jax.device_put(idx[:, k], self.device))
+                steps.append(m)
+            metrics = jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *steps)
         metrics = jax.device_get(metrics)
         return [{k: np.asarray(v[s]) for k, v in metrics.items()} for s in range(self.runs)]
 
@@ -137,3 +175,28 @@ class MultiSeedJaxBackend:
         if len(host_states) != self.runs:
             raise ValueError(f"expected {self.runs} states, got {len(host_states)}")
         self.state = jax.device_put(stack_trees(host_states), self.device)
+
+
+class SeedView:
+    """Seed ``run`` of a side-by-side backend, as a run's figures and files read a single run's backend."""
+
+    def __init__(self, backend: MultiSeedJaxBackend, run: int) -> None:
+        self.backend, self.run = backend, run
+
+    @property
+    def last_predictions(self) -> dict[str, np.ndarray]:
+        return self.backend.last_predictions[self.run]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.backend.predict_proba(x, run=self.run)
+
+    def grad_norms(self, x: np.ndarray, y: np.ndarray, run: int = 0) -> list[float]:
+        return self.backend.grad_norms(x, y, run=self.run)
+
+    def __getattr__(self, name: str):
+        return getattr(self.backend, name)
+
+
+def for_run(backend, run: int):
+    """What run ``run`` of ``backend`` reads: the backend itself where it trains one run."""
+    return SeedView(backend, run) if isinstance(backend, MultiSeedJaxBackend) else backend

@@ -26,7 +26,8 @@ from jax_models.mlp import MLP
 from numpy_mlp.model import parse_hidden
 from train.analysis import plots
 from train.backends import base
-from train.backends.jax_backend import normalizer, optax_optimizer
+from train.backends.jax_backend import fuses, normalizer, optax_optimizer
+from train.backends.jax_multiseed import MultiSeedJaxBackend, for_run
 from train.engine.schedule import LazyPeriods, epoch_batches
 from train.engine.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, PrecisionSetting, devices_setting,
@@ -34,6 +35,7 @@ from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, Preci
                                       precision_setting, require_common, require_positive, seed_setting, setting,
                                       several, train_each_framework)
 from train.engine.results import atomic_write_json
+from train.experiments.seeds import run_seeds
 from train.errors import UsageError
 from train.backends.jax_trainer import AXIS, select_devices
 
@@ -215,11 +217,9 @@ def write_figures(cfg: CifarConfig, ds, arrays: dict, backend, run_dir: Path, lo
     plots.plot_misclassified(arrays["test_x"], arrays["test_y"], pred, ds.class_names, run_dir / "misclassified.png")
 
 
-def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool | None = None,
-                       resume: bool = False, checkpoint_every: int | None = None) -> dict:
-
-    cfg.validate()
-    select_devices(cfg.devices, cfg.batch_size)  # a bad --devices fails before the data loads
+def _prepare(cfg: CifarConfig, workdir: Path, k: int = 0, together: int = 1) -> tuple[Run, Data, LazyPeriods]:
+    """One seed's data, run and schedule, the same whether it trains alone or as run ``k`` of ``together``
+    side by side (whose summaries say so: they share one program and its time)."""
     ds, arrays = load_data(cfg)
     mean, std = channel_stats(arrays["train_x"])
     n = len(arrays["train_y"])
@@ -227,12 +227,45 @@ def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool 
     run = Run(cfg.experiment, cfg, Path(workdir), cfg.run_name, framework=cfg.framework,
               record={"precision": precision, "data_source": ds.source, "n_train": n,
                       "n_test": len(arrays["test_y"]), "channel_mean": mean, "channel_std": std},
-              summary={"precision": precision, "epochs": cfg.epochs, "data_source": ds.source},
-              after=lambda run_dir, log, summary, backend: write_figures(cfg, ds, arrays, backend, run_dir, log,
-                                                                         summary))
+              summary={"precision": precision, "epochs": cfg.epochs, "data_source": ds.source,
+                       **({"trained_together": together} if together > 1 else {})},
+              after=lambda run_dir, log, summary, backend: write_figures(cfg, ds, arrays, for_run(backend, k),
+                                                                         run_dir, log, summary))
     schedule = LazyPeriods(lambda e: epoch_batches(n, cfg.batch_size, e, cfg.seed), cfg.epochs, n // cfg.batch_size)
-    return drive([run], lambda: make_backend(cfg, cfg.framework, Data(ds, arrays, mean, std)), [schedule], resume=resume, checkpoint_every=checkpoint_every,
-                 progress=progress, desc=f"{cfg.experiment} {cfg.run_name}")[0]
+    return run, Data(ds, arrays, mean, std), schedule
+
+
+def train_and_evaluate(cfg: CifarConfig, workdir: str | Path, *, progress: bool | None = None,
+                       resume: bool = False, checkpoint_every: int | None = None) -> dict:
+
+    cfg.validate()
+    select_devices(cfg.devices, cfg.batch_size)  # a bad --devices fails before the data loads
+    run, data, schedule = _prepare(cfg, Path(workdir))
+    return drive([run], lambda: make_backend(cfg, cfg.framework, data), [schedule], resume=resume,
+                 checkpoint_every=checkpoint_every, progress=progress, desc=f"{cfg.experiment} {cfg.run_name}")[0]
+
+
+def train_seeds_together(cfgs: list[CifarConfig], workdir: str | Path, *, progress: bool | None = None,
+                         resume: bool = False, checkpoint_every: int | None = None) -> list[dict]:
+    """JAX runs ``cfgs`` (differing only in ``seed``) in one vmapped program on one device; each seed's
+    data, channel statistics and folder are its single run's."""
+    for c in cfgs:
+        c.validate()
+    devices = select_devices(cfgs[0].devices, cfgs[0].batch_size)
+    prepared = [_prepare(c, Path(workdir), k, len(cfgs)) for k, c in enumerate(cfgs)]
+    cfg, data = cfgs[0], [p[1] for p in prepared]
+
+    def make():
+        models = [build_model(c, axis_name=None) for c in cfgs]
+        return MultiSeedJaxBackend(models, make_optimizer(cfg), lambda x: x, [d.arrays for d in data],
+                                   seeds=[c.seed for c in cfgs], device=devices[0], eval_batch=cfg.eval_batch,
+                                   eval_splits=eval_splits(cfg), precision=cfg.resolved_precision,
+                                   normalize=[(d.mean, d.std) for d in data], fuse=fuses(models[0], devices))
+
+    tag = cfg.run_name.rsplit("-s", 1)[0]
+    return drive([p[0] for p in prepared], make, [p[2] for p in prepared], resume=resume,
+                 checkpoint_every=checkpoint_every, progress=progress,
+                 desc=f"{cfg.experiment} {tag}-s{{{','.join(str(c.seed) for c in cfgs)}}}")
 
 
 def main(cfg: CifarConfig, out: Path, **loop_kw) -> dict:
@@ -242,13 +275,22 @@ def main(cfg: CifarConfig, out: Path, **loop_kw) -> dict:
     return train_each_framework(cfg, frameworks(cfg), lambda c: train_and_evaluate(c, workdir, **loop_kw), workdir)
 
 
+def main_seeds(cfg: CifarConfig, out: Path, seeds: int, *, resume: bool = False, **loop_kw):
+    """``--seeds K``: seeds cfg.seed .. cfg.seed + K - 1 of every framework (see train/experiments/seeds.py)."""
+    workdir = Path(out) / cfg.experiment
+    return run_seeds(cfg, seeds, frameworks(cfg), workdir, name=cfg.experiment, resume=resume,
+                     alone=lambda cs, fw, cont: [train_and_evaluate(cs[0], workdir, resume=cont, **loop_kw)],
+                     together=lambda cs, fw, cont: train_seeds_together(cs, workdir, resume=cont, **loop_kw),
+                     compare_name=f"{cfg.run_name}-seeds{seeds}-compare")
+
+
 MLP_SPEC = Experiment(
     "mlp-cifar", "Part 1 Task 3: the CIFAR-10 MLP (plain or improved)",
     "Part 1 Task 3: MLP 3072-1024-512-256-256-128-10 on CIFAR-10. "
     "Defaults are the original's: AdamW lr 1e-3, 50 epochs, batch 256.",
-    mlp_config, quick_mlp, main, fixed=("model",))
+    mlp_config, quick_mlp, main, fixed=("model",), main_seeds=main_seeds)
 CNN_SPEC = Experiment(
     "cnn-cifar", "Part 2: the five-block CNN on CIFAR-10",
     "Part 2: the seed's five-block CNN (3x3 conv + BN + ReLU, 3x3/2 max pool) on CIFAR-10. "
     "Defaults are the original's: AdamW lr 1e-4, 30 epochs, batch 256.",
-    cnn_config, quick_cnn, main, fixed=("model", "variant", "hidden", "dropout"))
+    cnn_config, quick_cnn, main, fixed=("model", "variant", "hidden", "dropout"), main_seeds=main_seeds)

@@ -119,6 +119,8 @@ class Experiment:
     main: object
     fixed: tuple[str, ...] = ()
     checkpoint_every: int | None = None   # the default: None = every epoch the writer is free; 0 = off
+    # ``main_seeds(cfg, out, seeds, progress=, resume=, checkpoint_every=)``: --seeds K (None: no such flag)
+    main_seeds: object = None
 
 
 def framework_help(note: str = "") -> str:

@@ -18,13 +18,15 @@ from jax_models.mlp import MLP as JaxMLP, set_mlp_weights
 from numpy_mlp import MLP as NumpyMLP, parse_hidden
 from train.analysis import plots
 from train.backends import base
-from train.backends.jax_backend import x64_scope
+from train.backends.jax_backend import TINY_OPTIONS, optax_optimizer, x64_scope
+from train.backends.jax_multiseed import MultiSeedJaxBackend, for_run
 from train.engine.schedule import batch_stream
 from train.analysis.compare import compare_runs
 from train.engine.driver import Run, check_resumable, drive
 from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devices_setting, framework_help,
                                       note_missing, require_common, require_positive, seed_setting, setting)
 from train.engine.results import run_config
+from train.experiments.seeds import run_seeds
 from train.errors import UsageError
 from train.backends.jax_trainer import select_devices
 from train.precision import TABLE
@@ -90,19 +92,49 @@ def jax_model(cfg: ToyConfig):
     return model
 
 
+def _arrays(cfg: ToyConfig, data) -> dict:
+    arrays = {"train_x": data.train_x, "train_y": data.train_y, "test_x": data.test_x, "test_y": data.test_y}
+    return {k: v.astype(np.dtype(cfg.dtype)) if k.endswith("_x") else v for k, v in arrays.items()}
+
+
 def make_backend(cfg: ToyConfig, framework: str, data):
     """The ``framework`` backend: the JAX MLP (NumPy's initial weights), converted for another framework; plain
     SGD. Call it in ``x64_scope(cfg.dtype)``."""
-    arrays = {"train_x": data.train_x, "train_y": data.train_y, "test_x": data.test_x, "test_y": data.test_y}
-    arrays = {k: v.astype(np.dtype(cfg.dtype)) if k.endswith("_x") else v for k, v in arrays.items()}
-    recipe = base.Recipe(base.Optimizer("sgd", cfg.lr), cfg.seed, TABLE["fp32"], dtype=cfg.dtype, tiny=True,
-                         devices=select_devices(cfg.devices, cfg.batch_size))
-    return base.from_jax(framework, jax_model(cfg), recipe, arrays)
+    return base.from_jax(framework, jax_model(cfg), recipe(cfg), _arrays(cfg, data))
+
+
+def recipe(cfg: ToyConfig) -> base.Recipe:
+    return base.Recipe(base.Optimizer("sgd", cfg.lr), cfg.seed, TABLE["fp32"], dtype=cfg.dtype, tiny=True,
+                       devices=select_devices(cfg.devices, cfg.batch_size))
 
 
 def build_backends(cfg: ToyConfig, data) -> dict:
     """Every framework of ``cfg.framework``'s backend, all from the same initial weights."""
     return {fw: make_backend(cfg, fw, data) for fw in frameworks(cfg)}
+
+
+def load(cfg: ToyConfig):
+    return make_toy_data(cfg.dataset, n_samples=cfg.samples, noise=cfg.noise, test_fraction=cfg.test_fraction,
+                         seed=cfg.seed)
+
+
+def run_name(cfg: ToyConfig, framework: str) -> str:
+    return f"{cfg.dataset}-{framework}-s{cfg.seed}"
+
+
+def toy_run(cfg: ToyConfig, fw: str, workdir: Path, data, made: dict, k: int = 0, together: int = 1) -> Run:
+    """The ``fw`` run of ``cfg`` (run ``k`` of ``together`` side by side, which share one program and its
+    time); its figures, and ``made[fw]``: (run folder, metric rows)."""
+    def figures(run_dir, log, summary, backend):
+        backend = for_run(backend, k)
+        made[fw] = (run_dir, log.rows)
+        plots.plot_curves({fw: log.rows}, run_dir / "curves.png", title=f"{cfg.dataset}: {fw} MLP")
+        plots.plot_decision_boundary(
+            backend.predict_proba, data, run_dir / "decision_boundary.png",
+            title=f"{cfg.dataset}: {fw} MLP, test acc {summary['final']['test_accuracy']:.3f}")
+    return Run(EXPERIMENT, cfg, workdir, run_name(cfg, fw), framework=fw,
+               summary={"dataset": cfg.dataset, "seed": cfg.seed, **({"trained_together": together} if together > 1
+                                                                      else {})}, after=figures)
 
 
 def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | None = None,
@@ -116,26 +148,17 @@ def train_and_evaluate(cfg: ToyConfig, workdir: str | Path, *, progress: bool | 
 
 
 def _train(cfg: ToyConfig, workdir: Path, *, progress: bool | None, resume: bool, checkpoint_every: int) -> dict:
-    data = make_toy_data(cfg.dataset, n_samples=cfg.samples, noise=cfg.noise,
-                         test_fraction=cfg.test_fraction, seed=cfg.seed)
+    data = load(cfg)
     periods = schedule(cfg, len(data.train_y))
     note_missing(chosen := frameworks(cfg))
     backends = {fw: make_backend(cfg, fw, data) for fw in chosen}
     if resume:  # every framework's folder, before any of them is written
         for fw in backends:
-            check_resumable(workdir / f"{cfg.dataset}-{fw}-s{cfg.seed}", run_config(cfg))
+            check_resumable(workdir / run_name(cfg, fw), run_config(cfg))
     summaries, made = {}, {}
     for fw, backend in backends.items():
-        def figures(run_dir, log, summary, backend, fw=fw):
-            made[fw] = (run_dir, log.rows)
-            plots.plot_curves({fw: log.rows}, run_dir / "curves.png", title=f"{cfg.dataset}: {fw} MLP")
-            plots.plot_decision_boundary(
-                backend.predict_proba, data, run_dir / "decision_boundary.png",
-                title=f"{cfg.dataset}: {fw} MLP, test acc {summary['final']['test_accuracy']:.3f}")
-        run = Run(EXPERIMENT, cfg, workdir, f"{cfg.dataset}-{fw}-s{cfg.seed}", framework=fw,
-                  summary={"dataset": cfg.dataset, "seed": cfg.seed}, after=figures)
-        summaries[fw] = drive([run], lambda backend=backend: backend, [periods], resume=resume,
-                              checkpoint_every=checkpoint_every, progress=progress, epochs=False,
+        summaries[fw] = drive([toy_run(cfg, fw, workdir, data, made)], lambda backend=backend: backend, [periods],
+                              resume=resume, checkpoint_every=checkpoint_every, progress=progress, epochs=False,
                               desc=f"{cfg.dataset} {fw}")[0]
     plots.plot_toy_datasets([data], workdir / f"{cfg.dataset}-data-s{cfg.seed}.png")
     if len(backends) > 1:  # every pair of frameworks, from the runs in memory (a process that writes nothing has them)
@@ -143,6 +166,38 @@ def _train(cfg: ToyConfig, workdir: Path, *, progress: bool | None, resume: bool
                 for fw, (d, rows) in made.items()]
         summaries["compare"] = compare_runs(runs, workdir / f"{cfg.dataset}-compare-s{cfg.seed}")
     return summaries
+
+
+def train_seeds(cfgs: list[ToyConfig], fw: str, workdir: Path, *, together: bool, progress: bool | None = None,
+                resume: bool = False, checkpoint_every: int = 0) -> list[dict]:
+    """Framework ``fw``'s runs of ``cfgs`` (differing only in seed): JAX side by side in one vmapped
+    program with ``together``, else one after the other; each folder is its single run's."""
+    for c in cfgs:
+        c.validate()
+    with x64_scope(cfgs[0].dtype):
+        datas = [load(c) for c in cfgs]
+        loop = {"resume": resume, "checkpoint_every": checkpoint_every, "progress": progress, "epochs": False}
+        if together and len(cfgs) > 1:
+            runs = [toy_run(c, fw, workdir, d, {}, k, len(cfgs)) for k, (c, d) in enumerate(zip(cfgs, datas))]
+            out = drive(runs, lambda: _seeds_backend(cfgs, datas), [schedule(c, len(d.train_y)) for c, d in
+                                                                    zip(cfgs, datas)],
+                        desc=f"{cfgs[0].dataset} {fw} s{{{','.join(str(c.seed) for c in cfgs)}}}", **loop)
+        else:
+            out = [drive([toy_run(c, fw, workdir, d, {})], lambda c=c, d=d: make_backend(c, fw, d),
+                         [schedule(c, len(d.train_y))], desc=f"{c.dataset} {fw} s{c.seed}", **loop)[0]
+                   for c, d in zip(cfgs, datas)]
+    for c, d in zip(cfgs, datas):
+        plots.plot_toy_datasets([d], workdir / f"{c.dataset}-data-s{c.seed}.png")
+    return out
+
+
+def _seeds_backend(cfgs: list[ToyConfig], datas: list) -> MultiSeedJaxBackend:
+    """What from_jax builds for each seed alone, vmapped over the seeds."""
+    r = recipe(cfgs[0])
+    return MultiSeedJaxBackend([jax_model(c) for c in cfgs], optax_optimizer(r.optimizer), lambda x: x,
+                               [_arrays(c, d) for c, d in zip(cfgs, datas)], seeds=[c.seed for c in cfgs],
+                               device=r.devices[0], eval_splits=r.eval_splits, precision=r.precision,
+                               compiler_options=TINY_OPTIONS)
 
 
 def main(cfg: ToyConfig, out: Path, **loop_kw) -> dict[str, dict]:
@@ -156,8 +211,23 @@ def main(cfg: ToyConfig, out: Path, **loop_kw) -> dict[str, dict]:
     return result if cfg.dataset == "all" else result[cfg.dataset]
 
 
+def main_seeds(cfg: ToyConfig, out: Path, seeds: int, *, resume: bool = False, **loop_kw) -> dict:
+    """``--seeds K``: {framework: K summaries, "compare": grouped by framework} (per data set for ``all``)."""
+    workdir, result = Path(out) / EXPERIMENT, {}
+    for name in DATASETS if cfg.dataset == "all" else (cfg.dataset,):
+        run_cfg = dataclasses.replace(cfg, dataset=name)
+        run_cfg.validate()
+        result[name] = run_seeds(
+            run_cfg, seeds, frameworks(run_cfg), workdir, name=EXPERIMENT, resume=resume, keyed=True,
+            framework_config=lambda c, fw: c, run_name=run_name,
+            alone=lambda cs, fw, cont: train_seeds(cs, fw, workdir, together=False, resume=cont, **loop_kw),
+            together=lambda cs, fw, cont: train_seeds(cs, fw, workdir, together=True, resume=cont, **loop_kw),
+            compare_name=f"{name}-compare-s{cfg.seed}-seeds{seeds}")
+    return result if cfg.dataset == "all" else result[cfg.dataset]
+
+
 SPEC = Experiment(
     EXPERIMENT, "Part 1 Tasks 1-2: 2-20-2 MLP on moons/circles/blobs, NumPy and JAX",
     "Part 1 Tasks 1-2: the 2-20-2 MLP on a scikit-learn toy set, in NumPy and/or JAX/Flax. "
     "Defaults are the original's: SGD lr 0.01, 1500 steps, batch 30, eval every 30 steps.",
-    ToyConfig, quick, main, checkpoint_every=0)
+    ToyConfig, quick, main, checkpoint_every=0, main_seeds=main_seeds)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from train import runtime
 from train.experiments import cifar, mlp_toy, rnn, rnn_sweep
+from train.experiments import seeds as seeds_mod
 from train.experiments.common import Experiment
 from train.engine.loop import resumable_as
 from train.errors import UsageError
@@ -121,8 +122,12 @@ def loop_settings(e: Experiment, *, progress, resume: bool, checkpoint_every: in
 
 def run(name: str, out: str | Path = "results", *, quick: bool = False, progress: bool | None = False,
         resume: bool = False, checkpoint_every: int | None = None, profile: str | Path | None = None,
-        dump_hlo: str | Path | None = None, **given):
+        dump_hlo: str | Path | None = None, seeds: int | None = None, **given):
     """Train experiment ``name`` with these settings; return its summary (a dict, as summary.json).
+
+    ``seeds=K`` (``--seeds K``) trains seeds seed .. seed + K - 1, each its own run folder, and returns
+    a list of K summaries where one run returns one (``{framework: list, "compare": ...}`` where it
+    returns one per framework); K = 1 is the plain run. K is no setting of a run: not in config.json.
 
     ``train.run("mlp-cifar", out="results", lr=3e-4, epochs=5)`` is ``python -m train mlp-cifar
     --out results --lr 3e-4 --epochs 5``: the same defaults, checks and results. A bad setting
@@ -130,12 +135,27 @@ def run(name: str, out: str | Path = "results", *, quick: bool = False, progress
     ``profile`` and ``dump_hlo`` are the ``--profile`` and ``--dump-hlo`` folders.
     """
     e = get(name)
+    if seeds is not None and e.main_seeds is None:
+        given = {**given, "seeds": seeds}  # rnn-sweep's own setting (an experiment without either rejects it)
+        seeds = None
     cfg = make_config(e, given, quick=quick)
     kw = loop_settings(e, progress=progress, resume=resume, checkpoint_every=checkpoint_every)
     options = {"quick": quick, "progress": progress, "checkpoint_every": checkpoint_every, "profile": profile,
-               "dump_hlo": dump_hlo}
+               "dump_hlo": dump_hlo, "seeds": seeds}
     with runtime.session(profile=profile, dump_hlo=dump_hlo), resumable_as(resume_call(name, out, options, given)):
-        return e.main(cfg, Path(out), **kw)
+        return main_for(e, seeds)(cfg, Path(out), **kw)
+
+
+def main_for(e: Experiment, seeds: int | None) -> Callable:
+    """How ``e`` trains ``seeds`` seeds (None or 1: its plain ``main``, whose return value is kept)."""
+    if seeds is None or (e.main_seeds is None and seeds == 1):
+        return e.main
+    if e.main_seeds is None:
+        raise UsageError(f"{e.name} has no --seeds")
+    seeds_mod.check(seeds, 0)
+    if seeds == 1:
+        return e.main
+    return lambda cfg, out, **kw: e.main_seeds(cfg, out, seeds, **kw)
 
 
 def resume_call(name: str, out, options: dict, given: dict) -> str:

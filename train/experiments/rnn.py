@@ -28,6 +28,7 @@ from train.experiments.common import (BATCH_HELP, Experiment, PrecisionSetting, 
                                       train_each_framework)
 from train.backends.jax_multiseed import MultiSeedJaxBackend, vmap_supported
 from train.engine.results import atomic_write_json
+from train.experiments.seeds import run_seeds
 from train.errors import UsageError
 from train.backends.jax_trainer import select_devices
 
@@ -260,8 +261,17 @@ def main(cfg: RNNConfig, out: Path, **loop_kw) -> dict:
     return train_each_framework(cfg, frameworks(cfg), lambda c: train_and_evaluate(c, workdir, **loop_kw), workdir)
 
 
+def main_seeds(cfg: RNNConfig, out: Path, seeds: int, *, resume: bool = False, **loop_kw):
+    """``--seeds K``: seeds cfg.seed .. cfg.seed + K - 1 of every framework (see train/experiments/seeds.py)."""
+    workdir = Path(out) / EXPERIMENT
+    return run_seeds(cfg, seeds, frameworks(cfg), workdir, name=EXPERIMENT, resume=resume,
+                     alone=lambda cs, fw, cont: [train_and_evaluate(cs[0], workdir, resume=cont, **loop_kw)],
+                     together=lambda cs, fw, cont: train_seeds_together(cs, workdir, resume=cont, **loop_kw),
+                     compare_name=f"{cfg.run_name}-seeds{seeds}-compare")
+
+
 SPEC = Experiment(
     EXPERIMENT, "Part 3: vanilla RNN (or LSTM) on the palindrome task",
     "Part 3: predict the last digit of a (T+1)-digit palindrome from its first T digits. "
     "Defaults are the original's: RMSprop lr 1e-3, StepLR, clip 10, batch 128, 30 epochs.",
-    RNNConfig, quick, main)
+    RNNConfig, quick, main, main_seeds=main_seeds)
