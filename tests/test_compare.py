@@ -160,3 +160,15 @@ def test_bad_grouping_is_one_line_and_writes_nothing(tmp_path, cli_fast, args, m
     r = cli_fast("compare", str(tmp_path / "exp" / "r-s*"), *args, "--out", tmp_path / "cmp")
     assert r.returncode == 2 and r.stderr.startswith(f"error: {message}") and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "cmp").exists()
+
+
+def test_seeds_trained_together_count_at_their_programs_speed():
+    """K vmapped seeds share one program's time: each counts at K times its own examples/s and a K-th of the
+    shared wall time, so a group of them compares fairly with seeds trained one after another."""
+    from train.analysis import groups
+    summary = {"final": {"test_accuracy": 0.5}, "best_test_accuracy": 0.6, "examples_per_s": 100.0,
+               "wall_time_s": 30.0, "trained_together": 3}
+    m = groups.metric_values({"summary": summary, "rows": []}, "epoch")
+    assert (m["examples_per_s"], m["wall_time_s"]) == (300.0, 10.0)
+    alone = groups.metric_values({"summary": {**summary, "trained_together": 1}, "rows": []}, "epoch")
+    assert (alone["examples_per_s"], alone["wall_time_s"]) == (100.0, 30.0)

@@ -32,8 +32,8 @@ METRICS = (
     ("best_test_accuracy", "best test accuracy", "%", "accuracy"),
     ("lowest_test_loss", "lowest test loss", "", None),
     ("lowest_test_loss_at", "when the test loss was lowest", "", None),
-    ("examples_per_s", "examples/s (training steps)", "", "speed"),
-    ("wall_time_s", "whole-run wall time with compile", "s", "speed"),
+    ("examples_per_s", "examples/s (training steps; seeds trained together: their program's)", "", "speed"),
+    ("wall_time_s", "whole-run wall time with compile (seeds trained together: per seed)", "s", "speed"),
 )
 
 
@@ -109,14 +109,20 @@ def pairing(ga: list[dict], gb: list[dict], pairs: list[tuple[dict, dict]]) -> b
 
 
 def metric_values(run: dict, x: str) -> dict:
-    """The run's value of each metric (accuracies in percentage points); None where it has none."""
+    """The run's value of each metric (accuracies in percentage points); None where it has none.
+
+    Seeds trained together in one program (``trained_together`` K) share its time: their speed is
+    the program's (K seeds' examples over the shared time), their wall time a K-th of it, so they
+    compare fairly with seeds trained in turn, which take K whole runs."""
     s, tests = run["summary"], [r for r in run["rows"] if r.get("split") == "test"]
     lowest = min(tests, key=lambda r: r["loss"]) if tests else None
     pct = lambda v: None if v is None else 100 * v  # noqa: E731
+    k = s.get("trained_together") or 1
+    speed, wall = s.get("examples_per_s"), s.get("wall_time_s")
     return {"final_test_accuracy": pct((s.get("final") or {}).get("test_accuracy")),
             "best_test_accuracy": pct(s.get("best_test_accuracy")),
             "lowest_test_loss": lowest and lowest["loss"], "lowest_test_loss_at": lowest and lowest.get(x),
-            "examples_per_s": s.get("examples_per_s"), "wall_time_s": s.get("wall_time_s")}
+            "examples_per_s": speed and speed * k, "wall_time_s": wall and wall / k}
 
 
 def _margin(kind: str | None, margin: float, speed_margin: float, ma: float, mb: float) -> float | None:
