@@ -70,7 +70,7 @@ def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
     assert re.search(r"final test acc [\d.]+% \(n = 2, 95% CI -?[\d.]+% to [\d.]+%\)", rows["Part 3: T=19"])
     assert re.search(r"then up [\d.]+% \(n = 2, 95% CI", rows["Part 1 T3: CIFAR MLP"])
     assert re.search(r"T=3 [\d.]+% \(n = 1: no interval\); T=5 [\d.]+% \(n = 1: no interval\)", rows["Part 3: sweep"])
-    assert re.search(r"\| (equivalent|different|inconclusive): .* points, margin ±1 points, paired t p = .*; n = 2 "
+    assert re.search(r"\| (equivalent|different|inconclusive): [+-]?[\d.e-]+ points.*, n = 2 vs 2.*, margin ±1 points.*; n = 2 "
                      r"seed pairs \(a 2-seed verdict: fewer than 3 seeds\) \|$", rows["Part 1 T3: JAX vs PyTorch, plain MLP"])
     # Every original figure number the plan covers maps to one of ours that exists.
     fig_map = text.split("## The original's figures and ours")[1].split("## How this report")[0]

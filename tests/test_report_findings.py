@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from train.analysis.stats import _signed
 from train.report import findings as F
 
 
@@ -190,8 +191,9 @@ def test_frameworks_verdict_is_paired_by_seed_with_a_margin():
     ours, v, c = F.frameworks(jax, torch)
     paired = stats.ttest_rel(torch, jax)
     ci = paired.confidence_interval(0.95)
-    assert v.startswith(f"equivalent: {100 * np.mean(np.subtract(torch, jax)):+.2f} (95% CI {100 * ci.low:+.2f} to "
-                        f"{100 * ci.high:+.2f}) points, margin ±1 points, paired t p = {paired.pvalue:.2g}")
+    d = 100 * np.mean(np.subtract(torch, jax))
+    assert v.startswith(f"equivalent: {_signed(d)} points (95% CI {_signed(100 * ci.low)} to {_signed(100 * ci.high)}),"
+                        f" n = 3 vs 3 (paired t p = {paired.pvalue:.2g}), margin ±1 points")
     assert v.endswith("n = 3 seed pairs") and "JAX 54.1% (n = 3, 95% CI" in ours
     assert F.frameworks(jax, [a + 0.05 for a in jax])[2]["verdict"] == "different"
     one = F.frameworks(jax[:1], torch[:1])[1]

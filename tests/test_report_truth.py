@@ -102,7 +102,7 @@ def test_a_precision_note_beside_the_runs_relabels_them(tmp_path):
     assert "**Precision: TF32**, not the `fp32` the runs' config.json records: XLA default." in text
 
 
-def _tiny_plan(quick, data, seed):
+def _tiny_plan(quick, data, seed, seeds=3):
     """Toy moons (NumPy, JAX) and a one-length, one-seed vanilla sweep: a report in seconds."""
     plan = P.Plan(quick=True, torch=False)
     plan.toy = [mlp_toy.ToyConfig(dataset="moons", steps=60, samples=200, seed=seed, devices=1, framework="both")]
@@ -135,7 +135,7 @@ def test_render_only_rewrites_the_report_from_its_runs_and_trains_nothing(monkey
     assert [x for x in _body(again) if x and "Precision" not in x] == [
         x for x in _body(first) if x and "Precision" not in x]
     # A missing run, or one made with other settings, is a one-line error, and nothing is trained.
-    monkeypatch.setattr(P, "make_plan", lambda q, d, s: dataclasses.replace(_tiny_plan(q, d, s), toy=[
+    monkeypatch.setattr(P, "make_plan", lambda q, d, s, n=3: dataclasses.replace(_tiny_plan(q, d, s), toy=[
         dataclasses.replace(_tiny_plan(q, d, s).toy[0], steps=90)]))
     with pytest.raises(report.UsageError, match=r"moons-numpy-s0 ran with other settings than this report's "
                                                 r"plan \(steps=60, plan 90\)"):
