@@ -168,6 +168,8 @@ def test_report_plan_seeds():
     if full.torch:  # both MLPs' twins, every seed; T=19's twin one seed
         assert [(c.run_name, report.plan.seed_count(full, c)) for c in full.twins] == [
             ("plain-fp32-torch-s5", 4), ("improved-fp32-torch-s5", 4), ("T19-vanilla-fp32-torch-s5", 1)]
+    one = report.make_plan(False, "synthetic:256", 0, seeds=1)  # the sweeps keep the reference's 3 seeds
+    assert (one.t19_seeds, one.mlp_seeds, one.sweep["seeds"], one.ablation["seeds"]) == (1, 1, 3, 3)
     quick = report.make_plan(True, "synthetic:256", 0)
     assert (quick.t19_seeds, quick.mlp_seeds, quick.sweep["seeds"]) == (3, 1, 1)
     assert any(s.startswith("Seeds: T=19 with 3;") for s in quick.scaled)

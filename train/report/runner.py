@@ -156,8 +156,8 @@ def add_parser(sub, common) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every experiment (default: 0)")
     p.add_argument("--seeds", type=int, default=3,
                    help="seeds (--seed, --seed+1, ...) behind each seed-dependent verdict: T=19, the CIFAR MLPs and "
-                        "their PyTorch twins, the length sweeps; below 3 the verdicts say they are single-seed "
-                        "(default: 3; --quick trains more than one only for T=19)")
+                        "their PyTorch twins, the length sweeps (never fewer than 3 in a full report); below 3 the "
+                        "verdicts say they are single-seed (default: 3; --quick trains more than one only for T=19)")
     p.add_argument("--parts", default=None,
                    help=f"comma-separated parts to run, from {', '.join(P.PARTS)} (default: all); REPORT.md says "
                         "which were left out")
