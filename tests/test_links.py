@@ -26,8 +26,10 @@ def links(path: Path) -> list[str]:
 
 
 def slug(heading: str) -> str:
-    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
-    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens; underscores stay
+    (``jax_multiseed.py`` in a heading gives ``jax_multiseedpy``), as do those of ``_emphasis_``, which no
+    heading here uses."""
+    text = re.sub(r"[`*]", "", heading.strip().lower())
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
     return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 

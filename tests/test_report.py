@@ -67,7 +67,7 @@ def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
     assert "| T=19 vanilla seed 0 |" in text and "| T=19 vanilla seed 1 |" in text
     claims = text.split("## The original's results and ours")[1].split("## Where our runs")[0]
     rows = {r.split(" | ")[0][2:]: r for r in claims.splitlines() if r.startswith("| Part")}
-    assert re.search(r"final test acc [\d.]+% \(n = 2, 95% CI -?[\d.]+% to [\d.]+%\)", rows["Part 3: T=19"])
+    assert re.search(r"final test acc [\d.]+% \(n = 2, 95% CI [\d.]+% to [\d.]+%(, cut to 0-100%)?\)", rows["Part 3: T=19"])
     assert re.search(r"then up [\d.]+% \(n = 2, 95% CI", rows["Part 1 T3: CIFAR MLP"])
     assert re.search(r"T=3 [\d.]+% \(n = 1: no interval\); T=5 [\d.]+% \(n = 1: no interval\)", rows["Part 3: sweep"])
     assert re.search(r"\| (equivalent|different|inconclusive): [+-]?[\d.e-]+ points.*, n = 2 vs 2.*, margin ±1 points.*; n = 2 "

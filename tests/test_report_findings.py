@@ -106,7 +106,7 @@ def test_t19_verdicts_need_every_seed():
     ours, v = F.t19([good, bad, late])
     assert v == "no: 1 of 3 seeds end below 90% (lowest final test accuracy 20.0%)"
     lo, hi = t_interval([0.9, 0.2, 0.95])
-    assert f"(n = 3, 95% CI {pct(lo)} to {pct(hi)})" in ours
+    assert f"(n = 3, 95% CI {pct(max(lo, 0))} to {pct(min(hi, 1))}{', cut to 0-100%' if lo < 0 or hi > 1 else ''})" in ours
     assert F.t19([good])[1].endswith("(a single-seed verdict: fewer than 3 seeds)")
 
 
