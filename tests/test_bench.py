@@ -33,7 +33,8 @@ RECORD_FIELDS = ["suite", "framework", "mode", "precision", "devices", "batch_si
                  # added with the work, memory and spread columns
                  "step_s_q1", "step_s_q3", "flops_per_step", "bytes_accessed_per_step", "flops_per_s",
                  "peak_flops_per_s", "utilisation", "memory"]
-TOP_KEYS = {"machine", "versions", "settings", "records", "ratios", "batches", "checks", "wall_time_s", "curves"}
+TOP_KEYS = {"machine", "versions", "settings", "records", "ratios", "batches", "checks", "wall_time_s", "curves",
+            "partial"}
 SETTINGS_KEYS = {"suites", "frameworks", "modes", "devices", "precisions", "quick", "seed", "batch_sizes",
                  "sweep_precision", "torch_compile", "torch_compile_mode", "time_budget_s", "profile",
                  "profile_only", "dump_hlo", "torch_available", "scaling", "pmap_child_devices"}
@@ -382,3 +383,33 @@ def test_time_budget_skips_what_would_start_late(tmp_path):
     assert [(r["suite"], r["framework"]) for r in doc["records"]] == [("mlp-toy", "numpy"), ("mlp-toy", "jax"), ("rnn-palindrome", "jax")]
     assert all(r["skipped"] and "--time-budget" in r["note"] for r in doc["records"])
     assert doc["checks"] == [] and doc["batches"] == []
+
+
+def test_an_interrupted_run_keeps_the_groups_it_finished(tmp_path, monkeypatch):
+    """bench.json and bench.md are rewritten after every group (suite and batch), so a run killed
+    in its second group still returns the first group's rows, marked partial."""
+    from train.bench import run as bench_run
+    real, calls = bench_run.measure, []
+
+    def measure_then_interrupt(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            assert json.loads((tmp_path / "bench" / "bench.json").read_text())["partial"] is True
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(bench_run, "measure", measure_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _run(["--suite", "mlp-toy", "--frameworks", "numpy", "--modes", "step", "--batch-sizes", "16,32",
+              "--steps", "2", "--windows", "1", "--warmup", "0", "--out", str(tmp_path)])
+    doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert doc["partial"] is True and len(calls) == 2
+    assert [(r["framework"], r["batch_size"], r["skipped"]) for r in doc["records"]] == [("numpy", 16, False)]
+    assert doc["records"][0]["examples_per_s"] > 0
+    assert "| mlp-toy | numpy |" in (tmp_path / "bench" / "bench.md").read_text()
+    assert not (tmp_path / "bench" / "bench.png").exists()
+
+
+def test_a_finished_run_is_not_partial(tiny_run):
+    _, d = tiny_run
+    assert json.loads((d / "bench.json").read_text())["partial"] is False and (d / "bench.png").exists()

@@ -148,7 +148,9 @@ def _items(wl: Workload, args, plan: _Plan, precisions: list[str]) -> list[Runne
     return items
 
 
-def _measure_all(args, plan: _Plan, log) -> list[Record]:
+def _measure_all(args, plan: _Plan, log, on_group: Callable[[list[Record]], None] = lambda r: None
+                 ) -> list[Record]:
+    """Every group (suite and batch) in turn; ``on_group`` sees the records so far after each."""
     records: list[Record] = []
     for suite in args.suite:
         for batch in suite_batches(suite, plan.spec):
@@ -161,9 +163,11 @@ def _measure_all(args, plan: _Plan, log) -> list[Record]:
             records += measure(_items(wl, args, plan, precs), wl.windows, wl.warmup, log=log)
             log(f"bench: {suite} at batch {wl.batch} took {time.perf_counter() - t:.1f} s")
             records += _weak_scaling(wl, args, plan, precs, suite_batches(suite, plan.spec), log)
+            on_group(records)
         if TABLE[suite].whole_run and "whole-run" in args.modes:
             records += bench_whole_run([f for f in args.frameworks if f in ("numpy", "jax")],
                                        steps=args.whole_run_steps, log=log)
+            on_group(records)
     return records
 
 
@@ -217,6 +221,30 @@ def _plot_curves(curve: dict, out_dir: Path) -> None:
         curves.plot_scaling(curve["scaling"], out_dir / "scaling_curve.png")
 
 
+def _write(out_dir: Path, records: list[Record], state: dict, *, partial: bool) -> tuple[dict, str]:
+    """bench.json and bench.md of ``records``; bench.json's ``partial`` says whether groups may
+    follow. Figures only at the end (matplotlib is slow)."""
+    plan = state["plan"]
+    annotate(records, state["peaks"])
+    ratios, checks = compute_ratios(records, plan.gpu), acceptance_checks(records, plan.gpu)
+    batches = batch_summary(records)
+    curve = {"batch": curves.batch_curves(records), "scaling": curves.scaling_curves(records)}
+    # Other jobs on a shared machine: read the numbers with the load averages in mind.
+    machine = {**machine_info(), "loadavg_start": state["load_start"], "loadavg_end": _loadavg()}
+    doc = {"machine": machine, "versions": package_versions(),
+           "settings": _settings(state["args"], plan), "partial": partial,
+           "records": [dataclasses.asdict(r) for r in records], "ratios": ratios,
+           "batches": batches, "checks": checks, "curves": curve,
+           "wall_time_s": round(time.perf_counter() - state["t_start"], 2)}
+    atomic_write_json(out_dir / "bench.json", doc)
+    table = _document(records, ratios, checks, machine, batches, curve)
+    atomic_write_text(out_dir / "bench.md", table)
+    if not partial:
+        plot(records, out_dir / "bench.png", plan.gpu)
+        _plot_curves(curve, out_dir)
+    return doc, table
+
+
 def run(args) -> int:
     """Run the benchmark ``args`` asks for; write ``<out>/bench/bench.json``, ``bench.md`` and
     ``bench.png``, and print the table."""
@@ -238,26 +266,14 @@ def run(args) -> int:
         log(f"bench: {NOT_INSTALLED}; its records are skipped")
     peaks = Peaks()
     peaks.get("fp32")   # measured before the runs and again after them (on CPU): the higher counts
-    records = _measure_all(args, plan, log)
+    state = {"args": args, "plan": plan, "peaks": peaks, "t_start": t_start, "load_start": load_start}
+    # Rewritten after every group, atomically: a run interrupted later keeps what it measured.
+    records = _measure_all(args, plan, log, lambda recs: _write(out_dir, recs, state, partial=True))
     peaks.remeasure()
     if plan.child_devices:
         records = scaling.merge(records, scaling.pmap_in_child(args, plan.spec, plan.devices,
                                                                plan.child_devices, log))
-    annotate(records, peaks)
-    ratios, checks = compute_ratios(records, plan.gpu), acceptance_checks(records, plan.gpu)
-    batches = batch_summary(records)
-    curve = {"batch": curves.batch_curves(records), "scaling": curves.scaling_curves(records)}
-    # Other jobs on a shared machine: read the numbers with the load averages in mind.
-    machine = {**machine_info(), "loadavg_start": load_start, "loadavg_end": _loadavg()}
-    doc = {"machine": machine, "versions": package_versions(), "settings": _settings(args, plan),
-           "records": [dataclasses.asdict(r) for r in records], "ratios": ratios,
-           "batches": batches, "checks": checks, "curves": curve,
-           "wall_time_s": round(time.perf_counter() - t_start, 2)}
-    atomic_write_json(out_dir / "bench.json", doc)
-    table = _document(records, ratios, checks, machine, batches, curve)
-    atomic_write_text(out_dir / "bench.md", table)
-    plot(records, out_dir / "bench.png", plan.gpu)
-    _plot_curves(curve, out_dir)
+    doc, table = _write(out_dir, records, state, partial=False)
     print()
     print(table, end="")
     print(f"\nwrote {out_dir / 'bench.json'}, bench.md, bench.png in {doc['wall_time_s']:.1f} s")
