@@ -159,47 +159,58 @@ except Exception as e:  # no GPU tools here: fine on a CPU dry run
 PRECS = ["fp32", "tf32", "bf16"]
 
 
-def _bench(py: str, work: Path, name: str, suite: str, batch: int, precs: list[str], dry: bool, extra=()) -> list[str]:
+DRY_BATCH = {"cnn-cifar": 2, "rnn-palindrome": 8, "mlp-cifar": 64}   # a dry run's smallest batches
+
+
+def _bench(py: str, work: Path, name: str, suite: str, batch: int, precs: list[str], dry: bool, extra=(),
+           dry_as: tuple[str, str] | None = None) -> list[str]:
+    """One bench process; on a dry run ``dry_as`` (suite, precisions), else the suite in fp32, at its
+    smallest batch and a single step: minutes of CPU otherwise, for the wiring alone."""
+    if dry:
+        suite, prec = dry_as or (suite, "fp32")
     argv = [py, "-m", "train", "bench", "--suite", suite, "--frameworks", "jax,torch",
             "--modes", "fused,eager,compiled", "--out", str(work / name), *extra]
-    if dry:   # tiny: the quick CPU workloads, one window, no torch.compile (minutes on a CPU)
-        return argv + ["--batch-sizes", f"{suite}:{8 if suite == 'cnn-cifar' else 64}", "--precision",
-                       "fp32" if suite == "cnn-cifar" else "fp32,tf32",
+    if dry:   # the quick CPU workloads, one window, no torch.compile (minutes on a CPU)
+        return argv + ["--batch-sizes", f"{suite}:{DRY_BATCH[suite]}", "--precision", prec,
                        "--quick", "--steps", "1", "--windows", "1", "--warmup", "0", "--torch-compile", "off"]
     return argv + ["--batch-sizes", f"{suite}:{batch}", "--precision", ",".join(precs), "--torch-compile", "on"]
 
 
 def _report(py: str, work: Path, parts: str, data: str, dry: bool) -> list[str]:
-    # On a CPU dry run the CNN and the sweeps would take minutes: the same calls with cheap parts.
+    # On a CPU dry run even --quick trains for minutes, and the CNN and the sweeps longer: the same
+    # calls on a tiny plan (scripts/dry_report.py) with cheap parts.
     if dry:
-        parts = "toy,mlp,t19"
-    return [py, "-m", "train", "report", *(["--quick"] if dry else []), "--data", data, "--parts", parts,
-            "--out", str(work / "results"), "--no-progress"]
+        return [py, "scripts/dry_report.py", "--quick", "--data", data, "--parts", "toy,mlp,t19",
+                "--out", str(work / "results"), "--no-progress"]
+    return [py, "-m", "train", "report", "--data", data, "--parts", parts, "--out", str(work / "results"),
+            "--no-progress"]
 
 
 def steps(py: str, work: Path, data: str, dry: bool) -> list[Step]:
     """Every step, most valuable first; the estimates are the GPU run's even on a dry run."""
     env = _walls(_read(REF / "check" / "check.log")).get("env")
     core, rest_parts = "toy,mlp,cnn,t19", "toy,mlp,cnn,t19,sweep,lstm,schedule,torch"
-    tests = ["tests/test_numpy_layers.py", "tests/test_toy_data.py"] if dry else []
+    tests = ["tests/test_numpy_layers.py"] if dry else []
     profile = ["--profile", str(work / "profile"), "--profile-only", "*-fused-bf16-*,*-fused-*-b8",
                "--dump-hlo", str(work / "hlo")]
     return [
         Step("env", "check", [py, "-c", ENV_CODE],
              Estimate(env, "reference check.log") if env else Estimate(20.0, "no record: 20 s"), True),
-        Step("bench rnn b128", "bench", _bench(py, work, "bench-rnn128", "rnn-palindrome", 128, PRECS, dry),
+        Step("bench rnn b128", "bench", _bench(py, work, "bench-rnn128", "rnn-palindrome", 128, PRECS, dry,
+                                               dry_as=("rnn-palindrome", "fp32,tf32")),
              bench_estimate("rnn-palindrome", 128, PRECS), True),
         Step("bench cnn b256", "bench", _bench(py, work, "bench-cnn256", "cnn-cifar", 256, PRECS, dry),
              bench_estimate("cnn-cifar", 256, PRECS), True),
         Step(f"report {core}", "report", _report(py, work, core, data, dry), report_core_estimate(), True),
-        Step("tests", "tests", [py, "scripts/parallel_pytest.py", "2" if dry else "14", str(work / "tests"), *tests],
+        Step("tests", "tests", [py, "scripts/parallel_pytest.py", "1" if dry else "14", str(work / "tests"), *tests],
              tests_estimate(), True),
         Step(f"report {core},sweep", "report", _report(py, work, core + ",sweep", data, dry),
              report_sweep_estimate("vanilla")),
         Step(f"report {core},sweep,lstm", "report", _report(py, work, core + ",sweep,lstm", data, dry),
              report_sweep_estimate("lstm")),
         Step("bench cnn b1024 bf16 (profiles)", "bench",
-             _bench(py, work, "bench-cnn1024", "cnn-cifar", 1024, ["bf16"], dry, profile),
+             # dry: the RNN, whose compile is seconds, not the CNN's minute, through the same profiles
+             _bench(py, work, "bench-cnn1024", "cnn-cifar", 1024, ["bf16"], dry, profile, ("rnn-palindrome", "fp32")),
              bench_estimate("cnn-cifar", 1024, ["bf16"])),
         Step("bench rnn b8192 bf16", "bench", _bench(py, work, "bench-rnn8192", "rnn-palindrome", 8192, ["bf16"], dry),
              bench_estimate("rnn-palindrome", 8192, ["bf16"])),
