@@ -163,15 +163,16 @@ DRY_BATCH = {"cnn-cifar": 2, "rnn-palindrome": 8, "mlp-cifar": 64}   # a dry run
 
 
 def _bench(py: str, work: Path, name: str, suite: str, batch: int, precs: list[str], dry: bool, extra=(),
-           dry_as: tuple[str, str] | None = None) -> list[str]:
-    """One bench process; on a dry run ``dry_as`` (suite, precisions), else the suite in fp32, at its
-    smallest batch and a single step: minutes of CPU otherwise, for the wiring alone."""
+           dry_as: tuple[str, str] = ("", "jax,torch")) -> list[str]:
+    """One bench process. A dry run times ``dry_as`` (another suite, if named; frameworks) in fp32 at
+    the smallest batch for a single step: the wiring, not the numbers, at a few seconds of CPU each."""
+    frameworks = "jax,torch"
     if dry:
-        suite, prec = dry_as or (suite, "fp32")
-    argv = [py, "-m", "train", "bench", "--suite", suite, "--frameworks", "jax,torch",
+        suite, frameworks = dry_as[0] or suite, dry_as[1]
+    argv = [py, "-m", "train", "bench", "--suite", suite, "--frameworks", frameworks,
             "--modes", "fused,eager,compiled", "--out", str(work / name), *extra]
     if dry:   # the quick CPU workloads, one window, no torch.compile (minutes on a CPU)
-        return argv + ["--batch-sizes", f"{suite}:{DRY_BATCH[suite]}", "--precision", prec,
+        return argv + ["--batch-sizes", f"{suite}:{DRY_BATCH[suite]}", "--precision", "fp32",
                        "--quick", "--steps", "1", "--windows", "1", "--warmup", "0", "--torch-compile", "off"]
     return argv + ["--batch-sizes", f"{suite}:{batch}", "--precision", ",".join(precs), "--torch-compile", "on"]
 
@@ -196,8 +197,7 @@ def steps(py: str, work: Path, data: str, dry: bool) -> list[Step]:
     return [
         Step("env", "check", [py, "-c", ENV_CODE],
              Estimate(env, "reference check.log") if env else Estimate(20.0, "no record: 20 s"), True),
-        Step("bench rnn b128", "bench", _bench(py, work, "bench-rnn128", "rnn-palindrome", 128, PRECS, dry,
-                                               dry_as=("rnn-palindrome", "fp32,tf32")),
+        Step("bench rnn b128", "bench", _bench(py, work, "bench-rnn128", "rnn-palindrome", 128, PRECS, dry),
              bench_estimate("rnn-palindrome", 128, PRECS), True),
         Step("bench cnn b256", "bench", _bench(py, work, "bench-cnn256", "cnn-cifar", 256, PRECS, dry),
              bench_estimate("cnn-cifar", 256, PRECS), True),
@@ -209,14 +209,16 @@ def steps(py: str, work: Path, data: str, dry: bool) -> list[Step]:
         Step(f"report {core},sweep,lstm", "report", _report(py, work, core + ",sweep,lstm", data, dry),
              report_sweep_estimate("lstm")),
         Step("bench cnn b1024 bf16 (profiles)", "bench",
-             # dry: the RNN, whose compile is seconds, not the CNN's minute, through the same profiles
-             _bench(py, work, "bench-cnn1024", "cnn-cifar", 1024, ["bf16"], dry, profile, ("rnn-palindrome", "fp32")),
+             # dry: the RNN in JAX, whose compile is seconds, not the CNN's minute, through the same profiles
+             _bench(py, work, "bench-cnn1024", "cnn-cifar", 1024, ["bf16"], dry, profile, ("rnn-palindrome", "jax")),
              bench_estimate("cnn-cifar", 1024, ["bf16"])),
-        Step("bench rnn b8192 bf16", "bench", _bench(py, work, "bench-rnn8192", "rnn-palindrome", 8192, ["bf16"], dry),
+        Step("bench rnn b8192 bf16", "bench", _bench(py, work, "bench-rnn8192", "rnn-palindrome", 8192, ["bf16"], dry,
+                                                     dry_as=("", "jax")),
              bench_estimate("rnn-palindrome", 8192, ["bf16"])),
         Step("report all", "report", _report(py, work, rest_parts, data, dry),
              Estimate(240.0, "no record of the schedule ablation and the PyTorch twins: 240 s")),
-        Step("bench mlp-cifar b256", "bench", _bench(py, work, "bench-mlp256", "mlp-cifar", 256, ["fp32", "bf16"], dry),
+        Step("bench mlp-cifar b256", "bench", _bench(py, work, "bench-mlp256", "mlp-cifar", 256, ["fp32", "bf16"], dry,
+                                                            dry_as=("", "jax")),
              bench_estimate("mlp-cifar", 256, ["fp32", "bf16"])),
     ]
 
