@@ -38,6 +38,10 @@ def test_mean_ci_is_scipys_t_interval_and_says_n():
     assert lo < 0 and hi > 1
     assert F.mean_ci(b) == f"{pct(np.mean(b))} (n = 3, 95% CI 0.0% to 100.0%, cut to 0-100%)"
     assert F.mean_ci(b, pct=False).endswith(f"95% CI {lo:.3g} to {hi:.3g})")
+    # A loss's rise in percent is no accuracy: its interval is not cut at 100%.
+    rises = [1.5, 1.6, 1.62]
+    lo, hi = t_interval(rises)
+    assert F.mean_ci(rises, accuracy=False) == f"{pct(np.mean(rises))} (n = 3, 95% CI {pct(lo)} to {pct(hi)})"
     assert F.few_seeds(3) == "" and "single-seed" in F.few_seeds(1) and "2-seed" in F.few_seeds(2)
 
 

@@ -26,10 +26,10 @@ def test_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["split"] == "test"]
 
 
-def mean_ci(values, *, pct: bool = True) -> str:
+def mean_ci(values, *, pct: bool = True, accuracy: bool = True) -> str:
     """'62.0% (n = 3, 95% CI 0.0% to 100.0%, cut to 0-100%)': the mean of ``values`` with its Student-t
     interval; an accuracy's interval (``pct``) is cut to the range an accuracy can take."""
-    d = describe(values, bounds=(0.0, 1.0) if pct else None)
+    d = describe(values, bounds=(0.0, 1.0) if pct and accuracy else None)  # a rise in % has no upper bound
     f = _pct if pct else (lambda x: f"{x:.3g}")
     if d["ci"] is None:
         return f"{f(d['mean'])} (n = {d['n']}: no interval)"
@@ -66,7 +66,7 @@ def overfitting(rows: list[dict]) -> dict:
 def _overfit_text(name: str, o: list[dict]) -> str:
     return (f"{name}: lowest test loss at epoch {', '.join(str(x['low_epoch']) for x in o)} (per seed) of "
             f"{o[0]['epochs']}, "
-            f"then up {mean_ci([x['rise'] for x in o])}; final test acc {mean_ci([x['final_acc'] for x in o])}")
+            f"then up {mean_ci([x['rise'] for x in o], accuracy=False)}; final test acc {mean_ci([x['final_acc'] for x in o])}")
 
 
 def cifar_mlp(plain: list[list[dict]], improved: list[list[dict]] | None) -> tuple[str, str]:
