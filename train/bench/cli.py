@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from train.bench.records import FRAMEWORKS, MODES, PRECISIONS
+from train.bench.records import DEFAULT_MODES, FRAMEWORKS, MODES, PRECISIONS
 from train.bench.suites import SUITES, unknown_suite
 from train.bench.whole_run import WHOLE_RUN_STEPS
 from train.errors import UsageError
@@ -91,8 +91,9 @@ def _add_selection(p) -> None:
     p.add_argument("--frameworks", type=_csv(FRAMEWORKS), default=list(FRAMEWORKS),
                    help="comma-separated frameworks from numpy, jax, torch (default: all; torch is "
                         "skipped with a note when not installed)")
-    p.add_argument("--modes", type=_csv(MODES), default=list(MODES),
-                   help=f"comma-separated modes from {', '.join(MODES)} (default: all)")
+    p.add_argument("--modes", type=_csv(MODES), default=list(DEFAULT_MODES),
+                   help=f"comma-separated modes from {', '.join(MODES)} (default: all but the "
+                        f"fused-cb-* GPU variants)")
     p.add_argument("--devices", type=_int_csv, default=None,
                    help="comma-separated device counts for the pmap mode, e.g. 1,2,4 (default: 1 "
                         "and all local devices)")

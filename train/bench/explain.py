@@ -65,3 +65,35 @@ INTRO = (
     "memory in use (process-wide; PyTorch: max_memory_allocated) where it reports one. Compile: "
     "seconds of tracing, lowering to StableHLO and XLA compiling, and whether JAX's persistent "
     "cache was off, hit or missed.")
+
+
+KERNELS_INTRO = (
+    "Kernels per step, from each JAX program's optimised HLO (train.bench.hlo_stats): for a fused "
+    "period the loop body, for a one-step program the entry; on a GPU each is a launch (CPU: a "
+    "thunk). Collectives: all-reduces and the like per step. The fused-cb-* rows are the fused "
+    "period compiled with XLA's command-buffer options (train.bench.jax_variants); their first "
+    "window's parameters are checked against fused's, within fused's own run-to-run difference.")
+
+
+def kernels_table(records: list[Record]) -> list[str]:
+    """One row per JAX record with an HLO count; empty when there is none."""
+    rows = [r for r in steady(records) if r.framework == "jax" and "kernels" in r.extra.get("hlo_ops", {})]
+    if not rows:
+        return []
+    lines = ["", KERNELS_INTRO, "",
+             "| suite | mode | precision | devices | batch | step | vs fused | kernels/step | fusions | "
+             "library calls | copies / transposes | collectives | exact vs fused |",
+             "|---|---|---|---:|---:|---|---:|---:|---:|---|---|---:|---|"]
+    for r in rows:
+        h = r.extra["hlo_ops"]
+        fused = next((f for f in rows if (f.suite, f.mode, f.precision, f.batch_size, f.devices)
+                      == (r.suite, "fused", r.precision, r.batch_size, r.devices)), None)
+        vs = "-" if fused is None or r is fused else f"{fused.step_s / r.step_s:.2f}x"
+        calls = ", ".join(f"{k} {v}" for k, v in sorted(h["custom_call_targets"].items())) or "-"
+        ex = r.extra.get("exact_vs_fused", {})
+        exact = "-" if not ex else ex["verdict"] + (
+            f" ({ex['max_abs_diff']:.2g}, noise {ex['noise_floor']:.2g})" if "max_abs_diff" in ex else "")
+        lines.append(f"| {r.suite} | {r.mode} | {r.precision} | {r.devices} | {r.batch_size} | "
+                     f"{fmt_time(r.step_s)} | {vs} | {h['kernels']} | {h['fusions']} | {calls} | "
+                     f"{h['copies']} / {h['transposes']} | {h['collectives']} | {exact} |")
+    return lines

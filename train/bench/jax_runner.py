@@ -17,7 +17,9 @@ import jax
 import numpy as np
 from flax import nnx
 
+from train.bench import jax_variants
 from train.bench.cost import cost_of, memory_of, per_step_cost
+from train.bench.hlo_stats import step_ops
 from train.bench.records import Record, error_text, run_name, skipped
 from train.bench.timing import Budget, Runner, prepare
 from train.bench.workloads import Workload, with_precision
@@ -83,8 +85,9 @@ def initial_state(make_model: Callable[[], nnx.Module], tx, seed: int):
 def build_trainer(s: JaxSetup, mode: str, n: int = 1) -> tuple[Trainer, Any, Any]:
     """``mode``'s Trainer on the first ``n`` local devices, with the state and data it trains on."""
     pmap = mode == "pmap"
+    options = {**(s.compiler_options or {}), **jax_variants.VARIANTS.get(mode, {})}
     trainer = Trainer(s.graphdef_pmap if pmap else s.graphdef, s.tx, s.preprocess,
-                      devices=jax.local_devices()[:n], compiler_options=s.compiler_options,
+                      devices=jax.local_devices()[:n], compiler_options=options or None,
                       fuse=mode != "step-loop", pmap=pmap)
     data = trainer.replicate({"train_x": s.wl.train_x, "train_y": s.wl.train_y})
     return trainer, trainer.replicate(s.host_state), data
@@ -158,6 +161,10 @@ def record_program(rec: Record, s: JaxSetup, trainer: Trainer, state, data, log:
                                      "hit" if log.cache_hits else "miss")
     exe = trainer.compiled()["train" if trainer.fuse else "step"]
     rec.memory = memory_of(exe)
+    try:
+        rec.extra["hlo_ops"] = step_ops(exe.as_text(), fused=trainer.fuse)
+    except Exception as e:  # noqa: BLE001 - a missing figure must not cost the measurement
+        rec.extra["hlo_ops"] = {"error": error_text(e)}
     rec.extra["program_bytes"] = rec.memory["total_bytes"] if rec.memory else None
     with matmul_scope(s.precision):
         one = (cost_of(exe) if not trainer.fuse
@@ -171,8 +178,11 @@ def record_program(rec: Record, s: JaxSetup, trainer: Trainer, state, data, log:
     return exe
 
 
-def jax_runner(s: JaxSetup, mode: str, n: int = 1, art: Artifacts = Artifacts()) -> Runner:
-    """One window is ``Trainer.train`` on the workload's K batches; the first call compiles."""
+def jax_runner(s: JaxSetup, mode: str, n: int = 1, art: Artifacts = Artifacts(),
+               refs: dict | None = None) -> Runner:
+    """One window is ``Trainer.train`` on the workload's K batches; the first call compiles.
+    ``refs`` (precision -> jax_variants.Reference): given when variants run, so ``fused`` leaves
+    its first window's result there and each variant is checked against it."""
     wl = s.wl
     trainer, state, data = build_trainer(s, mode, n)
     holder = [state]
@@ -186,6 +196,8 @@ def jax_runner(s: JaxSetup, mode: str, n: int = 1, art: Artifacts = Artifacts())
     with matmul_scope(s.precision), CompileLog() as log:
         window()
     rec.compile_s = trainer.compile_time_s
+    if refs is not None:
+        check_variant(rec, s, trainer, data, holder[0], refs)
     exe = record_program(rec, s, trainer, holder[0], data, log)
     art.save_hlo(rec, exe)
 
@@ -193,6 +205,18 @@ def jax_runner(s: JaxSetup, mode: str, n: int = 1, art: Artifacts = Artifacts())
         r.peak_memory_bytes = peak_memory(trainer.devices[0])
         art.profile(r, window)
     return Runner(rec, window, after)
+
+
+def check_variant(rec: Record, s: JaxSetup, trainer: Trainer, data, first, refs: dict) -> None:
+    """``fused``: replay its first window from the initial state and leave both in ``refs``; a
+    variant: its first window against that (jax_variants.exactness)."""
+    if rec.mode == "fused":
+        replay, _ = trainer.train(trainer.replicate(s.host_state), data, s.wl.idx)
+        refs[s.precision] = jax_variants.reference(first, replay)
+    elif rec.mode in jax_variants.VARIANTS:
+        rec.extra["exact_vs_fused"] = jax_variants.exactness(first, refs.get(s.precision))
+        if jax.devices()[0].platform == "cpu":
+            rec.note = jax_variants.CPU_NOTE
 
 
 def _pmap_skip(wl: Workload, n: int, skip_pmap: str) -> str:
@@ -220,18 +244,19 @@ def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str]
                 setups: dict[str, Callable[[], JaxSetup]] | None = None) -> list[Runner | Record]:
     setups = setups or setups_for(wl, precisions)
     one_step_cpu = not wl.spec.fuse_on_cpu and jax.devices()[0].platform == "cpu"
+    refs = {} if any(m in jax_variants.VARIANTS for m in modes) else None
     out: list[Runner | Record] = []
     for precision in suite_precisions(wl, precisions):
         setup = setups[precision]
-        cells = [(m, 1) for m in ("step-loop", "fused") if m in modes]
+        cells = [(m, 1) for m in ("step-loop", "fused", *jax_variants.VARIANTS) if m in modes]
         cells += [("pmap", n) for n in devices] if "pmap" in modes else []
         for mode, n in cells:
             why = _pmap_skip(wl, n, skip_pmap) if mode == "pmap" else ""
             out.append(skipped(wl.suite, "jax", mode, why, precision=precision, devices=n,
                                batch_size=wl.batch) if why else
-                       prepare(lambda m=mode, n=n, setup=setup: jax_runner(setup(), m, n, art), wl,
-                               "jax", mode, precision, n, budget))
+                       prepare(lambda m=mode, n=n, setup=setup: jax_runner(setup(), m, n, art, refs),
+                               wl, "jax", mode, precision, n, budget))
     for item in out:
-        if one_step_cpu and isinstance(item, Runner) and item.record.mode in ("fused", "pmap"):
+        if one_step_cpu and isinstance(item, Runner) and item.record.mode not in ("step-loop",):
             item.record.note = CPU_SCAN_CONV_NOTE
     return out

@@ -10,7 +10,10 @@ from train.precision import NAMES as PRECISIONS
 FRAMEWORKS = ("numpy", "jax", "torch")
 JAX_MODES = ("step-loop", "fused", "pmap")
 TORCH_MODES = ("eager", "compiled")
-MODES = ("step", *JAX_MODES, *TORCH_MODES, "whole-run")  # "step": NumPy's plain loop
+# The fused period compiled with GPU options (train.bench.jax_variants): asked for by name only.
+JAX_VARIANT_MODES = ("fused-cb-off", "fused-cb-loop", "fused-cb-unroll")
+DEFAULT_MODES = ("step", *JAX_MODES, *TORCH_MODES, "whole-run")  # "step": NumPy's plain loop
+MODES = (*DEFAULT_MODES, *JAX_VARIANT_MODES)
 
 
 @dataclass

@@ -209,7 +209,7 @@ def _document(records, ratios, checks, machine, batches, curve) -> str:
     """bench.md: the speed table, ratios, batches and checks; then work, memory and compile; then
     the curves."""
     text = markdown(records, ratios, checks, machine, batches)
-    extra = ["", explain.INTRO, "", *explain.work_table(records),
+    extra = ["", explain.INTRO, "", *explain.work_table(records), *explain.kernels_table(records),
              *curves.markdown(curve["batch"], curve["scaling"])]
     return text + "\n".join(extra) + "\n"
 
