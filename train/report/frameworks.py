@@ -27,6 +27,20 @@ NOTES = {"mlp-improved": ["Dropout draws its masks from each framework's own ran
                           "like two seeds, so only the paired verdict over seeds below compares them.", ""]}
 
 
+def each_run(plan: Plan, results: dict, out: Path, run_or_reuse) -> None:
+    """Every seeded run of the plan but the toy's and the sweeps', by ``run_or_reuse(fn, cfg,
+    workdir, name) -> summary``: the CIFAR runs, T=19's seeds and the PyTorch twins, into
+    ``results``. Training and re-rendering walk the same runs through this one loop."""
+    for cfg in (c for base in plan.cifar for c in seed_runs(base, seed_count(plan, base))):
+        results["cifar"][f"{cfg.experiment}/{cfg.run_name}"] = run_or_reuse(
+            cifar.train_and_evaluate, cfg, out / cfg.experiment, cfg.run_name)
+    if plan.rnn_t19 is not None:
+        results["rnn"]["t19_seeds"] = [run_or_reuse(rnn.train_and_evaluate, c, out / rnn.EXPERIMENT, c.run_name)
+                                       for c in seed_runs(plan.rnn_t19, plan.t19_seeds)]
+        results["rnn"]["t19"] = results["rnn"]["t19_seeds"][0]
+    run_twins(plan, results, out, run_or_reuse)
+
+
 def run_twins(plan: Plan, results: dict, out: Path, run_or_reuse) -> None:
     """Train (or reuse) each PyTorch twin, every seed, and compare it with its JAX run:
     ``results["frameworks"][key]``, with the first seed's pair compared in full (figure and every

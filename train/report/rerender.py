@@ -122,13 +122,7 @@ def read_results(plan: P.Plan, out: Path) -> dict:
         return summary
 
     results: dict = {"toy": _toy(plan, out, records), "cifar": {}, "rnn": {}, "frameworks": {}}
-    for cfg in (c for base in plan.cifar for c in P.seed_runs(base, P.seed_count(plan, base))):
-        results["cifar"][f"{cfg.experiment}/{cfg.run_name}"] = one(cfg, out / cfg.experiment, cfg.run_name)
-    if plan.rnn_t19 is not None:
-        results["rnn"]["t19_seeds"] = [one(c, out / rnn.EXPERIMENT, c.run_name)
-                                       for c in P.seed_runs(plan.rnn_t19, plan.t19_seeds)]
-        results["rnn"]["t19"] = results["rnn"]["t19_seeds"][0]
-    frameworks.run_twins(plan, results, out, lambda fn, c, workdir, name: one(c, workdir, name))
+    frameworks.each_run(plan, results, out, lambda fn, c, workdir, name: one(c, workdir, name))
     for key, part in (("sweep", plan.sweep), ("ablation", plan.ablation)):
         doc = _sweep(part, out)
         if doc is not None:

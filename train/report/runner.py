@@ -116,17 +116,7 @@ def _run_plan(plan: P.Plan, out: Path, source: str, data_note: str, *, force: bo
                                 out / mlp_toy.EXPERIMENT / f"datasets-s{seed}.png")
 
     # Each seed is an ordinary run of its own, trained in turn.
-    for cfg in (c for base in plan.cifar for c in P.seed_runs(base, P.seed_count(plan, base))):
-        key = f"{cfg.experiment}/{cfg.run_name}"
-        results["cifar"][key] = _run_or_reuse(cifar.train_and_evaluate, cfg, out / cfg.experiment, cfg.run_name,
-                                              force=force, progress=progress, log=log)
-
-    if plan.rnn_t19 is not None:
-        results["rnn"]["t19_seeds"] = [
-            _run_or_reuse(rnn.train_and_evaluate, c, out / rnn.EXPERIMENT, c.run_name, force=force,
-                          progress=progress, log=log) for c in P.seed_runs(plan.rnn_t19, plan.t19_seeds)]
-        results["rnn"]["t19"] = results["rnn"]["t19_seeds"][0]
-    frameworks.run_twins(plan, results, out, lambda fn, c, workdir, name: _run_or_reuse(
+    frameworks.each_run(plan, results, out, lambda fn, c, workdir, name: _run_or_reuse(
         fn, c, workdir, name, force=force, progress=progress, log=log))
     sw = plan.sweep
     if sw:
