@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from train.bench.records import FRAMEWORKS, MODES, PRECISIONS
+from train.bench.records import FRAMEWORKS, LEGACY_MODES, MODES, PRECISIONS, TORCH_MODES
 from train.bench.suites import SUITES, unknown_suite
 from train.bench.whole_run import WHOLE_RUN_STEPS
 from train.errors import UsageError
@@ -23,6 +23,12 @@ def _csv(choices: Sequence[str] | None = None):
             raise argparse.ArgumentTypeError("empty list")
         return items
     return parse
+
+
+def _modes(text: str) -> list[str]:
+    """``--modes``, an earlier name ("compiled") standing for the candidates it meant."""
+    items = _csv((*MODES, *LEGACY_MODES))(text)
+    return list(dict.fromkeys(m for t in items for m in LEGACY_MODES.get(t, (t,))))
 
 
 def _int_csv(text: str) -> list[int]:
@@ -91,8 +97,11 @@ def _add_selection(p) -> None:
     p.add_argument("--frameworks", type=_csv(FRAMEWORKS), default=list(FRAMEWORKS),
                    help="comma-separated frameworks from numpy, jax, torch (default: all; torch is "
                         "skipped with a note when not installed)")
-    p.add_argument("--modes", type=_csv(MODES), default=list(MODES),
-                   help=f"comma-separated modes from {', '.join(MODES)} (default: all)")
+    p.add_argument("--modes", type=_modes, default=list(MODES),
+                   help=f"comma-separated modes from {', '.join(MODES)} (default: all). The "
+                        f"PyTorch ones ({', '.join(TORCH_MODES)}) are its candidates: best "
+                        f"PyTorch is the fastest that ran; nn.RNN-* only for the RNN; 'compiled' "
+                        f"(earlier runs) is compile,compile-cudagraphs")
     p.add_argument("--devices", type=_int_csv, default=None,
                    help="comma-separated device counts for the pmap mode, e.g. 1,2,4 (default: 1 "
                         "and all local devices)")
@@ -108,14 +117,15 @@ def _add_selection(p) -> None:
                         "emulated); each for every suite, or SUITE:PRECISION for one, e.g. "
                         "tf32,bf16,rnn-palindrome:fp32 (default: auto)")
     p.add_argument("--torch-compile", choices=("auto", "on", "recipe-bf16", "off"), default="auto",
-                   help="which PyTorch configurations to torch.compile: on (all), recipe-bf16 "
-                        "(bf16 at the recipe batch), off; auto is recipe-bf16 on a GPU, off under "
-                        "--quick on CPU, else on (default: auto)")
+                   help="for which PyTorch configurations the compiled candidates (compile*, "
+                        "nn.RNN-compile*) run: on (all), recipe-bf16 (bf16 at the recipe batch), "
+                        "off; auto is recipe-bf16 on a GPU, off under --quick on CPU, else on "
+                        "(default: auto)")
     p.add_argument("--torch-compile-mode", default=None,
                    choices=("default", "reduce-overhead", "max-autotune",
                             "max-autotune-no-cudagraphs"),
-                   help="torch.compile mode (default: reduce-overhead on CUDA, for its CUDA "
-                        "graphs; default on CPU)")
+                   help="torch.compile mode of the 'compile' candidate (default: default; the "
+                        "other candidates name their own modes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and initial weights")
 
 
