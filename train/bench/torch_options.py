@@ -58,15 +58,19 @@ def compile_optimizer(backend) -> None:
     for group in opt.param_groups:
         if not isinstance(group["lr"], torch.Tensor):
             group["lr"] = torch.tensor(float(group["lr"]))
-    step = opt.step
+    # The optimizer's own step: a scheduler wraps opt.step in a function dynamo will not trace.
+    step = type(opt).step.__get__(opt)
 
     @torch.compile(fullgraph=False)
     def compiled_step():
         step()
 
-    if hasattr(step, "_wrapped_by_lr_sched"):   # the scheduler's own wrapper is compiled within
-        compiled_step._wrapped_by_lr_sched = True
-    opt.step = compiled_step
+    def stepped():
+        compiled_step()
+        opt._opt_called = True   # what the scheduler's wrapper records (it checks the order)
+
+    stepped._wrapped_by_lr_sched = True
+    opt.step = stepped
 
 
 def configure_process(device_type: str) -> dict:
