@@ -38,18 +38,17 @@ class _Setup:
     wl: Workload
     jax_model: Callable[[str], Callable[[], Any]]   # precision -> () -> the JAX model at init
     compile_mode: str | None
-    compile_skip: Callable[[Workload, str], str]
+    compile_skip: Callable[..., str]
 
 
 def torch_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str],
                   jax_model: Callable[[str], Callable[[], Any]],
-                  compile_skip: Callable[[Workload, str], str] = lambda wl, p: "",
+                  compile_skip: Callable[..., str] = lambda wl, p, mode=None: "",
                   compile_mode: str | None = None,
                   budget: Budget | None = None) -> list[Runner | Record]:
     """A runner (or a skipped record) per precision and candidate in ``modes``;
     ``jax_model(precision)()`` is the JAX model whose initial weights the twin copies;
-    ``compile_skip(wl, precision)`` says why the compiled candidates are left out ("" to compile
-    them); ``compile_mode`` replaces the ``compile`` candidate's torch.compile mode."""
+    ``compile_skip(wl, precision, mode)`` says why a compiled candidate is left out ("" to run it); ``compile_mode`` replaces the ``compile`` candidate's torch.compile mode."""
     torch = import_torch()
     cands = [m for m in TORCH_MODES
              if m in modes and (wl.spec.torch_nn_rnn or not TORCH_CANDIDATES[m].nn_rnn)]
@@ -70,7 +69,7 @@ def _skip_reason(s: _Setup, mode: str, precision: str) -> str:
     cand = TORCH_CANDIDATES[mode]
     if cand.cuda_only and not s.torch.cuda.is_available():
         return f"{mode}: CUDA graphs need a CUDA device"
-    return s.compile_skip(s.wl, precision) if cand.compile_mode else ""
+    return s.compile_skip(s.wl, precision, mode) if cand.compile_mode else ""
 
 
 def _runner(s: _Setup, mode: str, precision: str) -> Runner | Record:
