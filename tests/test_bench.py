@@ -284,7 +284,8 @@ def test_bench_json_schema_and_table(tiny_run):
     assert pm["devices"] == 1 and doc["ratios"]["mlp-toy/fp32/b30"]["pmap_vs_jit"] == pm["extra"]["pmap_vs_jit"]
     assert set(doc["ratios"]["mlp-toy/fp32/b30"]) == {"baseline", "speedup", "pmap_vs_jit", "pmap_vs_jit_of_medians",
                                                   "fused_vs_step_loop", "speedup_range", "pmap_vs_jit_range",
-                                                  "fused_vs_step_loop_range"}
+                                                  "fused_vs_step_loop_range", "best_torch", "torch_not_run"}
+    assert doc["ratios"]["mlp-toy/fp32/b30"]["best_torch"] is None   # this run timed no PyTorch
     # Work, memory and compile columns: every JAX record has XLA's counts, every record a utilisation.
     for r in doc["records"]:
         assert r["flops_per_step"] > 0 and 0 < r["utilisation"] < 1 and r["step_s_q1"] <= r["step_s"] <= r["step_s_q3"]
