@@ -171,7 +171,7 @@ def test_budget_and_failures_become_skipped_records():
 
     def broken():
         raise RuntimeError("no compiler")
-    assert timing.prepare(broken, wl, "torch", "compiled", "fp32").note == "failed: RuntimeError: no compiler"
+    assert timing.prepare(broken, wl, "torch", "compile", "fp32").note == "failed: RuntimeError: no compiler"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -284,7 +284,8 @@ def test_bench_json_schema_and_table(tiny_run):
     assert pm["devices"] == 1 and doc["ratios"]["mlp-toy/fp32/b30"]["pmap_vs_jit"] == pm["extra"]["pmap_vs_jit"]
     assert set(doc["ratios"]["mlp-toy/fp32/b30"]) == {"baseline", "speedup", "pmap_vs_jit", "pmap_vs_jit_of_medians",
                                                   "fused_vs_step_loop", "speedup_range", "pmap_vs_jit_range",
-                                                  "fused_vs_step_loop_range"}
+                                                  "fused_vs_step_loop_range", "best_torch", "torch_not_run"}
+    assert doc["ratios"]["mlp-toy/fp32/b30"]["best_torch"] is None   # this run timed no PyTorch
     # Work, memory and compile columns: every JAX record has XLA's counts, every record a utilisation.
     for r in doc["records"]:
         assert r["flops_per_step"] > 0 and 0 < r["utilisation"] < 1 and r["step_s_q1"] <= r["step_s"] <= r["step_s_q3"]
@@ -302,17 +303,18 @@ def test_bench_json_schema_and_table(tiny_run):
 
 def test_markdown_rows_of_made_up_records():
     recs = [_rec("rnn-palindrome", "jax", "fused", "bf16", 128, windows=[0.002] * 3),
-            skipped("rnn-palindrome", "torch", "compiled", "torch.compile off", precision="bf16", batch_size=128)]
+            skipped("rnn-palindrome", "torch", "compile", "torch.compile off", precision="bf16", batch_size=128)]
     recs[0].compile_s, recs[0].settings = 1.25, {"matmul_precision": "default", "scan_unroll": 15}
     recs[0].note = "a note"
     checks = [{"check": "rnn-palindrome: a check", "value": 2.5, "target": ">= 3", "pass": False}]
-    text = report.markdown(recs, {"rnn-palindrome/bf16/b128": {"baseline": None, "speedup": {}}}, checks,
+    text = report.markdown(recs, report.compute_ratios(recs, gpu=True), checks,
                            {"platform": "gpu", "device_kind": "H100", "cpu_count": 16}, report.batch_summary(recs))
     assert text.startswith("# Training-step benchmark (gpu, H100, 16 CPU cores, load average unknown)\n")
     assert "| rnn-palindrome | jax | fused | bf16 | 1 | 128 | 1.250 | 2.00 ms | 64,000 |  | matmul default, unroll 15 " \
            "| a note |" in text
-    assert "| rnn-palindrome | torch | compiled | bf16 | 1 | 128 | - | - | - | - | | skipped: torch.compile off |" in text
-    assert "| rnn-palindrome/bf16/b128 | - | - | - | - |" in text
+    assert "| rnn-palindrome | torch | compile | bf16 | 1 | 128 | - | - | - | - | | skipped: torch.compile off |" in text
+    # No PyTorch candidate ran: the row names the one that did not.
+    assert "| rnn-palindrome/bf16/b128 | - | none ran; not run: compile | - | - | - | - |" in text
     assert "| rnn-palindrome | jax | fused | bf16 | 1 | 128 | 64,000 (128) | 128 | 64,000 |" in text
     assert text.endswith("| rnn-palindrome: a check | 2.5 | >= 3 | NO |\n")
 
@@ -343,7 +345,9 @@ def test_torch_missing_is_skipped_cleanly(tmp_path, monkeypatch):
     doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert doc["settings"]["torch_available"] is False
     recs = [r for r in doc["records"] if r["framework"] == "torch"]
-    assert {r["mode"] for r in recs} == {"eager", "compiled"}
+    # The toy's candidates: every mode but the RNN's nn.RNN ones.
+    assert [r["mode"] for r in recs] == ["eager", "compile", "compile-max-autotune", "compile-cudagraphs",
+                                         "compile+opt"]
     assert all(r["skipped"] and "not installed" in r["note"] for r in recs)
     assert "skipped" in (tmp_path / "bench" / "bench.md").read_text()
 

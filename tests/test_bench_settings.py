@@ -116,6 +116,47 @@ def test_compile_policy():
     assert policy("auto", gpu=False, quick=False)(wl("cnn-cifar", 8), "fp32") == ""
     assert policy("on", gpu=True, quick=True)(wl("cnn-cifar", 1024), "fp32") == ""
     assert "off" in policy("off", gpu=True, quick=False)(wl("cnn-cifar", 256), "bf16")
+    # A candidate's own policy: CUDA graphs everywhere, the other compiled candidates at bf16 only.
+    from train.bench.cli import _compile_policy
+    mixed = policy(_compile_policy("recipe-bf16,compile-cudagraphs:on"), gpu=True, quick=False)
+    assert mixed(wl("cnn-cifar", 256), "fp32", "compile-cudagraphs") == ""
+    assert "recipe batch" in mixed(wl("cnn-cifar", 256), "fp32", "compile+opt")
+    assert mixed(wl("cnn-cifar", 256), "bf16", "compile+opt") == ""
+    for bad in ("sometimes", "eager:on", "compile:maybe"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _compile_policy(bad)
+
+
+def test_best_torch_is_named_in_every_ratio_row():
+    """The fastest PyTorch candidate that ran, at the row's suite, precision and batch, with its RNN
+    implementation; JAX fused over it paired by round; the candidates that did not run, with why."""
+    loop = _rec("rnn-palindrome", "torch", "compile", "fp32", 128, windows=[4.0, 2.0, 4.0])
+    loop.settings = {"implementation": "loop"}
+    nn_rnn = _rec("rnn-palindrome", "torch", "nn.RNN-eager", "fp32", 128, windows=[2.0, 3.0, 2.0])
+    nn_rnn.settings = {"implementation": "nn.RNN"}
+    recs = [_rec("rnn-palindrome", "jax", "fused", "fp32", 128, windows=[1.0, 1.0, 4.0]), loop, nn_rnn,
+            _rec("rnn-palindrome", "torch", "eager", "bf16", 128, windows=[0.5] * 3),   # another precision
+            skipped("rnn-palindrome", "torch", "compile-cudagraphs", "CUDA only", batch_size=128)]
+    d = report.compute_ratios(recs, gpu=False)["rnn-palindrome/fp32/b128"]
+    assert d["best_torch"] == {"name": "nn.RNN-eager", "mode": "nn.RNN-eager", "implementation": "nn.RNN",
+                               "examples_per_s": 64.0}
+    assert d["torch_not_run"] == {"compile-cudagraphs": "CUDA only"}
+    assert d["jax_fused_vs_best_torch"] == 2.0 and d["jax_fused_vs_best_torch_range"] == [0.5, 3.0]  # 2/1, 3/1, 2/4
+    assert report.torch_name(loop) == "compile (loop)"
+    assert report.compute_ratios(recs, gpu=False)["rnn-palindrome/bf16/b128"]["best_torch"]["name"] == "eager"
+    row = next(r for r in report.markdown(recs, report.compute_ratios(recs, gpu=False), [], {}).splitlines()
+               if r.startswith("| rnn-palindrome/fp32/b128 |"))
+    assert "| nn.RNN-eager, 64/s; not run: compile-cudagraphs | 2.00x (0.50-3.00) |" in row
+
+
+def test_legacy_mode_names():
+    """An earlier bench.json's "compiled" is the candidate of its compile mode; --modes compiled still parses."""
+    from train.bench.cli import _modes
+    from train.bench.records import canonical_mode
+    assert canonical_mode("compiled", {"compile_mode": "reduce-overhead"}) == "compile-cudagraphs"
+    assert canonical_mode("compiled", {"compile_mode": "default"}) == "compile"
+    assert canonical_mode("eager", {}) == "eager"
+    assert _modes("fused,compiled,eager") == ["fused", "compile", "compile-cudagraphs", "eager"]
 
 
 def test_settings_text():
@@ -131,7 +172,7 @@ def test_settings_text():
 def test_batch_summary_recipe_and_best():
     recs = [_rec("cnn-cifar", "jax", "fused", "bf16", 256, 150_000), _rec("cnn-cifar", "jax", "fused", "bf16", 1024, 250_000),
             _rec("cnn-cifar", "jax", "fused", "bf16", 4096, 240_000), _rec("rnn-palindrome", "torch", "eager", "fp32", 512, 9_000),
-            skipped("cnn-cifar", "torch", "compiled", "off", precision="bf16", batch_size=1024)]
+            skipped("cnn-cifar", "torch", "compile", "off", precision="bf16", batch_size=1024)]
     # Made-up figures passed through: approx only for float rounding.
     assert report.batch_summary(recs) == [
         {"suite": "cnn-cifar", "framework": "jax", "mode": "fused", "precision": "bf16", "devices": 1,
@@ -145,14 +186,14 @@ def test_batch_summary_recipe_and_best():
 def test_gpu_acceptance_checks_compare_with_the_best_torch_at_the_same_batch():
     recs = [_rec("cnn-cifar", "jax", "fused", "bf16", 256, 150_000), _rec("cnn-cifar", "jax", "fused", "bf16", 1024, 250_000),
             _rec("cnn-cifar", "jax", "fused", "fp32", 1024, 900_000),            # fp32 is not what the checks quote
-            _rec("cnn-cifar", "torch", "eager", "bf16", 256, 50_000), _rec("cnn-cifar", "torch", "compiled", "bf16", 256, 60_000),
+            _rec("cnn-cifar", "torch", "eager", "bf16", 256, 50_000), _rec("cnn-cifar", "torch", "compile-cudagraphs", "bf16", 256, 60_000),
             _rec("cnn-cifar", "torch", "eager", "bf16", 1024, 70_000),
-            _rec("cnn-cifar", "torch", "compiled", "bf16", 4096, 500_000),        # another batch: not compared
+            _rec("cnn-cifar", "torch", "compile-cudagraphs", "bf16", 4096, 500_000),        # another batch: not compared
             _rec("rnn-palindrome", "jax", "fused", "bf16", 128, 600_000), _rec("rnn-palindrome", "jax", "fused", "bf16", 4096, 400_000)]
     checks = {c["check"]: (c["value"], c["target"], c["pass"]) for c in report.acceptance_checks(recs, gpu=True)}
     assert checks == {
         "cnn-cifar: JAX fused bf16 examples/s at batch 256 (recipe)": (150_000, ">= 200,000", False),
-        "cnn-cifar: JAX fused bf16 / best PyTorch (torch compiled bf16, 60,000/s) at batch 256 (recipe)":
+        "cnn-cifar: JAX fused bf16 / best PyTorch (torch compile-cudagraphs bf16, 60,000/s) at batch 256 (recipe)":
             (2.5, ">= 3", False),
         "cnn-cifar: JAX fused bf16 examples/s at batch 1024 (best)": (250_000, ">= 200,000", True),
         "cnn-cifar: JAX fused bf16 / best PyTorch (torch eager bf16, 70,000/s) at batch 1024 (best)":

@@ -147,7 +147,8 @@ def test_device_run_all_dry_run(tmp_path):
         failed = t.extractfile("./failed.txt").read().decode().strip()
         env_log = t.extractfile("./logs/01-env.log").read().decode()
     assert '"versions"' in env_log and failed == "" and "planned" in log.splitlines()[0]
-    assert set(benches) == {"bench-rnn128", "bench-cnn256", "bench-cnn1024", "bench-rnn8192", "bench-mlp256"}
+    assert set(benches) == {"bench-rnn128", "bench-cnn256", "bench-cnn1024", "bench-rnn8192", "bench-mlp256",
+                            "bench-cnn256-more", "bench-rnn128-more"}
     assert all(b["partial"] is False for b in benches.values())
     cnn = [r for r in benches["bench-cnn256"]["records"] if not r["skipped"]]
     assert {r["framework"] for r in cnn if r["utilisation"]} == {"jax", "torch"}

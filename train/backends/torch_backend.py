@@ -168,6 +168,8 @@ class TorchBackend:
         self.channels_last = nchw and cuda
         fmt = torch.channels_last if self.channels_last else torch.preserve_format
         self.model = model.to(self.device, dtype=self.dtype, memory_format=fmt)
+        # Kept so that a model swapped in before the first step (the bench's nn.RNN twin) gets its own.
+        self.make_optimizer = make_optimizer
         self.opt, self.scheduler = make_optimizer([p for p in self.model.parameters() if p.requires_grad])
         self.preprocess, self.clip_norm, self.steps_per_epoch = preprocess, clip_norm, steps_per_epoch
         self.data = {k: self._to_device(k, v, nchw) for k, v in arrays.items()}

@@ -110,6 +110,49 @@ class VanillaRNN(nn.Module):
         return self.out(self.hidden_states(x)[-1])
 
 
+class NNRNNClassifier(nn.Module):
+    """:class:`VanillaRNN` as a PyTorch user writes it: ``nn.RNN(nonlinearity="tanh")`` (cuDNN on
+    CUDA, PyTorch's native kernel on CPU). ``bias_hh`` stays zero and frozen, as the loop's one bias
+    is nn.RNN's two acting as their sum (the LSTM twin's convention)."""
+
+    def __init__(self, input_dim: int = 10, hidden: int = 128, num_classes: int = 10) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.rnn = nn.RNN(input_dim, hidden, nonlinearity="tanh", batch_first=True)
+        with torch.no_grad():
+            self.rnn.bias_hh_l0.zero_()
+        self.rnn.bias_hh_l0.requires_grad_(False)
+        self.out = nn.Linear(hidden, num_classes)
+
+    @classmethod
+    def from_loop(cls, loop: VanillaRNN) -> NNRNNClassifier:
+        """The same network as ``loop`` (its current weights, device and dtype): the cell's
+        ``[W_x | W_h]`` split into ``weight_ih`` and ``weight_hh``."""
+        w = loop.cell.weight
+        d = w.shape[1] - loop.hidden
+        net = cls(d, loop.hidden, loop.out.out_features).to(device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            net.rnn.weight_ih_l0.copy_(w[:, :d])
+            net.rnn.weight_hh_l0.copy_(w[:, d:])
+            net.rnn.bias_ih_l0.copy_(loop.cell.bias)
+            net.out.load_state_dict(loop.out.state_dict())
+        return net
+
+    def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """h_1 .. h_T stepwise, each a graph node the next step uses (for dL/dh_t)."""
+        h = x.new_zeros(1, x.shape[0], self.hidden)
+        hs = []
+        for t in range(x.shape[1]):
+            _, h_next = self.rnn(x[:, t:t + 1], h)
+            hs.append(h_next[0])
+            h = hs[-1].unsqueeze(0)
+        return hs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.rnn(x)
+        return self.out(y[:, -1])
+
+
 class LSTMClassifier(nn.Module):
     """nn.LSTM on one-hot digits; logits from h_T. ``bias_hh`` stays zero and frozen, as the JAX
     cell has one bias where nn.LSTM has two acting as their sum."""

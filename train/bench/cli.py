@@ -6,7 +6,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from train.bench.records import DEFAULT_MODES, FRAMEWORKS, MODES, PRECISIONS
+from train.bench.records import (DEFAULT_MODES, FRAMEWORKS, LEGACY_MODES, MODES, PRECISIONS, TORCH_CANDIDATES,
+                                 TORCH_MODES)
 from train.bench.suites import SUITES, unknown_suite
 from train.bench.whole_run import WHOLE_RUN_STEPS
 from train.errors import UsageError
@@ -23,6 +24,30 @@ def _csv(choices: Sequence[str] | None = None):
             raise argparse.ArgumentTypeError("empty list")
         return items
     return parse
+
+
+def _modes(text: str) -> list[str]:
+    """``--modes``, an earlier name ("compiled") standing for the candidates it meant."""
+    items = _csv((*MODES, *LEGACY_MODES))(text)
+    return list(dict.fromkeys(m for t in items for m in LEGACY_MODES.get(t, (t,))))
+
+
+COMPILE_POLICIES = ("auto", "on", "recipe-bf16", "off")
+COMPILED = tuple(m for m, c in TORCH_CANDIDATES.items() if c.compile_mode)
+
+
+def _compile_policy(text: str) -> list[tuple[str | None, str]]:
+    """``--torch-compile``: ``"recipe-bf16,compile-cudagraphs:on"`` -> ``[(None, "recipe-bf16"),
+    ("compile-cudagraphs", "on")]``, a policy for every compiled candidate or for one."""
+    out = []
+    for tok in _csv()(text):
+        cand, _, policy = tok.rpartition(":")
+        if policy not in COMPILE_POLICIES or (cand and cand not in COMPILED):
+            raise argparse.ArgumentTypeError(
+                f"in {tok!r}: expected POLICY or CANDIDATE:POLICY, policies {', '.join(COMPILE_POLICIES)}, "
+                f"compiled candidates {', '.join(COMPILED)}")
+        out.append((cand or None, policy))
+    return out
 
 
 def _int_csv(text: str) -> list[int]:
@@ -91,9 +116,12 @@ def _add_selection(p) -> None:
     p.add_argument("--frameworks", type=_csv(FRAMEWORKS), default=list(FRAMEWORKS),
                    help="comma-separated frameworks from numpy, jax, torch (default: all; torch is "
                         "skipped with a note when not installed)")
-    p.add_argument("--modes", type=_csv(MODES), default=list(DEFAULT_MODES),
+    p.add_argument("--modes", type=_modes, default=list(DEFAULT_MODES),
                    help=f"comma-separated modes from {', '.join(MODES)} (default: all but the "
-                        f"fused-cb-* GPU variants)")
+                        f"fused-cb-* GPU variants). The "
+                        f"PyTorch ones ({', '.join(TORCH_MODES)}) are its candidates: best "
+                        f"PyTorch is the fastest that ran; nn.RNN-* only for the RNN; 'compiled' "
+                        f"(earlier runs) is compile,compile-cudagraphs")
     p.add_argument("--devices", type=_int_csv, default=None,
                    help="comma-separated device counts for the pmap mode, e.g. 1,2,4 (default: 1 "
                         "and all local devices)")
@@ -108,15 +136,17 @@ def _add_selection(p) -> None:
                         "GPU, fp32 on CPU (where tf32 computes what fp32 does and bf16 is "
                         "emulated); each for every suite, or SUITE:PRECISION for one, e.g. "
                         "tf32,bf16,rnn-palindrome:fp32 (default: auto)")
-    p.add_argument("--torch-compile", choices=("auto", "on", "recipe-bf16", "off"), default="auto",
-                   help="which PyTorch configurations to torch.compile: on (all), recipe-bf16 "
-                        "(bf16 at the recipe batch), off; auto is recipe-bf16 on a GPU, off under "
-                        "--quick on CPU, else on (default: auto)")
+    p.add_argument("--torch-compile", type=_compile_policy, default=[(None, "auto")],
+                   help="for which PyTorch configurations the compiled candidates (compile*, "
+                        "nn.RNN-compile*) run: on (all), recipe-bf16 (bf16 at the recipe batch), "
+                        "off; auto is recipe-bf16 on a GPU, off under --quick on CPU, else on; "
+                        "comma-separated, CANDIDATE:POLICY for one candidate, e.g. "
+                        "recipe-bf16,compile-cudagraphs:on (default: auto)")
     p.add_argument("--torch-compile-mode", default=None,
                    choices=("default", "reduce-overhead", "max-autotune",
                             "max-autotune-no-cudagraphs"),
-                   help="torch.compile mode (default: reduce-overhead on CUDA, for its CUDA "
-                        "graphs; default on CPU)")
+                   help="torch.compile mode of the 'compile' candidate (default: default; the "
+                        "other candidates name their own modes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and initial weights")
 
 

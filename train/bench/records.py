@@ -9,11 +9,48 @@ from train.precision import NAMES as PRECISIONS
 
 FRAMEWORKS = ("numpy", "jax", "torch")
 JAX_MODES = ("step-loop", "fused", "pmap")
-TORCH_MODES = ("eager", "compiled")
+
+
+@dataclass(frozen=True)
+class TorchCandidate:
+    """One way to run a PyTorch twin: its forward's ``torch.compile`` mode (None: eager), whether its
+    optimizer step is compiled too, the RNN as ``nn.RNN`` rather than the loop over time steps."""
+
+    compile_mode: str | None = None
+    compile_optimizer: bool = False
+    nn_rnn: bool = False             # only for suites whose twin is an RNN (Suite.torch_nn_rnn)
+    cuda_only: bool = False
+
+
+# The PyTorch candidates, each a mode of the table; "best PyTorch" is the fastest that ran.
+TORCH_CANDIDATES = {
+    "eager": TorchCandidate(),
+    "compile": TorchCandidate("default"),
+    "compile-max-autotune": TorchCandidate("max-autotune-no-cudagraphs"),
+    "compile-cudagraphs": TorchCandidate("reduce-overhead", cuda_only=True),
+    "compile+opt": TorchCandidate("default", compile_optimizer=True),
+    "nn.RNN-eager": TorchCandidate(nn_rnn=True),
+    "nn.RNN-compile": TorchCandidate("default", nn_rnn=True),
+    "nn.RNN-compile+opt": TorchCandidate("default", compile_optimizer=True, nn_rnn=True),
+}
+TORCH_MODES = tuple(TORCH_CANDIDATES)
+# Earlier runs' (and command lines') name for a forward under torch.compile in the device's mode:
+# reduce-overhead on CUDA, default on CPU.
+LEGACY_MODES = {"compiled": ("compile", "compile-cudagraphs")}
 # The fused period compiled with GPU options (train.bench.jax_variants): asked for by name only.
 JAX_VARIANT_MODES = ("fused-cb-off", "fused-cb-loop", "fused-cb-unroll")
 DEFAULT_MODES = ("step", *JAX_MODES, *TORCH_MODES, "whole-run")  # "step": NumPy's plain loop
 MODES = (*DEFAULT_MODES, *JAX_VARIANT_MODES)
+
+
+def canonical_mode(mode: str, settings: dict | None = None) -> str:
+    """A record's mode in today's names: an earlier bench.json's "compiled" is the candidate of its
+    ``compile_mode`` setting."""
+    if mode not in LEGACY_MODES:
+        return mode
+    cm = (settings or {}).get("compile_mode")
+    return next((m for m, c in TORCH_CANDIDATES.items()
+                 if c.compile_mode == cm and not c.compile_optimizer and not c.nn_rnn), "compile")
 
 
 @dataclass
@@ -22,7 +59,7 @@ class Record:
 
     suite: str
     framework: str                   # numpy | jax | torch
-    # step | step-loop | fused | pmap | eager | compiled | whole-run[-cold|-warm]
+    # step | step-loop | fused | pmap | a TORCH_CANDIDATES name | whole-run[-cold|-warm]
     mode: str
     precision: str = "fp32"
     devices: int = 1
@@ -84,7 +121,7 @@ def fmt_time(s: float | None) -> str:
 
 def line(r: Record) -> str:
     """One record as one console line."""
-    head = f"{r.suite:9s} {r.framework:5s} {r.mode:14s} {r.precision:4s} d{r.devices}"
+    head = f"{r.suite:9s} {r.framework:5s} {r.mode:20s} {r.precision:4s} d{r.devices}"
     if r.skipped:
         return f"{head}  skipped: {r.note}"
     comp = f"compile {r.compile_s:.3f} s" if r.compile_s is not None else ""

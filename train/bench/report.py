@@ -25,7 +25,8 @@ GPU_TARGETS = {"cnn-cifar": (200_000, 3.0), "rnn-palindrome": (500_000, None)}
 _SETTING_TEXT = {"channels_last": "channels_last", "cudnn_benchmark": "cudnn.benchmark",
                  "fused_adamw": "fused AdamW", "tf32": "TF32", "autocast": "autocast",
                  "compile_mode": "compile", "matmul_precision": "matmul", "scan_unroll": "unroll",
-                 "xla_backend_optimization_level": "XLA opt level"}
+                 "xla_backend_optimization_level": "XLA opt level",
+                 "compiled_optimizer": "compiled optimizer step", "implementation": "RNN as"}
 
 
 def steady(records: list[Record]) -> list[Record]:
@@ -55,22 +56,33 @@ def baseline_for(records: list[Record], suite: str, precision: str, gpu: bool,
     return None
 
 
-def best_torch(records: list[Record], suite: str, batch: int) -> Record | None:
-    """The fastest PyTorch record (any mode and precision) of ``suite`` at ``batch``."""
-    rs = [r for r in steady(records)
-          if (r.suite, r.framework, r.batch_size) == (suite, "torch", batch)]
+def best_torch(records: list[Record], suite: str, batch: int,
+               precision: str | None = None) -> Record | None:
+    """The fastest PyTorch candidate that ran for ``suite`` at ``batch`` (and ``precision``; None:
+    any): "best PyTorch"."""
+    rs = [r for r in steady(records) if (r.suite, r.framework, r.batch_size) == (suite, "torch", batch)
+          and precision in (None, r.precision)]
     return max(rs, key=lambda r: r.examples_per_s, default=None)
+
+
+def torch_name(r: Record) -> str:
+    """A PyTorch record's candidate: its mode, and its RNN implementation where the mode does not
+    name it (``compile (loop)``)."""
+    impl = r.settings.get("implementation")
+    return f"{r.mode} ({impl})" if impl and not r.mode.startswith(impl) else r.mode
 
 
 def compute_ratios(records: list[Record], gpu: bool) -> dict:
     """Per suite, precision and batch: speed vs the baseline of every record (also written to
-    its ``extra``), pmap(1 device)/jit, pmap N devices / 1, fused / step-loop."""
+    its ``extra``), best PyTorch, pmap(1 device)/jit, pmap N devices / 1, fused / step-loop."""
     out: dict[str, dict] = {}
     for r in steady(records):
         base = baseline_for(records, r.suite, r.precision, gpu, r.batch_size)
         key = f"{r.suite}/{r.precision}/b{r.batch_size}"
-        d = out.setdefault(key, {"baseline": f"{base.framework} {base.mode}" if base else None,
-                                 "speedup": {}})
+        if key not in out:
+            out[key] = {"baseline": f"{base.framework} {base.mode}" if base else None,
+                        "speedup": {}, **_torch_row(records, r.suite, r.precision, r.batch_size)}
+        d = out[key]
         if base:
             r.extra["speedup_vs_baseline"] = round(paired_ratio(base, r), 3)
             r.extra["speedup_range"] = ratio_range(base, r)
@@ -80,6 +92,23 @@ def compute_ratios(records: list[Record], gpu: bool) -> dict:
         if r.framework == "jax":
             _jax_ratios(records, r, d)
     return out
+
+
+def _torch_row(records: list[Record], suite: str, precision: str, batch: int) -> dict:
+    """Best PyTorch of one row: its candidate, speed, JAX fused's speed over it, and the candidates
+    that did not run, with why."""
+    best = best_torch(records, suite, batch, precision)
+    row: dict = {"best_torch": None if best is None else {
+        "name": torch_name(best), "mode": best.mode, "examples_per_s": best.examples_per_s,
+        "implementation": best.settings.get("implementation")}}
+    row["torch_not_run"] = {r.mode: r.note for r in records
+                            if r.skipped and (r.suite, r.framework, r.precision, r.batch_size)
+                            == (suite, "torch", precision, batch)}
+    jf = find(records, suite, "jax", "fused", precision, batch=batch)
+    if best and jf:
+        row["jax_fused_vs_best_torch"] = round(paired_ratio(best, jf), 3)
+        row["jax_fused_vs_best_torch_range"] = ratio_range(best, jf)
+    return row
 
 
 def _jax_ratios(records: list[Record], r: Record, d: dict) -> None:
@@ -138,7 +167,7 @@ def _gpu_checks(records: list[Record], add) -> None:
                     None, f">= {vs_torch:g}", False)
                 continue
             v = paired_ratio(t, r)
-            add(f"{suite}: JAX fused bf16 / best PyTorch (torch {t.mode} {t.precision}, "
+            add(f"{suite}: JAX fused bf16 / best PyTorch (torch {torch_name(t)} {t.precision}, "
                 f"{t.examples_per_s:,.0f}/s) {at}", v, f">= {vs_torch:g}", v >= vs_torch)
 
 
@@ -163,11 +192,13 @@ def acceptance_checks(records: list[Record], gpu: bool) -> list[dict]:
             add(f"mlp-toy: JAX {r.mode} (build + 1,500 steps + compile)", r.total_s, "< 1 s",
                 r.total_s < 1)
     jf = find(records, "mlp-cifar", "jax", "fused")
-    for fw, mode in (("torch", "eager"), ("numpy", "step")):
-        other = jf and find(records, "mlp-cifar", fw, mode, batch=jf.batch_size)
+    bt = jf and best_torch(records, "mlp-cifar", jf.batch_size, jf.precision)
+    for name, other in ((f"best PyTorch ({bt and torch_name(bt)})", bt),
+                        ("numpy step", jf and find(records, "mlp-cifar", "numpy", "step",
+                                                   batch=jf.batch_size))):
         if other:
             v = paired_ratio(other, jf)
-            add(f"mlp-cifar: JAX fused speed / {fw} {mode}", v, "> 1", v > 1)
+            add(f"mlp-cifar: JAX fused speed / {name}", v, "> 1", v > 1)
     pm = jf and find(records, "mlp-cifar", "jax", "pmap", batch=jf.batch_size)
     if pm:
         v = paired_ratio(jf, pm)
@@ -202,7 +233,9 @@ _INTRO = (
     "with TF32 matmuls and convolutions (JAX's default on a GPU, PyTorch with TF32 on); bf16 is "
     "bf16 compute (bf16 JAX models, PyTorch bf16 autocast). On a CPU, tf32 computes "
     "what fp32 does. Whole-run rows: total seconds for the 1,500-step toy run in a fresh process. "
-    "Ratios in brackets: the lowest and highest per-round ratio.")
+    "Ratios in brackets: the lowest and highest per-round ratio. Best PyTorch: the fastest of its "
+    "candidates (modes eager, compile*, nn.RNN-*) that ran in this run at the row's suite, "
+    "precision and batch; those that did not run are named, their reasons in the records table.")
 
 
 def markdown(records: list[Record], ratios: dict, checks: list[dict], machine: dict,
@@ -240,17 +273,27 @@ def _records_table(records: list[Record]) -> list[str]:
 
 
 def _ratios_table(ratios: dict) -> list[str]:
-    lines = ["| suite/precision/batch | baseline | pmap/jit (1 device) | fused/step-loop | "
-             "pmap N devices / 1 |", "|---|---|---:|---:|---|"]
+    lines = ["| suite/precision/batch | baseline | best PyTorch | JAX fused / best PyTorch | "
+             "pmap/jit (1 device) | fused/step-loop | pmap N devices / 1 |",
+             "|---|---|---|---:|---:|---:|---|"]
     for key, d in ratios.items():
-        pj, fs = d.get("pmap_vs_jit"), d.get("fused_vs_step_loop")
+        pj, fs, jt = d.get("pmap_vs_jit"), d.get("fused_vs_step_loop"), d.get("jax_fused_vs_best_torch")
         sc = ", ".join(f"{n}: {v:.2f}x{_range(d.get('pmap_scaling_range', {}).get(n))}"
                        for n, v in d.get("pmap_scaling", {}).items()) or "-"
-        lines.append(f"| {key} | {d['baseline'] or '-'} | "
+        lines.append(f"| {key} | {d['baseline'] or '-'} | {_best_text(d)} | "
+                     f"{'-' if jt is None else f'{jt:.2f}x'}"
+                     f"{_range(d.get('jax_fused_vs_best_torch_range'))} | "
                      f"{'-' if pj is None else f'{pj:.3f}'}{_range(d.get('pmap_vs_jit_range'))} | "
                      f"{'-' if fs is None else f'{fs:.2f}x'}"
                      f"{_range(d.get('fused_vs_step_loop_range'))} | {sc} |")
     return lines
+
+
+def _best_text(d: dict) -> str:
+    """``compile (loop), 12,345/s; not run: compile-cudagraphs`` (why: the records table)."""
+    b, missing = d.get("best_torch"), d.get("torch_not_run") or {}
+    text = f"{b['name']}, {b['examples_per_s']:,.0f}/s" if b else ("none ran" if missing else "-")
+    return text + (f"; not run: {', '.join(missing)}" if missing else "")
 
 
 def _range(r) -> str:

@@ -54,14 +54,23 @@ def run_precisions(suite: str, batch: int, precisions: Sequence[str],
     return [p for p in precisions if batch == RECIPE_BATCH[suite] or sweep is None or p in sweep]
 
 
-def compile_policy(choice: str, *, gpu: bool, quick: bool) -> Callable[[Workload, str], str]:
-    """``--torch-compile`` as ``(workload, precision) -> why its compiled runner is skipped``
-    ("" to compile it).
+def compile_policy(choice, *, gpu: bool, quick: bool) -> Callable[..., str]:
+    """``--torch-compile`` as ``(workload, precision, candidate) -> why that compiled candidate is
+    skipped`` ("" to run it). ``choice``: a policy, or ``[(candidate or None, policy)]`` (a
+    candidate's own policy, else the last general one; none: auto).
 
     ``auto`` is ``recipe-bf16`` on a GPU (inductor compiles for tens of seconds per model,
     precision and batch there, and bf16 is PyTorch's fastest configuration), ``off`` under
     --quick on CPU, else ``on``.
     """
+    items = [(None, choice)] if isinstance(choice, str) else list(choice)
+    general = [p for c, p in items if c is None]
+    rules = {c: _policy(p, gpu=gpu, quick=quick) for c, p in items if c is not None}
+    rules[None] = _policy(general[-1] if general else "auto", gpu=gpu, quick=quick)
+    return lambda wl, p, mode=None: rules.get(mode, rules[None])(wl, p)
+
+
+def _policy(choice: str, *, gpu: bool, quick: bool) -> Callable[[Workload, str], str]:
     if choice == "auto":
         choice = "recipe-bf16" if gpu else ("off" if quick else "on")
         if choice == "off":
@@ -104,7 +113,7 @@ class _Plan:
     precisions: list[str]
     spec: list                       # --batch-sizes (or --batch-size) as [(suite or None, batch)]
     torch_ok: bool
-    compile_skip: Callable[[Workload, str], str]
+    compile_skip: Callable[..., str]    # (workload, precision, candidate) -> why not compiled
     budget: Budget
     art: Artifacts
     child_devices: int = 0           # >0: the pmap records run in a child with this many devices

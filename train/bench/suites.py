@@ -54,6 +54,7 @@ class Suite:
     bf16: bool = True                          # False: nothing for bf16 to speed up
     fuse_on_cpu: bool = True                   # False: XLA:CPU runs it one step per call
     whole_run: bool = False                    # also time the whole run in fresh processes
+    torch_nn_rnn: bool = False                 # its twin is an RNN: also time it as nn.RNN / nn.LSTM
 
     @property
     def recipe_batch(self) -> int:
@@ -160,7 +161,7 @@ _SUITES = (
           optimizer=lambda cfg, wl: rnn.make_optimizer(cfg, _rnn_steps_per_epoch(wl, cfg)),
           preprocess=lambda wl: lambda x: x,   # the RNN one-hot encodes inside the model
           jax_settings=lambda cfg: {"scan_unroll": resolve_unroll(None, cfg.input_length)},
-          torch=_rnn_torch),
+          torch=_rnn_torch, torch_nn_rnn=True),
 )
 TABLE: dict[str, Suite] = {s.name: s for s in _SUITES}
 SUITES = tuple(TABLE)

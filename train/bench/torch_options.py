@@ -1,7 +1,8 @@
-"""The bench's PyTorch speed options, applied to a ``TorchBackend`` as the experiments build it.
+"""The bench's PyTorch candidates, applied to a ``TorchBackend`` as the experiments build it.
 
 PyTorch's own speed recipe, none of which the training runs use by default: cuDNN autotuning,
-fused AdamW, ``torch.compile`` of the forward pass (with CUDA graphs on a GPU). Each wraps or
+fused AdamW, ``torch.compile`` of the forward pass (default, max-autotune without CUDA graphs, or
+with CUDA graphs on a GPU), a compiled optimizer step, and the RNN as ``nn.RNN``. Each wraps or
 replaces the backend's model or optimizer; the step that runs is still ``TorchBackend.train``.
 Imports torch: only after ``import_torch`` succeeded.
 """
@@ -13,11 +14,63 @@ import inspect
 import torch
 from torch import nn
 
-# torch.compile modes by device. On a GPU, "reduce-overhead" adds CUDA graphs to inductor's fused
-# kernels: a whole forward (and backward) becomes one graph launch, which is what a launch-bound
-# step (the RNN's small time steps, the CIFAR MLP) needs; "max-autotune" would add minutes of
-# autotuning per model. On CPU there are no CUDA graphs: "default".
-COMPILE_MODE = {"cuda": "reduce-overhead", "cpu": "default"}
+from train.bench.records import TorchCandidate
+
+def apply(backend, cand: TorchCandidate, compile_mode: str | None = None) -> dict:
+    """Turn the freshly built ``backend`` into candidate ``cand`` (``compile_mode``: its forward's
+    mode instead of the candidate's own); returns the record's settings for what was done."""
+    from train.backends import torch_models as tm
+
+    settings: dict = {}
+    if cand.nn_rnn and isinstance(backend.model, tm.VanillaRNN):
+        use_nn_rnn(backend)
+    impl = {tm.VanillaRNN: "loop", tm.NNRNNClassifier: "nn.RNN", tm.LSTMClassifier: "nn.LSTM"}
+    if type(backend.model) in impl:   # the RNN suite's implementation axis
+        settings["implementation"] = impl[type(backend.model)]
+    settings["fused_adamw"] = None if cand.compile_optimizer else fuse_adamw(backend)
+    mode = (compile_mode or cand.compile_mode) if cand.compile_mode else None
+    if mode:
+        compile_forward(backend, mode)
+    settings["compile_mode"] = mode
+    if cand.compile_optimizer:
+        compile_optimizer(backend)
+        settings["compiled_optimizer"] = True
+    return settings
+
+
+def use_nn_rnn(backend) -> None:
+    """The backend's loop RNN replaced, before its first step, by the same network as ``nn.RNN``
+    (:class:`~train.backends.torch_models.NNRNNClassifier`), with an optimizer of its own."""
+    from train.backends import torch_models as tm
+
+    if backend.steps or backend.opt.state:
+        raise ValueError("the nn.RNN twin replaces the model before the first step")
+    backend.model = tm.NNRNNClassifier.from_loop(backend.model)
+    backend.opt, backend.scheduler = backend.make_optimizer(
+        [p for p in backend.model.parameters() if p.requires_grad])
+
+
+def compile_optimizer(backend) -> None:
+    """PyTorch's "compile the optimizer" recipe: ``opt.step`` under ``torch.compile``, its learning
+    rates held in tensors so that a scheduler's changes update them in place instead of
+    recompiling the step (a Python float is a constant of the compiled graph)."""
+    opt = backend.opt
+    for group in opt.param_groups:
+        if not isinstance(group["lr"], torch.Tensor):
+            group["lr"] = torch.tensor(float(group["lr"]))
+    # The optimizer's own step: a scheduler wraps opt.step in a function dynamo will not trace.
+    step = type(opt).step.__get__(opt)
+
+    @torch.compile(fullgraph=False)
+    def compiled_step():
+        step()
+
+    def stepped():
+        compiled_step()
+        opt._opt_called = True   # what the scheduler's wrapper records (it checks the order)
+
+    stepped._wrapped_by_lr_sched = True
+    opt.step = stepped
 
 
 def configure_process(device_type: str) -> dict:
@@ -34,7 +87,7 @@ def configure_process(device_type: str) -> dict:
     # "compiled" rows would time eager code.
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(torch._dynamo.config, name):
-            setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
+            setattr(torch._dynamo.config, name, max(256, getattr(torch._dynamo.config, name)))
     return {"cudnn_benchmark": cuda}
 
 

@@ -1,11 +1,11 @@
-"""PyTorch: the experiments' ``TorchBackend``, its own ``train`` step timed, eager and compiled.
+"""PyTorch: the experiments' ``TorchBackend``, its own ``train`` step timed, as each candidate.
 
 Each suite's PyTorch twin is built by its experiment's hook (:mod:`train.bench.suites`), from the
 JAX model's initial weights, as ``--framework torch`` builds it; a window is
-``TorchBackend.train`` on the window's K batches. The speed options (fused AdamW, cuDNN
-autotuning, ``torch.compile``) wrap its optimizer or model (:mod:`train.bench.torch_options`);
-channels_last and bf16 autocast are the backend's own. Every such choice is in each record's
-``settings``.
+``TorchBackend.train`` on the window's K batches. The candidates (``records.TORCH_CANDIDATES``:
+eager, ``torch.compile`` in several modes, a compiled optimizer step, the RNN as ``nn.RNN``)
+wrap or replace its model or optimizer (:mod:`train.bench.torch_options`); channels_last and bf16
+autocast are the backend's own. Every such choice is in each record's ``settings``.
 
 PyTorch is an optional extra: ``torch`` is imported only through
 :func:`train.backends.torch_backend.import_torch`, so the rest of the bench runs without it (its
@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from train.bench.records import TORCH_MODES, Record, skipped
+from train.bench.records import TORCH_CANDIDATES, TORCH_MODES, Record, skipped
 from train.bench.timing import Budget, Runner, prepare
 from train.bench.workloads import Workload, with_precision
 from train.backends.torch_backend import import_torch
@@ -38,47 +38,57 @@ class _Setup:
     wl: Workload
     jax_model: Callable[[str], Callable[[], Any]]   # precision -> () -> the JAX model at init
     compile_mode: str | None
+    compile_skip: Callable[..., str]
 
 
 def torch_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str],
                   jax_model: Callable[[str], Callable[[], Any]],
-                  compile_skip: Callable[[Workload, str], str] = lambda wl, p: "",
+                  compile_skip: Callable[..., str] = lambda wl, p, mode=None: "",
                   compile_mode: str | None = None,
                   budget: Budget | None = None) -> list[Runner | Record]:
-    """Eager and compiled runners; ``jax_model(precision)()`` is the JAX model whose initial
-    weights the twin copies; ``compile_skip(wl, precision)`` says why a compiled configuration is
-    left out ("" to compile it); ``compile_mode`` defaults to the device's
-    ``torch_options.COMPILE_MODE``."""
+    """A runner (or a skipped record) per precision and candidate in ``modes``;
+    ``jax_model(precision)()`` is the JAX model whose initial weights the twin copies;
+    ``compile_skip(wl, precision, mode)`` says why a compiled candidate is left out ("" to run it); ``compile_mode`` replaces the ``compile`` candidate's torch.compile mode."""
     torch = import_torch()
+    cands = [m for m in TORCH_MODES
+             if m in modes and (wl.spec.torch_nn_rnn or not TORCH_CANDIDATES[m].nn_rnn)]
     if torch is None:
-        return [skipped(wl.suite, "torch", m, NOT_INSTALLED, batch_size=wl.batch)
-                for m in TORCH_MODES if m in modes]
+        return [skipped(wl.suite, "torch", m, NOT_INSTALLED, batch_size=wl.batch) for m in cands]
     from train.bench import torch_options   # imports torch: only once import_torch succeeded
 
-    s = _Setup(torch, torch_options, wl, jax_model, compile_mode)
+    s = _Setup(torch, torch_options, wl, jax_model, compile_mode, compile_skip)
     return [(skipped(wl.suite, "torch", mode, why, precision=precision, batch_size=wl.batch)
              if why else prepare(functools.partial(_runner, s, mode, precision), wl, "torch", mode,
                                  precision, budget=budget))
             for precision in precisions if precision != "bf16" or wl.spec.bf16
-            for mode in TORCH_MODES if mode in modes
-            for why in [compile_skip(wl, precision) if mode == "compiled" else ""]]
+            for mode in cands
+            for why in [_skip_reason(s, mode, precision)]]
 
 
-def _runner(s: _Setup, mode: str, precision: str) -> Runner:
-    from train.backends.torch_models import set_tf32   # imports torch, as this runner does
+def _skip_reason(s: _Setup, mode: str, precision: str) -> str:
+    cand = TORCH_CANDIDATES[mode]
+    if cand.cuda_only and not s.torch.cuda.is_available():
+        return f"{mode}: CUDA graphs need a CUDA device"
+    return s.compile_skip(s.wl, precision, mode) if cand.compile_mode else ""
 
-    torch, wl = s.torch, s.wl
+
+def _runner(s: _Setup, mode: str, precision: str) -> Runner | Record:
+    from train.backends.torch_models import VanillaRNN, set_tf32   # imports torch, as this does
+
+    torch, wl, cand = s.torch, s.wl, TORCH_CANDIDATES[mode]
     backend = wl.spec.torch(wl, with_precision(wl.cfg, precision), s.jax_model(precision))
     device = backend.device
     cuda = device.type == "cuda"
+    why = ("the LSTM twin is nn.LSTM already (its other rows)"
+           if cand.nn_rnn and not isinstance(backend.model, VanillaRNN) else
+           f"{mode}: CUDA graphs need a CUDA device; this twin runs on {device.type}"
+           if cand.cuda_only and not cuda else "")
+    if why:
+        return skipped(wl.suite, "torch", mode, why, precision=precision, batch_size=wl.batch)
     flags = s.opts.configure_process(device.type)
-    fused = s.opts.fuse_adamw(backend)
-    cm = (s.compile_mode or s.opts.COMPILE_MODE[device.type]) if mode == "compiled" else None
-    if cm:
-        s.opts.compile_forward(backend, cm)
+    applied = s.opts.apply(backend, cand, s.compile_mode if mode == "compile" else None)
     settings = {"channels_last": backend.channels_last, **flags, "tf32": backend.tf32,
-                "fused_adamw": fused, "autocast": "bf16" if backend.autocast is not None else None,
-                "compile_mode": cm}
+                "autocast": "bf16" if backend.autocast is not None else None, **applied}
     extra = {"threads": backend.threads or torch.get_num_threads(), "device": str(device),
              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     rec = Record(wl.suite, "torch", mode, precision, 1, wl.batch, steps_per_window=wl.steps,
@@ -101,7 +111,7 @@ def _runner(s: _Setup, mode: str, precision: str) -> Runner:
 def _first_call(s: _Setup, rec: Record, cuda: bool, first_step: Callable[[], Any]) -> None:
     """Time the first step (eager: lazy initialisation; compiled: graph capture + inductor) into
     ``rec.compile_s``; for compiled runners, what torch.compile did (graphs, breaks)."""
-    compiled = rec.mode == "compiled"
+    compiled = TORCH_CANDIDATES[rec.mode].compile_mode is not None
     if compiled:
         rec.note = ("compile_s: first call; inductor reuses kernels from its on-disk cache "
                     "(TORCHINDUCTOR_CACHE_DIR), so a first-ever compile takes longer")
