@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 
 from jax_models.init import torch_uniform
+from jax_models.vanilla_rnn import vanilla_last_state
 
 __all__ = ["torch_linear_init", "RNNClassifier", "grad_norms_wrt_hidden", "default_unroll", "resolve_unroll"]
 
@@ -211,10 +212,19 @@ class RNNClassifier(nnx.Module):
         """``[B, hidden]`` -> logits ``[B, num_classes]``, at least float32 so a bf16 model's loss is full precision."""
         return self.out(h_last).astype(jnp.promote_types(self.dtype, jnp.float32))
 
+    def last_state(self, x: jax.Array) -> jax.Array:
+        """``h_T`` ``[B, hidden]``: the vanilla cell on digits by its hand-written backward pass
+        (``jax_models/vanilla_rnn.py``), else the last of ``hidden_states``."""
+        x = jnp.asarray(x)
+        if self.cell_type == "vanilla" and jnp.issubdtype(x.dtype, jnp.integer) and x.ndim == 2:
+            return vanilla_last_state(self.cell.kernel[...], self.cell.bias[...], x, input_dim=self.input_dim,
+                                      dtype=self.dtype, unroll=resolve_unroll(self.unroll, x.shape[1]))
+        return self.hidden_states(x)[:, -1]
+
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Logits ``[B, num_classes]``; ``train``/``rngs`` are ignored, kept for the shared trainer interface."""
         del train, rngs
-        return self.logits_from_last(self.hidden_states(x)[:, -1])
+        return self.logits_from_last(self.last_state(x))
 
 
 @nnx.jit(static_argnames=("reduction",))
