@@ -147,6 +147,11 @@ class RNNClassifier(nnx.Module):
     """Many-to-one classifier from ``h_T``. ``dtype`` is the compute dtype (parameters stay float32);
     ``unroll`` as in ``resolve_unroll``, changing results only by float rounding."""
 
+    # XLA:CPU's YNNPACK dot fusions run the recurrence's small matmuls ([B, H] x [H, H], one per step)
+    # slower than XLA's own dots; a CPU program that trains this model compiles without them
+    # (train/backends/jax_backend.model_compiler_options). Results change by rounding only.
+    XLA_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
     def __init__(
         self,
         *,
