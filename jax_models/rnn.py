@@ -2,8 +2,9 @@
 
 Vanilla cell, as the assignment specifies: ``h_t = tanh(W [x_t ; h_{t-1}] + b)`` with ONE Linear
 ``(input_dim + hidden) -> hidden``, logits ``V h_T + c``; an LSTM (gates ``[i, f, g, o]``) for comparison.
-``W_x x_t`` (the kernel's input rows) is computed for all steps before the scan, as it does not
-depend on the recurrence. Init mimics PyTorch's ``nn.Linear``, the assignment's framework.
+In ``hidden_states``, ``W_x x_t`` (the kernel's input rows) is computed for all steps before the
+scan, as it does not depend on the recurrence; ``__call__`` trains the vanilla cell on digits through
+``jax_models/vanilla_rnn.py``'s hand-written backward pass. Init mimics PyTorch's ``nn.Linear``.
 """
 
 from __future__ import annotations
