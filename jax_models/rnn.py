@@ -2,8 +2,9 @@
 
 Vanilla cell, as the assignment specifies: ``h_t = tanh(W [x_t ; h_{t-1}] + b)`` with ONE Linear
 ``(input_dim + hidden) -> hidden``, logits ``V h_T + c``; an LSTM (gates ``[i, f, g, o]``) for comparison.
-``W_x x_t`` (the kernel's input rows) is computed for all steps before the scan, as it does not
-depend on the recurrence. Init mimics PyTorch's ``nn.Linear``, the assignment's framework.
+In ``hidden_states``, ``W_x x_t`` (the kernel's input rows) is computed for all steps before the
+scan, as it does not depend on the recurrence; ``__call__`` trains the vanilla cell on digits through
+``jax_models/vanilla_rnn.py``'s hand-written backward pass. Init mimics PyTorch's ``nn.Linear``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import optax
 from flax import nnx
 
 from jax_models.init import torch_uniform
+from jax_models.vanilla_rnn import vanilla_last_state
 
 __all__ = ["torch_linear_init", "RNNClassifier", "grad_norms_wrt_hidden", "default_unroll", "resolve_unroll"]
 
@@ -146,6 +148,11 @@ class RNNClassifier(nnx.Module):
     """Many-to-one classifier from ``h_T``. ``dtype`` is the compute dtype (parameters stay float32);
     ``unroll`` as in ``resolve_unroll``, changing results only by float rounding."""
 
+    # XLA:CPU's YNNPACK dot fusions run the recurrence's small matmuls ([B, H] x [H, H], one per step)
+    # slower than XLA's own dots; a CPU program that trains this model compiles without them
+    # (train/backends/jax_backend.model_compiler_options). Results change by rounding only.
+    XLA_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
     def __init__(
         self,
         *,
@@ -211,10 +218,19 @@ class RNNClassifier(nnx.Module):
         """``[B, hidden]`` -> logits ``[B, num_classes]``, at least float32 so a bf16 model's loss is full precision."""
         return self.out(h_last).astype(jnp.promote_types(self.dtype, jnp.float32))
 
+    def last_state(self, x: jax.Array) -> jax.Array:
+        """``h_T`` ``[B, hidden]``: the vanilla cell on digits by its hand-written backward pass
+        (``jax_models/vanilla_rnn.py``), else the last of ``hidden_states``."""
+        x = jnp.asarray(x)
+        if self.cell_type == "vanilla" and jnp.issubdtype(x.dtype, jnp.integer) and x.ndim == 2:
+            return vanilla_last_state(self.cell.kernel[...], self.cell.bias[...], x, input_dim=self.input_dim,
+                                      dtype=self.dtype, unroll=resolve_unroll(self.unroll, x.shape[1]))
+        return self.hidden_states(x)[:, -1]
+
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Logits ``[B, num_classes]``; ``train``/``rngs`` are ignored, kept for the shared trainer interface."""
         del train, rngs
-        return self.logits_from_last(self.hidden_states(x)[:, -1])
+        return self.logits_from_last(self.last_state(x))
 
 
 @nnx.jit(static_argnames=("reduction",))

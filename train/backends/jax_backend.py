@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -102,15 +103,34 @@ def from_jax(jax_model, recipe: Recipe, arrays: Mapping[str, np.ndarray]) -> Jax
     """The JAX backend of ``recipe`` for ``jax_model`` itself."""
     pre = normalizer(*recipe.normalize) if recipe.normalize is not None else (lambda x: x)
     kw = {"eval_batch": recipe.eval_batch} if recipe.eval_batch is not None else {}
-    options = TINY_OPTIONS if recipe.tiny else None
+    options = {**(TINY_OPTIONS if recipe.tiny else {}), **model_compiler_options(type(jax_model), recipe.devices)}
     return JaxBackend(jax_model, optax_optimizer(recipe.optimizer, recipe.steps_per_epoch), pre, arrays,
                       seed=recipe.seed, devices=recipe.devices, eval_splits=recipe.eval_splits,
-                      compiler_options=options, fuse=fuses(jax_model, recipe.devices),
+                      compiler_options=options or None, fuse=fuses(jax_model, recipe.devices),
                       precision=recipe.precision, **kw)
 
 
 # A tiny model's run is mostly compiling its one period program: LLVM at -O0 compiles it faster.
 TINY_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def model_compiler_options(model_type: type, devices=None) -> dict:
+    """The XLA options ``model_type`` asks for on ``devices``' platform (its ``XLA_CPU_OPTIONS`` on a
+    CPU), or none where this jaxlib does not know them."""
+    device = devices[0] if devices else jax.local_devices()[0]
+    options = getattr(model_type, "XLA_CPU_OPTIONS", None) if device.platform == "cpu" else None
+    return dict(options) if options and _known(tuple(sorted(options.items())), device) else {}
+
+
+@functools.cache
+def _known(options: tuple, device) -> bool:
+    """Whether XLA accepts ``options`` (an option of another jaxlib version fails the compile)."""
+    x = jax.ShapeDtypeStruct((), np.float32, sharding=jax.sharding.SingleDeviceSharding(device))
+    try:
+        jax.jit(lambda v: v + 1).lower(x).compile(dict(options))
+        return True
+    except Exception:  # noqa: BLE001 - XLA reports an unknown option or value as a generic error
+        return False
 
 
 def grad_norms(graphdef, host_state, x, y, precision: Precision | None) -> list[float]:

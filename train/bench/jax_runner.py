@@ -23,6 +23,7 @@ from train.bench.hlo_stats import step_ops
 from train.bench.records import Record, error_text, run_name, skipped
 from train.bench.timing import Budget, Runner, prepare
 from train.bench.workloads import Workload, with_precision
+from train.backends.jax_backend import model_compiler_options
 from train.backends.jax_compile_log import CompileLog
 from train.backends.jax_profiling import profile_to, trace_files
 from train.backends.jax_trainer import AXIS, Trainer, create_state
@@ -68,11 +69,14 @@ def jax_setup(wl: Workload, precision: str) -> JaxSetup:
         return JaxSetup(wl, precision, backend.graphdef, backend.graphdef, backend.host_state(),
                         fns.tx, fns.preprocess, options, {**settings, **(options or {})})
     tx = spec.optimizer(cfg, wl)
-    graphdef, graphdef_pmap = (nnx.graphdef(nnx.eval_shape(lambda a=a: spec.model(cfg, a)))
-                               for a in (None, AXIS))
+    abstract = [nnx.eval_shape(lambda a=a: spec.model(cfg, a)) for a in (None, AXIS)]
+    graphdef, graphdef_pmap = (nnx.graphdef(m) for m in abstract)
+    # The model's own XLA options, as its training runs compile with (jax_backend.from_jax).
+    options = model_compiler_options(type(abstract[0]), jax.local_devices()[:1])
     return JaxSetup(wl, precision, graphdef, graphdef_pmap,
                     initial_state(lambda: spec.model(cfg, None), tx, cfg.seed), tx,
-                    spec.preprocess(wl), settings=settings)
+                    spec.preprocess(wl), options or None,
+                    {**settings, **{k: v if v != "" else "none" for k, v in options.items()}})
 
 
 def initial_state(make_model: Callable[[], nnx.Module], tx, seed: int):

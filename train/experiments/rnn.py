@@ -19,7 +19,7 @@ from data.palindrome import make_palindrome_data
 from jax_models.rnn import RNNClassifier
 from train.analysis import plots
 from train.backends import base
-from train.backends.jax_backend import optax_optimizer
+from train.backends.jax_backend import model_compiler_options, optax_optimizer
 from train.engine.schedule import LazyPeriods, epoch_batches
 from train.engine.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, Experiment, PrecisionSetting, devices_setting, epochs_setting,
@@ -244,7 +244,8 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
         return MultiSeedJaxBackend([d.model() for d in data], make_optimizer(cfg, data[0].steps_per_epoch),
                                    lambda x: x, [d.arrays for d in data], seeds=[c.seed for c in cfgs],
                                    device=devices[0], eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg),
-                                   precision=cfg.resolved_precision)
+                                   precision=cfg.resolved_precision,
+                                   compiler_options=model_compiler_options(RNNClassifier, devices) or None)
 
     runs, grads = _runs(data, Path(workdir))
     schedules = [LazyPeriods(d.epoch, cfg.epochs, d.steps_per_epoch) for d in data]
