@@ -24,9 +24,12 @@ FP32_CNN_FACTOR = 3.0           # the CNN in full fp32 vs its TF32 record: fp32 
 # A PyTorch candidate without a record of its own: the recorded runner it is estimated from, times
 # a stated factor (a compiled optimizer step adds a second compile; max-autotune tries several
 # kernels per matmul and convolution; nn.RNN compiles the same forward without the loop).
+JAX_VARIANTS = ("fused-cb-off", "fused-cb-loop", "fused-cb-unroll")   # records.JAX_VARIANT_MODES
 CANDIDATE_PROXY = {"compile": ("compile-cudagraphs", 1.0), "compile+opt": ("compile-cudagraphs", 1.5),
                    "compile-max-autotune": ("compile-cudagraphs", 3.0), "nn.RNN-eager": ("eager", 1.0),
-                   "nn.RNN-compile": ("compile-cudagraphs", 1.0), "nn.RNN-compile+opt": ("compile-cudagraphs", 1.5)}
+                   "nn.RNN-compile": ("compile-cudagraphs", 1.0), "nn.RNN-compile+opt": ("compile-cudagraphs", 1.5),
+                   # the JAX command-buffer variants compile the fused program with other options
+                   **{v: ("fused", 1.0) for v in JAX_VARIANTS}}
 # The GPU window's PyTorch candidates per bench step: (at bf16 and the recipe batch, at every
 # precision). The headline rows (the CNN in bf16 at 256, the RNN at 128) get the candidates likely
 # to be best within the window (CUDA graphs: these steps are launch-bound); the others, whose
@@ -38,6 +41,7 @@ RNN_MORE = (("eager", "compile-max-autotune", "nn.RNN-compile+opt"), ("eager",))
 CNN_CANDIDATES = (("eager", "compile-cudagraphs", "compile+opt"), ("eager",))
 CNN_MORE = (("eager", "compile", "compile-max-autotune"), ("eager",))
 LIGHT_CANDIDATES = (("eager", "compile-cudagraphs"), ("eager", "compile-cudagraphs"))
+VARIANT_MODES = ("fused", *JAX_VARIANTS)
 RECIPE = {"cnn-cifar": 256, "rnn-palindrome": 128, "mlp-cifar": 256}   # the suites' recipe batches
 
 
@@ -85,7 +89,7 @@ def torch_modes(candidates, precision: str, recipe: bool) -> tuple[str, ...]:
 
 
 def bench_estimate(suite: str, batch: int, precisions: list[str], candidates=LIGHT_CANDIDATES,
-                   frameworks=("jax", "torch")) -> Estimate:
+                   frameworks=("jax", "torch"), jax_modes=("fused",)) -> Estimate:
     """One bench process timing ``suite`` at ``batch``: JAX fused and each PyTorch candidate per
     precision. Per runner: its recorded compile time plus the group's timing time shared out."""
     log = _read(REF / "check" / "check.log")
@@ -97,7 +101,7 @@ def bench_estimate(suite: str, batch: int, precisions: list[str], candidates=LIG
     recs = [{**r, "mode": canonical_mode(r["mode"], r["settings"])} for r in bench["records"]
             if r["suite"] == old and r["batch_size"] == batch and not r["skipped"]]
     runners = [(fw, m, p) for p in precisions
-               for fw, m in [("jax", "fused"), *(("torch", m) for m in torch_modes(candidates, p, batch == RECIPE[suite]))]
+               for fw, m in [*(("jax", m) for m in jax_modes), *(("torch", m) for m in torch_modes(candidates, p, batch == RECIPE[suite]))]
                if fw in frameworks]
     if (old, batch) not in groups or not recs:
         return Estimate(len(runners) * NO_RECORD_COMPILE_S, f"no record of {suite} at batch {batch}: "
@@ -216,11 +220,11 @@ DRY_BATCH = {"cnn-cifar": 2, "rnn-palindrome": 8, "mlp-cifar": 64}   # a dry run
 
 def _bench(py: str, work: Path, name: str, suite: str, batch: int, precs: list[str], dry: bool, extra=(),
            dry_as: tuple[str, str] = ("", "jax,torch"), candidates=LIGHT_CANDIDATES,
-           frameworks: str = "jax,torch") -> list[str]:
+           frameworks: str = "jax,torch", jax_modes=("fused",)) -> list[str]:
     """One bench process timing ``candidates`` (as torch_modes reads them). A dry run times ``dry_as``
     (another suite, if named; frameworks) in fp32 at the smallest batch for a single step: the
     wiring, not the numbers, at a few seconds of CPU each."""
-    modes = ",".join(dict.fromkeys(("fused", *candidates[0], *candidates[1])))
+    modes = ",".join(dict.fromkeys((*jax_modes, *candidates[0], *candidates[1])))
     # Compiled candidates at bf16 and the recipe batch; those of the second list at every precision.
     policy = ",".join(["recipe-bf16", *(f"{c}:on" for c in candidates[1] if "compile" in c)])
     if dry:
@@ -270,6 +274,15 @@ def steps(py: str, work: Path, data: str, dry: bool) -> list[Step]:
              _bench(py, work, "bench-rnn128-more", "rnn-palindrome", 128, ["bf16"], dry, dry_as=("", "torch"),
                     candidates=RNN_MORE, frameworks="torch"),
              bench_estimate("rnn-palindrome", 128, ["bf16"], RNN_MORE, frameworks=("torch",))),
+        # XLA's command buffers over the fused loop, beside fused, for the GPU default (jax_variants).
+        Step("bench cnn b256 bf16, JAX variants", "bench",
+             _bench(py, work, "bench-cnn256-variants", "cnn-cifar", 256, ["bf16"], dry, dry_as=("rnn-palindrome", "jax"),
+                    frameworks="jax", jax_modes=VARIANT_MODES),
+             bench_estimate("cnn-cifar", 256, ["bf16"], frameworks=("jax",), jax_modes=VARIANT_MODES)),
+        Step("bench rnn b128 fp32, JAX variants", "bench",
+             _bench(py, work, "bench-rnn128-variants", "rnn-palindrome", 128, ["fp32"], dry, dry_as=("", "jax"),
+                    frameworks="jax", jax_modes=VARIANT_MODES),
+             bench_estimate("rnn-palindrome", 128, ["fp32"], frameworks=("jax",), jax_modes=VARIANT_MODES)),
         Step(f"report {core},sweep", "report", _report(py, work, core + ",sweep", data, dry),
              report_sweep_estimate("vanilla")),
         Step(f"report {core},sweep,lstm", "report", _report(py, work, core + ",sweep,lstm", data, dry),

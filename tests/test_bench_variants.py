@@ -111,3 +111,13 @@ def test_a_variant_trains_as_fused_does():
     assert ex["verdict"] in ("bitwise", "within run-to-run noise"), ex
     assert ex["max_abs_diff"] <= ex["noise_floor"]
     assert variant.record.extra["hlo_ops"]["kernels"] > 0
+
+
+def test_the_gpu_plan_names_the_same_variants():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import device_plan
+    assert device_plan.JAX_VARIANTS == JAX_VARIANT_MODES
+    names = [s.name for s in device_plan.steps("python", Path("/tmp/w"), "synthetic", dry=False)]
+    assert any("JAX variants" in n for n in names)

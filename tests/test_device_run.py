@@ -148,8 +148,13 @@ def test_device_run_all_dry_run(tmp_path):
         env_log = t.extractfile("./logs/01-env.log").read().decode()
     assert '"versions"' in env_log and failed == "" and "planned" in log.splitlines()[0]
     assert set(benches) == {"bench-rnn128", "bench-cnn256", "bench-cnn1024", "bench-rnn8192", "bench-mlp256",
-                            "bench-cnn256-more", "bench-rnn128-more"}
+                            "bench-cnn256-more", "bench-rnn128-more", "bench-cnn256-variants",
+                            "bench-rnn128-variants"}
     assert all(b["partial"] is False for b in benches.values())
+    variants = {r["mode"]: r for r in benches["bench-rnn128-variants"]["records"] if not r["skipped"]}
+    assert set(variants) == {"fused", "fused-cb-off", "fused-cb-loop", "fused-cb-unroll"}
+    assert {r["extra"]["exact_vs_fused"]["verdict"] for m, r in variants.items() if m != "fused"} <= {
+        "bitwise", "within run-to-run noise"}   # a GPU's atomics make two runs of one program differ
     cnn = [r for r in benches["bench-cnn256"]["records"] if not r["skipped"]]
     assert {r["framework"] for r in cnn if r["utilisation"]} == {"jax", "torch"}
     assert "## Part 1, Tasks 1-2" in report and "## Part 3" in report
