@@ -3,6 +3,20 @@
 Five blocks; every convolution is 3x3 (padding 1) + batch norm + ReLU; every
 block ends with a 3x3, stride 2, padding 1 max pool that halves the spatial
 size: 32 -> 16 -> 8 -> 4 -> 2 -> 1; then Linear(512 -> 10).
+
+How a convolution and a max pool are computed (``conv_impl``) is a speed choice
+only; every formulation computes the same function and the same gradients:
+
+- ``xla``: ``lax.conv_general_dilated`` and ``lax.reduce_window`` (whose
+  gradient is a select-and-scatter), what a GPU runs best;
+- ``im2col``: the 3x3 patches gathered by a pad and 9 static slices (pure data
+  movement, whose gradient is pads and adds) times the kernel as one matmul,
+  and the max pool as a running maximum over its 9 strided views (no scatter
+  in its gradient). XLA:CPU's convolution picks a pathological algorithm on
+  small images (openxla/xla issue 34273) and is slow inside ``lax.scan``;
+  its matmuls are not.
+- ``auto``: resolved from the platform the model is built for (see
+  :func:`resolve_conv_impl`).
 """
 
 from __future__ import annotations
@@ -15,24 +29,68 @@ from jax_models.init import torch_uniform
 
 # Output channels of each block's convolutions, from the spec.
 BLOCKS: tuple[tuple[int, ...], ...] = ((64,), (128,), (256, 256), (512, 512), (512, 512))
+CONV_IMPLS = ("auto", "xla", "im2col")
+
+
+def resolve_conv_impl(conv_impl: str, platform: str | None = None) -> str:
+    """``auto`` -> ``im2col`` on a CPU (XLA:CPU's convolutions are the slow part of its step there),
+    ``xla`` elsewhere; any other name as it is. ``platform``: JAX's default backend if None."""
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}, got {conv_impl!r}")
+    if conv_impl != "auto":
+        return conv_impl
+    return "im2col" if (platform or jax.default_backend()) == "cpu" else "xla"
+
+
+def conv3x3_im2col(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 3x3, stride 1, padding 1 convolution of x (N, H, W, C) with kernel (3, 3, C, O) as one matmul
+    of the (N*H*W, 9*C) patches; the patch's (row, column, channel) order is the kernel's HWIO order."""
+    n, h, w, c = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = jnp.concatenate([xp[:, i:i + h, j:j + w, :] for i in range(3) for j in range(3)], axis=-1)
+    y = jnp.dot(patches.reshape(n * h * w, 9 * c), kernel.reshape(9 * c, -1))
+    return y.reshape(n, h, w, -1)
 
 
 class ConvBNReLU(nnx.Module):
-    def __init__(self, c_in: int, c_out: int, *, dtype, axis_name, rngs: nnx.Rngs) -> None:
+    def __init__(self, c_in: int, c_out: int, *, dtype, axis_name, conv_impl: str = "xla",
+                 rngs: nnx.Rngs) -> None:
         init = torch_uniform(c_in * 9)
         self.conv = nnx.Conv(c_in, c_out, (3, 3), padding=1, kernel_init=init, bias_init=init,
                              dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
         # PyTorch's BatchNorm2d defaults: momentum 0.1 (0.9 in Flax's convention), eps 1e-5.
         self.bn = nnx.BatchNorm(c_out, momentum=0.9, epsilon=1e-5, dtype=dtype,
                                 param_dtype=jnp.float32, axis_name=axis_name, rngs=rngs)
+        self.conv_impl = conv_impl
+
+    def _conv(self, x):
+        if self.conv_impl == "xla":
+            return self.conv(x)
+        dtype = self.conv.dtype
+        y = conv3x3_im2col(x.astype(dtype), self.conv.kernel[...].astype(dtype))
+        return y + self.conv.bias[...].astype(dtype)
 
     def __call__(self, x, *, train: bool):
-        return jax.nn.relu(self.bn(self.conv(x), use_running_average=not train))
+        return jax.nn.relu(self.bn(self._conv(x), use_running_average=not train))
 
 
-def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
-    """3x3 max pool, stride 2, padding 1 (padded with -inf, as PyTorch does): (N, H, W, C) -> (N, H/2, W/2, C)."""
-    return nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+def max_pool_3x3_s2(x: jax.Array, conv_impl: str = "xla") -> jax.Array:
+    """3x3 max pool, stride 2, padding 1 (padded with -inf, as PyTorch does): (N, H, W, C) -> (N, H/2, W/2, C).
+
+    ``im2col``: the running maximum over the 9 strided views in the window's row-major order, the later
+    view taken only where strictly greater, so a tie goes to the first maximum, as select-and-scatter's
+    ``>=`` (and PyTorch's scan) sends the gradient: the same values and the same gradient."""
+    if conv_impl == "xla":
+        return nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    n, h, w, c = x.shape
+    ho, wo = (h + 1) // 2, (w + 1) // 2
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    out = None
+    for i in range(3):
+        for j in range(3):
+            view = xp[:, i:i + 2 * ho - 1:2, j:j + 2 * wo - 1:2, :]
+            out = view if out is None else jnp.where(view > out, view, out)
+    return out
 
 
 class CNN(nnx.Module):
@@ -40,14 +98,18 @@ class CNN(nnx.Module):
 
     def __init__(self, *, in_channels: int = 3, num_classes: int = 10, dtype=jnp.float32,
                  axis_name: str | None = None, blocks: tuple[tuple[int, ...], ...] = BLOCKS,
-                 rngs: nnx.Rngs) -> None:
-        """``blocks``: each block's convolution widths; the seed's by default, narrower ones for cheap tests."""
+                 conv_impl: str = "auto", platform: str | None = None, rngs: nnx.Rngs) -> None:
+        """``blocks``: each block's convolution widths; the seed's by default, narrower ones for cheap tests.
+        ``conv_impl``: how convolutions and pools are computed (module docstring), ``auto`` resolved for
+        ``platform`` (JAX's default backend if None); the parameters are the same whichever it is."""
         self.dtype = dtype
+        self.conv_impl = resolve_conv_impl(conv_impl, platform)
         layers, c = [], in_channels
         for block in blocks:
             convs = []
             for c_out in block:
-                convs.append(ConvBNReLU(c, c_out, dtype=dtype, axis_name=axis_name, rngs=rngs))
+                convs.append(ConvBNReLU(c, c_out, dtype=dtype, axis_name=axis_name, conv_impl=self.conv_impl,
+                                        rngs=rngs))
                 c = c_out
             layers.append(nnx.List(convs))
         self.blocks = nnx.List(layers)
@@ -62,7 +124,7 @@ class CNN(nnx.Module):
         for block in self.blocks:
             for layer in block:
                 x = layer(x, train=train)
-            x = max_pool_3x3_s2(x)
+            x = max_pool_3x3_s2(x, self.conv_impl)
             out.append(x)
         return out
 

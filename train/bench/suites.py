@@ -18,7 +18,7 @@ import numpy as np
 from data.cifar10 import channel_stats
 from data.palindrome import make_palindrome_data
 from data.toy import make_toy_data
-from jax_models.cnn import CNN
+from jax_models.cnn import CNN, resolve_conv_impl
 from jax_models.rnn import resolve_unroll
 from numpy_mlp import MLP as NumpyMLP
 from numpy_mlp.model import parse_hidden
@@ -153,7 +153,8 @@ _SUITES = (
           numpy=_cifar_numpy, **_CIFAR),
     Suite(cifar.CNN_SPEC.name, {"cpu": (32, 1, 3, 1), "cpu-quick": (8, 1, 3, 1),
                                 "gpu": (256, 30, 5, 1), "gpu-quick": (256, 20, 5, 1)},
-          fuse_on_cpu=jax_backend.fuses_on_cpu(CNN), **_CIFAR),
+          fuse_on_cpu=jax_backend.fuses_on_cpu(CNN), **_CIFAR,
+          jax_settings=lambda cfg: {"conv_impl": resolve_conv_impl("auto")}),
     Suite(rnn.SPEC.name, {"cpu": (128, 20, 9, 1), "cpu-quick": (128, 10, 7, 1),
                           "gpu": (128, 100, 5, 1), "gpu-quick": (128, 100, 5, 1)},
           overrides=lambda b: {"input_length": RNN_LENGTH, "data_size": max(4096, 2 * b)},

@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 
 from data.cifar10 import channel_stats, load_cifar10
-from jax_models.cnn import CNN
+from jax_models.cnn import CNN, resolve_conv_impl
 from jax_models.mlp import MLP
 from numpy_mlp.model import parse_hidden
 from train.analysis import plots
@@ -226,7 +226,10 @@ def _prepare(cfg: CifarConfig, workdir: Path, k: int = 0, together: int = 1) -> 
     precision = cfg.resolved_precision.name
     run = Run(cfg.experiment, cfg, Path(workdir), cfg.run_name, framework=cfg.framework,
               record={"precision": precision, "data_source": ds.source, "n_train": n,
-                      "n_test": len(arrays["test_y"]), "channel_mean": mean, "channel_std": std},
+                      "n_test": len(arrays["test_y"]), "channel_mean": mean, "channel_std": std,
+                      # a speed choice, outside the config (and its digest): the same function either way
+                      **({"conv_impl": resolve_conv_impl("auto")} if cfg.model == "cnn" and cfg.framework == "jax"
+                         else {})},
               summary={"precision": precision, "epochs": cfg.epochs, "data_source": ds.source,
                        **({"trained_together": together} if together > 1 else {})},
               after=lambda run_dir, log, summary, backend: write_figures(cfg, ds, arrays, for_run(backend, k),
