@@ -5,18 +5,21 @@ block ends with a 3x3, stride 2, padding 1 max pool that halves the spatial
 size: 32 -> 16 -> 8 -> 4 -> 2 -> 1; then Linear(512 -> 10).
 
 How a convolution and a max pool are computed (``conv_impl``) is a speed choice
-only; every formulation computes the same function and the same gradients:
+only; every formulation computes the same function and the same gradients (up to
+the order of its sums):
 
 - ``xla``: ``lax.conv_general_dilated`` and ``lax.reduce_window`` (whose
   gradient is a select-and-scatter), what a GPU runs best;
 - ``im2col``: the 3x3 patches gathered by a pad and 9 static slices (pure data
   movement, whose gradient is pads and adds) times the kernel as one matmul,
-  and the max pool as a running maximum over its 9 strided views (no scatter
-  in its gradient). XLA:CPU's convolution picks a pathological algorithm on
-  small images (openxla/xla issue 34273) and is slow inside ``lax.scan``;
-  its matmuls are not.
-- ``auto``: resolved from the platform the model is built for (see
-  :func:`resolve_conv_impl`).
+  and the max pool as a running maximum over strided views, rows then columns
+  (no scatter in its gradient);
+- ``mixed``: ``im2col``'s max pool, and per layer XLA's convolution where it
+  is the faster (an image of at least 8x8 in a small batch) and ``im2col``'s
+  elsewhere. XLA:CPU's convolution picks a pathological algorithm on small
+  images (openxla/xla issue 34273) and a slow one for large batches; its
+  matmuls are not slow. ``scripts/cnn_cpu_layers.py`` times each layer;
+- ``auto``: ``mixed`` on a CPU, ``xla`` elsewhere (see :func:`resolve_conv_impl`).
 """
 
 from __future__ import annotations
@@ -24,22 +27,25 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax import lax
 
 from jax_models.init import torch_uniform
 
 # Output channels of each block's convolutions, from the spec.
 BLOCKS: tuple[tuple[int, ...], ...] = ((64,), (128,), (256, 256), (512, 512), (512, 512))
-CONV_IMPLS = ("auto", "xla", "im2col")
+CONV_IMPLS = ("auto", "xla", "im2col", "mixed")
+# mixed: XLA's convolution for an image at least this wide in a batch of at most this many pixels (N*H*W).
+XLA_CONV_MIN_SIDE, XLA_CONV_MAX_PIXELS = 8, 16384
 
 
 def resolve_conv_impl(conv_impl: str, platform: str | None = None) -> str:
-    """``auto`` -> ``im2col`` on a CPU (XLA:CPU's convolutions are the slow part of its step there),
+    """``auto`` -> ``mixed`` on a CPU (XLA:CPU's convolutions are the slow part of its step there),
     ``xla`` elsewhere; any other name as it is. ``platform``: JAX's default backend if None."""
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}, got {conv_impl!r}")
     if conv_impl != "auto":
         return conv_impl
-    return "im2col" if (platform or jax.default_backend()) == "cpu" else "xla"
+    return "mixed" if (platform or jax.default_backend()) == "cpu" else "xla"
 
 
 def conv3x3_im2col(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -64,7 +70,9 @@ class ConvBNReLU(nnx.Module):
         self.conv_impl = conv_impl
 
     def _conv(self, x):
-        if self.conv_impl == "xla":
+        n, h, w, _ = x.shape
+        if self.conv_impl == "xla" or (self.conv_impl == "mixed" and min(h, w) >= XLA_CONV_MIN_SIDE
+                                       and n * h * w <= XLA_CONV_MAX_PIXELS):
             return self.conv(x)
         dtype = self.conv.dtype
         y = conv3x3_im2col(x.astype(dtype), self.conv.kernel[...].astype(dtype))
@@ -77,20 +85,23 @@ class ConvBNReLU(nnx.Module):
 def max_pool_3x3_s2(x: jax.Array, conv_impl: str = "xla") -> jax.Array:
     """3x3 max pool, stride 2, padding 1 (padded with -inf, as PyTorch does): (N, H, W, C) -> (N, H/2, W/2, C).
 
-    ``im2col``: the running maximum over the 9 strided views in the window's row-major order, the later
-    view taken only where strictly greater, so a tie goes to the first maximum, as select-and-scatter's
-    ``>=`` (and PyTorch's scan) sends the gradient: the same values and the same gradient."""
+    Other than ``xla``: the running maximum over the 3 strided column views, then over the 3 strided row
+    views of that, a later view taken only where strictly greater. The element chosen is the first row
+    holding the window's maximum and that row's first column holding it: the first maximum in row-major
+    order, where select-and-scatter's ``>=`` (and PyTorch's scan) sends the gradient. Same values, same
+    gradient, without a scatter."""
     if conv_impl == "xla":
         return nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    n, h, w, c = x.shape
+    _, h, w, _ = x.shape
     ho, wo = (h + 1) // 2, (w + 1) // 2
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
-    out = None
-    for i in range(3):
-        for j in range(3):
-            view = xp[:, i:i + 2 * ho - 1:2, j:j + 2 * wo - 1:2, :]
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    for axis, n_out in ((2, wo), (1, ho)):
+        out = None
+        for k in range(3):
+            view = lax.slice_in_dim(x, k, k + 2 * n_out - 1, stride=2, axis=axis)
             out = view if out is None else jnp.where(view > out, view, out)
-    return out
+        x = out
+    return x
 
 
 class CNN(nnx.Module):
