@@ -1,11 +1,13 @@
 """Run by tests/test_data_parallel.py in a subprocess with N simulated CPU devices.
 
 For each model, trains a few fused steps on 1 device (plain jit) and on N devices
-(pmap) from the same initial state on the same global batches, and prints, as
-JSON, the largest absolute difference in parameters, model state (batch-norm
+(each data-parallel path: pmap, shard_map, jit) from the same initial state on the
+same global batches, and prints, as JSON, the largest absolute difference from
+1 device (and between the paths) in parameters, model state (batch-norm
 statistics) and evaluation metrics.
 """
 
+import functools
 import json
 import sys
 
@@ -21,7 +23,9 @@ from jax_models.rnn import RNNClassifier
 from train.backends.jax_backend import JaxBackend
 from train.engine.schedule import epoch_batches
 from train.runtime import enable_compilation_cache
-from train.backends.jax_trainer import AXIS
+from train.backends.jax_parallel import PARALLEL, model_axis
+
+PATHS = PARALLEL
 
 
 def max_diff(a, b):
@@ -29,26 +33,31 @@ def max_diff(a, b):
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+def train(make_model, tx, arrays, batch, steps, devs, path, periods, preprocess, fuse):
+    model = make_model(model_axis(path))
+    be = JaxBackend(model, tx, preprocess, arrays, seed=0, devices=devs, eval_batch=8, fuse=fuse, parallel=path)
+    evs = []
+    for p in range(periods):
+        be.train(epoch_batches(len(arrays["train_y"]), batch, p, 0)[:steps])
+        evs.append(be.evaluate())
+    return be.host_state(), evs, be.last_predictions
+
+
+def diffs(one, other):
+    (s1, e1, p1), (sn, en, pn) = one, other
+    return {"params": max_diff(s1.params, sn.params),
+            "model_state": max_diff(s1.model_state, sn.model_state) if jax.tree.leaves(s1.model_state) else 0.0,
+            "eval": max(abs(a[s][k] - b[s][k]) for a, b in zip(e1, en) for s in a for k in ("loss", "accuracy")),
+            "predictions_equal": bool(all(np.array_equal(p1[s], pn[s]) for s in p1)), "steps": int(sn.step)}
+
+
 def case(name, make_model, tx, arrays, batch, steps, n_dev, periods=2, preprocess=lambda x: x, fuse_n=True):
-    out = {}
-    results = []
-    for devs in (jax.local_devices()[:1], jax.local_devices()[:n_dev]):
-        model = make_model(AXIS if len(devs) > 1 else None)
-        be = JaxBackend(model, tx, preprocess, arrays,
-                        seed=0, devices=devs, eval_batch=8, fuse=fuse_n or len(devs) == 1)
-        evs = []
-        for p in range(periods):
-            idx = epoch_batches(len(arrays["train_y"]), batch, p, 0)[:steps]
-            be.train(idx)
-            ev = be.evaluate()
-            evs.append(ev)
-        results.append((be.host_state(), evs, be.last_predictions))
-    (s1, e1, p1), (sn, en, pn) = results
-    out["params"] = max_diff(s1.params, sn.params)
-    out["model_state"] = max_diff(s1.model_state, sn.model_state) if jax.tree.leaves(s1.model_state) else 0.0
-    out["eval"] = max(abs(a[s][k] - b[s][k]) for a, b in zip(e1, en) for s in a for k in ("loss", "accuracy"))
-    out["predictions_equal"] = bool(all(np.array_equal(p1[s], pn[s]) for s in p1))
-    out["steps"] = int(s1.step)
+    """{path: differences from one device}, and each path's from pmap's under "<path>-vs-pmap"."""
+    run = functools.partial(train, make_model, tx, arrays, batch, steps, periods=periods, preprocess=preprocess)
+    one = run(jax.local_devices()[:1], None, fuse=True)
+    runs = {path: run(jax.local_devices()[:n_dev], path, fuse=fuse_n) for path in PATHS}
+    out = {path: diffs(one, r) for path, r in runs.items()}
+    out.update({f"{path}-vs-pmap": diffs(runs["pmap"], r) for path, r in runs.items() if path != "pmap"})
     return out
 
 

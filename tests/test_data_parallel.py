@@ -33,18 +33,24 @@ def _env(n_devices):
 
 
 @pytest.mark.slow
-def test_four_devices_equal_one_device():
+def test_four_devices_equal_one_device_on_every_path():
     r = subprocess.run([sys.executable, str(ROOT / "tests" / "pmap_equivalence.py"), "4"], env=_env(4),
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(report) == {"mlp-toy", "mlp-improved", "mlp-improved-unfused", "cnn", "rnn"}
-    for name, d in report.items():
-        assert d["steps"] >= 2, name
-        assert d["params"] <= PARAMS_TOL.get(name, TOL), (name, d)
-        assert d["model_state"] <= TOL, (name, d)
-        assert d["eval"] <= TOL, (name, d)
-        assert d["predictions_equal"], name
+    paths = ("pmap", "shard_map", "jit")
+    for name, by_path in report.items():
+        # Every path against one device, and shard_map and jit against pmap (two runs each within
+        # the bound of one device, so within twice it of each other).
+        assert set(by_path) == {*paths, "shard_map-vs-pmap", "jit-vs-pmap"}, name
+        for path, d in by_path.items():
+            k = 2 if path.endswith("-vs-pmap") else 1
+            assert d["steps"] >= 2, (name, path)
+            assert d["params"] <= k * PARAMS_TOL.get(name, TOL), (name, path, d)
+            assert d["model_state"] <= k * TOL, (name, path, d)
+            assert d["eval"] <= k * TOL, (name, path, d)
+            assert d["predictions_equal"], (name, path)
 
 
 def _free_port():

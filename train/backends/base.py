@@ -131,6 +131,7 @@ class Recipe:
     steps_per_epoch: int | None = None
     dtype: str = "float32"
     devices: Sequence | None = None   # JAX's local devices to train on (select_devices); None: the first
+    parallel: str | None = None       # the data-parallel path (jax_parallel.PARALLEL); None: pmap, plain jit on one
     tiny: bool = False
 
 

@@ -107,7 +107,7 @@ def from_jax(jax_model, recipe: Recipe, arrays: Mapping[str, np.ndarray]) -> Jax
     return JaxBackend(jax_model, optax_optimizer(recipe.optimizer, recipe.steps_per_epoch), pre, arrays,
                       seed=recipe.seed, devices=recipe.devices, eval_splits=recipe.eval_splits,
                       compiler_options=options or None, fuse=fuses(jax_model, recipe.devices),
-                      precision=recipe.precision, **kw)
+                      precision=recipe.precision, parallel=recipe.parallel, **kw)
 
 
 # A tiny model's run is mostly compiling its one period program: LLVM at -O0 compiles it faster.
@@ -158,13 +158,13 @@ class JaxBackend:
     def __init__(self, model, tx, preprocess, arrays: Mapping[str, np.ndarray], *, seed: int,
                  devices: Sequence | None = None, eval_batch: int = 1024,
                  eval_splits: Sequence[str] = ("train", "test"), compiler_options: dict | None = None,
-                 fuse: bool = True, precision: Precision | None = None) -> None:
+                 fuse: bool = True, precision: Precision | None = None, parallel: str | None = None) -> None:
         graphdef, state = create_state(model, tx, seed)
         self.graphdef = graphdef
         self.precision = precision
         self.param_count = param_count(state.params)
         self.trainer = Trainer(graphdef, tx, preprocess, devices=devices, compiler_options=compiler_options, fuse=fuse,
-                               precision=precision)
+                               precision=precision, parallel=parallel)
         self.state = self.trainer.replicate(state)
         self.data = self.trainer.replicate(dict(arrays))
         shards = self.trainer.shards

@@ -21,10 +21,13 @@ import optax
 from flax import nnx, struct
 from jax import lax
 
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from train.backends import jax_parallel
+from train.backends.jax_parallel import AXIS
 from train.errors import UsageError
 from train.precision import TABLE, Precision
 
-AXIS = "batch"
 Preprocess = Callable[[jax.Array], jax.Array]
 
 
@@ -223,11 +226,12 @@ class AotCache:
 
 
 class Trainer:
-    """Runs :class:`StepFns` with ``jit`` or ``pmap`` from host arrays and *global* index plans; owns
-    placement, the split of each batch over every process's devices, and compilation."""
+    """Runs :class:`StepFns` on one device (plain ``jit``) or data parallel on one of the paths of
+    :mod:`~train.backends.jax_parallel`, from host arrays and *global* index plans; owns placement,
+    the split of each batch over every process's devices, and compilation."""
 
     def __init__(self, graphdef, tx, preprocess: Preprocess, *, devices: list | None = None,
-                 compiler_options: dict | None = None, fuse: bool = True, pmap: bool = False,
+                 compiler_options: dict | None = None, fuse: bool = True, parallel: str | None = None,
                  precision: Precision | None = None) -> None:
         self.devices = list(devices) if devices else [jax.local_devices()[0]]
         # XLA options for every compile, e.g. -O0 for a tiny model whose run is mostly compiling.
@@ -235,30 +239,28 @@ class Trainer:
         self.n = len(self.devices)                       # devices fed by this process
         self.n_proc, self.pid = jax.process_count(), jax.process_index()
         self.shards = self.n * self.n_proc               # devices in the whole job
-        # pmap=True takes the pmap path even on one device, so `bench` can time what it costs.
-        self.parallel = self.shards > 1 or pmap
-        self.fns = StepFns(graphdef, tx, preprocess, AXIS if self.parallel else None)
+        # One device takes the plain jit path unless a path is named (so `bench` can time what it costs);
+        # several take pmap unless another path is named.
+        self.path = parallel if parallel is not None else ("pmap" if self.shards > 1 else None)
+        self.parallel = self.path is not None
+        self.fns = StepFns(graphdef, tx, preprocess, jax_parallel.model_axis(self.path))
         # None: compile at the caller's ambient matmul precision (the bench sets its own).
         self.precision = precision
         self._call = AotCache(self.compiler_options, run_first=self.n_proc > 1, precision=precision)
-        if self.parallel:
-            mesh = jax.sharding.Mesh(np.array(self.devices), (AXIS,))
-            self._sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
-            # pmap's `devices` restricts collectives to the devices listed; across processes the
-            # collectives must span every process's devices, so there pmap gets none (= all).
-            if self.n_proc > 1 and self.devices != jax.local_devices():
-                raise ValueError("a multi-process run must use every local device of each process")
-            pmap_devices = None if self.n_proc > 1 else self.devices
-            self._train = jax.pmap(self.fns.train_period, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0,))
-            self._evaluate = jax.pmap(self.fns.evaluate, axis_name=AXIS, devices=pmap_devices)
-            self._step = jax.pmap(self.fns.data_step, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0,))
-            self._eval_chunk = lambda split: jax.pmap(functools.partial(self.fns.data_eval_chunk, split),
-                                                      axis_name=AXIS, devices=pmap_devices)
+        if self.parallel and self.n_proc > 1 and self.devices != jax.local_devices():
+            raise ValueError("a multi-process run must use every local device of each process")
+        self.mesh = Mesh(np.array(jax_parallel.global_devices(self.devices)), (AXIS,)) if self.parallel else None
+        if self.path == "pmap":
+            # pmap's arrays: a leading axis over this process's devices.
+            self._sharded = NamedSharding(Mesh(np.array(self.devices), (AXIS,)), PartitionSpec(AXIS))
+            self.programs = jax_parallel.pmap_programs(self.fns, self.devices)
+        elif self.parallel:
+            self._sharded = NamedSharding(self.mesh, PartitionSpec(AXIS))
+            self._replicated = NamedSharding(self.mesh, PartitionSpec())
+            make = jax_parallel.shard_map_programs if self.path == "shard_map" else jax_parallel.jit_programs
+            self.programs = make(self.fns, self.mesh)
         else:
-            self._train = jax.jit(self.fns.train_period, donate_argnums=(0,))
-            self._evaluate = jax.jit(self.fns.evaluate)
-            self._step = jax.jit(self.fns.data_step, donate_argnums=(0,))
-            self._eval_chunk = lambda split: jax.jit(functools.partial(self.fns.data_eval_chunk, split))
+            self.programs = jax_parallel.single_programs(self.fns)
         # Fused periods (one lax.scan) are the fast path; XLA:CPU compiles convolutions inside a scan
         # without its fast kernels, so CPU convnets run one compiled step per call (same numbers).
         self.fuse = fuse
@@ -266,13 +268,18 @@ class Trainer:
 
     # -- placement -------------------------------------------------------------------------
     def replicate(self, tree):
-        """Pytree -> on every local device (leading device axis under pmap), without N host copies."""
+        """Pytree -> on every local device (leading device axis under pmap, one replicated global array
+        otherwise), without N host copies."""
         if not self.parallel:
             return jax.device_put(tree, self.devices[0])
-
-        def rep(x):
-            x = np.asarray(x)
-            return jax.make_array_from_callback((self.n, *x.shape), self._sharded, lambda _: x[None])
+        if self.path == "pmap":
+            def rep(x):
+                x = np.asarray(x)
+                return jax.make_array_from_callback((self.n, *x.shape), self._sharded, lambda _: x[None])
+        else:
+            def rep(x):
+                x = np.asarray(x)
+                return jax.make_array_from_callback(x.shape, self._replicated, lambda i: x[i])
         return jax.tree.map(rep, tree)
 
     def local(self, x: np.ndarray) -> np.ndarray:
@@ -280,16 +287,22 @@ class Trainer:
         return x[self.pid * self.n:(self.pid + 1) * self.n]
 
     def shard(self, tree):
-        """Host arrays with a leading axis of this process's device count -> one slice per device."""
+        """Host arrays with a leading axis of this process's device count -> one slice per device (a
+        global array over every process's devices, off pmap)."""
         if not self.parallel:
             return jax.device_put(jax.tree.map(lambda x: x[0], tree), self.devices[0])
-        return jax.device_put(tree, self._sharded)
+        if self.path == "pmap":
+            return jax.device_put(tree, self._sharded)
+        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
+            self._sharded, np.asarray(x), (self.shards, *np.shape(x)[1:])), tree)
 
     def unreplicate(self, tree):
         """Device state -> host numpy copy of one replica, without an on-device gather."""
         if not self.parallel:
             return jax.device_get(tree)
-        return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data)[0], tree)
+        if self.path == "pmap":
+            return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data)[0], tree)
+        return jax.tree.map(jax_parallel.host_value, tree)
 
     def split_batches(self, idx: np.ndarray) -> np.ndarray:
         """Global train indices [K, B] -> per-shard [shards, K, B/shards]: shard d gets columns d*B/shards.."""
@@ -314,24 +327,24 @@ class Trainer:
         """Train on global batch indices idx [K, B] -> (state, per-step metrics on device)."""
         split = self.local(self.split_batches(np.asarray(idx, np.int32)))  # [n, K, b]
         if self.fuse:
-            return self._call("train", self._train, state, data, self.shard(split))
+            return self._call("train", self.programs.train, state, data, self.shard(split))
         metrics = []
         for k in range(split.shape[1]):  # the same steps, one compiled call each
-            state, m = self._call("step", self._step, state, data, self.shard(split[:, k]))
+            state, m = self._call("step", self.programs.step, state, data, self.shard(split[:, k]))
             metrics.append(m)
-        axis = 1 if self.parallel else 0  # the step axis, after the device axis under pmap
+        axis = self.programs.stacked_axis  # the step axis, after the device axis under pmap
         return state, jax.tree.map(lambda *xs: jnp.stack(xs, axis=axis), *metrics)
 
     def evaluate(self, state, data, evals: Mapping[str, tuple[np.ndarray, np.ndarray]]):
         """Evaluate {split: eval_plan(n, E, self.shards)} -> device results (see StepFns.evaluate)."""
         if self.fuse:
-            return self._call("evaluate", self._evaluate, state, data, self._local_evals(evals))
+            return self._call("evaluate", self.programs.evaluate, state, data, self._local_evals(evals))
         out = {}
-        axis = 1 if self.parallel else 0
+        axis = 1 if self.parallel else 0  # the chunk axis, after the shard axis
         for s, plan in evals.items():
             ci, cm = (self.local(a) for a in plan)  # [n, C, E]
             total, preds = None, []
-            fn = self._eval_chunk_fns.setdefault(s, self._eval_chunk(s))
+            fn = self._eval_chunk_fns.setdefault(s, self.programs.eval_chunk(s))
             for c in range(ci.shape[1]):
                 sums, pred = self._call(f"eval-{s}", fn, state, data, self.shard(ci[:, c]), self.shard(cm[:, c]))
                 total = sums if total is None else total + sums
@@ -341,24 +354,24 @@ class Trainer:
 
     def host_step_metrics(self, step_metrics) -> dict[str, np.ndarray]:
         """Per-step device metrics -> {name: [K]} on the host (identical on every device after pmean)."""
-        step_metrics = jax.device_get(step_metrics)
-        if self.parallel:
-            step_metrics = jax.tree.map(lambda x: x[0], step_metrics)
-        return step_metrics
+        if self.path == "pmap":
+            return jax.tree.map(lambda x: x[0], jax.device_get(step_metrics))
+        return jax.tree.map(jax_parallel.host_value, step_metrics)
 
     def host_evals(self, evals_out, plans, order=None):
         """-> ({split: {"loss", "accuracy", "count"}}, {split: predicted labels [n] in example order})."""
-        evals_out = jax.device_get(evals_out)
         metrics, preds = {}, {}
         for split in order or evals_out:
             sums, pred = evals_out[split]
-            loss_sum, correct, count = (float(v) for v in np.asarray(sums).reshape(-1, 3)[0])
+            loss_sum, correct, count = (float(v) for v in jax_parallel.host_value(sums).reshape(-1, 3)[0])
             metrics[split] = {"loss": loss_sum / count, "accuracy": correct / count, "count": int(count)}
             # eval_plan lays examples 0..n-1 out in order across shards, chunks and rows, padding last.
-            pred = np.asarray(pred)
-            if self.n_proc > 1:  # every process's shards, in shard order
+            if self.path not in (None, "pmap"):  # a global array: every process's shards, in shard order
+                pred = jax_parallel.gather_shards(pred)
+            elif self.n_proc > 1:  # every process's shards, in shard order
                 from jax.experimental import multihost_utils
-                pred = np.asarray(multihost_utils.process_allgather(pred))
+                pred = np.asarray(multihost_utils.process_allgather(np.asarray(pred)))
+            pred = np.asarray(pred)
             mask = plans[split][1].reshape(-1) > 0
             preds[split] = pred.reshape(-1)[mask]
         return metrics, preds

@@ -92,7 +92,7 @@ def build_trainer(s: JaxSetup, mode: str, n: int = 1) -> tuple[Trainer, Any, Any
     options = {**(s.compiler_options or {}), **jax_variants.VARIANTS.get(mode, {})}
     trainer = Trainer(s.graphdef_pmap if pmap else s.graphdef, s.tx, s.preprocess,
                       devices=jax.local_devices()[:n], compiler_options=options or None,
-                      fuse=mode != "step-loop", pmap=pmap)
+                      fuse=mode != "step-loop", parallel="pmap" if pmap else None)
     data = trainer.replicate({"train_x": s.wl.train_x, "train_y": s.wl.train_y})
     return trainer, trainer.replicate(s.host_state), data
 

@@ -210,10 +210,13 @@ def release_run_dir(run_dir: Path) -> None:
 # -- run identity -----------------------------------------------------------------------------
 def run_config(cfg) -> dict:
     """A config dataclass as config.json holds it and resume and reuse compare it. ``framework``
-    is left out where it is ``jax``, so existing JAX runs keep their digest and still resume."""
+    is left out where it is ``jax`` (and ``parallel`` where it is ``pmap``), so existing JAX runs keep
+    their digest and still resume."""
     config = dataclasses.asdict(cfg)
     if config.get("framework") == "jax":
         del config["framework"]
+    if config.get("parallel") == "pmap":  # the default path: runs from before --parallel keep their digest
+        del config["parallel"]
     return config
 
 

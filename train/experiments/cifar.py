@@ -31,13 +31,15 @@ from train.backends.jax_multiseed import MultiSeedJaxBackend, for_run
 from train.engine.schedule import LazyPeriods, epoch_batches
 from train.engine.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, PrecisionSetting, devices_setting,
+                                      parallel_path, parallel_setting,
                                       epochs_setting, eval_splits, eval_train_setting, framework_help,
                                       precision_setting, require_common, require_positive, seed_setting, setting,
                                       several, train_each_framework)
 from train.engine.results import atomic_write_json
 from train.experiments.seeds import run_seeds
 from train.errors import UsageError
-from train.backends.jax_trainer import AXIS, select_devices
+from train.backends.jax_parallel import model_axis
+from train.backends.jax_trainer import select_devices
 
 
 def _build_mlp(cfg, *, dtype, axis_name, rngs):
@@ -89,6 +91,7 @@ class CifarConfig(PrecisionSetting):
     eval_batch: int = setting(1000, "batch size of the evaluation passes")
     seed: int = seed_setting()
     devices: int = devices_setting()
+    parallel: str = parallel_setting()
 
     @property
     def experiment(self) -> str:
@@ -191,15 +194,15 @@ def make_backend(cfg: CifarConfig, framework: str, data: Data):
     """The ``framework`` backend of this run: the JAX model built from ``cfg.seed``, and for another
     framework its weights converted; every framework normalises with the training set's statistics."""
     devices = select_devices(cfg.devices, cfg.batch_size)
-    multi = len(devices) * jax.process_count() > 1
-    model = build_model(cfg, axis_name=AXIS if framework == "jax" and multi else None)
+    model = build_model(cfg, axis_name=model_axis(parallel_path(cfg, devices)) if framework == "jax" else None)
     return base.from_jax(framework, model, recipe(cfg, data.mean, data.std, devices), data.arrays)
 
 
 def recipe(cfg: CifarConfig, mean: np.ndarray, std: np.ndarray, devices=None) -> base.Recipe:
     """How every framework trains this run: AdamW, the training set's channel statistics."""
     return base.Recipe(optimizer(cfg), cfg.seed, cfg.resolved_precision, eval_splits=eval_splits(cfg),
-                       eval_batch=cfg.eval_batch, normalize=(mean, std), devices=devices)
+                       eval_batch=cfg.eval_batch, normalize=(mean, std), devices=devices,
+                       parallel=parallel_path(cfg, devices) if devices else None)
 
 
 def write_figures(cfg: CifarConfig, ds, arrays: dict, backend, run_dir: Path, log, summary: dict) -> None:

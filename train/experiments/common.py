@@ -14,6 +14,7 @@ from numpy_mlp.model import parse_hidden
 from train import precision
 from train.analysis.compare import compare_runs
 from train.backends import base
+from train.backends.jax_parallel import PARALLEL
 from train.errors import UsageError
 from train.precision import Precision
 
@@ -29,8 +30,22 @@ def seed_setting():
 
 
 def devices_setting():
-    return setting(0, "data-parallel devices (jax.pmap over local devices); 0 = all local devices, "
+    return setting(0, "data-parallel devices (local devices, on the --parallel path); 0 = all local devices, "
                       "1 = plain single-device jit")
+
+
+def parallel_setting():
+    return setting("pmap", "data-parallel path over the devices: pmap (per-device program, state replicated per "
+                           "device), shard_map (the same program over a 1-D mesh, global arrays) or jit (the "
+                           "global program, batch sharded, collectives by the compiler); on one device pmap "
+                           "means plain jit")
+
+
+def parallel_path(cfg, devices) -> str | None:
+    """The trainer's path for ``cfg`` on ``devices`` (this process's): ``--parallel``, except that pmap on
+    one device of one process is the plain single-device jit."""
+    multi = len(devices) * jax.process_count() > 1
+    return None if cfg.parallel == "pmap" and not multi else cfg.parallel
 
 
 def precision_setting():
@@ -91,6 +106,8 @@ def require_common(cfg) -> None:
         raise UsageError(f"--seed must be in [0, {2**32 - 1}], got {cfg.seed}")
     if cfg.devices < 0:
         raise UsageError(f"--devices must be >= 0 (0 = all local devices), got {cfg.devices}")
+    if hasattr(cfg, "parallel") and cfg.parallel not in PARALLEL:
+        raise UsageError(f"--parallel must be one of {', '.join(PARALLEL)}, got {cfg.parallel!r}")
     if isinstance(getattr(cfg, "hidden", None), str):
         require_hidden(cfg)
     if hasattr(cfg, "precision") and cfg.precision not in precision.CHOICES:

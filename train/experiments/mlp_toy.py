@@ -24,6 +24,7 @@ from train.engine.schedule import batch_stream
 from train.analysis.compare import compare_runs
 from train.engine.driver import Run, check_resumable, drive
 from train.experiments.common import (BATCH_HELP, HIDDEN_HELP, Experiment, devices_setting, framework_help,
+                                      parallel_path, parallel_setting,
                                       note_missing, require_common, require_positive, seed_setting, setting)
 from train.engine.results import run_config
 from train.experiments.seeds import run_seeds
@@ -54,6 +55,7 @@ class ToyConfig:
     dtype: str = setting("float32", "float dtype of parameters and data: float32 or float64 (float64 trains "
                                     "in JAX's x64 mode, for this run only)")
     devices: int = devices_setting()
+    parallel: str = parallel_setting()
 
     def validate(self) -> None:
         if self.dataset not in DATASETS:
@@ -105,7 +107,8 @@ def make_backend(cfg: ToyConfig, framework: str, data):
 
 def recipe(cfg: ToyConfig) -> base.Recipe:
     return base.Recipe(base.Optimizer("sgd", cfg.lr), cfg.seed, TABLE["fp32"], dtype=cfg.dtype, tiny=True,
-                       devices=select_devices(cfg.devices, cfg.batch_size))
+                       devices=(devs := select_devices(cfg.devices, cfg.batch_size)),
+                       parallel=parallel_path(cfg, devs))
 
 
 def build_backends(cfg: ToyConfig, data) -> dict:

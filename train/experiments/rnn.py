@@ -23,6 +23,7 @@ from train.backends.jax_backend import model_compiler_options, optax_optimizer
 from train.engine.schedule import LazyPeriods, epoch_batches
 from train.engine.driver import Run, drive
 from train.experiments.common import (BATCH_HELP, Experiment, PrecisionSetting, devices_setting, epochs_setting,
+                                      parallel_path, parallel_setting,
                                       eval_splits, eval_train_setting, framework_help, precision_setting,
                                       require_common, require_positive, seed_setting, setting, several,
                                       train_each_framework)
@@ -59,6 +60,7 @@ class RNNConfig(PrecisionSetting):
     grad_probe: int = setting(512, "test sequences used to measure the gradient norm reaching each h_t")
     seed: int = seed_setting()
     devices: int = devices_setting()
+    parallel: str = parallel_setting()
 
     @property
     def run_name(self) -> str:
@@ -152,7 +154,8 @@ def build_model(cfg: RNNConfig):
 def recipe(cfg: RNNConfig, steps_per_epoch: int) -> base.Recipe:
     return base.Recipe(optimizer(cfg), cfg.seed, cfg.resolved_precision, eval_splits=eval_splits(cfg),
                        eval_batch=eval_chunk(cfg), steps_per_epoch=steps_per_epoch,
-                       devices=select_devices(cfg.devices, cfg.batch_size))
+                       devices=(devs := select_devices(cfg.devices, cfg.batch_size)),
+                       parallel=parallel_path(cfg, devs))
 
 
 def make_backend(cfg: RNNConfig, framework: str, data: _Data):
