@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 from flax import nnx
 
 from jax_models.init import torch_uniform
@@ -23,8 +24,9 @@ class MLP(nnx.Module):
     Shapes: x (N, ...) is flattened to (N, n_inputs) -> logits (N, n_classes).
     With ``batch_norm=False`` and ``dropout=0`` this is exactly the original's
     MLP; the "improved" CIFAR variant turns both on. ``axis_name`` makes batch
-    norm average its statistics across a ``pmap`` axis, so N devices normalise
-    with the statistics of the whole global batch.
+    norm average its statistics across a device axis (pmap, shard_map), so N
+    devices normalise with the statistics of the whole global batch, and makes
+    each device drop out its rows of the global batch's dropout mask.
     """
 
     def __init__(self, n_inputs: int, hidden: Sequence[int], n_classes: int, *,
@@ -42,6 +44,7 @@ class MLP(nnx.Module):
                           axis_name=axis_name, rngs=rngs)
             for s in sizes[1:-1]] if batch_norm else [])
         self.dropout = nnx.Dropout(dropout) if dropout > 0 else None
+        self.axis_name = axis_name
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: jax.Array | None = None) -> jax.Array:
         x = x.reshape(x.shape[0], -1).astype(self.dtype)
@@ -51,9 +54,19 @@ class MLP(nnx.Module):
             if self.norms:
                 x = self.norms[i](x, use_running_average=not train)
             x = jax.nn.relu(x)
-            if self.dropout is not None:
-                x = self.dropout(x, deterministic=not train, rngs=jax.random.fold_in(rngs, i) if train else None)
+            if self.dropout is not None and train:
+                x = self._dropout(x, jax.random.fold_in(rngs, i))
         return self.linears[-1](x)
+
+    def _dropout(self, x: jax.Array, key: jax.Array) -> jax.Array:
+        """Dropout as one device draws it for the whole batch, also on N devices: each draws the global
+        batch's mask (N times the random bits) and keeps its own rows, so N devices train what one does."""
+        if self.axis_name is None:
+            return self.dropout(x, deterministic=False, rngs=key)
+        b, shards = x.shape[0], lax.axis_size(self.axis_name)
+        keep = self.dropout(jnp.ones((shards * b, *x.shape[1:]), x.dtype), deterministic=False, rngs=key) != 0
+        keep = lax.dynamic_slice_in_dim(keep, lax.axis_index(self.axis_name) * b, b)
+        return lax.select(keep, x / (1.0 - self.dropout.rate), jnp.zeros_like(x))  # nnx.Dropout's own formula
 
 
 def set_mlp_weights(model: MLP, weights: Sequence[tuple]) -> None:

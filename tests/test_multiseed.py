@@ -348,3 +348,38 @@ def test_sigkilled_multiseed_sweep_resumes_to_identical_summaries(sweep_and_sepa
         assert _strip(sa) == _strip(sb)  # the same program from the same checkpoint: bit for bit
         assert _rows(a / "metrics.jsonl") == _rows(b / "metrics.jsonl")
         assert json.loads((a / "grad_norms.json").read_text()) == json.loads((b / "grad_norms.json").read_text())
+
+
+# What `python -m train` runs (cli.main), several command lines in one process on simulated devices.
+CLI_CHILD = """
+import json, sys
+from train.cli import main
+sys.exit(max(main(args) for args in json.loads(sys.argv[1])))
+"""
+
+
+@pytest.mark.slow
+def test_sweep_seeds_spread_over_four_devices_in_one_program(tmp_path):
+    """rnn-sweep --seeds 4 on 4 devices: one program, one seed per device (shard_map over the vmapped
+    seeds); each seed as its run alone on one device, within TOL (bit-identical on XLA:CPU here)."""
+    from conftest import xla_flags
+    seeds, args = 4, ["--data-size", DATA, "--batch-size", BATCH, "--epochs", EPOCHS, "--eval-batch", 256, "--no-progress"]
+    argvs = [["rnn-sweep", "--lengths", T, "--seeds", seeds, "--devices", 4, *args, "--out", tmp_path / "sweep"]]
+    argvs += [["rnn-palindrome", "--input-length", T, "--seed", s, "--devices", 1, *args, "--out", tmp_path / "alone"]
+              for s in range(seeds)]
+    env = {**os.environ, "XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=4"), "JAX_PLATFORMS": "cpu"}
+    r = subprocess.run([sys.executable, "-c", CLI_CHILD, json.dumps([list(map(str, a)) for a in argvs])], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "one after the other" not in r.stderr
+    worst = 0.0
+    for s in range(seeds):
+        a, b = (tmp_path / d / "rnn-palindrome" / f"T{T}-vanilla-fp32-s{s}" for d in ("sweep", "alone"))
+        sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+        # One program for the four seeds: a single training program compiled, the seeds over 4 devices.
+        assert (sa["trained_together"], sa["seed_devices"], sa["devices"]) == (seeds, 4, 1), sa
+        assert sa["compilations"]["programs"]["train_period"] == 1, sa["compilations"]
+        _numbers_close(*({k: v for k, v in _strip(x).items() if k != "config_digest"} for x in (sa, sb)))  # --devices
+        worst = max(worst, _max_metric_diff(a, b), _max_grad_norm_diff(a, b))
+    print(f"max |spread seed - alone|: {worst:.2e}")
+    assert worst <= TOL

@@ -1,7 +1,9 @@
 """Several seeds of one model side by side in one compiled program (``jax.vmap`` over the seed axis).
 
 A small model leaves an accelerator mostly idle, so S seeds share one program; each matches its
-separate run to float rounding. See docs/data-parallel.md ("Seeds side by side").
+separate run to float rounding. With several devices the seed axis is split over them with
+``shard_map`` (8 devices, 24 seeds: 3 seeds per device, still one program). See
+docs/data-parallel.md ("Seeds side by side").
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from train.backends.jax_backend import grad_norms, jax_device_info, norm_constants, normalize as normalize_images
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from train.backends.jax_parallel import AXIS
 from train.backends.jax_trainer import AotCache, StepFns, create_state, eval_plan, matmul_scope, param_count
 from train.precision import Precision
 
@@ -21,9 +26,15 @@ from train.precision import Precision
 MEAN, INV_STD = "_norm_mean", "_norm_inv_std"
 
 
-def vmap_supported(devices: Sequence) -> bool:
-    """True where seeds can share one program: one device, one process."""
-    return len(devices) == 1 and jax.process_count() == 1
+def vmap_supported(devices: Sequence | None = None) -> bool:
+    """True where seeds can share one program: one process (its devices split the seeds)."""
+    return jax.process_count() == 1
+
+
+def seed_devices(devices: Sequence, runs: int) -> list:
+    """The devices ``runs`` seeds spread over: the most of ``devices`` that split them evenly."""
+    n = max(d for d in range(1, len(devices) + 1) if runs % d == 0)
+    return list(devices)[:n]
 
 
 def stack_trees(trees: Sequence[Any]):
@@ -49,7 +60,7 @@ class MultiSeedJaxBackend:
     compiler = "xla"
 
     def __init__(self, models: Sequence, tx, preprocess, arrays: Sequence[Mapping[str, np.ndarray]], *,
-                 seeds: Sequence[int], device=None, eval_batch: int = 1024,
+                 seeds: Sequence[int], device=None, devices: Sequence | None = None, eval_batch: int = 1024,
                  eval_splits: Sequence[str] = ("test",), compiler_options: dict | None = None,
                  precision: Precision | None = None, normalize: Sequence | None = None,
                  fuse: bool = True) -> None:
@@ -68,7 +79,14 @@ class MultiSeedJaxBackend:
             states.append(jax.device_get(state))
         self.graphdef = graphdef
         self.param_count = param_count(states[0].params)
-        self.device = device if device is not None else jax.local_devices()[0]
+        # The seed axis over several devices (shard_map, each device vmaps its own seeds), else one device.
+        self.seed_devices = seed_devices(devices, self.runs) if devices else [device or jax.local_devices()[0]]
+        self.device = self.seed_devices[0]
+        if len(self.seed_devices) > 1:
+            mesh = Mesh(np.array(self.seed_devices), (AXIS,))
+            self._per_seed, self._shared = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
+        else:
+            self._per_seed = self._shared = self.device
         self.precision = precision
         self._call = AotCache(compiler_options, precision=precision)  # as Trainer compiles: ahead of time, timed apart
 
@@ -79,16 +97,16 @@ class MultiSeedJaxBackend:
                 raise ValueError("every seed's data must have the same splits, shapes and dtypes")
         self.fns = StepFns(graphdef, tx, preprocess)
         self.tx, self.normalize = tx, normalize
-        self.state = jax.device_put(stack_trees(states), self.device)
+        self.state = jax.device_put(stack_trees(states), self._per_seed)
         data = {k: np.stack([np.asarray(a[k]) for a in arrays]) for k in keys}
         if normalize is not None:
             consts = [norm_constants(m, sd) for m, sd in normalize]  # as normalizer makes them for one run
             data[MEAN], data[INV_STD] = (np.stack(c) for c in zip(*consts))
-        self.data = jax.device_put(data, self.device)
+        self.data = jax.device_put(data, self._per_seed)
         # One plan for all seeds (equal split sizes); eval_plan's leading shard axis is 1 here.
         self.evals = {s: tuple(p[0] for p in eval_plan(len(arrays[0][f"{s}_y"]), eval_batch, 1))
                       for s in eval_splits}
-        self._dev_evals = jax.device_put(self.evals, self.device)
+        self._dev_evals = jax.device_put(self.evals, self._shared)
         self.last_predictions: list[dict[str, np.ndarray]] = [{} for _ in self.seeds]
 
         # The single run's pure functions, mapped over axis 0 of state, data and indices; the
@@ -104,9 +122,17 @@ class MultiSeedJaxBackend:
         def evaluate(st, d, e):
             return self._fns(d).evaluate(st, d, e)
 
-        self._train = jax.jit(jax.vmap(train_period), donate_argnums=(0,))
-        self._step = jax.jit(jax.vmap(data_step), donate_argnums=(0,))
-        self._evaluate = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None)))
+        self._train = jax.jit(self._spread(jax.vmap(train_period)), donate_argnums=(0,))
+        self._step = jax.jit(self._spread(jax.vmap(data_step)), donate_argnums=(0,))
+        self._evaluate = jax.jit(self._spread(jax.vmap(evaluate, in_axes=(0, 0, None)), shared_plan=True))
+
+    def _spread(self, f, shared_plan: bool = False):
+        """``f(state, data, plan)`` over the seed devices: each runs it on its block of the seed axis
+        (the plan too, unless ``shared_plan``), with no collective between seeds."""
+        if len(self.seed_devices) == 1:
+            return f
+        return jax.shard_map(f, mesh=self._per_seed.mesh, in_specs=(P(AXIS), P(AXIS), P() if shared_plan else P(AXIS)),
+                             out_specs=P(AXIS), check_vma=False)
 
     def _fns(self, data) -> StepFns:
         """The single run's step functions, with this seed's normalisation where seeds have their own."""
@@ -117,7 +143,12 @@ class MultiSeedJaxBackend:
 
     @property
     def devices(self) -> int:
-        return 1
+        return 1  # each seed trains on one device
+
+    @property
+    def side_by_side(self) -> dict:
+        """For each seed's summary: the devices the seeds that shared its program spread over."""
+        return {"seed_devices": len(self.seed_devices)} if len(self.seed_devices) > 1 else {}
 
     @property
     def compile_time_s(self) -> float:
@@ -151,12 +182,12 @@ class MultiSeedJaxBackend:
             raise ValueError(f"expected batch indices [{self.runs}, K, B], got shape {idx.shape}")
         if self.fuse:
             self.state, metrics = self._call("train", self._train, self.state, self.data,
-                                             jax.device_put(idx, self.device))
+                                             jax.device_put(idx, self._per_seed))
         else:  # the same steps, one compiled call each
             steps = []
             for k in range(idx.shape[1]):
                 self.state, m = self._call("step", self._step, self.state, self.data,
-                                           jax.device_put(idx[:, k], self.device))
+                                           jax.device_put(idx[:, k], self._per_seed))
                 steps.append(m)
             metrics = jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *steps)
         metrics = jax.device_get(metrics)
@@ -184,7 +215,7 @@ class MultiSeedJaxBackend:
     def load_state(self, host_states: Sequence) -> None:
         if len(host_states) != self.runs:
             raise ValueError(f"expected {self.runs} states, got {len(host_states)}")
-        self.state = jax.device_put(stack_trees(host_states), self.device)
+        self.state = jax.device_put(stack_trees(host_states), self._per_seed)
 
 
 class SeedView:

@@ -97,10 +97,9 @@ class StepFns:
         return logits, new_model_state
 
     def train_step(self, state: TrainState, x, y):
+        # The same key on every device: a model with dropout takes each device's rows of the global
+        # batch's mask (jax_models/mlp.py), so N devices draw what one device draws.
         key = jax.random.fold_in(state.key, state.step)
-        if self.axis_name:
-            # Each device draws its own dropout mask for its own examples.
-            key = jax.random.fold_in(key, lax.axis_index(self.axis_name))
 
         def loss_fn(params):
             logits, new_ms = self.apply(params, state.model_state, x, train=True, key=key)

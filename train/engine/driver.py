@@ -76,7 +76,7 @@ def close_run(run: Run, run_dir: Path, log, timing: dict, backend) -> dict:
     """summary.json (after the run's figures and files), and the one-line result on stdout."""
     summary = make_summary(run.experiment, run.framework, log.rows, timing, param_count=backend.param_count,
                            devices=backend.devices, platform=backend.device_info()["platform"],
-                           extra=dict(run.summary))
+                           extra={**run.summary, **getattr(backend, "side_by_side", {})})
     if run.after is not None:
         run.after(run_dir, log, summary, backend)
     summary = finish_run(run_dir, summary)

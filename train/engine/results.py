@@ -279,6 +279,7 @@ class MetricsLog:
 TIMING_FIELDS = ("wall_time_s", "compile_time_s", "train_time_s", "eval_time_s", "checkpoint_time_s",
                  "checkpoints_skipped", "examples_per_s", "time_per_epoch_s", "resumed_from_period",
                  "trained_together",  # how many runs shared this one's program and times
+                 "seed_devices",  # how many devices those runs spread over
                  "compilations", "profile", "hlo",  # how this process ran: its compiles, its artifacts
                  "files")  # the result files' digests: metrics.jsonl holds the evaluations' times
 

@@ -264,7 +264,7 @@ def train_seeds_together(cfgs: list[CifarConfig], workdir: str | Path, *, progre
     def make():
         models = [build_model(c, axis_name=None) for c in cfgs]
         return MultiSeedJaxBackend(models, make_optimizer(cfg), lambda x: x, [d.arrays for d in data],
-                                   seeds=[c.seed for c in cfgs], device=devices[0], eval_batch=cfg.eval_batch,
+                                   seeds=[c.seed for c in cfgs], devices=devices, eval_batch=cfg.eval_batch,
                                    eval_splits=eval_splits(cfg), precision=cfg.resolved_precision,
                                    normalize=[(d.mean, d.std) for d in data], fuse=fuses(models[0], devices))
 

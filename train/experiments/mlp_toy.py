@@ -199,7 +199,7 @@ def _seeds_backend(cfgs: list[ToyConfig], datas: list) -> MultiSeedJaxBackend:
     r = recipe(cfgs[0])
     return MultiSeedJaxBackend([jax_model(c) for c in cfgs], optax_optimizer(r.optimizer), lambda x: x,
                                [_arrays(c, d) for c, d in zip(cfgs, datas)], seeds=[c.seed for c in cfgs],
-                               device=r.devices[0], eval_splits=r.eval_splits, precision=r.precision,
+                               devices=r.devices, eval_splits=r.eval_splits, precision=r.precision,
                                compiler_options=TINY_OPTIONS)
 
 

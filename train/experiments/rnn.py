@@ -239,14 +239,14 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
         raise ValueError("train_seeds_together: the configs may differ only in their seed")
     devices = select_devices(cfgs[0].devices, cfgs[0].batch_size)
     if not vmap_supported(devices) or cfgs[0].framework != "jax":
-        raise ValueError("train_seeds_together runs JAX on one device in one process")
+        raise ValueError("train_seeds_together runs JAX in one process")
     data = [_load(c) for c in cfgs]
     cfg = cfgs[0]
 
     def make_seeds_backend():
         return MultiSeedJaxBackend([d.model() for d in data], make_optimizer(cfg, data[0].steps_per_epoch),
                                    lambda x: x, [d.arrays for d in data], seeds=[c.seed for c in cfgs],
-                                   device=devices[0], eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg),
+                                   devices=devices, eval_batch=eval_chunk(cfg), eval_splits=eval_splits(cfg),
                                    precision=cfg.resolved_precision,
                                    compiler_options=model_compiler_options(RNNClassifier, devices) or None)
 

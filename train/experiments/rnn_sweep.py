@@ -29,8 +29,8 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
     """Train every (cell, T, seed); write <out>/rnn-sweep/sweep.json and accuracy-vs-T figures.
 
     The seeds of one (cell, T) train side by side in one compiled program (see
-    :func:`train_seeds_together`) on a single device; with several devices or processes
-    they train one after the other, each data parallel.
+    :func:`train_seeds_together`), split over the local devices (shard_map); with several
+    processes they train one after the other, each data parallel.
     With ``reuse``, a run already finished with the same settings is read back instead of retrained.
     With ``reuse`` or ``resume``, the seeds of a (cell, T) that all have a checkpoint with the same
     settings (an interrupted sweep) continue from it; the others start over.
@@ -46,8 +46,8 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
     sweep_dir = prepare_run_dir(out, cfg.sweep_name, "")
     together = seeds > 1 and vmap_supported(select_devices(cfg.devices, cfg.batch_size))
     if seeds > 1 and not together:
-        print("note: rnn-sweep trains the seeds one after the other: seeds share one program only on a single "
-              "device in a single process (--devices 1)", file=sys.stderr)
+        print("note: rnn-sweep trains the seeds one after the other: seeds share one program only in a single "
+              "process", file=sys.stderr)
     results = []
     for cell in cells:
         for t in lengths:

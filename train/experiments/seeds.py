@@ -2,8 +2,8 @@
 
 Every seed writes the folder, config.json and files ``--seed s`` alone writes (K is no setting of the
 run: it stays out of config.json and its digest), so each resumes alone and a report reuses it. JAX
-trains the seeds side by side in one vmapped program where one device in one process allows
-(``jax_multiseed``); elsewhere, and in PyTorch and NumPy, they train in turn. Several frameworks:
+trains the seeds side by side in one vmapped program, split over the local devices, where one process
+allows (``jax_multiseed``); elsewhere, and in PyTorch and NumPy, they train in turn. Several frameworks:
 every framework's seeds, then one comparison grouped by framework.
 """
 
@@ -36,7 +36,7 @@ def check(seeds, seed: int) -> None:
 
 
 def together_here(cfg) -> bool:
-    """Whether JAX seeds of ``cfg`` share one program: one device in one process."""
+    """Whether JAX seeds of ``cfg`` share one program: one process (its devices split the seeds)."""
     return vmap_supported(select_devices(cfg.devices, cfg.batch_size))
 
 
@@ -72,8 +72,8 @@ def run_seeds(cfg, seeds: int, chosen: base.Chosen, workdir: Path, *, name: str,
     run_name = run_name or (lambda c, fw: c.run_name)
     shared = together_here(cfg)
     if not shared and "jax" in chosen:
-        print(f"note: {name} trains the seeds one after the other: seeds share one program only on a single "
-              f"device in a single process (--devices 1)", file=sys.stderr)
+        print(f"note: {name} trains the seeds one after the other: seeds share one program only in a single "
+              f"process", file=sys.stderr)
     if several(cfg.framework):
         note_missing(chosen)
     out, dirs = {}, []
