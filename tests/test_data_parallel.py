@@ -27,6 +27,9 @@ TOL = run_bound(U32, n=192, steps=6, margin=2)
 PARAMS_TOL = {"cnn": run_bound(U32, n=32, steps=2, margin=2) / np.sqrt(1e-5)}
 
 
+PATHS = ("pmap", "shard_map", "jit")
+
+
 def _env(n_devices):
     return {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
             "XLA_FLAGS": xla_flags(f"--xla_force_host_platform_device_count={n_devices}")}
@@ -39,11 +42,10 @@ def test_four_devices_equal_one_device_on_every_path():
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(report) == {"mlp-toy", "mlp-improved", "mlp-improved-unfused", "cnn", "rnn"}
-    paths = ("pmap", "shard_map", "jit")
     for name, by_path in report.items():
         # Every path against one device, and shard_map and jit against pmap (two runs each within
         # the bound of one device, so within twice it of each other).
-        assert set(by_path) == {*paths, "shard_map-vs-pmap", "jit-vs-pmap"}, name
+        assert set(by_path) == {*PATHS, "shard_map-vs-pmap", "jit-vs-pmap"}, name
         for path, d in by_path.items():
             k = 2 if path.endswith("-vs-pmap") else 1
             assert d["steps"] >= 2, (name, path)
@@ -61,12 +63,14 @@ def _free_port():
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process_with_two_devices(tmp_path):
-    script = str(ROOT / "tests" / "multiprocess_equivalence.py")
-    single = subprocess.run([sys.executable, script, str(tmp_path / "single.json")], env=_env(2),
+    """Every path across 2 processes (gloo) against 1 process with 2 devices; off pmap, the state is also
+    checkpointed by both processes (orbax, sharded, never gathered) and restored into a fresh backend."""
+    script, paths = str(ROOT / "tests" / "multiprocess_equivalence.py"), ",".join(PATHS)
+    single = subprocess.run([sys.executable, script, str(tmp_path / "single.json"), paths], env=_env(2),
                             capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     port = str(_free_port())
-    procs = [subprocess.Popen([sys.executable, script, str(tmp_path / "multi.json"), str(i), "2", port],
+    procs = [subprocess.Popen([sys.executable, script, str(tmp_path / "multi.json"), paths, str(i), "2", port],
                               env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     for p in procs:
@@ -77,19 +81,24 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
                 q.kill()
             pytest.fail("multi-process run timed out")
         assert p.returncode == 0, err[-3000:]
-    a = json.loads((tmp_path / "single.json").read_text())
-    b = json.loads((tmp_path / "multi.json").read_text())
-    assert a["shards"] == b["shards"] == 2
+    single = json.loads((tmp_path / "single.json").read_text())
+    multi = json.loads((tmp_path / "multi.json").read_text())
     # Two processes (gloo's all-reduce) against two local devices: sums over the 2 shards in either order,
     # in each of 3 epochs x 6 steps, of batches of 16 (the MLP's widest sum; run_bound, margin 2).
     tol = run_bound(U32, n=16, steps=18, margin=2)
-    for x, y in zip(a["leaves"], b["leaves"]):
-        np.testing.assert_allclose(x, y, atol=tol, rtol=0)
-    for ea, eb in zip(a["evals"], b["evals"]):
-        for split in ea:
-            assert abs(ea[split]["loss"] - eb[split]["loss"]) <= tol
-            assert ea[split]["accuracy"] == eb[split]["accuracy"]
-    assert a["predictions"] == b["predictions"]
+    for path in PATHS:
+        a, b = single[path], multi[path]
+        assert a["shards"] == b["shards"] == 2
+        for x, y in zip(a["leaves"], b["leaves"]):
+            np.testing.assert_allclose(x, y, atol=tol, rtol=0, err_msg=path)
+        for ea, eb in zip(a["evals"], b["evals"]):
+            for split in ea:
+                assert abs(ea[split]["loss"] - eb[split]["loss"]) <= tol, path
+                assert ea[split]["accuracy"] == eb[split]["accuracy"], path
+        assert a["predictions"] == b["predictions"], path
+        if path != "pmap":  # saved after epoch 2 by every process, restored bit for bit (each process checks its own)
+            assert a["restored"] == b["restored"] == {"period": 2, "meta_epoch": 2, "equal": True}, path
+            assert (tmp_path / f"multi.json.{path}.checkpoints" / "2" / "state").is_dir()
 
 
 FOUR_DEVICE_RUNS = [
@@ -117,7 +126,6 @@ sys.exit(max(main(args) for args in json.loads(sys.argv[1])))
 """
 
 
-PATHS = ("pmap", "shard_map", "jit")
 FINAL = ("test_loss", "test_accuracy", "train_loss", "train_accuracy")
 
 

@@ -2,7 +2,10 @@
 
 A checkpoint is a backend's host state plus periods done (the data position), metric rows and a
 SHA-256 that catches later damage. ``save`` copies to host (the next call donates the device
-buffers) and writes on a background thread; ``wait`` joins it and re-raises. See docs/resilience.md.
+buffers) and writes on a background thread; ``wait`` joins it and re-raises. ``save_sharded`` and
+``restore_latest(sharded=True)`` keep a global state's arrays where they are: every process of a
+multi-process job calls them, and orbax writes and reads each process's own shards (a replicated
+array once), so the state is never gathered on one host. See docs/resilience.md.
 """
 
 from __future__ import annotations
@@ -45,10 +48,19 @@ def _root_os_error(e: BaseException) -> OSError | None:
     return None
 
 
+def _local_value(x) -> np.ndarray:
+    """A leaf's value as this process holds it: a replicated global array's from its first local shard."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        if not x.is_fully_replicated:
+            raise ValueError("a state digest needs every array replicated on each process")
+        return np.asarray(x.addressable_shards[0].data)
+    return np.asarray(x)
+
+
 def state_digest(state) -> str:
     h = hashlib.sha256()
     for leaf in jax.tree.leaves(state):
-        a = np.ascontiguousarray(np.asarray(leaf))
+        a = np.ascontiguousarray(_local_value(leaf))
         h.update(str((a.shape, a.dtype.str)).encode())
         h.update(a.tobytes())
     return h.hexdigest()
@@ -82,6 +94,11 @@ class Checkpointer:
                              else np.array(x), jax.device_get(state))
         self._pending = self._pool.submit(self._write, period, state, dict(meta))
 
+    def save_sharded(self, period: int, state, meta: dict[str, Any]) -> None:
+        """Write the global ``state`` (jax.Arrays, left on their devices) now, on every process of the job."""
+        self.wait()
+        self._write(period, state, dict(meta))
+
     def _write(self, period: int, state, meta: dict[str, Any]) -> None:
         t = time.perf_counter()
         meta = {**meta, "period": period, "state_sha256": state_digest(state)}
@@ -109,13 +126,19 @@ class Checkpointer:
         if pending is not None:
             pending.result()
 
-    def restore_latest(self, template, *, max_period: int | None = None) -> tuple[int, Any, dict] | None:
+    def restore_latest(self, template, *, max_period: int | None = None,
+                       sharded: bool = False) -> tuple[int, Any, dict] | None:
         """(period, state, meta) of the newest intact checkpoint (at or before ``max_period``), or None.
 
         Damaged ones are removed when an older one reads. Otherwise nothing is deleted and
         :class:`CheckpointReadError` is raised: unreadable may mean a model or orbax change, not damage.
+        ``sharded``: restore into ``template``'s shardings (global arrays, each process reading its own
+        shards), on every process of the job; else into host arrays.
         """
-        template = jax.device_get(template)
+        if sharded:
+            template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template)
+        else:
+            template = jax.device_get(template)
         damaged, unreadable = [], []
         for period in reversed(self.steps()):
             if max_period is not None and period > max_period:

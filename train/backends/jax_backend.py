@@ -201,6 +201,18 @@ class JaxBackend:
     def load_state(self, host_state) -> None:
         self.state = self.trainer.replicate(host_state)
 
+    @property
+    def global_state(self) -> bool:
+        """Whether the state is one global array per leaf (shard_map, jit): a checkpoint then saves and
+        restores it where it is (Checkpointer.save_sharded), on every process."""
+        return self.trainer.path in ("shard_map", "jit")
+
+    def device_state(self):
+        return self.state
+
+    def load_device_state(self, state) -> None:
+        self.state = state
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         st = self.host_state()
         with matmul_scope(self.precision):
