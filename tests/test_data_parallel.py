@@ -5,6 +5,7 @@ Simulated CPU devices need XLA_FLAGS before JAX starts, so each check runs in a 
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -172,3 +173,34 @@ def test_multiprocess_cli_only_process_zero_writes(cli, tmp_path):
     assert summary["devices"] == 2
     assert (tmp_path / "p0/mlp-toy/blobs-compare-s0/compare.json").exists()
     assert not (tmp_path / "p1").exists()  # process 1 wrote nothing: no file, no folder
+
+
+@pytest.mark.slow
+def test_multiprocess_cli_checkpoints_global_state_and_resumes(tmp_path):
+    """Two processes on the shard_map path, one shared --out (as hosts on a shared file system): both
+    write the sharded checkpoints, and after losing the last one, both resume from the one before it and
+    end with the uninterrupted run's numbers."""
+    run = tmp_path / "mlp-toy" / "blobs-jax-s0"
+
+    def train(*extra):
+        port = str(_free_port())
+        cmd = [sys.executable, "-m", "train", "mlp-toy", "--dataset", "blobs", "--framework", "jax", "--steps", "60",
+               "--batch-size", "32", "--eval-every", "20", "--parallel", "shard_map", "--checkpoint-every", "1",
+               "--no-progress", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--out", str(tmp_path),
+               *extra]
+        procs = [subprocess.Popen(cmd + ["--process-id", str(i)], cwd=ROOT, env=_env(1), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for i in range(2)]
+        outs = [p.communicate(timeout=600) for p in procs]
+        for p, (_, err) in zip(procs, outs):
+            assert p.returncode == 0, err[-3000:]
+        return [o for o, _ in outs]
+
+    train()
+    full = json.loads((run / "summary.json").read_text())
+    assert full["devices"] == 2 and sorted(p.name for p in (run / "checkpoints").iterdir()) == ["1", "2", "3"]
+    (run / "summary.json").unlink()
+    shutil.rmtree(run / "checkpoints" / "3")  # as if both were killed in the last period
+    for out in train("--resume"):
+        assert "resuming from checkpoint 2 of 3" in out
+    again = json.loads((run / "summary.json").read_text())
+    assert again["resumed_from_period"] == 2 and again["final"] == full["final"]

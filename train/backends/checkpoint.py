@@ -191,12 +191,16 @@ class Checkpointer:
         """Remove an earlier run's checkpoints before a fresh run writes its own."""
         self.close()
         try:
-            shutil.rmtree(self.directory)
+            if jax.process_index() == 0:  # the shared folder of a multi-process job: removed once
+                shutil.rmtree(self.directory)
         except FileNotFoundError:
             pass
         except OSError as e:
             raise CheckpointWriteError(f"cannot remove the earlier run's checkpoints in {self.directory}: "
                                        f"{e.strerror or e} ({e.filename})") from None
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"cleared {self.directory}")
         self.__init__(self.directory, keep=self.keep)
 
     def close(self) -> None:

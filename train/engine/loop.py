@@ -124,11 +124,11 @@ class _Timer:
         return out
 
 
-def _restore_common(ckpts, templates):
+def _restore_common(ckpts, templates, sharded: bool = False):
     """Restore every run at the newest period intact in all of them -> (period, states, metas) or None."""
     limit = None
     while True:
-        got = [c.restore_latest(t, max_period=limit) for c, t in zip(ckpts, templates)]
+        got = [c.restore_latest(t, max_period=limit, sharded=sharded) for c, t in zip(ckpts, templates)]
         if any(g is None for g in got):
             return None
         periods = {g[0] for g in got}
@@ -207,9 +207,11 @@ class _Loop:
             raise ValueError(f"{backend.runs} run(s) to train, {len(self.run_dirs)} run folder(s)")
         self.auto = checkpoint_every is None  # skip a save while the previous one is still being written
         self.every = 1 if self.auto else checkpoint_every
-        use = checkpoints and self.every > 0 and saves_state(backend) and is_writer() and tools.can_checkpoint()
-        # Every process of a multi-process job holds a full replica; see README (checkpoints are single-process).
-        use = use and process_count() == 1
+        # Several processes checkpoint a state of global arrays (shard_map, jit) together, each writing and
+        # reading its own shards in the shared --out; a per-process replica (pmap) is not checkpointed.
+        self.sharded = process_count() > 1 and getattr(backend, "global_state", False)
+        use = checkpoints and self.every > 0 and saves_state(backend) and tools.can_checkpoint()
+        use = use and (is_writer() and process_count() == 1 or self.sharded)
         self.ckpts = [tools.checkpointer(d / "checkpoints") for d in self.run_dirs] if use else None
         self.unit = "epoch" if epochs else "period"
         self.epochs = epochs
@@ -235,8 +237,8 @@ class _Loop:
         self.step, self.examples = sum(p.shape[0] for p in done_before), sum(p.size for p in done_before)
 
     def _restore(self) -> list[list[dict]]:
-        template = restore_template(self.backend)
-        restored = _restore_common(self.ckpts, template) if self.ckpts else None
+        template = [self.backend.device_state()] if self.sharded else restore_template(self.backend)
+        restored = _restore_common(self.ckpts, template, self.sharded) if self.ckpts else None
         if restored is None:
             raise UsageError(f"--resume: no checkpoint to resume from in {self.run_dirs[0] / 'checkpoints'}")
         start, states, metas = restored
@@ -244,7 +246,10 @@ class _Loop:
             if meta.get("config_digest") not in (None, run_identity(d).get("config_digest")):
                 raise UsageError(f"--resume: the checkpoints in {d / 'checkpoints'} were written by a run with "
                                  f"other settings; drop --resume to start over")
-        self.backend.load_state(states)
+        if self.sharded:
+            self.backend.load_device_state(states[0])
+        else:
+            self.backend.load_state(states)
         self.start_period = self.resumed_from = start
         self.prior = metas[0]
         self.elapsed0 = float(self.prior["elapsed_s"])
@@ -326,9 +331,9 @@ class _Loop:
             def save():
                 meta = {"elapsed_s": self.now(), "compile_s": self.prior_compile + self.backend.compile_time_s,
                         "ckpt_skipped": self.skipped, **self.timer.t}
-                for c, log, st, ident in zip(self.ckpts, self.logs, self.backend.host_state(),
-                                             self.identities):
-                    c.save(done, st, {**meta, **ident, "rows": list(log.rows)})
+                states = [self.backend.device_state()] if self.sharded else self.backend.host_state()
+                for c, log, st, ident in zip(self.ckpts, self.logs, states, self.identities):
+                    (c.save_sharded if self.sharded else c.save)(done, st, {**meta, **ident, "rows": list(log.rows)})
             self.timer.run("ckpt_s", save)
 
     def _stop(self, done: int, signum: int) -> None:
