@@ -79,14 +79,7 @@ class MultiSeedJaxBackend:
             states.append(jax.device_get(state))
         self.graphdef = graphdef
         self.param_count = param_count(states[0].params)
-        # The seed axis over several devices (shard_map, each device vmaps its own seeds), else one device.
-        self.seed_devices = seed_devices(devices, self.runs) if devices else [device or jax.local_devices()[0]]
-        self.device = self.seed_devices[0]
-        if len(self.seed_devices) > 1:
-            mesh = Mesh(np.array(self.seed_devices), (AXIS,))
-            self._per_seed, self._shared = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
-        else:
-            self._per_seed = self._shared = self.device
+        self._place(devices or [device or jax.local_devices()[0]])
         self.precision = precision
         self._call = AotCache(compiler_options, precision=precision)  # as Trainer compiles: ahead of time, timed apart
 
@@ -125,6 +118,16 @@ class MultiSeedJaxBackend:
         self._train = jax.jit(self._spread(jax.vmap(train_period)), donate_argnums=(0,))
         self._step = jax.jit(self._spread(jax.vmap(data_step)), donate_argnums=(0,))
         self._evaluate = jax.jit(self._spread(jax.vmap(evaluate, in_axes=(0, 0, None)), shared_plan=True))
+
+    def _place(self, devices: Sequence) -> None:
+        """The seed axis over several devices (shard_map, each device vmaps its own seeds), else one device."""
+        self.seed_devices = seed_devices(devices, self.runs)
+        self.device = self.seed_devices[0]
+        if len(self.seed_devices) > 1:
+            mesh = Mesh(np.array(self.seed_devices), (AXIS,))
+            self._per_seed, self._shared = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
+        else:
+            self._per_seed = self._shared = self.device
 
     def _spread(self, f, shared_plan: bool = False):
         """``f(state, data, plan)`` over the seed devices: each runs it on its block of the seed axis
