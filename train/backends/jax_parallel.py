@@ -72,9 +72,16 @@ def pmap_programs(fns, devices: list) -> Programs:
                     lambda split: pm(functools.partial(fns.data_eval_chunk, split)), stacked_axis=1)
 
 
+def _named(f, like):
+    """``f`` under the name of the step function it runs: compile logs and profiles name programs so."""
+    name = getattr(like, "__name__", None) or like.func.__name__  # a functools.partial's function
+    f.__name__ = f.__qualname__ = name
+    return f
+
+
 def _first(f):
     """f on the device's block of per-shard arguments ``[1, ...]``, which shard_map hands each device."""
-    return lambda state, data, *shards: f(state, data, *jax.tree.map(lambda a: a[0], shards))
+    return _named(lambda state, data, *shards: f(state, data, *jax.tree.map(lambda a: a[0], shards)), f)
 
 
 def shard_map_programs(fns, mesh) -> Programs:
@@ -93,7 +100,7 @@ def shard_map_programs(fns, mesh) -> Programs:
         def f(state, data, i, m):
             sums, pred = fns.data_eval_chunk(split, state, data, i, m)
             return sums, pred[None]
-        return smap(f, (P(), P(AXIS)), n_sharded=2)
+        return smap(_named(f, fns.data_eval_chunk), (P(), P(AXIS)), n_sharded=2)
 
     return Programs(smap(fns.train_period, (P(), P()), donate=True), smap(evaluate, P(AXIS)),
                     smap(fns.data_step, (P(), P()), donate=True), eval_chunk, stacked_axis=0)
@@ -112,10 +119,10 @@ def jit_programs(fns, mesh) -> Programs:
     def per_shard(pred, s):  # [*lead, S * b] -> [S, *lead, b]
         return jax.numpy.moveaxis(pred.reshape(*pred.shape[:-1], s, -1), -2, 0)
 
-    def train(state, data, idx):
+    def train_period(state, data, idx):
         return fns.train_period(state, data, batch(idx))
 
-    def step(state, data, i):
+    def data_step(state, data, i):
         return fns.data_step(state, data, batch(i))
 
     def evaluate(state, data, evals):
@@ -123,14 +130,13 @@ def jit_programs(fns, mesh) -> Programs:
         return {s: (sums, per_shard(pred, evals[s][0].shape[0])) for s, (sums, pred) in out.items()}
 
     def eval_chunk(split):
-        def f(state, data, i, m):
+        def data_eval_chunk(state, data, i, m):
             sums, pred = fns.data_eval_chunk(split, state, data, batch(i), batch(m))
             return sums, per_shard(pred, i.shape[0])
-        return jax.jit(f, out_shardings=(rep, sharded))
+        return jax.jit(data_eval_chunk, out_shardings=(rep, sharded))
 
-    return Programs(jax.jit(train, donate_argnums=(0,), out_shardings=(rep, rep)),
-                    jax.jit(evaluate),
-                    jax.jit(step, donate_argnums=(0,), out_shardings=(rep, rep)), eval_chunk, stacked_axis=0)
+    return Programs(jax.jit(train_period, donate_argnums=(0,), out_shardings=(rep, rep)), jax.jit(evaluate),
+                    jax.jit(data_step, donate_argnums=(0,), out_shardings=(rep, rep)), eval_chunk, stacked_axis=0)
 
 
 def single_programs(fns) -> Programs:
