@@ -114,14 +114,19 @@ def test_batch_and_scaling_curves_of_made_up_records():
     (bc,) = curves.batch_curves(recs)
     assert (bc["mode"], [p["batch"] for p in bc["points"]]) == ("fused", [64, 256])
     assert bc["points"][1]["examples_per_s"] == pytest.approx(3000.0)  # made-up figures: exact arithmetic
-    strong, weak = curves.scaling_curves(recs)
-    assert (strong["kind"], weak["kind"]) == ("strong", "weak")
+    # Another path's records make curves of their own, never joining pmap's.
+    recs += [_rec("jax", "shard_map", 256, 2500.0), _rec("jax", "shard_map", 256, 2500.0, devices=2)]
+    strong, weak, other = curves.scaling_curves(recs)
+    assert (strong["kind"], weak["kind"], strong["mode"], weak["mode"]) == ("strong", "weak", "pmap", "pmap")
+    assert (other["mode"], other["kind"], [round(p["efficiency"], 3) for p in other["points"]]) == \
+        ("shard_map", "strong", [1.0, 0.5])
     # Efficiency = throughput(N) / (N x throughput(1)), throughput(1) = 2,000/s.
     assert [round(p["efficiency"], 3) for p in strong["points"]] == [1.0, 0.75, 0.5]
     assert [p["batch"] for p in weak["points"]] == [256, 512, 1024]
     assert [round(p["efficiency"], 3) for p in weak["points"]] == [1.0, 0.9, 0.8]
-    text = "\n".join(curves.markdown([bc], [strong, weak]))
-    assert "| mlp-cifar | fp32 | weak | 4 | 1024 | 6,400 | 0.80 |" in text
+    text = "\n".join(curves.markdown([bc], [strong, weak, other]))
+    assert "| mlp-cifar | fp32 | pmap | weak | 4 | 1024 | 6,400 | 0.80 |" in text
+    assert "| mlp-cifar | fp32 | shard_map | strong | 2 | 256 | 2,500 | 0.50 |" in text
 
 
 def test_experiment_profile_holds_the_training_steps_operations(tmp_path):

@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from train.bench.records import (DEFAULT_MODES, FRAMEWORKS, LEGACY_MODES, MODES, PRECISIONS, TORCH_CANDIDATES,
-                                 TORCH_MODES)
+from train.bench.records import (DEFAULT_MODES, FRAMEWORKS, LEGACY_MODES, MODES, PARALLEL_MODES, PRECISIONS,
+                                 TORCH_CANDIDATES, TORCH_MODES)
 from train.bench.suites import SUITES, unknown_suite
 from train.bench.whole_run import WHOLE_RUN_STEPS
 from train.errors import UsageError
@@ -118,13 +118,18 @@ def _add_selection(p) -> None:
                         "skipped with a note when not installed)")
     p.add_argument("--modes", type=_modes, default=list(DEFAULT_MODES),
                    help=f"comma-separated modes from {', '.join(MODES)} (default: all but the "
-                        f"fused-cb-* GPU variants). The "
+                        f"fused-cb-* GPU variants and the shard_map and jit paths, see --parallel). The "
                         f"PyTorch ones ({', '.join(TORCH_MODES)}) are its candidates: best "
                         f"PyTorch is the fastest that ran; nn.RNN-* only for the RNN; 'compiled' "
                         f"(earlier runs) is compile,compile-cudagraphs")
     p.add_argument("--devices", type=_int_csv, default=None,
-                   help="comma-separated device counts for the pmap mode, e.g. 1,2,4 (default: 1 "
-                        "and all local devices)")
+                   help="comma-separated device counts for the data-parallel modes, e.g. 1,2,4 "
+                        "(default: 1 and all local devices)")
+    p.add_argument("--parallel", type=_csv(PARALLEL_MODES), default=None,
+                   help=f"comma-separated data-parallel paths to time on each --devices count, each "
+                        f"a mode of its name: {', '.join(PARALLEL_MODES)} (jit: the global program "
+                        f"partitioned by XLA; plain single-device jit is the fused mode); given, "
+                        f"they replace those --modes names (default: pmap)")
     p.add_argument("--scaling", type=_csv(("strong", "weak")), default=["strong", "weak"],
                    help="with several --devices: strong scaling (the global batch split over N "
                         "devices) and/or weak (N times the batch on N devices); on a CPU with fewer "
@@ -204,8 +209,16 @@ def check_args(args) -> None:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
 
 
+def with_parallel(modes: list[str], parallel: list[str] | None) -> list[str]:
+    """``--modes`` with ``--parallel``'s paths as its data-parallel modes (None: as --modes says)."""
+    if parallel is None:
+        return modes
+    return [m for m in modes if m not in PARALLEL_MODES] + list(dict.fromkeys(parallel))
+
+
 def cmd(args) -> int:
     check_args(args)
+    args.modes = with_parallel(args.modes, getattr(args, "parallel", None))
     # The runners and matplotlib load only when bench runs, not whenever the command line builds
     # its parsers.
     from train.bench.run import run

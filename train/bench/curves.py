@@ -3,8 +3,9 @@ scaling against device count (strong: the same global batch split over N devices
 the batch on N devices), each as rows for ``bench.json``/``bench.md`` and as a figure.
 
 Scaling efficiency is throughput(N) / (N x throughput(1)), throughput in examples per second: 1
-is perfect scaling. Both come from the ``pmap`` records; the one-device point is pmap on one
-device, so the efficiency measures scaling and not the pmap path's own cost.
+is perfect scaling. Each data-parallel path (``pmap``, ``shard_map``, ``jit``) has its own curves,
+from its own records; the one-device point is that path on one device, so the efficiency measures
+scaling and not the path's own cost.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from train.bench.records import Record  # noqa: E402
+from train.bench.records import PARALLEL_MODES, Record  # noqa: E402
 from train.bench.report import steady  # noqa: E402
 from train.engine.results import save_figure  # noqa: E402
 
@@ -47,19 +48,19 @@ def _iqr_throughput(r: Record) -> list[float] | None:
 
 
 def scaling_curves(records: list[Record]) -> list[dict]:
-    """Per suite, precision and one-device batch b with pmap records on several device counts: the
-    strong curve (batch b on N devices) and the weak one (batch N*b on N devices)."""
-    pm = [r for r in steady(records) if (r.framework, r.mode) == ("jax", "pmap")]
+    """Per data-parallel path, suite, precision and one-device batch b with records on several device
+    counts: the strong curve (batch b on N devices) and the weak one (batch N*b on N devices)."""
+    par = [r for r in steady(records) if r.framework == "jax" and r.mode in PARALLEL_MODES]
     out = []
-    for one in [r for r in pm if r.devices == 1]:
+    for one in [r for r in par if r.devices == 1]:
         for kind, batch_of in (("strong", lambda n: one.batch_size),
                                ("weak", lambda n: n * one.batch_size)):
-            pts = sorted(((r.devices, r) for r in pm
-                          if (r.suite, r.precision) == (one.suite, one.precision)
+            pts = sorted(((r.devices, r) for r in par
+                          if (r.suite, r.precision, r.mode) == (one.suite, one.precision, one.mode)
                           and r.batch_size == batch_of(r.devices)), key=lambda p: p[0])
             if len(pts) < 2:
                 continue
-            out.append({"suite": one.suite, "precision": one.precision, "kind": kind,
+            out.append({"suite": one.suite, "precision": one.precision, "kind": kind, "mode": one.mode,
                         "batch_per_device_1": one.batch_size,
                         "points": [{"devices": n, "batch": r.batch_size,
                                     "examples_per_s": r.examples_per_s,
@@ -88,13 +89,14 @@ def markdown(batch: list[dict], scaling: list[dict]) -> list[str]:
                              f"| {c['devices']} | {p['batch']} | {p['examples_per_s']:,.0f}{rng} | "
                              f"{_pct(p['utilisation'])} |")
     if scaling:
-        lines += ["", "Data-parallel scaling (pmap); efficiency = throughput(N) / (N x "
-                  "throughput(1)):", "",
-                  "| suite | precision | scaling | devices | global batch | examples/s | "
-                  "efficiency |", "|---|---|---|---:|---:|---:|---:|"]
+        lines += ["", "Data-parallel scaling, per path; efficiency = throughput(N) / (N x "
+                  "throughput(1)) of the same path:", "",
+                  "| suite | precision | path | scaling | devices | global batch | examples/s | "
+                  "efficiency |", "|---|---|---|---|---:|---:|---:|---:|"]
         for c in scaling:
             for p in c["points"]:
-                lines.append(f"| {c['suite']} | {c['precision']} | {c['kind']} | {p['devices']} | "
+                lines.append(f"| {c['suite']} | {c['precision']} | {c.get('mode', 'pmap')} | "
+                             f"{c['kind']} | {p['devices']} | "
                              f"{p['batch']} | {p['examples_per_s']:,.0f} | "
                              f"{p['efficiency']:.2f} |")
     return lines
@@ -129,23 +131,28 @@ def plot_batch(curves: list[dict], path: Path) -> None:
 
 
 def plot_scaling(curves: list[dict], path: Path) -> None:
-    """Examples/s against device count with the ideal line (left), efficiency (right)."""
+    """Examples/s against device count with the ideal line (left), efficiency (right): a line per
+    path, suite, precision and kind (a colour per path, suite and precision; strong solid, weak
+    dashed)."""
     fig, (ax, ax_eff) = plt.subplots(1, 2, figsize=(10, 4))
+    series = list(dict.fromkeys((c.get("mode", "pmap"), c["suite"], c["precision"]) for c in curves))
     for c in curves:
-        label = f"{c['suite']} {c['precision']} {c['kind']} (b{c['batch_per_device_1']} on 1)"
+        key = (c.get("mode", "pmap"), c["suite"], c["precision"])
+        color = f"C{series.index(key) % 10}"
+        label = f"{key[0]}: {c['suite']} {c['precision']} {c['kind']} (b{c['batch_per_device_1']} on 1)"
+        style = "o-" if c["kind"] == "strong" else "s--"
         ns = [p["devices"] for p in c["points"]]
-        line, = ax.plot(ns, [p["examples_per_s"] for p in c["points"]], "o-", label=label)
+        ax.plot(ns, [p["examples_per_s"] for p in c["points"]], style, color=color, label=label)
         one = c["points"][0]["examples_per_s"] / (ns[0] * c["points"][0]["efficiency"])
-        ax.plot(ns, [n * one for n in ns], ":", color=line.get_color(), alpha=0.6)
-        ax_eff.plot(ns, [p["efficiency"] for p in c["points"]], "o-", color=line.get_color(),
-                    label=label)
+        ax.plot(ns, [n * one for n in ns], ":", color=color, alpha=0.6)
+        ax_eff.plot(ns, [p["efficiency"] for p in c["points"]], style, color=color, label=label)
     ax.set_xlabel("devices")
     ax.set_ylabel("examples/s (dotted: ideal)")
-    ax.set_title("pmap scaling")
+    ax.set_title("data-parallel scaling, per path")
     ax_eff.axhline(1.0, color="k", lw=0.8, ls="--")
     ax_eff.set_xlabel("devices")
     ax_eff.set_ylabel("efficiency = thr(N) / (N x thr(1))")
-    ax_eff.set_ylim(0, 1.2)
+    ax_eff.set_ylim(0, max([1.2, *(1.1 * p["efficiency"] for c in curves for p in c["points"])]))
     for a in (ax, ax_eff):
         a.set_xscale("log", base=2)
         a.grid(alpha=0.3)

@@ -38,7 +38,7 @@ def computations(text: str) -> dict[str, list[str]]:
 
 def op_counts(lines: list[str]) -> dict[str, int]:
     """Kernels (every instruction that is not bookkeeping), and of them fusions, custom calls (by
-    target), copies, transposes, loops and collectives."""
+    target), copies, transposes, loops and collectives (in all, and by kind)."""
     ops: Counter = Counter()
     targets: Counter = Counter()
     for ln in lines:
@@ -55,6 +55,7 @@ def op_counts(lines: list[str]) -> dict[str, int]:
             "copies": ops["copy"] + ops["copy-start"], "transposes": ops["transpose"],
             "loops": ops["while"],
             "collectives": sum(ops[c] + ops[c + "-start"] for c in COLLECTIVES),
+            "collective_ops": {c: n for c in COLLECTIVES if (n := ops[c] + ops[c + "-start"])},
             "custom_call_targets": dict(targets),
             "other": sorted(op for op in base if op not in (
                 "fusion", "custom-call", "copy", "transpose", "while", *COLLECTIVES))}

@@ -1,7 +1,8 @@
 """JAX: the training runs' own trainer (``train.backends.jax_trainer.Trainer``), models and optimizers, timed.
 
-Every mode (``step-loop``, ``fused``, ``pmap``) is a ``Trainer`` whose ``train`` call is one timed
-window, so what is timed is what trains; ``pmap`` on one device shows what that path costs.
+Every mode (``step-loop``, ``fused``, and the data-parallel paths ``pmap``, ``shard_map``, ``jit``) is
+a ``Trainer`` whose ``train`` call is one timed window, so what is timed is what trains; a path on
+one device shows what that path costs over plain ``jit`` (``fused``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from flax import nnx
 from train.bench import jax_variants
 from train.bench.cost import cost_of, memory_of, per_step_cost
 from train.bench.hlo_stats import step_ops
-from train.bench.records import Record, error_text, run_name, skipped
+from train.bench.records import PARALLEL_MODES, Record, error_text, run_name, skipped
 from train.bench.timing import Budget, Runner, prepare
 from train.bench.workloads import Workload, with_precision
 from train.backends.jax_backend import model_compiler_options
 from train.backends.jax_compile_log import CompileLog
+from train.backends.jax_parallel import model_axis
 from train.backends.jax_profiling import profile_to, trace_files
 from train.backends.jax_trainer import AXIS, Trainer, create_state
 from train.precision import TABLE
@@ -41,7 +43,7 @@ class JaxSetup:
     wl: Workload
     precision: str
     graphdef: Any
-    graphdef_pmap: Any               # the model built for pmap (batch norm averaged over devices)
+    graphdef_pmap: Any               # the model built for pmap and shard_map (batch norm averaged over devices)
     host_state: Any                  # create_state's TrainState on the host; each mode copies it
     tx: Any
     preprocess: Callable
@@ -88,11 +90,11 @@ def initial_state(make_model: Callable[[], nnx.Module], tx, seed: int):
 
 def build_trainer(s: JaxSetup, mode: str, n: int = 1) -> tuple[Trainer, Any, Any]:
     """``mode``'s Trainer on the first ``n`` local devices, with the state and data it trains on."""
-    pmap = mode == "pmap"
+    path = mode if mode in PARALLEL_MODES else None
     options = {**(s.compiler_options or {}), **jax_variants.VARIANTS.get(mode, {})}
-    trainer = Trainer(s.graphdef_pmap if pmap else s.graphdef, s.tx, s.preprocess,
+    trainer = Trainer(s.graphdef_pmap if model_axis(path) else s.graphdef, s.tx, s.preprocess,
                       devices=jax.local_devices()[:n], compiler_options=options or None,
-                      fuse=mode != "step-loop", parallel="pmap" if pmap else None)
+                      fuse=mode != "step-loop", parallel=path)
     data = trainer.replicate({"train_x": s.wl.train_x, "train_y": s.wl.train_y})
     return trainer, trainer.replicate(s.host_state), data
 
@@ -148,7 +150,7 @@ def one_step_cost(trainer: Trainer, state, data, idx) -> dict | None:
     """XLA's cost analysis of the one-step program (lowered only), to tell how the fused one counts its loop."""
     split = trainer.local(trainer.split_batches(np.asarray(idx, np.int32)))
     try:
-        return cost_of(trainer._step.lower(state, data, trainer.shard(split[:, 0])))
+        return cost_of(trainer.programs.step.lower(state, data, trainer.shard(split[:, 0])))
     except Exception:  # noqa: BLE001 - a missing figure must not cost the measurement
         return None
 
@@ -163,7 +165,10 @@ def record_program(rec: Record, s: JaxSetup, trainer: Trainer, state, data, log:
     enabled = jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir
     rec.extra["persistent_cache"] = ("off" if not enabled else
                                      "hit" if log.cache_hits else "miss")
-    exe = trainer.compiled()["train" if trainer.fuse else "step"]
+    name = "train" if trainer.fuse else "step"
+    # The trainer's own calls, timed per stage (pmap: trace and lower are one call).
+    rec.extra["compile_stages"] = {k: round(v, 4) for k, v in trainer._call.stages.get(name, {}).items()}
+    exe = trainer.compiled()[name]
     rec.memory = memory_of(exe)
     try:
         rec.extra["hlo_ops"] = step_ops(exe.as_text(), fused=trainer.fuse)
@@ -175,7 +180,7 @@ def record_program(rec: Record, s: JaxSetup, trainer: Trainer, state, data, log:
                else one_step_cost(trainer, state, data, s.wl.idx))
     per_device = per_step_cost(cost_of(exe), one, s.wl.steps if trainer.fuse else 1)
     if per_device:
-        # Under pmap the program is one device's share of the global batch.
+        # On several devices the program is one device's share of the global batch.
         rec.flops_per_step = per_device["flops"] * trainer.n
         rec.bytes_accessed_per_step = per_device["bytes_accessed"] * trainer.n
         rec.extra["flops_source"] = per_device["source"]
@@ -223,10 +228,10 @@ def check_variant(rec: Record, s: JaxSetup, trainer: Trainer, data, first, refs:
             rec.note = jax_variants.CPU_NOTE
 
 
-def _pmap_skip(wl: Workload, n: int, skip_pmap: str) -> str:
+def _parallel_skip(wl: Workload, n: int, skip_parallel: str) -> str:
     n_local = jax.local_device_count()
-    if skip_pmap:
-        return skip_pmap
+    if skip_parallel:
+        return skip_parallel
     if n > n_local:
         return (f"{n} devices asked for, {n_local} exist; on CPU start the process with "
                 f"XLA_FLAGS=--xla_force_host_platform_device_count={n}")
@@ -243,7 +248,7 @@ def suite_precisions(wl: Workload, precisions: Sequence[str]) -> list[str]:
 
 
 def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str],
-                devices: Sequence[int], skip_pmap: str = "", budget: Budget | None = None,
+                devices: Sequence[int], skip_parallel: str = "", budget: Budget | None = None,
                 art: Artifacts = Artifacts(),
                 setups: dict[str, Callable[[], JaxSetup]] | None = None) -> list[Runner | Record]:
     setups = setups or setups_for(wl, precisions)
@@ -253,9 +258,9 @@ def jax_runners(wl: Workload, *, precisions: Sequence[str], modes: Sequence[str]
     for precision in suite_precisions(wl, precisions):
         setup = setups[precision]
         cells = [(m, 1) for m in ("step-loop", "fused", *jax_variants.VARIANTS) if m in modes]
-        cells += [("pmap", n) for n in devices] if "pmap" in modes else []
+        cells += [(m, n) for m in PARALLEL_MODES if m in modes for n in devices]
         for mode, n in cells:
-            why = _pmap_skip(wl, n, skip_pmap) if mode == "pmap" else ""
+            why = _parallel_skip(wl, n, skip_parallel) if mode in PARALLEL_MODES else ""
             out.append(skipped(wl.suite, "jax", mode, why, precision=precision, devices=n,
                                batch_size=wl.batch) if why else
                        prepare(lambda m=mode, n=n, setup=setup: jax_runner(setup(), m, n, art, refs),

@@ -9,6 +9,10 @@ from train.precision import NAMES as PRECISIONS
 
 FRAMEWORKS = ("numpy", "jax", "torch")
 JAX_MODES = ("step-loop", "fused", "pmap")
+# The data-parallel modes, one per path of the trainer (train.backends.jax_parallel), each timed on
+# every --devices count: pmap (the default), shard_map, and jit, the global program partitioned by
+# XLA over a 1-D mesh (on one device too; "fused" is plain single-device jit, no mesh).
+PARALLEL_MODES = ("pmap", "shard_map", "jit")
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ LEGACY_MODES = {"compiled": ("compile", "compile-cudagraphs")}
 # The fused period compiled with GPU options (train.bench.jax_variants): asked for by name only.
 JAX_VARIANT_MODES = ("fused-cb-off", "fused-cb-loop", "fused-cb-unroll")
 DEFAULT_MODES = ("step", *JAX_MODES, *TORCH_MODES, "whole-run")  # "step": NumPy's plain loop
-MODES = (*DEFAULT_MODES, *JAX_VARIANT_MODES)
+MODES = (*DEFAULT_MODES, *JAX_VARIANT_MODES, *PARALLEL_MODES[1:])
 
 
 def canonical_mode(mode: str, settings: dict | None = None) -> str:
@@ -59,7 +63,7 @@ class Record:
 
     suite: str
     framework: str                   # numpy | jax | torch
-    # step | step-loop | fused | pmap | a TORCH_CANDIDATES name | whole-run[-cold|-warm]
+    # step | step-loop | fused | pmap | shard_map | jit | a TORCH_CANDIDATES name | whole-run[-cold|-warm]
     mode: str
     precision: str = "fp32"
     devices: int = 1

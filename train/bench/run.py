@@ -14,11 +14,11 @@ from pathlib import Path
 
 import jax
 
-from train.bench import curves, explain, scaling
+from train.bench import curves, explain, paths, scaling
 from train.bench.cost import Peaks, annotate
 from train.bench.jax_runner import Artifacts, jax_runners, peak_memory, setups_for, suite_precisions
 from train.bench.numpy_runner import numpy_runner
-from train.bench.records import PRECISIONS, Record
+from train.bench.records import PARALLEL_MODES, PRECISIONS, Record
 from train.bench.suites import RECIPE_BATCH, TABLE
 from train.bench.report import acceptance_checks, batch_summary, compute_ratios, markdown, plot
 from train.bench.timing import Budget, Runner, measure, prepare
@@ -116,7 +116,7 @@ class _Plan:
     compile_skip: Callable[..., str]    # (workload, precision, candidate) -> why not compiled
     budget: Budget
     art: Artifacts
-    child_devices: int = 0           # >0: the pmap records run in a child with this many devices
+    child_devices: int = 0           # >0: the data-parallel records run in a child with this many devices
 
 
 def _plan(args, t_start: float) -> _Plan:
@@ -140,16 +140,16 @@ def _items(wl: Workload, args, plan: _Plan, precisions: list[str]) -> list[Runne
     if "numpy" in args.frameworks and "step" in args.modes and wl.spec.numpy:
         items.append(prepare(lambda: numpy_runner(wl), wl, "numpy", "step", "fp32",
                              budget=plan.budget))
-    modes = [m for m in args.modes if not (m == "pmap" and plan.child_devices)]
+    modes = [m for m in args.modes if not (m in PARALLEL_MODES and plan.child_devices)]
     setups = setups_for(wl, suite_precisions(wl, precisions))
     if "jax" in args.frameworks:
-        # What XLA:CPU runs one step per call (the CNN) compiles slowly; under --quick its pmap
-        # path is left out.
-        skip_pmap = (f"pmap left out for the CPU {wl.suite} under --quick (its compilation is slow)"
-                     if args.quick and not wl.spec.fuse_on_cpu and not plan.gpu
-                     and args.devices is None else "")
+        # What XLA:CPU runs one step per call (the CNN) compiles slowly; under --quick its
+        # data-parallel paths are left out.
+        skip = (f"data-parallel paths left out for the CPU {wl.suite} under --quick (its compilation "
+                f"is slow)" if args.quick and not wl.spec.fuse_on_cpu and not plan.gpu
+                and args.devices is None else "")
         items += jax_runners(wl, precisions=precisions, modes=modes, devices=plan.devices,
-                             skip_pmap=skip_pmap, budget=plan.budget, art=plan.art, setups=setups)
+                             skip_parallel=skip, budget=plan.budget, art=plan.art, setups=setups)
     if "torch" in args.frameworks:
         items += torch_runners(wl, precisions=precisions, modes=args.modes, budget=plan.budget,
                                jax_model=lambda p: lambda: setups[p]().model(),
@@ -181,10 +181,10 @@ def _measure_all(args, plan: _Plan, log, on_group: Callable[[list[Record]], None
 
 
 def _weak_scaling(wl: Workload, args, plan: _Plan, precs: list[str], batches, log) -> list[Record]:
-    """pmap at N times the batch on N devices (N > 1), for the weak-scaling curve; batches that
-    the run measures anyway are left to it."""
-    if ("weak" not in args.scaling or "pmap" not in args.modes or "jax" not in args.frameworks
-            or plan.child_devices):
+    """The data-parallel paths at N times the batch on N devices (N > 1), for the weak-scaling
+    curves; batches that the run measures anyway are left to it."""
+    modes = [m for m in PARALLEL_MODES if m in args.modes]
+    if "weak" not in args.scaling or not modes or "jax" not in args.frameworks or plan.child_devices:
         return []
     out: list[Record] = []
     for batch, n in scaling.weak_batches(wl.batch, plan.devices):
@@ -192,7 +192,7 @@ def _weak_scaling(wl: Workload, args, plan: _Plan, precs: list[str], batches, lo
             continue
         w = make_workload(wl.suite, gpu=plan.gpu, quick=args.quick, seed=args.seed, batch=batch,
                           steps=args.steps, windows=args.windows, warmup=args.warmup)
-        items = jax_runners(w, precisions=precs, modes=["pmap"], devices=[n], budget=plan.budget,
+        items = jax_runners(w, precisions=precs, modes=modes, devices=[n], budget=plan.budget,
                             art=plan.art)
         for item in items:
             if isinstance(item, Runner):
@@ -219,7 +219,7 @@ def _document(records, ratios, checks, machine, batches, curve) -> str:
     the curves."""
     text = markdown(records, ratios, checks, machine, batches)
     extra = ["", explain.INTRO, "", *explain.work_table(records), *explain.kernels_table(records),
-             *curves.markdown(curve["batch"], curve["scaling"])]
+             *paths.table(records, ratios), *curves.markdown(curve["batch"], curve["scaling"])]
     return text + "\n".join(extra) + "\n"
 
 
@@ -236,6 +236,7 @@ def _write(out_dir: Path, records: list[Record], state: dict, *, partial: bool) 
     plan = state["plan"]
     annotate(records, state["peaks"])
     ratios, checks = compute_ratios(records, plan.gpu), acceptance_checks(records, plan.gpu)
+    paths.add_ratios(records, ratios)
     batches = batch_summary(records)
     curve = {"batch": curves.batch_curves(records), "scaling": curves.scaling_curves(records)}
     # Other jobs on a shared machine: read the numbers with the load averages in mind.
@@ -269,7 +270,7 @@ def run(args) -> int:
     plan = _plan(args, t_start)
     log = lambda s: print(s, flush=True)  # noqa: E731
     log(f"bench: suites {','.join(args.suite)}; frameworks {','.join(args.frameworks)}; precision "
-        f"{','.join(plan.precisions)}; pmap devices {plan.devices} of {jax.local_device_count()} "
+        f"{','.join(plan.precisions)}; data-parallel devices {plan.devices} of {jax.local_device_count()} "
         f"local ({jax.devices()[0].platform})")
     if "torch" in args.frameworks and not plan.torch_ok:
         log(f"bench: {NOT_INSTALLED}; its records are skipped")
