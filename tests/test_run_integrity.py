@@ -29,9 +29,9 @@ def _summary(path):
 # -- 1. a stale summary is never presented as a newer run's result ----------------------------
 
 def test_an_interrupted_attempt_leaves_no_summary_and_the_report_does_not_reuse_it(tmp_path, monkeypatch):
-    from test_report import tiny_plan
-    monkeypatch.setattr(report.plan, "make_plan", tiny_plan)
-    t19 = tiny_plan(True, "", 0).rnn_t19
+    from test_report import lean_plan
+    monkeypatch.setattr(report.plan, "make_plan", lean_plan)
+    t19 = lean_plan(True, "", 0).rnn_t19
     work = tmp_path / rnn.EXPERIMENT
     # An earlier 1-epoch run of the same run folder finished...
     one = rnn.train_and_evaluate(rnn.RNNConfig(**{**t19.__dict__, "epochs": 1}), work, progress=False)
