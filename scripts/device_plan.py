@@ -267,7 +267,8 @@ def steps(py: str, work: Path, data: str, dry: bool) -> list[Step]:
         Step("tests", "tests", [py, "scripts/parallel_pytest.py", "1" if dry else "14", str(work / "tests"), *tests],
              tests_estimate(), True),
         Step("bench cnn b256 bf16, more PyTorch", "bench",
-             _bench(py, work, "bench-cnn256-more", "cnn-cifar", 256, ["bf16"], dry, dry_as=("", "torch"),
+             # dry: the RNN, the CNN's eager PyTorch already ran in the step above
+             _bench(py, work, "bench-cnn256-more", "cnn-cifar", 256, ["bf16"], dry, dry_as=("rnn-palindrome", "torch"),
                     candidates=CNN_MORE, frameworks="torch"),
              bench_estimate("cnn-cifar", 256, ["bf16"], CNN_MORE, frameworks=("torch",))),
         Step("bench rnn b128 bf16, more PyTorch", "bench",

@@ -1,7 +1,7 @@
 """The GPU window in one command: the plan (scripts/device_plan.py) printed, then its steps in order,
 each under its own timeout, the tar rewritten after each so that whatever ran comes back.
 
-    python scripts/device_run.py {all,check,bench,report,tests,plan,pack} [--dry-run] [OUTDIR]
+    python scripts/device_run.py {all,check,bench,report,tests,plan,pack} [--dry-run] [--steps N,M,...] [OUTDIR]
 
 Driven by scripts/device_run.sh (see its --help). Standard library only: it starts before any
 framework is imported.
@@ -188,13 +188,24 @@ def run_plan(plan: list[P.Step], work: Path, out: Path, dry: bool, budget: float
     return 1 if failed else 0
 
 
+def parse_steps(text: str, n: int) -> list[int] | None:
+    """--steps N,M,...: 1-based step numbers as `plan` prints them; None if any is not one."""
+    try:
+        chosen = [int(x) for x in text.split(",")]
+    except ValueError:
+        return None
+    return chosen if chosen and all(1 <= i <= n for i in chosen) else None
+
+
 def main(argv: list[str]) -> int:
-    stage, dry, outdir = None, False, os.environ.get("OUT") or ""
+    stage, dry, outdir, only = None, False, os.environ.get("OUT") or "", None
     for a in argv:
         if a in STAGES:
             stage = a
         elif a == "--dry-run":
             dry = True
+        elif a.startswith("--steps="):
+            only = a.split("=", 1)[1]
         elif a.startswith("-"):
             return usage(f"unknown option {a}")
         else:
@@ -204,17 +215,25 @@ def main(argv: list[str]) -> int:
     if stage == "pack":
         src = Path(os.environ.get("CIFAR_SRC", P.ROOT.parent / "shared" / "datasets" / "cifar10-jpg"))
         return pack_cifar(src, P.ROOT / "data" / "cifar10-jpg.tar.gz")
+    py = os.environ.get("PYTHON") or sys.executable
+    chosen = None
+    if only is not None:
+        n = len(P.steps(py, Path("."), "synthetic:512", dry))
+        chosen = parse_steps(only, n)
+        if chosen is None:
+            return usage(f"--steps={only}: give step numbers from 1 to {n} (see `plan`), comma-separated")
     out = Path(outdir or P.ROOT / "results" / "device-run")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         return usage(f"cannot create {out}: {e.strerror}")
     work = Path(tempfile.mkdtemp(prefix="device-run-")) / "run"
-    plan = P.steps(os.environ.get("PYTHON") or sys.executable, work, "synthetic:512" if stage == "plan" else
-                   cifar_data(dry), dry)
+    plan = P.steps(py, work, "synthetic:512" if stage == "plan" else cifar_data(dry), dry)
     if stage == "plan":
         print(P.describe(plan))
         return 0
+    if chosen is not None:
+        plan = [s for i, s in enumerate(plan, 1) if i in chosen]
     if stage != "all":
         plan = [s for s in plan if s.stage == stage]
     return run_plan(plan, work, out.resolve(), dry)

@@ -6,6 +6,7 @@
 #                                                    the report in full fp32; the test suite; then the rest
 #                                                    (sweeps, larger batches with profiles, the whole report)
 #   scripts/device_run.sh check|bench|report|tests [--dry-run] [OUTDIR]   one stage's steps only
+#   scripts/device_run.sh all --steps=6,7 [--dry-run] [OUTDIR]   those steps only (numbered as `plan` prints them)
 #   scripts/device_run.sh plan                       the plan with each step's estimate, running nothing
 #   scripts/device_run.sh pack                       data/cifar10-jpg.tar.gz from ../shared/datasets/cifar10-jpg
 #                                                    (or $CIFAR_SRC), the archive to carry
@@ -20,7 +21,7 @@
 # tqdm and torch; no network, no pip. The exit code is non-zero if a planned step failed or was skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in -h|--help|"") sed -n '2,22p' "$0"; [[ -n "${1:-}" ]]; exit $? ;; esac
+case "${1:-}" in -h|--help|"") sed -n '2,21p' "$0"; [[ -n "${1:-}" ]]; exit $? ;; esac
 PY="${PYTHON:-}"
 if [[ -z "$PY" ]]; then [[ -x .venv/bin/python ]] && PY=.venv/bin/python || PY=python3; fi
 PYTHON="$PY" exec "$PY" scripts/device_run.py "$@"

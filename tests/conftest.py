@@ -1,6 +1,7 @@
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -120,3 +121,25 @@ def run_cli_in_process(*args) -> subprocess.CompletedProcess:
 @pytest.fixture
 def cli_fast():
     return run_cli_in_process
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """``finished_run(name)``: the out folder of test_resilience.RUNS[name] trained to the end, once per
+    worker, for the tests that compare an interrupted run with it (read only);
+    ``finished_run(name, into)`` copies it to ``into`` for a test that damages or resumes it."""
+    from test_resilience import RUNS
+    done = {}
+
+    def get(name: str, into: Path | None = None) -> Path:
+        if name not in done:
+            args, _ = RUNS[name]
+            out = tmp_path_factory.mktemp(f"finished-{name}")
+            r = run_cli_in_process(*args, "--out", out, "--no-progress")
+            assert r.returncode == 0, r.stderr
+            done[name] = out
+        if into is None:
+            return done[name]
+        shutil.copytree(done[name], into, dirs_exist_ok=True)
+        return into
+    return get

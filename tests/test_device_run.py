@@ -132,31 +132,59 @@ def test_pack_builds_the_archive_and_a_missing_folder_is_a_usage_error(tmp_path)
     assert D.pack_cifar(tmp_path / "nope", dest) == 2
 
 
+# `all --dry-run` in three parts that xdist runs side by side (--steps, numbered as `plan` prints them),
+# each about a third of the steps' time; together every step, once (checked below).
+DRY_GROUPS = {"env+rnn+report": [1, 2, 4, 5, 10, 11, 14], "cnn+profiles": [3, 6, 12, 13], "more+variants": [7, 8, 9, 15]}
+DRY_BENCHES = {"env+rnn+report": {"bench-rnn128"},
+               "cnn+profiles": {"bench-cnn256", "bench-cnn256-more", "bench-cnn1024", "bench-rnn8192"},
+               "more+variants": {"bench-rnn128-more", "bench-cnn256-variants", "bench-rnn128-variants", "bench-mlp256"}}
+
+
+def test_the_dry_run_parts_are_every_step_once(tmp_path):
+    plan = P.steps(sys.executable, tmp_path, "synthetic:512", True)
+    assert sorted(i for g in DRY_GROUPS.values() for i in g) == list(range(1, len(plan) + 1))
+    benches = {Path(s.argv[s.argv.index("--out") + 1]).name for s in plan if s.stage == "bench"}
+    assert set().union(*DRY_BENCHES.values()) == benches
+    for name, group in DRY_GROUPS.items():
+        assert {Path(plan[i - 1].argv[plan[i - 1].argv.index("--out") + 1]).name for i in group
+                if plan[i - 1].stage == "bench"} == DRY_BENCHES[name]
+
+
+def test_bad_steps_are_a_usage_error_and_nothing_is_written(tmp_path):
+    for steps in ("0", "2,99", "x", ""):
+        assert D.main(["all", f"--steps={steps}", "--dry-run", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow(longest=True)
-def test_device_run_all_dry_run(tmp_path):
+@pytest.mark.parametrize("group", sorted(DRY_GROUPS))
+def test_device_run_all_dry_run(tmp_path, group):
     env = {**os.environ, "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu"}
-    p = subprocess.run(["bash", str(ROOT / "scripts" / "device_run.sh"), "all", "--dry-run", str(tmp_path)], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=1500)
+    steps = ",".join(map(str, DRY_GROUPS[group]))
+    p = subprocess.run(["bash", str(ROOT / "scripts" / "device_run.sh"), "all", f"--steps={steps}", "--dry-run",
+                        str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert sorted(os.listdir(tmp_path)) == ["device.log", "device.tar.gz"]
     with tarfile.open(tmp_path / "device.tar.gz") as t:
         names = {n.removeprefix("./") for n in t.getnames()}
         benches = {n.split("/")[0]: json.load(t.extractfile("./" + n)) for n in names if n.endswith("bench/bench.json")}
-        report = t.extractfile("./results/REPORT.md").read().decode()
-        log = t.extractfile("./device.log").read().decode()
-        failed = t.extractfile("./failed.txt").read().decode().strip()
-        env_log = t.extractfile("./logs/01-env.log").read().decode()
-    assert '"versions"' in env_log and failed == "" and "planned" in log.splitlines()[0]
-    assert set(benches) == {"bench-rnn128", "bench-cnn256", "bench-cnn1024", "bench-rnn8192", "bench-mlp256",
-                            "bench-cnn256-more", "bench-rnn128-more", "bench-cnn256-variants",
-                            "bench-rnn128-variants"}
+        read = lambda n: t.extractfile("./" + n).read().decode() if n in names else None  # noqa: E731
+        report, env_log, log, failed = read("results/REPORT.md"), read("logs/01-env.log"), read("device.log"), read("failed.txt")
+    assert failed.strip() == "" and "planned" in log.splitlines()[0]
+    assert len(log.split("\n== done in")[0].split("\n== wrote ")) == len(DRY_GROUPS[group]) + 1   # every step ran
+    assert set(benches) == DRY_BENCHES[group]
     assert all(b["partial"] is False for b in benches.values())
-    variants = {r["mode"]: r for r in benches["bench-rnn128-variants"]["records"] if not r["skipped"]}
-    assert set(variants) == {"fused", "fused-cb-off", "fused-cb-loop", "fused-cb-unroll"}
-    assert {r["extra"]["exact_vs_fused"]["verdict"] for m, r in variants.items() if m != "fused"} <= {
-        "bitwise", "within run-to-run noise"}   # a GPU's atomics make two runs of one program differ
-    cnn = [r for r in benches["bench-cnn256"]["records"] if not r["skipped"]]
-    assert {r["framework"] for r in cnn if r["utilisation"]} == {"jax", "torch"}
-    assert "## Part 1, Tasks 1-2" in report and "## Part 3" in report
-    assert not any("checkpoints" in n for n in names) and "results/mlp-cifar/plain-fp32-s0/summary.json" in names
-    assert any(n.startswith("hlo/") for n in names) and any(n.startswith("profile/") for n in names)
+    assert not any("checkpoints" in n for n in names)
+    if group == "env+rnn+report":
+        assert '"versions"' in env_log
+        assert "## Part 1, Tasks 1-2" in report and "## Part 3" in report
+        assert "results/mlp-cifar/plain-fp32-s0/summary.json" in names
+    if group == "more+variants":
+        variants = {r["mode"]: r for r in benches["bench-rnn128-variants"]["records"] if not r["skipped"]}
+        assert set(variants) == {"fused", "fused-cb-off", "fused-cb-loop", "fused-cb-unroll"}
+        assert {r["extra"]["exact_vs_fused"]["verdict"] for m, r in variants.items() if m != "fused"} <= {
+            "bitwise", "within run-to-run noise"}   # a GPU's atomics make two runs of one program differ
+    if group == "cnn+profiles":
+        cnn = [r for r in benches["bench-cnn256"]["records"] if not r["skipped"]]
+        assert {r["framework"] for r in cnn if r["utilisation"]} == {"jax", "torch"}
+        assert any(n.startswith("hlo/") for n in names) and any(n.startswith("profile/") for n in names)

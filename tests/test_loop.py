@@ -141,9 +141,12 @@ def test_auto_checkpoints_skip_periods_while_the_writer_is_busy(tmp_path, monkey
     from train.backends.checkpoint import Checkpointer
 
     write = Checkpointer._write
+    # A disk slower than a period (periods take ~0 s here). Skipping needs one write to outlast the
+    # next periods even on a loaded machine; waiting only needs each write to be slower than a period.
+    delay = 1.0 if skipped else 0.2
 
-    def slow_write(self, *args):  # a disk slower than a period
-        time.sleep(1.0)
+    def slow_write(self, *args):
+        time.sleep(delay)
         write(self, *args)
 
     monkeypatch.setattr(Checkpointer, "_write", slow_write)

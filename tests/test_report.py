@@ -28,9 +28,23 @@ def tiny_plan(quick, data, seed, seeds=3):
     return plan
 
 
+def lean_plan(quick, data, seed, seeds=3):
+    """tiny_plan with one seed of each run and the plain MLP only: for the tests of which parts run and of
+    resuming, whose checks do not depend on how many seeds a part has (the figure map needs every toy set)."""
+    plan = tiny_plan(quick, data, seed, seeds)
+    plan.cifar = plan.cifar[:1]
+    plan.seeds = plan.t19_seeds = plan.mlp_seeds = 1
+    return plan
+
+
 @pytest.fixture
 def tiny(monkeypatch):
     monkeypatch.setattr(report.plan, "make_plan", tiny_plan)
+
+
+@pytest.fixture
+def lean(monkeypatch):
+    monkeypatch.setattr(report.plan, "make_plan", lean_plan)
 
 
 def _log(text):
@@ -42,7 +56,7 @@ def _figures(text):
     return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(longest=True)
 def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
     path = report.run_report(True, tmp_path, data="synthetic:256", progress=False)
     text = path.read_text()
@@ -116,8 +130,8 @@ def test_report_writes_every_figure_and_reuses_runs(tiny, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_report_resumes_an_interrupted_run(tiny, tmp_path):
-    plan = tiny_plan(True, "synthetic:256", 0)
+def test_report_resumes_an_interrupted_run(lean, tmp_path):
+    plan = lean_plan(True, "synthetic:256", 0)
     cfg = plan.cifar[0]
     # A run that stopped after its first epoch: checkpoint 1 exists, no summary.
     cifar.train_and_evaluate(cfg, tmp_path / cfg.experiment, progress=False)
@@ -132,7 +146,7 @@ def test_report_resumes_an_interrupted_run(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_report_parts_leave_the_rest_out(tiny, tmp_path):
+def test_report_parts_leave_the_rest_out(lean, tmp_path):
     text = report.run_report(True, tmp_path, data="synthetic:256", progress=False,
                              parts=report.parse_parts("toy,t19,mlp,torch", "mlp")).read_text()
     assert "**left out**: mlp, cnn, sweep, lstm, schedule" in text
@@ -141,7 +155,7 @@ def test_report_parts_leave_the_rest_out(tiny, tmp_path):
     assert "Part 1, Tasks 1-2" in text and "## Part 3" in text and "Part 1, Task 3" not in text
     assert "Part 3: sweep" not in text and "*(missing figure" not in text
     assert not (tmp_path / "mlp-cifar").exists() and not (tmp_path / "rnn-sweep").exists()
-    assert len(_log(text)) == 6  # three toy sets, T=19 (two seeds) and its PyTorch twin
+    assert len(_log(text)) == 5  # three toy sets, T=19 and its PyTorch twin
 
 
 def test_report_without_torch_says_so(monkeypatch, tmp_path):

@@ -46,12 +46,11 @@ def _wait_for(path: Path, proc, timeout=300):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_sigkill_then_resume_matches_uninterrupted(cli_fast, tmp_path, name):
+def test_sigkill_then_resume_matches_uninterrupted(cli_fast, finished_run, tmp_path, name):
     args, run = RUNS[name]
     epochs = int(args[args.index("--epochs") + 1])
     kill_after = epochs // 2
-    ref = cli_fast(*args, "--out", tmp_path / "ref", "--no-progress")
-    assert ref.returncode == 0, ref.stderr
+    ref = finished_run(name)
     proc = _popen(args, tmp_path / "cut")
     _wait_for(tmp_path / "cut" / run / "checkpoints" / str(kill_after) / "_CHECKPOINT_METADATA", proc)
     proc.send_signal(signal.SIGKILL)
@@ -62,17 +61,16 @@ def test_sigkill_then_resume_matches_uninterrupted(cli_fast, tmp_path, name):
     res = cli_fast(*args, "--resume", "--out", tmp_path / "cut", "--no-progress")
     assert res.returncode == 0, res.stderr
     assert "resuming from checkpoint" in res.stdout
-    a = json.loads((tmp_path / "ref" / run / "summary.json").read_text())
+    a = json.loads((ref / run / "summary.json").read_text())
     b = json.loads((tmp_path / "cut" / run / "summary.json").read_text())
     assert b["resumed_from_period"] >= kill_after
     assert strip(a) == strip(b)
-    assert rows_without_time(tmp_path / "ref" / run / "metrics.jsonl") == rows_without_time(tmp_path / "cut" / run / "metrics.jsonl")
+    assert rows_without_time(ref / run / "metrics.jsonl") == rows_without_time(tmp_path / "cut" / run / "metrics.jsonl")
 
 
-def test_damaged_checkpoint_falls_back_to_previous(cli_fast, tmp_path):
+def test_damaged_checkpoint_falls_back_to_previous(cli_fast, finished_run, tmp_path):
     args, run = RUNS["rnn"]
-    ref = cli_fast(*args, "--out", tmp_path, "--no-progress")
-    assert ref.returncode == 0, ref.stderr
+    finished_run("rnn", tmp_path)
     ckpts = tmp_path / run / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["3", "4", "5"]
     # Truncate every data file of the newest checkpoint, as a crash or a full disk would.

@@ -84,6 +84,7 @@ def _losses(make, idx, mode: str | None) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("torch_compile")   # one worker pays inductor's first-compile start-up, not both
 @pytest.mark.parametrize("model,mode", [
     ("toy", "compile"), ("toy", "compile-max-autotune"), ("toy", "compile+opt"),
     pytest.param("toy", "compile-cudagraphs", marks=pytest.mark.skipif(not ON_CUDA, reason="CUDA only")),
