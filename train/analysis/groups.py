@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as sp
 
 from train.analysis import stats
 from train.errors import UsageError
@@ -162,6 +161,7 @@ def mean_curves(runs: list[dict], x: str) -> dict:
                            for v in xs] for run in runs], np.float64).reshape(len(runs), len(xs))
         mean, n = table.mean(0), len(runs)
         if n >= 2:
+            from scipy import stats as sp  # on first use: its import is slow, most commands never need it
             half = sp.t.ppf(1 - stats.ALPHA / 2, n - 1) * table.std(0, ddof=1) / np.sqrt(n)
             band = [(mean - half).tolist(), (mean + half).tolist()]
         else:

@@ -7,13 +7,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from train.engine.results import save_figure
 
-from train.engine.results import save_figure  # noqa: E402
+
+class _Pyplot:
+    """``matplotlib.pyplot``, headless (Agg), imported on first use: importing it takes a large share of
+    a command's start-up, and most processes (workers, bench children, ``--help``) draw nothing."""
+
+    def __getattr__(self, name: str):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+        return getattr(matplotlib.pyplot, name)
+
+
+plt = _Pyplot()
 
 SPLIT_STYLE = {"train": "-", "test": "--"}
 

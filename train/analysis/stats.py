@@ -15,11 +15,25 @@ practically nil, which is the question a cross-framework study asks.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import special, stats
+
+
+class _OnFirstUse:
+    """A module imported when first used: scipy.stats' import is a large share of a command's start-up,
+    and most commands never compare groups."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+stats, special = _OnFirstUse("scipy.stats"), _OnFirstUse("scipy.special")
 
 ALPHA = 0.05
 POWER = 0.8   # what "seeds needed" aims for: this chance of a settled verdict if the observed effect is real

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from train.bench.records import PARALLEL_MODES, Record  # noqa: E402
-from train.bench.report import steady  # noqa: E402
-from train.engine.results import save_figure  # noqa: E402
+from train.analysis.plots import plt
+from train.bench.records import PARALLEL_MODES, Record
+from train.bench.report import steady
+from train.engine.results import save_figure
 
 
 def batch_curves(records: list[Record]) -> list[dict]:

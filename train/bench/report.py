@@ -6,17 +6,13 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-
-from train.bench.records import Record, fmt_time  # noqa: E402
-from train.bench.suites import RECIPE_BATCH, SUITES  # noqa: E402
-from train.bench.timing import paired_ratio, ratio_range  # noqa: E402
-from train.engine.results import save_figure  # noqa: E402
+from train.analysis.plots import plt
+from train.bench.records import Record, fmt_time
+from train.bench.suites import RECIPE_BATCH, SUITES
+from train.bench.timing import paired_ratio, ratio_range
+from train.engine.results import save_figure
 
 # GPU targets: JAX fused bf16 examples/s and, for the CNN, its speed over the best PyTorch record
 # at the same batch; each at the recipe batch and at the throughput-maximising batch.
@@ -370,9 +366,9 @@ def _panel(ax, records: list[Record], suite: str, gpu: bool) -> None:
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.set_yscale("log")
     ax.set_ylim(min([*vals, 1.0]) / 1.6, max([*vals, 1.0]) * 1.6)
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}x"))
     # Minor ticks labelled at 2x and 5x of each decade.
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+    ax.yaxis.set_minor_formatter(plt.FuncFormatter(
         lambda v, _: f"{v:g}x" if v > 0 and round(v / 10 ** np.floor(np.log10(v)), 6) in (2, 5)
         else ""))
     ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)

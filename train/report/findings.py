@@ -10,7 +10,6 @@ with fewer than ``MIN_SEEDS`` seeds it says so.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from train.analysis.stats import compare_groups, describe, verdict_line
 from train.report.markdown import _pct
@@ -214,6 +213,7 @@ def trend(runs: list[dict]) -> dict | None:
     acc = np.array([r["test_accuracy"] for r in runs], dtype=np.float64)
     if len(runs) < 3 or np.ptp(t) == 0 or np.ptp(acc) == 0:
         return None
+    from scipy import stats  # on first use: its import is slow, most commands never need it
     rho = stats.spearmanr(t, acc)
     fit = stats.linregress(t, acc)
     half = stats.t.ppf(0.975, len(runs) - 2) * fit.stderr
