@@ -10,6 +10,7 @@ step's wiring, not the experiments (the report's own tests check those).
 from __future__ import annotations
 
 import dataclasses
+import importlib.abc
 import sys
 from pathlib import Path
 
@@ -35,9 +36,17 @@ def tiny_plan(quick: bool, data: str, seed: int, seeds: int = 3) -> report_plan.
     return plan
 
 
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden by scripts/dry_report.py)", name=name)
+        return None
+
+
 if __name__ == "__main__":
     report_plan.make_plan = tiny_plan
     # The report as on a machine without PyTorch (a case it handles): its rendering would import torch
-    # even to say that no part used it.
-    sys.modules["torch"] = None
+    # even to say that no part used it. An import hook, not sys.modules["torch"] = None: on such a
+    # machine torch is absent from sys.modules, which libraries probing for it (scipy) rely on.
+    sys.meta_path.insert(0, NoTorch())
     sys.exit(main(["report", *sys.argv[1:]]))
