@@ -27,6 +27,7 @@ from train.backends.jax_backend import JaxBackend  # noqa: E402
 from train.engine.schedule import epoch_batches
 from train.backends.jax_parallel import model_axis  # noqa: E402
 from train.backends.jax_trainer import select_devices  # noqa: E402
+from train.runtime import enable_compilation_cache  # noqa: E402
 
 
 def backend(arrays, path, seed=0):
@@ -66,6 +67,7 @@ def run(path, ckpt_dir):
 
 
 def main(out, paths):
+    enable_compilation_cache()  # as every training command does: a rerun loads its programs
     report = {path: run(path, f"{out}.{path}.checkpoints") for path in paths.split(",")}
     if jax.process_index() == 0:
         with open(out, "w") as f:
