@@ -30,8 +30,12 @@ from train.backends.jax_trainer import select_devices  # noqa: E402
 from train.runtime import enable_compilation_cache  # noqa: E402
 
 
+# Batches of 32, 3 a epoch: every step's collectives cross the processes through gloo, and are its cost.
+BATCH = 32
+
+
 def backend(arrays, path, seed=0):
-    devices = select_devices(0, 16)
+    devices = select_devices(0, BATCH)
     model = MLP(6, (16, 8), 2, batch_norm=True, dropout=0.25, axis_name=model_axis(path), rngs=nnx.Rngs(seed))
     return JaxBackend(model, optax.sgd(0.1, momentum=0.9), lambda v: v, arrays, seed=seed, devices=devices,
                       eval_batch=8, parallel=path)
@@ -58,7 +62,7 @@ def run(path, ckpt_dir):
                 np.array_equal(a, b) for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(be.host_state())))}
             if not restored["equal"]:  # on any process
                 sys.exit(f"process {jax.process_index()}: the restored state differs from the saved one")
-        be.train(epoch_batches(96, 16, e, 0))
+        be.train(epoch_batches(96, BATCH, e, 0))
         evs.append(be.evaluate())
     st = be.host_state()
     leaves = [np.asarray(v).ravel().tolist() for v in jax.tree.leaves((st.params, st.model_state))]
