@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-matrix setup clean
+.PHONY: run test test-all test-matrix setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,7 +17,12 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m train report --quick --out results
 
+# The everyday suite: everything but the tests marked `full` (many processes or simulated devices).
 test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder -q -m "not full"
+
+# Every test, the `full` ones included: what CI (.ci/run) runs.
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder -q
 
 # The suite under settings that change the arithmetic as another machine would (threads, ISA caps,

@@ -17,6 +17,9 @@ from train.bench.cli import with_parallel
 from train.bench.records import PARALLEL_MODES
 from train.bench.report import fmt_time
 
+# The paths on 1, 2 and 4 simulated devices, in a child process: `make test-all` (CI), not `make test`.
+pytestmark = pytest.mark.full
+
 PATHS = list(PARALLEL_MODES)
 BATCH, STEPS = 32, 2
 

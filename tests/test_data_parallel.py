@@ -16,6 +16,9 @@ import pytest
 from conftest import ROOT, xla_flags
 from tolerances import U32, run_bound
 
+# Every test here starts processes with simulated devices or several processes: `make test-all` (CI).
+pytestmark = pytest.mark.full
+
 # pmap sums each step's gradients and batch statistics over the devices' shards: another order of the
 # batch sums, and XLA may tile a layer's sums otherwise for the smaller per-device batch. Each of the
 # 2 periods x 3 steps then adds, in each run, the rounding of the widest sum: the 192 inputs of the

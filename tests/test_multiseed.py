@@ -359,6 +359,7 @@ sys.exit(max(main(args) for args in json.loads(sys.argv[1])))
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_sweep_seeds_spread_over_four_devices_in_one_program(tmp_path):
     """rnn-sweep --seeds 4 on 4 devices: one program, one seed per device (shard_map over the vmapped
     seeds); each seed as its run alone on one device, within TOL (bit-identical on XLA:CPU here)."""

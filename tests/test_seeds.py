@@ -247,6 +247,7 @@ def test_an_interrupted_seed_resumes_alone_from_the_shared_programs_checkpoint(t
     assert abs(again["jax"][1]["final"]["test_loss"] - got["jax"][1]["final"]["test_loss"]) <= tol(30, 90)
 
 
+@pytest.mark.full
 def test_several_devices_split_the_seeds_in_one_program(tmp_path):
     import os
     import subprocess
