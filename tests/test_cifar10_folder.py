@@ -281,6 +281,7 @@ def shared_cache(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.full  # decodes all 60,000 images of the real copy: `make test-all` (CI)
 @pytest.mark.skipif(not SHARED_CIFAR.is_dir(), reason=f"{SHARED_CIFAR} is absent")
 def test_shared_copy(shared_cache, monkeypatch):
     start = time.perf_counter()
