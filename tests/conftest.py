@@ -143,3 +143,14 @@ def finished_run(tmp_path_factory):
         shutil.copytree(done[name], into, dirs_exist_ok=True)
         return into
     return get
+
+
+def run_bench(argv: list[str]) -> int:
+    """``python -m train bench ARGV`` in this process: the bench's parser and entry point."""
+    import argparse
+
+    from train import bench
+    p = argparse.ArgumentParser()
+    bench.add_parser(p.add_subparsers(dest="command"))
+    args = p.parse_args(["bench", *argv])
+    return args.func(args)

@@ -15,6 +15,8 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import run_bench
+
 from tolerances import U32, run_bound
 from train import bench
 from train.bench import report, timing, whole_run
@@ -242,11 +244,7 @@ def test_jax_runner_records_the_trainers_compile_and_program(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 def _run(argv):
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="command")
-    bench.add_parser(sub)
-    args = p.parse_args(["bench", *argv])
-    return args.func(args)
+    return run_bench(argv)
 
 
 @pytest.fixture(scope="module")

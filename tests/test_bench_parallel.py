@@ -6,13 +6,13 @@ paths' ratios are the records' own paired windows; bench.md's table and the scal
 No assertion depends on how fast anything ran.
 """
 
-import argparse
 import json
 import statistics
 
 import pytest
 
-from train import bench
+from conftest import run_bench
+
 from train.bench.cli import with_parallel
 from train.bench.records import PARALLEL_MODES
 from train.bench.report import fmt_time
@@ -25,11 +25,7 @@ BATCH, STEPS = 32, 2
 
 
 def _run(argv):
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="command")
-    bench.add_parser(sub)
-    args = p.parse_args(["bench", *argv])
-    return args.func(args)
+    return run_bench(argv)
 
 
 @pytest.fixture(scope="module")
