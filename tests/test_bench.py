@@ -18,7 +18,6 @@ import pytest
 from conftest import run_bench
 
 from tolerances import U32, run_bound
-from train import bench
 from train.bench import report, timing, whole_run
 from train.bench.jax_runner import Artifacts, build_trainer, jax_runner, jax_setup
 from train.bench.records import Record, run_name, skipped
