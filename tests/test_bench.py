@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from conftest import run_bench
-
 from tolerances import U32, run_bound
 from train.bench import report, timing, whole_run
 from train.bench.jax_runner import Artifacts, build_trainer, jax_runner, jax_setup
