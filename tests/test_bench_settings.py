@@ -142,11 +142,24 @@ def test_best_torch_is_named_in_every_ratio_row():
                                "examples_per_s": 64.0}
     assert d["torch_not_run"] == {"compile-cudagraphs": "CUDA only"}
     assert d["jax_fused_vs_best_torch"] == 2.0 and d["jax_fused_vs_best_torch_range"] == [0.5, 3.0]  # 2/1, 3/1, 2/4
+    assert d["jax_best_vs_best_torch"] == {"mode": "fused", "ratio": 2.0, "range": [0.5, 3.0]}
     assert report.torch_name(loop) == "compile (loop)"
     assert report.compute_ratios(recs, gpu=False)["rnn-palindrome/bf16/b128"]["best_torch"]["name"] == "eager"
     row = next(r for r in report.markdown(recs, report.compute_ratios(recs, gpu=False), [], {}).splitlines()
                if r.startswith("| rnn-palindrome/fp32/b128 |"))
     assert "| nn.RNN-eager, 64/s; not run: compile-cudagraphs | 2.00x (0.50-3.00) |" in row
+
+
+def test_jax_at_its_best_is_step_loop_where_it_does_not_fuse():
+    """A CPU convnet runs one step per call: the ratio row takes JAX's fastest single-device mode."""
+    recs = [_rec("cnn-cifar", "jax", "step-loop", "fp32", 32, windows=[2.0, 2.0, 2.0]),
+            _rec("cnn-cifar", "torch", "eager", "fp32", 32, windows=[3.0, 1.0, 3.0])]
+    d = report.compute_ratios(recs, gpu=False)["cnn-cifar/fp32/b32"]
+    assert "jax_fused_vs_best_torch" not in d
+    assert d["jax_best_vs_best_torch"] == {"mode": "step-loop", "ratio": 1.5, "range": [0.5, 1.5]}  # 3/2, 1/2, 3/2
+    row = next(r for r in report.markdown(recs, report.compute_ratios(recs, gpu=False), [], {}).splitlines()
+               if r.startswith("| cnn-cifar/fp32/b32 |"))
+    assert "| 1.50x (0.50-1.50) step-loop |" in row
 
 
 def test_legacy_mode_names():
