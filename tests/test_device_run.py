@@ -4,6 +4,7 @@ sizes on this machine, so the script cannot rot."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -134,7 +135,7 @@ def test_pack_builds_the_archive_and_a_missing_folder_is_a_usage_error(tmp_path)
 
 # `all --dry-run` in three parts that xdist runs side by side (--steps, numbered as `plan` prints them),
 # each about a third of the steps' time; together every step, once (checked below).
-DRY_GROUPS = {"env+rnn+report": [1, 2, 4, 5, 10, 11, 14], "cnn+profiles": [3, 6, 12, 13], "more+variants": [7, 8, 9, 15]}
+DRY_GROUPS = {"env+rnn+report": [1, 2, 4, 10, 11, 14], "cnn+profiles": [3, 6, 12, 13], "more+variants": [5, 7, 8, 9, 15]}
 DRY_BENCHES = {"env+rnn+report": {"bench-rnn128"},
                "cnn+profiles": {"bench-cnn256", "bench-cnn256-more", "bench-cnn1024", "bench-rnn8192"},
                "more+variants": {"bench-rnn128-more", "bench-cnn256-variants", "bench-rnn128-variants", "bench-mlp256"}}
@@ -148,6 +149,20 @@ def test_the_dry_run_parts_are_every_step_once(tmp_path):
     for name, group in DRY_GROUPS.items():
         assert {Path(plan[i - 1].argv[plan[i - 1].argv.index("--out") + 1]).name for i in group
                 if plan[i - 1].stage == "bench"} == DRY_BENCHES[name]
+
+
+def test_a_dry_repeat_copies_the_earlier_output_or_run_alone_runs_its_command(tmp_path):
+    same = [sys.executable, str(ROOT / "scripts" / "dry_same.py")]
+    write = [sys.executable, "-c", f"open({str(tmp_path / 'ran')!r}, 'w').write('ran')"]
+    (tmp_path / "a" / "bench").mkdir(parents=True)
+    (tmp_path / "a" / "bench" / "bench.json").write_text("{}")
+    p = subprocess.run([*same, "step a", str(tmp_path / "a"), str(tmp_path / "b"), "--", *write], capture_output=True, text=True)
+    assert p.returncode == 0 and "dry: at dry size the same command as step a" in p.stdout
+    assert (tmp_path / "b" / "bench" / "bench.json").read_text() == "{}" and not (tmp_path / "ran").exists()
+    p = subprocess.run([*same, "step a", str(tmp_path / "nope"), "--", *write], capture_output=True, text=True)
+    assert p.returncode == 0 and (tmp_path / "ran").read_text() == "ran"
+    p = subprocess.run([*same, "step a", "--", *write], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.startswith("error: ")
 
 
 def test_bad_steps_are_a_usage_error_and_nothing_is_written(tmp_path):
@@ -169,16 +184,33 @@ def test_device_run_all_dry_run(tmp_path, group):
         names = {n.removeprefix("./") for n in t.getnames()}
         benches = {n.split("/")[0]: json.load(t.extractfile("./" + n)) for n in names if n.endswith("bench/bench.json")}
         read = lambda n: t.extractfile("./" + n).read().decode() if n in names else None  # noqa: E731
+        # A step's log, by its name (logs/NN-NAME.log, as device_run.run_plan names it).
+        logs = {n: read(n) for n in names if n.startswith("logs/")}
+        step_log = lambda name: "".join(text for n, text in logs.items() if n.endswith(  # noqa: E731
+            "-" + name.replace(" ", "-").replace(",", "+") + ".log"))
         report, env_log, log, failed = read("results/REPORT.md"), read("logs/01-env.log"), read("device.log"), read("failed.txt")
     assert failed.strip() == "" and "planned" in log.splitlines()[0]
     assert len(log.split("\n== done in")[0].split("\n== wrote ")) == len(DRY_GROUPS[group]) + 1   # every step ran
     assert set(benches) == DRY_BENCHES[group]
     assert all(b["partial"] is False for b in benches.values())
+    # Dry benches keep JAX's persistent cache on: its programs were looked up in it.
+    assert {r["extra"]["persistent_cache"] for b in benches.values() for r in b["records"]
+            if r["framework"] == "jax" and not r["skipped"]} <= {"hit", "miss"}
+    # A dry repeat (P.dry_repeats) names the earlier step and holds its bench folder.
+    step_of = {P.out_name(s): s.name.split(" (")[0] for s in P.steps(sys.executable, tmp_path, "synthetic:512", True)}
+    for later, earlier in P.DRY_SAME_BENCH.items():
+        if later in benches:
+            assert benches[later] == benches[earlier]
+            assert "dry: at dry size the same command as" in step_log(step_of[later])
     assert not any("checkpoints" in n for n in names)
     if group == "env+rnn+report":
         assert '"versions"' in env_log
         assert "## Part 1, Tasks 1-2" in report and "## Part 3" in report
         assert "results/mlp-cifar/plain-fp32-s0/summary.json" in names
+        # The first later report call re-renders from the first one's runs; the next ones repeat it.
+        assert re.search(r"; [1-9]\d* runs reused\)", step_log("report toy,mlp,cnn,t19,sweep"))
+        assert "dry: at dry size the same command as" in step_log("report toy,mlp,cnn,t19,sweep,lstm")
+        assert "dry: at dry size the same command as" in step_log("report all")
     if group == "more+variants":
         variants = {r["mode"]: r for r in benches["bench-rnn128-variants"]["records"] if not r["skipped"]}
         assert set(variants) == {"fused", "fused-cb-off", "fused-cb-loop", "fused-cb-unroll"}

@@ -179,6 +179,10 @@ def _add_sizes(p) -> None:
                         "later; order --suite and --batch-sizes by importance (default: no limit)")
     p.add_argument("--quick", action="store_true",
                    help="fewer, shorter windows and a tiny CPU CNN: under 3 minutes on 2 CPU cores")
+    p.add_argument("--compile-cache", action="store_true",
+                   help="keep JAX's persistent compilation cache on, as the other commands do: compile "
+                        "times then include disk loads (each record's persistent_cache says hit or miss); "
+                        "for smoke runs such as scripts/device_run.sh --dry-run (default: off, compiles cold)")
 
 
 def _add_outputs(p) -> None:

@@ -161,7 +161,8 @@ def record_program(rec: Record, s: JaxSetup, trainer: Trainer, state, data, log:
     # The trainer's program is the costliest one compiled (the rest: small eager operations).
     for _, parts in log.costliest(1):
         rec.extra.update({_PART_FIELD[k]: round(v, 4) for k, v in parts.items()})
-    # bench turns JAX's persistent cache off, so compile times are cold; say so, or what it did.
+    # bench turns JAX's persistent cache off (unless --compile-cache), so compile times are cold;
+    # say so, or what it did.
     enabled = jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir
     rec.extra["persistent_cache"] = ("off" if not enabled else
                                      "hit" if log.cache_hits else "miss")

@@ -205,7 +205,7 @@ def _settings(args, plan: _Plan) -> dict:
     return {"suites": args.suite, "frameworks": args.frameworks, "modes": args.modes,
             "devices": plan.devices,
             "precisions": {s: resolve_precisions(args.precision, plan.gpu, s) for s in args.suite},
-            "quick": args.quick, "seed": args.seed,
+            "quick": args.quick, "compile_cache": args.compile_cache, "seed": args.seed,
             "batch_sizes": plan.spec, "sweep_precision": args.sweep_precision,
             "torch_compile": args.torch_compile, "torch_compile_mode": args.torch_compile_mode,
             "time_budget_s": args.time_budget, "profile": args.profile,
@@ -265,7 +265,8 @@ def run(args) -> int:
         raise UsageError(f"cannot write results to {out_dir}: {e.strerror or e}") from None
     # Compile times are measured cold: a persistent compilation cache would turn them into disk
     # loads. The toy whole-run measures the cold and the warm cache explicitly.
-    jax.config.update("jax_enable_compilation_cache", False)
+    if not args.compile_cache:
+        jax.config.update("jax_enable_compilation_cache", False)
     t_start, load_start = time.perf_counter(), _loadavg()
     plan = _plan(args, t_start)
     log = lambda s: print(s, flush=True)  # noqa: E731

@@ -65,7 +65,7 @@ def child_argv(args, spec, devices: Sequence[int], out: str) -> list[str]:
         argv += ["--profile", args.profile, "--profile-only", ",".join(args.profile_only)]
     if args.dump_hlo:
         argv += ["--dump-hlo", args.dump_hlo]
-    return argv + (["--quick"] if args.quick else [])
+    return argv + (["--quick"] if args.quick else []) + (["--compile-cache"] if args.compile_cache else [])
 
 
 def pmap_in_child(args, spec, devices: Sequence[int], n_sim: int, log=print) -> list[Record]:
