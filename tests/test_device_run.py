@@ -172,6 +172,7 @@ def test_bad_steps_are_a_usage_error_and_nothing_is_written(tmp_path):
 
 
 @pytest.mark.slow(longest=True)
+@pytest.mark.full  # every GPU step at tiny sizes, tens of processes: `make test-all` (CI)
 @pytest.mark.parametrize("group", sorted(DRY_GROUPS))
 def test_device_run_all_dry_run(tmp_path, group):
     env = {**os.environ, "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu"}
