@@ -37,7 +37,7 @@ TOP_KEYS = {"machine", "versions", "settings", "records", "ratios", "batches", "
             "partial"}
 SETTINGS_KEYS = {"suites", "frameworks", "modes", "devices", "precisions", "quick", "seed", "batch_sizes",
                  "sweep_precision", "torch_compile", "torch_compile_mode", "time_budget_s", "profile",
-                 "profile_only", "dump_hlo", "torch_available", "scaling", "pmap_child_devices"}
+                 "profile_only", "dump_hlo", "torch_available", "scaling", "pmap_child_devices", "compile_cache"}
 
 
 class FakeClock:
