@@ -35,13 +35,6 @@ def model_axis(parallel: str | None) -> str | None:
     return AXIS if parallel in ("pmap", "shard_map") else None
 
 
-def check_parallel(parallel: str) -> str:
-    from train.errors import UsageError
-    if parallel not in PARALLEL:
-        raise UsageError(f"--parallel must be one of {', '.join(PARALLEL)}, got {parallel!r}")
-    return parallel
-
-
 def global_devices(local: list) -> list:
     """Every device of the job in shard order: process 0's, then process 1's (this process's are
     ``local``, in its order), so shard ``pid * n + j`` is this process's j-th device."""

@@ -254,6 +254,8 @@ class Trainer:
         self.shards = self.n * self.n_proc               # devices in the whole job
         # One device takes the plain jit path unless a path is named (so `bench` can time what it costs);
         # several take pmap unless another path is named.
+        if parallel not in (None, *jax_parallel.PARALLEL):
+            raise ValueError(f"parallel must be None or one of {jax_parallel.PARALLEL}, got {parallel!r}")
         self.path = parallel if parallel is not None else ("pmap" if self.shards > 1 else None)
         self.parallel = self.path is not None
         self.fns = StepFns(graphdef, tx, preprocess, jax_parallel.model_axis(self.path))
