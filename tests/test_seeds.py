@@ -262,11 +262,15 @@ def test_several_devices_split_the_seeds_in_one_program(tmp_path):
                             str(tmp_path / devices)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         assert "one after the other" not in r.stderr
+    # One seed per device against two seeds on one: every matmul is batched over 1 seed instead of 2, and
+    # XLA may pick other kernels for it (it does under an AVX2 cap on an AVX-512 CPU), so each of the 30
+    # steps may round its widest sum, the batch of 30 or the 20 hidden units, otherwise (run_bound).
+    bound = run_bound(U32, n=30, steps=30, margin=2)
     for s in (0, 1):
         spread, one = (json.loads((tmp_path / d / "mlp-toy" / f"moons-jax-s{s}" / "summary.json").read_text())
                        for d in ("2", "1"))
-        # Each seed on a device of its own, both in one program; the vmapped program per device is the
-        # one-device program's, seed for seed, so the numbers are the same bits.
+        # Each seed on a device of its own, both in one program.
         assert (spread["devices"], spread["seed_devices"], spread["trained_together"]) == (1, 2, 2)
         assert spread["compilations"]["programs"]["train_period"] == 1
-        assert spread["final"] == one["final"]
+        for k, v in one["final"].items():
+            assert abs(spread["final"][k] - v) <= bound, (s, k, spread["final"][k], v)
