@@ -77,7 +77,7 @@ def main(n_dev):
     # SGD rather than AdamW for the batch-norm models: the bias before a batch norm gets a gradient that is
     # zero up to float noise, and Adam rescales that noise to a full learning-rate step, in either run.
     report["mlp-improved"] = case(
-        "mlp-improved", lambda ax: MLP(192, (32, 16), 10, batch_norm=True, dropout=0.0, axis_name=ax, rngs=nnx.Rngs(0)),
+        "mlp-improved", lambda ax: MLP(192, (32, 16), 10, batch_norm=True, dropout=0.25, axis_name=ax, rngs=nnx.Rngs(0)),
         optax.sgd(0.05, momentum=0.9), cifar, 16, 3, n_dev, preprocess=to_float)
     # 16x16 inputs and 8 examples per device: with fewer, channels after the last ReLU are all zero in a
     # batch, batch norm divides by sqrt(eps) and float rounding gets amplified by ~300x.

@@ -108,8 +108,12 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
 FOUR_DEVICE_RUNS = [
     (["mlp-toy", "--dataset", "moons", "--framework", "jax", "--steps", "60", "--batch-size", "32"],
      "mlp-toy/moons-jax-s0"),
-    (["mlp-cifar", "--data", "synthetic:512", "--epochs", "1", "--batch-size", "64", "--variant", "improved"],
-     "mlp-cifar/improved-fp32-s0"),
+    # The plain MLP: the improved one's AdamW turns the rounding noise in the gradient of each bias before a
+    # batch norm (zero but for rounding) into whole learning-rate steps, beyond any rounding bound
+    # (tolerances.adam_drift_bound); its batch norm and dropout are checked on every path with SGD in
+    # tests/pmap_equivalence.py.
+    (["mlp-cifar", "--data", "synthetic:512", "--epochs", "1", "--batch-size", "64", "--variant", "plain"],
+     "mlp-cifar/plain-fp32-s0"),
     (["cnn-cifar", "--data", "synthetic:64", "--epochs", "1", "--batch-size", "32", "--limit-test", "16",
       "--eval-batch", "8"], "cnn-cifar/cnn-fp32-s0"),
     (["rnn-palindrome", "--input-length", "5", "--epochs", "2", "--data-size", "1000", "--batch-size", "64"],
@@ -120,7 +124,7 @@ FOUR_DEVICE_RUNS = [
 # layer's (2, 3072, 3072 inputs; the RNN's 128 hidden units), over the run's steps (run_bound, margin 2). The
 # CNN's batch norm on 1x1 maps amplifies rounding by up to 1 / sqrt(eps) (see PARAMS_TOL).
 CLI_TOL = {"mlp-toy/moons-jax-s0": run_bound(U32, n=32, steps=60, margin=2),
-           "mlp-cifar/improved-fp32-s0": run_bound(U32, n=3072, steps=8, margin=2),
+           "mlp-cifar/plain-fp32-s0": run_bound(U32, n=3072, steps=8, margin=2),
            "cnn-cifar/cnn-fp32-s0": run_bound(U32, n=32 * 9 * 512, steps=2, margin=2) / np.sqrt(1e-5),
            "rnn-palindrome/T5-vanilla-fp32-s0": run_bound(U32, n=128, steps=32, margin=2)}
 FOUR_DEVICE_CHILD = """
