@@ -26,7 +26,7 @@ from train.precision import Precision
 MEAN, INV_STD = "_norm_mean", "_norm_inv_std"
 
 
-def vmap_supported(devices: Sequence | None = None) -> bool:
+def vmap_supported() -> bool:
     """True where seeds can share one program: one process (its devices split the seeds)."""
     return jax.process_count() == 1
 

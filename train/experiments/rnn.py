@@ -238,7 +238,7 @@ def train_seeds_together(cfgs: list[RNNConfig], workdir: str | Path, *, progress
     if len({json.dumps({**dataclasses.asdict(c), "seed": 0}, sort_keys=True) for c in cfgs}) != 1:
         raise ValueError("train_seeds_together: the configs may differ only in their seed")
     devices = select_devices(cfgs[0].devices, cfgs[0].batch_size)
-    if not vmap_supported(devices) or cfgs[0].framework != "jax":
+    if not vmap_supported() or cfgs[0].framework != "jax":
         raise ValueError("train_seeds_together runs JAX in one process")
     data = [_load(c) for c in cfgs]
     cfg = cfgs[0]

@@ -44,7 +44,8 @@ def sweep(cfg: RNNConfig, lengths: list[int], seeds: int, cells: list[str], out:
             raise UsageError(f"--cells must be drawn from {', '.join(CELLS)}, got {c!r}")
     out = Path(out)
     sweep_dir = prepare_run_dir(out, cfg.sweep_name, "")
-    together = seeds > 1 and vmap_supported(select_devices(cfg.devices, cfg.batch_size))
+    select_devices(cfg.devices, cfg.batch_size)  # a bad --devices fails before anything trains
+    together = seeds > 1 and vmap_supported()
     if seeds > 1 and not together:
         print("note: rnn-sweep trains the seeds one after the other: seeds share one program only in a single "
               "process", file=sys.stderr)

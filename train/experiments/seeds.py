@@ -37,7 +37,8 @@ def check(seeds, seed: int) -> None:
 
 def together_here(cfg) -> bool:
     """Whether JAX seeds of ``cfg`` share one program: one process (its devices split the seeds)."""
-    return vmap_supported(select_devices(cfg.devices, cfg.batch_size))
+    select_devices(cfg.devices, cfg.batch_size)  # a bad --devices fails here, before anything is written
+    return vmap_supported()
 
 
 def train_framework(cfgs: Sequence, framework: str, run_dirs: Sequence[Path], *, alone: TrainMany,
